@@ -1,0 +1,1 @@
+"""Durable bytes: the WAL, snapshot files, and the storage engines."""

@@ -1,0 +1,1 @@
+"""The Twisted TCP protocol that carries Raft messages between peers."""

@@ -1,0 +1,29 @@
+"""Packaging for MetaStore.
+
+The ``twisted.plugins`` entry makes ``twistd metastore`` work from a regular
+``pip install .``; the plugin module is a single ``ServiceMaker``.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="metastore",
+    version="0.1.0",
+    description="A lightweight, strongly consistent, replicated metadata store",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["metastore", "metastore.*"]) + ["twisted.plugins"],
+    include_package_data=True,
+    install_requires=[
+        "twisted>=23.8.0",
+        "klein>=23.5.0",
+        "sortedcontainers>=2.4.0",
+        "rocksdict>=0.3.20",
+        "msgpack>=1.0.5",
+        "treq>=23.11.0",
+        "prometheus_client>=0.17.0",
+    ],
+    extras_require={"test": ["hypothesis>=6.80.0"]},
+    entry_points={"console_scripts": ["metastore = metastore.cli:main"]},
+)

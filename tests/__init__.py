@@ -1,0 +1,1 @@
+"""Tests for MetaStore; the layout mirrors the ``metastore`` package."""
