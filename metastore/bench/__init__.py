@@ -1,0 +1,1 @@
+"""Benchmarks: load generators run by hand, never as timed tests."""

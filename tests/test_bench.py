@@ -1,0 +1,446 @@
+"""Tests for the HTTP benchmark, ``metastore.bench.http``.
+
+The parser, the statistics and the client state machine are tested without
+sockets; one test class runs short, bounded benchmarks over real TCP against
+a tiny in-test HTTP server, because that is the only way to see the whole
+client work against a real HTTP implementation.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from itertools import count
+from urllib.parse import unquote
+
+from twisted.internet import reactor as global_reactor
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.http import HTTPChannel
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from metastore.bench.http import (
+    CONNECTION_LOST,
+    GET,
+    GET_SERIALIZABLE,
+    PUT,
+    TIMEOUT,
+    BenchConfig,
+    BenchOptions,
+    LatencySummary,
+    LoadRun,
+    MalformedResponse,
+    Operation,
+    ParsedResponse,
+    RequestWriter,
+    ResponseParser,
+    Target,
+    Workload,
+    format_report,
+    percentile,
+    populate_keys,
+    result_as_json,
+    run_benchmark,
+)
+
+
+def feed_bytewise(parser: ResponseParser, data: bytes) -> list[ParsedResponse]:
+    """Feed ``data`` one byte at a time; return every completed response."""
+    responses: list[ParsedResponse] = []
+    for i in range(len(data)):
+        responses.extend(parser.feed(data[i : i + 1]))
+    return responses
+
+
+class PercentileTests(SynchronousTestCase):
+    """``percentile`` is the nearest-rank percentile."""
+
+    def test_small_lists(self) -> None:
+        """p50 of four values is the second; p0 the minimum; p100 the maximum."""
+        values = [1.0, 2.0, 3.0, 4.0]
+        self.assertEqual(percentile(values, 50), 2.0)
+        self.assertEqual(percentile(values, 51), 3.0)
+        self.assertEqual(percentile(values, 0), 1.0)
+        self.assertEqual(percentile(values, 100), 4.0)
+
+    def test_hundred_values(self) -> None:
+        """Over 1..100, the pN percentile is N exactly."""
+        values = [float(v) for v in range(1, 101)]
+        for p in (1, 50, 90, 99, 100):
+            self.assertEqual(percentile(values, p), float(p))
+
+    def test_single_value(self) -> None:
+        """Every percentile of one value is that value."""
+        for p in (0, 50, 99, 100):
+            self.assertEqual(percentile([7.0], p), 7.0)
+
+    def test_invalid(self) -> None:
+        """No values, or a percent outside [0, 100], is an error."""
+        self.assertRaises(ValueError, percentile, [], 50)
+        self.assertRaises(ValueError, percentile, [1.0], 101)
+        self.assertRaises(ValueError, percentile, [1.0], -1)
+
+    def test_summary_sorts(self) -> None:
+        """``LatencySummary.of`` sorts its input; it is None for no input."""
+        summary = LatencySummary.of([float(v) for v in reversed(range(1, 11))])
+        self.assertEqual(summary, LatencySummary(p50=5.0, p90=9.0, p99=10.0, max=10.0))
+        self.assertIsNone(LatencySummary.of([]))
+
+
+class ResponseParserTests(SynchronousTestCase):
+    """``ResponseParser`` frames responses however their bytes are split."""
+
+    def test_content_length_bytewise(self) -> None:
+        """A Content-Length body is returned whole, only after its last byte."""
+        parser = ResponseParser()
+        data = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Other: a:b\r\n\r\nhello"
+        self.assertEqual(feed_bytewise(parser, data[:-1]), [])
+        self.assertEqual(parser.feed(data[-1:]), [ParsedResponse(200, b"hello", True)])
+
+    def test_no_body_statuses(self) -> None:
+        """A 204 has no body even without Content-Length; 304 likewise."""
+        parser = ResponseParser()
+        data = b"HTTP/1.1 204 No Content\r\nServer: x\r\n\r\nHTTP/1.1 304 Not Modified\r\n\r\n"
+        self.assertEqual(
+            feed_bytewise(parser, data),
+            [ParsedResponse(204, b"", True), ParsedResponse(304, b"", True)],
+        )
+
+    def test_chunked_bytewise(self) -> None:
+        """Chunked bodies, with extensions and trailers, are reassembled."""
+        parser = ResponseParser()
+        data = (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3;ext=1\r\nabc\r\nA\r\n0123456789\r\n0\r\nTrailer: t\r\n\r\n"
+        )
+        self.assertEqual(
+            feed_bytewise(parser, data), [ParsedResponse(200, b"abc0123456789", True)]
+        )
+
+    def test_pipelined_in_one_feed(self) -> None:
+        """Several responses in one chunk of bytes all come out, in order."""
+        parser = ResponseParser()
+        data = (
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 2\r\n\r\nno"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"
+        )
+        self.assertEqual(
+            [r.status for r in parser.feed(data)], [404, 503, 200]
+        )
+
+    def test_interim_response_skipped(self) -> None:
+        """A 100 Continue is not a response to report."""
+        parser = ResponseParser()
+        data = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"
+        self.assertEqual(feed_bytewise(parser, data), [ParsedResponse(204, b"", True)])
+
+    def test_connection_close(self) -> None:
+        """``Connection: close`` and HTTP/1.0 both end keep-alive."""
+        parser = ResponseParser()
+        data = (
+            b"HTTP/1.1 204 No Content\r\nConnection: Close\r\n\r\n"
+            b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"
+        )
+        self.assertEqual([r.keep_alive for r in feed_bytewise(parser, data)], [False, False, True])
+
+    def test_close_delimited_body(self) -> None:
+        """Without framing headers the body runs to the close."""
+        parser = ResponseParser()
+        self.assertEqual(feed_bytewise(parser, b"HTTP/1.1 200 OK\r\n\r\nall of it"), [])
+        self.assertEqual(parser.connection_lost(), ParsedResponse(200, b"all of it", False))
+
+    def test_interrupted_response_dropped(self) -> None:
+        """A response cut off mid-body is not reported at the close."""
+        parser = ResponseParser()
+        parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        self.assertIsNone(parser.connection_lost())
+
+    def test_malformed(self) -> None:
+        """Garbage in the status line, headers or chunk sizes raises."""
+        for data in (
+            b"SPDY/3 200 OK\r\n\r\n",
+            b"HTTP/1.1 2000 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nxyz",
+        ):
+            self.assertRaises(MalformedResponse, feed_bytewise, ResponseParser(), data)
+
+    def test_unbounded_head_refused(self) -> None:
+        """A head that never ends is refused once past the limit."""
+        parser = ResponseParser(max_head_bytes=100)
+        self.assertRaises(MalformedResponse, parser.feed, b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 20)
+
+
+class RequestWriterTests(SynchronousTestCase):
+    """``RequestWriter`` sends the REST contract's requests."""
+
+    def test_requests(self) -> None:
+        """Keys are one percent-encoded segment under the URL's path."""
+        writer = RequestWriter(Target.from_url("http://db1:8080/v1/"), "bench/", b"val")
+        self.assertEqual(
+            writer.request(PUT, 7),
+            b"PUT /v1/bench%2F7 HTTP/1.1\r\nHost: db1:8080\r\nContent-Length: 3\r\n\r\nval",
+        )
+        self.assertEqual(
+            writer.request(GET, 12), b"GET /v1/bench%2F12 HTTP/1.1\r\nHost: db1:8080\r\n\r\n"
+        )
+        self.assertEqual(
+            writer.request(GET_SERIALIZABLE, 0),
+            b"GET /v1/bench%2F0?serializable=true HTTP/1.1\r\nHost: db1:8080\r\n\r\n",
+        )
+
+    def test_bad_urls(self) -> None:
+        """Only plain http:// base URLs are accepted."""
+        for url in ("https://a:1", "a:1", "http://", "http://a:1/?x=1"):
+            self.assertRaises(ValueError, Target.from_url, url)
+
+
+class OptionsTests(SynchronousTestCase):
+    """``BenchOptions`` parses the documented command line."""
+
+    def test_urls_and_defaults(self) -> None:
+        """``--url`` repeats and splits on commas; defaults match the brief."""
+        options = BenchOptions()
+        options.parseOptions(["--url", "http://a:1,http://b:2", "-u", "http://c:3"])
+        config = options.config
+        self.assertEqual(config.urls, ("http://a:1", "http://b:2", "http://c:3"))
+        self.assertEqual(
+            (config.clients, config.duration, config.requests, config.value_size, config.keys),
+            (64, 10.0, None, 256, 10000),
+        )
+        self.assertEqual((config.key_prefix, config.operation, config.populate), ("bench/", Operation.PUT, True))
+
+    def test_invalid(self) -> None:
+        """Missing URLs, unknown ops and contradictory limits are refused."""
+        for argv in (
+            [],
+            ["--url", "http://a:1", "--op", "delete"],
+            ["--url", "http://a:1", "-d", "1", "-n", "5"],
+            ["--url", "http://a:1", "--clients", "0"],
+            ["--url", "ftp://a:1"],
+        ):
+            self.assertRaises(usage.UsageError, BenchOptions().parseOptions, argv)
+
+
+class ScriptedConnectionTests(SynchronousTestCase):
+    """A simulated client over in-memory transports, on a fake clock."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.run = LoadRun(
+            self.reactor,
+            [Target.from_url("http://127.0.0.1:8080")],
+            1,
+            Workload(Operation.PUT, count().__next__, random.Random(0)),
+            "k/",
+            b"v",
+            requests=4,
+            request_timeout=5.0,
+            now=self.reactor.seconds,
+        )
+        self.result = self.run.start()
+
+    def accept(self, index: int):
+        """Complete the ``index``-th connection attempt; returns its protocol
+        and transport."""
+        host, port, factory, _, _ = self.reactor.tcpClients[index]
+        self.assertEqual((host, port), ("127.0.0.1", 8080))
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_outcomes(self) -> None:
+        """Close, bytewise 503, loss and timeout each end one request, are
+        each tallied, and the client reconnects after every one."""
+        protocol, transport = self.accept(0)
+        self.assertEqual(transport.value(), b"PUT /k%2F0 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: 1\r\n\r\nv")
+        self.reactor.advance(0.25)
+        protocol.dataReceived(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+        self.assertTrue(transport.disconnecting)
+        protocol.connectionLost(None)
+
+        protocol, transport = self.accept(1)
+        self.assertIn(b"/k%2F1 ", transport.value())
+        for byte in b"HTTP/1.1 503 Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n":
+            protocol.dataReceived(bytes([byte]))
+        self.assertIn(b"/k%2F2 ", transport.value())
+        protocol.connectionLost(None)
+
+        self.reactor.advance(1)  # the retry delay
+        protocol, transport = self.accept(2)
+        self.assertIn(b"/k%2F3 ", transport.value())
+        self.reactor.pump([1.0] * 6)  # past the request timeout
+        self.assertTrue(transport.disconnecting)
+        self.assertNoResult(self.result)  # waits for the connection to close
+        protocol.connectionLost(None)
+
+        result = self.successResultOf(self.result)
+        self.assertEqual(
+            result.overall.outcomes, {"204": 1, "503": 1, CONNECTION_LOST: 1, TIMEOUT: 1}
+        )
+        self.assertEqual((result.overall.requests, result.overall.succeeded), (4, 1))
+        self.assertEqual(result.overall.latency.p50, 0.25)
+        self.assertEqual(len(self.reactor.tcpClients), 3)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+
+class KeyValueResource(Resource):
+    """A stand-in for the store: PUT/GET/DELETE on a dict, with 503 for
+    every key whose number is a multiple of 7, tallying what it answered."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: dict[str, bytes] = {}
+        self.answered: Counter[str] = Counter()
+
+    def render(self, request) -> bytes:
+        """Answer as the REST contract says, or 503 for the unlucky keys."""
+        key = unquote(request.path.decode("ascii")[1:])
+        status, body = self._answer(request, key)
+        request.setResponseCode(status)
+        self.answered[str(status)] += 1
+        return body
+
+    def _answer(self, request, key: str) -> tuple[int, bytes]:
+        if int(key.rsplit("/", 1)[1]) % 7 == 0:
+            request.setHeader(b"retry-after", b"1")
+            return 503, b"no leader"
+        if request.method == b"PUT":
+            self.values[key] = request.content.read()
+            return 204, b""
+        if request.method == b"GET":
+            if key in self.values:
+                return 200, self.values[key]
+            return 404, b""
+        return 405, b""
+
+
+class TrackedChannel(HTTPChannel):
+    """An HTTPChannel that tells its site when it closes."""
+
+    def connectionMade(self) -> None:
+        """Count the connection as open."""
+        super().connectionMade()
+        self.site.open_channels.add(self)
+
+    def connectionLost(self, reason) -> None:
+        """Count it as closed, and wake whoever waits for none to be open."""
+        super().connectionLost(reason)
+        self.site.open_channels.discard(self)
+        if not self.site.open_channels:
+            waiting, self.site.all_closed = self.site.all_closed, []
+            for d in waiting:
+                d.callback(None)
+
+
+class TrackedSite(Site):
+    """A Site that can wait for its connections to close and logs nothing."""
+
+    protocol = TrackedChannel
+
+    def __init__(self, resource) -> None:
+        super().__init__(resource)
+        self.open_channels: set[TrackedChannel] = set()
+        self.all_closed: list[Deferred] = []
+
+    def buildProtocol(self, addr):
+        """Build a channel that knows its site."""
+        channel = super().buildProtocol(addr)
+        channel.site = self
+        return channel
+
+    def wait_closed(self) -> Deferred:
+        """Fires once no connection to this site is open."""
+        if not self.open_channels:
+            return succeed(None)
+        d: Deferred = Deferred()
+        self.all_closed.append(d)
+        return d
+
+
+class RealServerTests(TestCase):
+    """Short benchmarks over real TCP against ``KeyValueResource``.
+
+    Bounded by request counts and by trial's timeout; no sleeps.
+    """
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.store = KeyValueResource()
+        self.site = TrackedSite(self.store)
+        self.port = global_reactor.listenTCP(0, self.site, interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+        self.addCleanup(self.site.wait_closed)  # runs before stopListening
+        self.url = f"http://127.0.0.1:{self.port.getHost().port}"
+
+    def config(self, **overrides) -> BenchConfig:
+        """A small bounded run against the in-test server."""
+        settings = dict(urls=(self.url,), clients=8, keys=50, requests=200, seed=1)
+        settings.update(overrides)
+        return BenchConfig(**settings)
+
+    async def test_put_counts_every_status(self) -> None:
+        """Exactly the requested number of PUTs are made, and the tally per
+        status is exactly what the server answered, 503s included."""
+        config = self.config()
+        result = await run_benchmark(global_reactor, config)
+        self.assertEqual(result.overall.requests, 200)
+        self.assertEqual(result.overall.outcomes, dict(self.store.answered))
+        self.assertEqual(set(result.overall.outcomes), {"204", "503"})
+        self.assertEqual(result.overall.succeeded, self.store.answered["204"])
+        self.assertGreater(result.elapsed, 0)
+        self.assertFalse(result.all_failed)
+        report = format_report(config, result)
+        self.assertIn("requests/s", report)
+        self.assertIn(f"503: {self.store.answered['503']}", report)
+        self.assertEqual(result_as_json(config, result)["outcomes"], dict(self.store.answered))
+
+    async def test_populate_then_get(self) -> None:
+        """Population PUTs each key once; then GETs find every key except the
+        unavailable ones, spread over two URLs of the same server."""
+        config = self.config(operation=Operation.GET_SERIALIZABLE, urls=(self.url, self.url + "/"))
+        populated = await populate_keys(global_reactor, config)
+        self.assertEqual(populated.overall.outcomes, {"204": 42, "503": 8})
+        self.assertEqual(len(self.store.values), 42)
+        self.store.answered.clear()
+        result = await run_benchmark(global_reactor, config)
+        self.assertEqual(result.overall.requests, 200)
+        self.assertEqual(result.overall.outcomes, dict(self.store.answered))
+        self.assertNotIn("404", result.overall.outcomes)
+        self.assertEqual(list(result.by_op), [GET_SERIALIZABLE])
+
+    async def test_mixed_by_duration(self) -> None:
+        """A timed mixed run splits its tally by operation, and the parts add
+        up to the whole."""
+        config = self.config(
+            operation=Operation.MIXED, read_ratio=0.5, requests=None, duration=0.2, warmup=0.05
+        )
+        result = await run_benchmark(global_reactor, config)
+        self.assertEqual(set(result.by_op), {PUT, GET})
+        self.assertEqual(
+            sum(s.requests for s in result.by_op.values()), result.overall.requests
+        )
+        self.assertGreater(result.overall.requests, 0)
+        # The deadline never fires early; a loaded machine may fire it late.
+        self.assertTrue(0.19 <= result.elapsed < 5, result.elapsed)
+
+    async def test_nothing_listening(self) -> None:
+        """Against a closed port every request is a counted connect failure."""
+        closed = global_reactor.listenTCP(0, self.site, interface="127.0.0.1")
+        url = f"http://127.0.0.1:{closed.getHost().port}"
+        await closed.stopListening()
+        result = await run_benchmark(global_reactor, self.config(urls=(url,), requests=20))
+        self.assertEqual(result.overall.outcomes, {"connect-failed": 20})
+        self.assertTrue(result.all_failed)
