@@ -1,0 +1,1 @@
+"""Tests for ``metastore.transport``: codec, URLs, framing, peer links."""
