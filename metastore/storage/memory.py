@@ -1,0 +1,84 @@
+"""The memory engine: the applied keyspace in a ``SortedDict``.
+
+Durability comes from the WAL, not from this engine: on start the node
+rebuilds the keyspace by applying the log (and, later, a snapshot).  The
+dictionary is changed only on the reactor thread.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Mapping
+
+from sortedcontainers import SortedDict
+
+from metastore.storage.engine import KeyValue
+
+INITIAL_REVISION = 1
+"""An empty store's revision, as in etcd: the first write gets revision 2."""
+
+
+class MemoryEngine:
+    """An in-memory ``Engine`` over a sorted dictionary of live keys."""
+
+    def __init__(self) -> None:
+        self._keys: SortedDict = SortedDict()
+        self._revision = INITIAL_REVISION
+        self._applied_index = 0
+
+    @property
+    def revision(self) -> int:
+        """The revision of the newest write (1 for an empty store)."""
+        return self._revision
+
+    @property
+    def applied_index(self) -> int:
+        """The raft index of the last applied entry."""
+        return self._applied_index
+
+    def get(self, key: bytes) -> KeyValue | None:
+        """The live key ``key``, or None."""
+        return self._keys.get(key)
+
+    def range(self, key: bytes, range_end: bytes | None, limit: int = 0) -> Iterator[KeyValue]:
+        """Live keys in ``[key, range_end)`` in key order (see ``Engine``)."""
+        if range_end is None:
+            found = self._keys.get(key)
+            if found is not None:
+                yield found
+            return
+        maximum = None if range_end == b"\0" else range_end
+        names = self._keys.irange(key, maximum, inclusive=(True, False))
+        for produced, name in enumerate(names):
+            if limit and produced >= limit:
+                return
+            yield self._keys[name]
+
+    def count(self, key: bytes, range_end: bytes | None) -> int:
+        """How many live keys lie in ``[key, range_end)``."""
+        if range_end is None:
+            return 1 if key in self._keys else 0
+        start = self._keys.bisect_left(key)
+        end = len(self._keys) if range_end == b"\0" else self._keys.bisect_left(range_end)
+        return max(0, end - start)
+
+    def commit(
+        self,
+        changes: Mapping[bytes, KeyValue | None],
+        revision: int,
+        applied_index: int,
+    ) -> None:
+        """Apply ``changes`` with the new revision and applied index."""
+        keys = self._keys
+        for name, kv in changes.items():
+            if kv is None:
+                keys.pop(name, None)
+            else:
+                keys[name] = kv
+        self._revision = revision
+        self._applied_index = applied_index
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def close(self) -> None:
+        """Nothing to release: the keyspace lives in this process."""

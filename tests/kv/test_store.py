@@ -1,0 +1,121 @@
+"""The key-value state machine follows etcd's revision model on every engine.
+
+``KeyValueStoreBehaviour`` is the engine conformance suite: each storage
+engine gets a ``SynchronousTestCase`` that mixes it in and says how to make
+an engine.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from metastore.kv.commands import Compare, CompareResult, CompareTarget, DeleteRange, Put, Txn
+from metastore.kv.store import KeyValueStore
+from metastore.storage.memory import MemoryEngine
+
+
+class KeyValueStoreBehaviour:
+    """Behaviour every engine must show under ``KeyValueStore``."""
+
+    def make_engine(self):
+        raise NotImplementedError
+
+    def setUp(self):
+        self.engine = self.make_engine()
+        self.addCleanup(self.engine.close)
+        self.store = KeyValueStore(self.engine)
+
+    def test_new_store_is_at_revision_one(self):
+        """An empty store reports revision 1 and applied index 0, like etcd."""
+        self.assertEqual((self.store.revision, self.store.applied_index), (1, 0))
+
+    def test_put_creates_key_with_metadata(self):
+        """The first put gives create == mod == the new revision, version 1."""
+        [result] = self.store.apply(5, [Put(b"k", b"v")])
+        kv = self.store.get(b"k")
+        self.assertEqual((kv.value, kv.create_revision, kv.mod_revision, kv.version), (b"v", 2, 2, 1))
+        self.assertEqual((result.revision, result.prev), (2, None))
+        self.assertEqual(self.store.applied_index, 5)
+
+    def test_overwrite_keeps_create_revision_and_counts_versions(self):
+        """A second put bumps mod_revision and version, keeps create_revision."""
+        self.store.apply(1, [Put(b"k", b"1")])
+        [result] = self.store.apply(2, [Put(b"k", b"2")])
+        kv = self.store.get(b"k")
+        self.assertEqual((kv.value, kv.create_revision, kv.mod_revision, kv.version), (b"2", 2, 3, 2))
+        self.assertEqual(result.prev.value, b"1")
+
+    def test_delete_forgets_history(self):
+        """A deleted then re-created key starts again at version 1."""
+        self.store.apply(1, [Put(b"k", b"1"), DeleteRange(b"k"), Put(b"k", b"2")])
+        kv = self.store.get(b"k")
+        self.assertEqual((kv.create_revision, kv.version, self.store.revision), (4, 1, 4))
+
+    def test_delete_of_absent_key_changes_no_revision(self):
+        """Deleting nothing is no write: the revision stays."""
+        [result] = self.store.apply(1, [DeleteRange(b"absent")])
+        self.assertEqual((result.deleted, result.revision, self.store.revision), ((), 1, 1))
+
+    def test_delete_range(self):
+        """DeleteRange removes exactly the keys in [key, range_end)."""
+        self.store.apply(1, [Put(k, b"") for k in (b"a", b"b", b"c", b"d")])
+        [result] = self.store.apply(2, [DeleteRange(b"b", b"d")])
+        self.assertEqual([kv.key for kv in result.deleted], [b"b", b"c"])
+        self.assertEqual([kv.key for kv in self.engine.range(b"a", b"\0")], [b"a", b"d"])
+
+    def test_txn_success_branch_is_one_revision(self):
+        """A txn whose compares hold runs success, all at one revision."""
+        self.store.apply(1, [Put(b"k", b"v")])
+        txn = Txn(
+            (Compare(CompareTarget.MOD, CompareResult.EQUAL, b"k", 2),),
+            (Put(b"k", b"w"), Put(b"other", b"x")),
+        )
+        [result] = self.store.apply(2, [txn])
+        self.assertTrue(result.succeeded)
+        self.assertEqual(self.store.revision, 3)
+        self.assertEqual({self.store.get(b"k").mod_revision, self.store.get(b"other").mod_revision}, {3})
+
+    def test_txn_failure_branch(self):
+        """A txn whose compare fails runs failure and changes nothing else."""
+        self.store.apply(1, [Put(b"k", b"v")])
+        txn = Txn((Compare(CompareTarget.VALUE, CompareResult.EQUAL, b"k", b"nope"),), (Put(b"k", b"w"),))
+        [result] = self.store.apply(2, [txn])
+        self.assertFalse(result.succeeded)
+        self.assertEqual((self.store.get(b"k").value, self.store.revision), (b"v", 2))
+
+    def test_compare_on_absent_key(self):
+        """An absent key compares as version 0 (create-if-absent)."""
+        absent = Compare(CompareTarget.VERSION, CompareResult.EQUAL, b"k", 0)
+        first, second = self.store.apply(1, [Txn((absent,), (Put(b"k", b"1"),)), Txn((absent,), (Put(b"k", b"2"),))])
+        self.assertEqual((first.succeeded, second.succeeded), (True, False))
+        self.assertEqual(self.store.get(b"k").value, b"1")
+
+    def test_compare_with_mismatched_operand_type_fails(self):
+        """Comparing a revision with bytes never holds (no TypeError)."""
+        bad = Compare(CompareTarget.MOD, CompareResult.EQUAL, b"k", b"2")
+        [result] = self.store.apply(1, [Txn((bad,), (Put(b"k", b"1"),))])
+        self.assertFalse(result.succeeded)
+
+    def test_range_order_limit_and_count(self):
+        """Range yields keys in byte order, honours limit, count agrees."""
+        self.store.apply(1, [Put(bytes([c]), b"") for c in (5, 1, 255, 3, 0)])
+        self.assertEqual([kv.key for kv in self.engine.range(b"\x00", b"\0")], [b"\x00", b"\x01", b"\x03", b"\x05", b"\xff"])
+        self.assertEqual([kv.key for kv in self.engine.range(b"\x01", b"\x05", limit=1)], [b"\x01"])
+        self.assertEqual(self.engine.count(b"\x01", b"\x05"), 2)
+        self.assertEqual(self.engine.count(b"\x03", None), 1)
+
+    def test_binary_keys_and_values(self):
+        """Any bytes are a key or a value."""
+        key, value = bytes(range(256)), bytes(reversed(range(256))) * 4
+        self.store.apply(1, [Put(key, value)])
+        self.assertEqual(self.store.get(key).value, value)
+
+    def test_apply_with_no_commands_moves_applied_index_only(self):
+        """An empty entry (a new leader's) advances the index, not the revision."""
+        self.store.apply(7, [None])
+        self.assertEqual((self.store.applied_index, self.store.revision), (7, 1))
+
+
+class MemoryEngineKeyValueStoreTests(KeyValueStoreBehaviour, SynchronousTestCase):
+    """The conformance suite on the memory engine."""
+
+    def make_engine(self):
+        return MemoryEngine()
