@@ -1,0 +1,475 @@
+"""The peer wire protocol: length-prefixed frames over TCP.
+
+Frame format (every frame, both directions)::
+
+    +----------------------+------------+------------------------+
+    | length: uint32, BE   | kind: u8   | body: length - 1 bytes |
+    +----------------------+------------+------------------------+
+
+``length`` counts the kind byte and the body.  Kinds (:class:`FrameKind`):
+
+- ``HANDSHAKE``: msgpack ``[version, cluster_id, from_id, to_id]``; the
+  first frame of every connection and only then.
+- ``MESSAGES``: a batch of Raft messages (see ``codec``).
+- ``SNAPSHOT_CHUNK``: reserved for the chunked snapshot stream; not sent by
+  this version, and receiving one drops the connection.
+
+Connections are one-way, like etcd's stream pipelines: the dialing side
+(:class:`OutboundPeerProtocol`) writes a handshake and then message batches
+and never reads; the accepting side (:class:`InboundPeerProtocol`) reads and
+never writes.  Two members therefore talk over two TCP connections, one each
+way, and neither side ever has to decide who dials whom.
+
+A peer's bad bytes (an unknown kind, an invalid body, a length above the
+limit, a handshake naming another cluster, another member or an unknown
+member) drop that one connection, with one log line, and nothing else.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import Callable, Optional, Protocol, Sequence
+
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import Int32StringReceiver
+from zope.interface import implementer
+
+from metastore.raft.types import Message, MessageType
+
+from .codec import (
+    PROTOCOL_VERSION,
+    Handshake,
+    MalformedFrame,
+    batch_body,
+    decode_batch,
+    decode_handshake,
+    encode_handshake,
+)
+
+log = Logger()
+
+
+class FrameKind(enum.IntEnum):
+    """The first byte of a frame: what its body is."""
+
+    HANDSHAKE = 1
+    MESSAGES = 2
+    SNAPSHOT_CHUNK = 3
+    """Reserved for the chunked snapshot stream (a later issue)."""
+
+
+MAX_FRAME_LENGTH = 64 * 1024 * 1024
+"""The largest frame accepted after the handshake, in bytes.
+
+A frame must hold at least one whole message, and one MsgApp can carry up to
+raft's per-message size limit plus one oversized entry (entries run to about
+1.5 MiB), so the limit must be well above that; 64 MiB leaves room for a far
+larger per-message limit.  It is also the most memory one authenticated peer
+can make us buffer for one frame.  Snapshots never travel as one frame.
+"""
+
+MAX_HANDSHAKE_FRAME_LENGTH = 256
+"""The largest frame accepted before the handshake: a stranger can make us
+buffer only this much (a real handshake is under 40 bytes)."""
+
+FRAME_TARGET_LENGTH = 4 * 1024 * 1024
+"""Senders start a new frame once one reaches this size.  Smaller frames let
+the receiver decode and deliver the first messages of a big write sooner."""
+
+_PREFIX = struct.Struct(">I")
+_BATCH_OVERHEAD = 1 + len(batch_body([])) + 4  # kind, envelope, array32 header
+
+MAX_MESSAGE_LENGTH = MAX_FRAME_LENGTH - _BATCH_OVERHEAD
+"""The largest single encoded message a sender may put in a frame."""
+
+LOCAL_MESSAGE_TYPES = frozenset(
+    {
+        MessageType.MsgHup,
+        MessageType.MsgBeat,
+        MessageType.MsgUnreachable,
+        MessageType.MsgSnapStatus,
+        MessageType.MsgCheckQuorum,
+    }
+)
+"""Message types a node only ever gives itself; a peer sending one is broken
+or hostile (it could start elections on us), so its connection is dropped."""
+
+
+def handshake_frame(handshake: Handshake) -> bytes:
+    """Return the complete frame (prefix included) carrying ``handshake``."""
+    return _frame(FrameKind.HANDSHAKE, encode_handshake(handshake))
+
+
+def message_frames(encoded_messages: Sequence[bytes]) -> bytes:
+    """Return complete MESSAGES frames carrying the encoded messages in order.
+
+    Messages are packed greedily, a new frame starting once one reaches
+    :data:`FRAME_TARGET_LENGTH`; the result is meant for a single write.
+    Every message must be at most :data:`MAX_MESSAGE_LENGTH` bytes (a
+    ``ValueError`` otherwise: the caller checks before queueing).
+    """
+    frames: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
+    for encoded in encoded_messages:
+        if len(encoded) > MAX_MESSAGE_LENGTH:
+            raise ValueError(f"a message of {len(encoded)} bytes cannot be framed")
+        if group and size + len(encoded) > FRAME_TARGET_LENGTH:
+            frames.append(_frame(FrameKind.MESSAGES, batch_body(group)))
+            group, size = [], 0
+        group.append(encoded)
+        size += len(encoded)
+    if group or not frames:
+        frames.append(_frame(FrameKind.MESSAGES, batch_body(group)))
+    return b"".join(frames)
+
+
+def _frame(kind: FrameKind, body: bytes) -> bytes:
+    return b"".join((_PREFIX.pack(len(body) + 1), bytes((kind,)), body))
+
+
+class PeerProtocol(Int32StringReceiver):
+    """Framing shared by both directions: frames in, :meth:`frameReceived` out.
+
+    ``dataReceived`` is replaced by a linear-time version: the inherited one
+    concatenates its whole buffer on every read, which is quadratic for the
+    multi-megabyte frames of a busy follower.  After :meth:`drop` nothing
+    more is parsed.
+    """
+
+    MAX_LENGTH = MAX_FRAME_LENGTH
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._frame_length: Optional[int] = None
+        self.dropped = False
+
+    def dataReceived(self, data: bytes) -> None:
+        """Buffer ``data`` and hand every complete frame to stringReceived."""
+        if self.dropped:
+            return
+        buffer = self._buffer
+        buffer += data
+        position = 0
+        while not self.dropped:
+            if self._frame_length is None:
+                if len(buffer) - position < 4:
+                    break
+                (length,) = _PREFIX.unpack_from(buffer, position)
+                if length > self.MAX_LENGTH:
+                    self.lengthLimitExceeded(length)
+                    break
+                self._frame_length = length
+                position += 4
+            end = position + self._frame_length
+            if len(buffer) < end:
+                break
+            frame = bytes(memoryview(buffer)[position:end])
+            position = end
+            self._frame_length = None
+            self.stringReceived(frame)
+        if self.dropped:
+            self._buffer = bytearray()
+        else:
+            del buffer[:position]
+
+    def lengthLimitExceeded(self, length: int) -> None:
+        """Drop the connection: the peer announced a frame over the limit."""
+        self.drop(f"frame of {length} bytes exceeds the limit of {self.MAX_LENGTH}")
+
+    def stringReceived(self, frame: bytes) -> None:
+        """Split a frame into kind and body; empty or unknown kinds drop."""
+        if not frame:
+            self.drop("empty frame")
+            return
+        try:
+            kind = FrameKind(frame[0])
+        except ValueError:
+            self.drop(f"unknown frame kind {frame[0]}")
+            return
+        try:
+            self.frameReceived(kind, memoryview(frame)[1:])
+        except MalformedFrame as e:
+            self.drop(str(e))
+
+    def frameReceived(self, kind: FrameKind, body: memoryview) -> None:
+        """Act on one frame; raise MalformedFrame to drop the connection."""
+        raise NotImplementedError
+
+    def drop(self, reason: str) -> None:
+        """Close this connection for a protocol violation, logging one line."""
+        if self.dropped:
+            return
+        self.dropped = True
+        log.info(
+            "Dropping peer connection {peer}: {reason}",
+            peer=self.describe_peer(),
+            reason=reason,
+        )
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def describe_peer(self) -> str:
+        """A short text naming the remote end, for log lines."""
+        try:
+            return str(self.transport.getPeer())
+        except Exception:
+            return "(unknown address)"
+
+    def _tune_socket(self) -> None:
+        # Raft latency is round trips of small messages: never wait for Nagle.
+        for option in ("setTcpNoDelay", "setTcpKeepAlive"):
+            setter = getattr(self.transport, option, None)
+            if setter is not None:
+                setter(True)
+
+
+class InboundPeerProtocol(PeerProtocol):
+    """The accepting side of a peer connection: checks, decodes, delivers.
+
+    The first frame must be a handshake that names our cluster, our id, a
+    current member other than us and our protocol version, and it must come
+    within the factory's handshake timeout; before it, frames are limited to
+    :data:`MAX_HANDSHAKE_FRAME_LENGTH`.  Then every MESSAGES frame is decoded
+    and each message checked to be from that member, to us, and not a local
+    message type, before the whole batch goes to ``on_messages``.
+    """
+
+    def __init__(self, factory: InboundPeerFactory) -> None:
+        super().__init__()
+        self.factory = factory
+        self.peer_id: Optional[int] = None
+        self.MAX_LENGTH = MAX_HANDSHAKE_FRAME_LENGTH
+        self._handshake_timeout: Optional[IDelayedCall] = None
+
+    def connectionMade(self) -> None:
+        """Start the handshake timer."""
+        self._tune_socket()
+        self._handshake_timeout = self.factory.clock.callLater(
+            self.factory.handshake_timeout, self.drop, "no handshake in time"
+        )
+        self.factory.connection_made(self)
+
+    def connectionLost(self, reason: object = None) -> None:
+        """Forget this connection."""
+        self._cancel_timeout()
+        self.factory.connection_lost(self)
+
+    def frameReceived(self, kind: FrameKind, body: memoryview) -> None:
+        """Accept one handshake, then message batches; anything else drops."""
+        if self.peer_id is None:
+            if kind is not FrameKind.HANDSHAKE:
+                raise MalformedFrame(f"expected a handshake, got {kind.name}")
+            self._accept_handshake(decode_handshake(body))
+        elif kind is FrameKind.MESSAGES:
+            self._deliver(decode_batch(body))
+        elif kind is FrameKind.HANDSHAKE:
+            raise MalformedFrame("a second handshake")
+        else:
+            raise MalformedFrame(f"{kind.name} frames are not supported yet")
+
+    def _accept_handshake(self, handshake: Handshake) -> None:
+        refusal = self.factory.handshake_refusal(handshake)
+        if refusal is not None:
+            raise MalformedFrame(f"handshake refused: {refusal}")
+        self._cancel_timeout()
+        self.peer_id = handshake.from_id
+        self.MAX_LENGTH = MAX_FRAME_LENGTH
+        self.factory.handshake_accepted(self)
+
+    def _deliver(self, batch: list[Message]) -> None:
+        local_id = self.factory.local_id
+        for m in batch:
+            if m.from_ != self.peer_id or m.to != local_id:
+                raise MalformedFrame(
+                    f"message from {m.from_} to {m.to} on the link "
+                    f"from {self.peer_id} to {local_id}"
+                )
+            if m.type in LOCAL_MESSAGE_TYPES:
+                raise MalformedFrame(f"local-only message type {m.type.name}")
+        if batch:
+            self.factory.on_messages(batch)
+
+    def _cancel_timeout(self) -> None:
+        if self._handshake_timeout is not None and self._handshake_timeout.active():
+            self._handshake_timeout.cancel()
+        self._handshake_timeout = None
+
+    def describe_peer(self) -> str:
+        """The remote address, and the member id once the handshake is in."""
+        where = super().describe_peer()
+        return where if self.peer_id is None else f"{where} (member {self.peer_id})"
+
+
+class InboundPeerFactory(Factory):
+    """Builds :class:`InboundPeerProtocol` for the listening port, and keeps
+    track of accepted connections: at most one per member, the newest."""
+
+    protocol = InboundPeerProtocol  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        local_id: int,
+        cluster_id: int,
+        is_member: Callable[[int], bool],
+        on_messages: Callable[[list[Message]], None],
+        handshake_timeout: float,
+    ) -> None:
+        self.clock = clock
+        self.local_id = local_id
+        self.cluster_id = cluster_id
+        self.is_member = is_member
+        self.on_messages = on_messages
+        self.handshake_timeout = handshake_timeout
+        self.connections: dict[int, InboundPeerProtocol] = {}
+        """Connections whose handshake was accepted, by member id."""
+        self._open: set[InboundPeerProtocol] = set()
+
+    def buildProtocol(self, addr: object) -> InboundPeerProtocol:
+        """Return a new accepting-side protocol bound to this factory."""
+        return InboundPeerProtocol(self)
+
+    def handshake_refusal(self, handshake: Handshake) -> Optional[str]:
+        """Why ``handshake`` is refused, or None when it is acceptable."""
+        if handshake.version != PROTOCOL_VERSION:
+            return f"protocol version {handshake.version}, expected {PROTOCOL_VERSION}"
+        if handshake.cluster_id != self.cluster_id:
+            return f"cluster {handshake.cluster_id:x}, expected {self.cluster_id:x}"
+        if handshake.to_id != self.local_id:
+            return f"addressed to member {handshake.to_id}, this is {self.local_id}"
+        if handshake.from_id == self.local_id:
+            return f"claims to be this member ({self.local_id})"
+        if not self.is_member(handshake.from_id):
+            return f"{handshake.from_id} is not a member"
+        return None
+
+    def connection_made(self, protocol: InboundPeerProtocol) -> None:
+        """Remember an open connection, so stopping can close it."""
+        self._open.add(protocol)
+
+    def handshake_accepted(self, protocol: InboundPeerProtocol) -> None:
+        """Make ``protocol`` the connection of its member, closing an older
+        one (the member reconnected; the old socket is stale)."""
+        assert protocol.peer_id is not None
+        older = self.connections.get(protocol.peer_id)
+        self.connections[protocol.peer_id] = protocol
+        if older is not None and older is not protocol:
+            older.drop("replaced by a newer connection from the same member")
+
+    def connection_lost(self, protocol: InboundPeerProtocol) -> None:
+        """Forget a closed connection."""
+        self._open.discard(protocol)
+        if protocol.peer_id is not None and self.connections.get(protocol.peer_id) is protocol:
+            del self.connections[protocol.peer_id]
+
+    def drop_member(self, member_id: int, reason: str) -> None:
+        """Close the accepted connection from ``member_id``, if any."""
+        protocol = self.connections.pop(member_id, None)
+        if protocol is not None:
+            protocol.drop(reason)
+
+    def drop_all(self, reason: str) -> None:
+        """Close every open connection, accepted or not."""
+        for protocol in list(self._open):
+            protocol.drop(reason)
+
+
+class OutboundLink(Protocol):
+    """What an :class:`OutboundPeerProtocol` reports to the link that owns it."""
+
+    def connection_ready(self, protocol: OutboundPeerProtocol) -> None:
+        """The handshake is written; batches may follow."""
+
+    def connection_writable(self, protocol: OutboundPeerProtocol) -> None:
+        """The transport drained below its high-water mark again."""
+
+    def connection_lost(self, protocol: OutboundPeerProtocol) -> None:
+        """The connection is gone."""
+
+
+@implementer(IPushProducer)
+class _WritePressure:
+    """Registered with the transport to learn when its write buffer is over
+    (paused) or back under (resumed) the transport's high-water mark."""
+
+    def __init__(self, on_resume: Callable[[], None]) -> None:
+        self.paused = False
+        self._on_resume = on_resume
+
+    def pauseProducing(self) -> None:
+        """The transport's buffer is full: stop writing."""
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        """The transport's buffer drained: writing may go on."""
+        self.paused = False
+        self._on_resume()
+
+    def stopProducing(self) -> None:
+        """The connection is closing: never write again."""
+        self.paused = True
+
+
+class OutboundPeerProtocol(PeerProtocol):
+    """The dialing side of a peer connection: writes, never reads.
+
+    On connect it writes the handshake and tells its link it is ready.  It is
+    :attr:`writable` while connected and the transport's buffer is under its
+    high-water mark.  Any byte received is a violation and drops it.
+    """
+
+    def __init__(self, link: OutboundLink, handshake: bytes) -> None:
+        super().__init__()
+        self._link = link
+        self._handshake = handshake
+        self._pressure = _WritePressure(self._resumed)
+        self._open = False
+
+    @property
+    def writable(self) -> bool:
+        """True when a write now goes out without piling up in memory."""
+        return self._open and not self.dropped and not self._pressure.paused
+
+    def connectionMade(self) -> None:
+        """Write the handshake, then report readiness to the link."""
+        self._open = True
+        self._tune_socket()
+        self.transport.registerProducer(self._pressure, True)
+        self.transport.write(self._handshake)
+        self._link.connection_ready(self)
+
+    def connectionLost(self, reason: object = None) -> None:
+        """Report the loss to the link."""
+        self._open = False
+        self._pressure.stopProducing()
+        self._link.connection_lost(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Drop the connection: the accepting side never writes."""
+        self.drop("the accepting side sent data on a one-way link")
+
+    def write(self, data: bytes) -> None:
+        """Write already-framed bytes in one transport write."""
+        self.transport.write(data)
+
+    def _resumed(self) -> None:
+        if self.writable:
+            self._link.connection_writable(self)
+
+
+class OutboundPeerFactory(Factory):
+    """Builds :class:`OutboundPeerProtocol` for one link (one peer)."""
+
+    def __init__(self, link: OutboundLink, handshake: Handshake) -> None:
+        self.link = link
+        self.handshake = handshake_frame(handshake)
+
+    def buildProtocol(self, addr: object) -> OutboundPeerProtocol:
+        """Return a new dialing-side protocol for this factory's link."""
+        protocol = OutboundPeerProtocol(self.link, self.handshake)
+        protocol.factory = self
+        return protocol
