@@ -44,14 +44,15 @@ class Member:
 
     def __init__(self, reactor: MemoryReactorClock, member_id: int,
                  settings: TransportSettings = SETTINGS,
-                 is_member: Optional[object] = None) -> None:
+                 is_member: Optional[object] = None,
+                 cluster_id: int = CLUSTER_ID) -> None:
         """Build (not start) the transport for ``member_id`` on port 7000+id."""
         self.id = member_id
         self.url = f"http://127.0.0.1:{7000 + member_id}"
         self.delivered: list[list[Message]] = []
         self.unreachable: list[int] = []
         self.transport = PeerTransport(
-            reactor, member_id, CLUSTER_ID, self.url,
+            reactor, member_id, cluster_id, self.url,
             self.delivered.append, self.unreachable.append, is_member,
             settings=settings, random=NoJitter(),
         )
@@ -325,10 +326,9 @@ class ReconnectTests(PeerTransportFixture):
         """A peer that accepts TCP but refuses our handshake (another
         cluster) is not redialled at once: each short-lived connection
         counts as a failure, so the delay grows."""
-        stranger = Member(self.reactor, 4)
-        stranger.transport.cluster_id = CLUSTER_ID + 1
+        stranger = Member(self.reactor, 4, cluster_id=CLUSTER_ID + 1)
         self.members[1].transport.add_peer(4, stranger.url)
-        stranger.transport.inbound.cluster_id = CLUSTER_ID + 1
+        stranger.transport.add_peer(1, self.members[1].url)
         stranger.transport.startService()
         delays = []
         for attempt in range(4):
