@@ -1,0 +1,196 @@
+"""The seed's REST API at the root, plus plain-HTTP compare-and-swap.
+
+- ``GET /{key}``: 200 with the raw value (linearizable; ``?serializable=true``
+  answers from local state at once), 404 when absent.  Headers: ``ETag``
+  (the key's mod_revision) and ``X-MetaStore-*`` revisions.
+- ``PUT /{key}``: the body becomes the value; 204 once durable and applied.
+- ``DELETE /{key}``: 204, or 404 when there was no such key.
+- ``If-Match: "<rev>"`` / ``If-Match: *`` / ``If-None-Match: *`` make PUT and
+  DELETE conditional (412 when the condition fails); the check happens when
+  the write is applied, in log order, so it is a true compare-and-swap.
+- ``POST /{id}`` and ``DELETE /{id}`` (all-digit paths) are membership.
+- ``/v3/``, ``/admin/``, ``/health``, ``/metrics``, ``/version`` are reserved.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import unquote_to_bytes
+
+from klein import Klein
+
+from metastore import __version__
+from metastore.api.errors import HTTPError, unavailable_error, write_error
+from metastore.config import MAX_KEY_BYTES
+from metastore.errors import Unavailable
+from metastore.kv.commands import (
+    Compare,
+    CompareResult,
+    CompareTarget,
+    DeleteRange,
+    Put,
+    Txn,
+)
+from metastore.kv.store import DeleteResult, PutResult, TxnResult
+
+RESERVED_PREFIXES = (b"/v3/", b"/admin/", b"/health", b"/metrics", b"/version")
+KEY_METHODS = b"GET, HEAD, PUT, DELETE"
+MEMBER_METHODS = b"GET, HEAD, PUT, POST, DELETE"
+
+
+def _is_reserved(path: bytes) -> bool:
+    return any(
+        path == p.rstrip(b"/") or path.startswith(p if p.endswith(b"/") else p + b"/")
+        for p in RESERVED_PREFIXES
+    )
+
+
+def _parse_revision_tag(value: bytes) -> int:
+    """The revision in an ETag (``"12"``, ``W/"12"`` or ``12``)."""
+    text = value.strip()
+    if text.startswith(b"W/"):
+        text = text[2:]
+    text = text.strip(b'"')
+    if not text.isdigit():
+        raise HTTPError(400, "bad_precondition", f"If-Match wants a revision like \"12\", got {value!r}")
+    return int(text)
+
+
+def write_condition(request, key: bytes) -> tuple[Compare, ...]:
+    """The compares that ``If-Match`` / ``If-None-Match`` ask for."""
+    if_match = request.getHeader(b"if-match")
+    if_none_match = request.getHeader(b"if-none-match")
+    if if_match is not None and if_none_match is not None:
+        raise HTTPError(400, "bad_precondition", "use If-Match or If-None-Match, not both")
+    if if_none_match is not None:
+        if if_none_match.strip() != b"*":
+            raise HTTPError(400, "bad_precondition", "If-None-Match supports only *")
+        return (Compare(CompareTarget.VERSION, CompareResult.EQUAL, key, 0),)
+    if if_match is not None:
+        if if_match.strip() == b"*":
+            return (Compare(CompareTarget.VERSION, CompareResult.GREATER, key, 0),)
+        revision = _parse_revision_tag(if_match)
+        return (Compare(CompareTarget.MOD, CompareResult.EQUAL, key, revision),)
+    return ()
+
+
+class RestAPI:
+    """The seed REST API over a ``Node``; mount ``app.resource()``."""
+
+    app = Klein()
+
+    def __init__(self, node, members=None) -> None:
+        self.node = node
+        self.members = members
+
+    @app.handle_errors(HTTPError)
+    def _http_error(self, request, failure):
+        e = failure.value
+        return write_error(request, e.status, e.error, e.message, e.headers)
+
+    @app.handle_errors(Unavailable)
+    def _unavailable(self, request, failure):
+        e = unavailable_error(failure.value)
+        return write_error(request, e.status, e.error, e.message, e.headers)
+
+    @app.route("/health", methods=["GET", "HEAD"])
+    def health(self, request):
+        """200 ``{"health": "true"}`` while the member can serve; else 503."""
+        node = self.node
+        reason = ""
+        if node.failure is not None:
+            reason = f"storage failed: {node.failure}"
+        elif node.leader_id == 0:
+            reason = "no leader"
+        request.setHeader(b"Content-Type", b"application/json")
+        if reason:
+            request.setResponseCode(503)
+        return json.dumps({"health": "false" if reason else "true", "reason": reason}).encode()
+
+    @app.route("/version", methods=["GET", "HEAD"])
+    def version(self, request):
+        """The MetaStore version as JSON."""
+        request.setHeader(b"Content-Type", b"application/json")
+        return json.dumps({"metastore": __version__}).encode()
+
+    @app.route("/", branch=True)
+    async def key_or_member(self, request):
+        """Dispatch on the raw path: keys, member ids, or reserved prefixes."""
+        path = request.path
+        if _is_reserved(path):
+            raise HTTPError(404, "reserved", f"{path.decode('ascii', 'replace')} is reserved for another API")
+        key = unquote_to_bytes(path[1:])
+        method = request.method
+        if key.isdigit() and method in (b"POST", b"DELETE"):
+            return await self._member(request, method, int(key))
+        if method in (b"GET", b"HEAD"):
+            return await self._get(request, self._checked_key(key))
+        if method == b"PUT":
+            return await self._put(request, self._checked_key(key))
+        if method == b"DELETE":
+            return await self._delete(request, self._checked_key(key))
+        allow = MEMBER_METHODS if key.isdigit() else KEY_METHODS
+        raise HTTPError(405, "method_not_allowed", f"{method.decode('ascii', 'replace')} is not allowed here", {b"Allow": allow})
+
+    @staticmethod
+    def _checked_key(key: bytes) -> bytes:
+        if not key:
+            raise HTTPError(400, "empty_key", "the key is empty: use PUT /{key}")
+        if len(key) > MAX_KEY_BYTES:
+            raise HTTPError(413, "key_too_large", f"the key is {len(key)} bytes; the limit is {MAX_KEY_BYTES}")
+        return key
+
+    def _revision_headers(self, request, kv) -> None:
+        request.setHeader(b"X-MetaStore-Revision", str(self.node.store.revision).encode())
+        if kv is not None:
+            request.setHeader(b"ETag", b'"%d"' % kv.mod_revision)
+            request.setHeader(b"X-MetaStore-Create-Revision", b"%d" % kv.create_revision)
+            request.setHeader(b"X-MetaStore-Mod-Revision", b"%d" % kv.mod_revision)
+            request.setHeader(b"X-MetaStore-Version", b"%d" % kv.version)
+
+    async def _get(self, request, key: bytes):
+        if request.args.get(b"serializable", [b"false"])[0].lower() not in (b"true", b"1"):
+            await self.node.read_barrier()
+        kv = self.node.store.get(key)
+        self._revision_headers(request, kv)
+        if kv is None:
+            raise HTTPError(404, "not_found", "no such key")
+        request.setHeader(b"Content-Type", b"application/octet-stream")
+        return kv.value
+
+    async def _put(self, request, key: bytes):
+        if getattr(request, "body_too_large", False):
+            limit = request.channel.site.max_request_bytes
+            raise HTTPError(413, "body_too_large", f"the body is over the limit of {limit} bytes")
+        value = request.content.read()
+        write = Put(key, value)
+        result = await self._write(key, write, write_condition(request, key))
+        request.setResponseCode(204)
+        request.setHeader(b"ETag", b'"%d"' % result.revision)
+        request.setHeader(b"X-MetaStore-Revision", b"%d" % result.revision)
+        return b""
+
+    async def _delete(self, request, key: bytes):
+        result = await self._write(key, DeleteRange(key), write_condition(request, key))
+        request.setHeader(b"X-MetaStore-Revision", b"%d" % result.revision)
+        if not result.deleted:
+            raise HTTPError(404, "not_found", "no such key")
+        request.setResponseCode(204)
+        return b""
+
+    async def _write(self, key: bytes, write, compares) -> PutResult | DeleteResult:
+        if not compares:
+            return await self.node.propose(write)
+        result: TxnResult = await self.node.propose(Txn(compares, (write,)))
+        if not result.succeeded:
+            current = self.node.store.get(key)
+            headers = {b"ETag": b'"%d"' % current.mod_revision} if current else {}
+            raise HTTPError(412, "precondition_failed", "the key changed or its presence differs from the condition", headers)
+        return result.responses[0]
+
+    async def _member(self, request, method: bytes, member_id: int):
+        if self.members is None:
+            raise HTTPError(501, "not_implemented", "membership changes come with the cluster")
+        if method == b"POST":
+            return await self.members.add(request, member_id)
+        return await self.members.remove(request, member_id)

@@ -1,0 +1,77 @@
+"""One immutable configuration for a MetaStore member.
+
+Built from the command line by ``metastore.tap`` or directly by a program
+that embeds MetaStore.  ``Config.validate`` names the first bad field.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+STORAGE_ENGINES = ("memory", "rocksdb")
+MAX_KEY_BYTES = 1536
+"""The largest key accepted: 1.5 KiB."""
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the flag."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything a member needs to start; defaults are the seed's."""
+
+    member_id: int = 1
+    cluster: tuple[str, ...] = ("http://127.0.0.1:9021",)
+    port: int = 9121
+    join: bool = False
+    storage: str = "memory"
+    data_dir: str = "."
+    listen_host: str = "127.0.0.1"
+    snapshot_count: int = 10_000
+    request_timeout: float = 5.0
+    max_request_bytes: int = 1536 * 1024
+    tick_ms: int = 100
+    election_ticks: int = 10
+    heartbeat_ticks: int = 1
+    cluster_token: str = "metastore"
+
+    def validate(self) -> "Config":
+        """Return self, or raise ``ConfigError`` naming the offending flag."""
+        if self.member_id < 1:
+            raise ConfigError("--id must be a positive integer")
+        if not self.cluster:
+            raise ConfigError("--cluster must list at least one peer URL")
+        if not self.join and self.member_id > len(self.cluster):
+            raise ConfigError(
+                f"--id {self.member_id} has no entry in --cluster "
+                f"({len(self.cluster)} URL(s)); member ids are positions in that list"
+            )
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("--port must be between 0 and 65535")
+        if self.storage not in STORAGE_ENGINES:
+            raise ConfigError(f"--storage must be one of {', '.join(STORAGE_ENGINES)}")
+        if self.snapshot_count < 1:
+            raise ConfigError("--snapshot-count must be at least 1")
+        if not self.request_timeout > 0:
+            raise ConfigError("--request-timeout must be a positive number of seconds")
+        if self.max_request_bytes < 1024:
+            raise ConfigError("--max-request-bytes must be at least 1024")
+        if self.tick_ms < 1:
+            raise ConfigError("--tick-ms must be at least 1")
+        if self.heartbeat_ticks < 1:
+            raise ConfigError("--heartbeat-ticks must be at least 1")
+        if self.election_ticks <= self.heartbeat_ticks:
+            raise ConfigError("--election-ticks must be greater than --heartbeat-ticks")
+        return self
+
+    @property
+    def wal_dir(self) -> str:
+        """The memory engine's WAL directory (the seed's layout)."""
+        return os.path.join(self.data_dir, f"metaStore-{self.member_id}")
+
+    @property
+    def snap_dir(self) -> str:
+        """The memory engine's snapshot directory (the seed's layout)."""
+        return os.path.join(self.data_dir, f"metaStore-{self.member_id}-snap")

@@ -1,0 +1,34 @@
+"""Errors a client request can meet on its way through the node.
+
+Each is an expected outcome with a specific type; the HTTP layer maps them
+to status codes in one place (``metastore.api.errors``).
+"""
+
+
+class MetaStoreError(Exception):
+    """Base of every expected request failure."""
+
+
+class Unavailable(MetaStoreError):
+    """The cluster cannot answer now; the client may retry (HTTP 503)."""
+
+
+class NoLeader(Unavailable):
+    """No leader is known, so a proposal or a linearizable read cannot go on."""
+
+
+class RequestTimedOut(Unavailable):
+    """No answer within the request timeout.  For a write the outcome is
+    unknown: it may still be applied."""
+
+
+class StorageFailed(Unavailable):
+    """The member's disk failed; it acknowledges nothing more until restarted."""
+
+
+class Stopping(Unavailable):
+    """The member is shutting down."""
+
+
+class StartupError(Exception):
+    """The member cannot start; the message says why, for the operator."""

@@ -1,0 +1,480 @@
+"""The driver: the one place where the Raft core meets the reactor.
+
+It feeds ticks, peer messages, proposals and read requests into a
+``RawNode``, and runs one Ready cycle at a time:
+
+1. write the Ready's hard state and entries to the WAL (reactor thread);
+2. as leader, send appends and heartbeats at once, in parallel with the
+   local fsync (the leader only counts its own entries once persisted);
+3. apply committed entries that were already durable here;
+4. fsync off the reactor thread when the Ready needs it; proposals that
+   arrive meanwhile pile up into the next Ready (group commit);
+5. send everything else, apply the rest, serve read states, ``advance``.
+
+A request's Deferred fires only after its entry is committed and applied
+on this member, so the caller's next read here sees its write.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from twisted.application import service
+from twisted.internet import defer, task, threads
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from metastore import raft
+from metastore.errors import NoLeader, RequestTimedOut, StorageFailed, Stopping
+from metastore.kv.commands import Command, CommandError, decode_command, encode_command
+from metastore.kv.store import KeyValueStore, Result
+from metastore.raft.types import (
+    ConfChangeType,
+    Entry,
+    EntryType,
+    Message,
+    MessageType,
+    StateType,
+)
+from metastore.storage.wal import WAL, WALError
+
+log = Logger()
+
+_SENT_BEFORE_FSYNC = frozenset(
+    {MessageType.MsgApp, MessageType.MsgHeartbeat, MessageType.MsgSnap}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A cluster member as this node knows it."""
+
+    member_id: int
+    peer_url: str
+    is_learner: bool = False
+
+
+class _PendingRequests:
+    """Deferreds waiting for their entry, by request id, each with a timeout."""
+
+    def __init__(self, clock, timeout: float) -> None:
+        self._clock = clock
+        self._timeout = timeout
+        self._waiting: dict[bytes, tuple[defer.Deferred, object]] = {}
+
+    def add(self, request_id: bytes) -> defer.Deferred:
+        d = defer.Deferred()
+        call = self._clock.callLater(self._timeout, self._expire, request_id)
+        self._waiting[request_id] = (d, call)
+        return d
+
+    def _expire(self, request_id: bytes) -> None:
+        d, _ = self._waiting.pop(request_id)
+        d.errback(RequestTimedOut("the request timed out; a write may still be applied"))
+
+    def resolve(self, request_id: bytes, result: object) -> None:
+        found = self._waiting.pop(request_id, None)
+        if found is not None:
+            found[1].cancel()
+            found[0].callback(result)
+
+    def fail_all(self, error: Exception) -> None:
+        waiting, self._waiting = self._waiting, {}
+        for d, call in waiting.values():
+            call.cancel()
+            d.errback(error)
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+
+class _AppliedWaiters:
+    """Deferreds waiting until the applied index reaches a given index."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, defer.Deferred]] = []
+        self._order = itertools.count()
+
+    def wait(self, index: int) -> defer.Deferred:
+        d = defer.Deferred()
+        heapq.heappush(self._heap, (index, next(self._order), d))
+        return d
+
+    def reached(self, applied: int) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= applied:
+            _, _, d = heapq.heappop(heap)
+            if not d.called:
+                d.callback(applied)
+
+    def fail_all(self, error: Exception) -> None:
+        heap, self._heap = self._heap, []
+        for _, _, d in heap:
+            if not d.called:
+                d.errback(error)
+
+
+class _ReadBatch:
+    """Linearizable reads that share one ReadIndex round."""
+
+    def __init__(self, context: bytes, started_tick: int) -> None:
+        self.context = context
+        self.started_tick = started_tick
+        self.waiters: list[defer.Deferred] = []
+
+
+class Node(service.Service):
+    """A MetaStore member's driver; a Twisted service.
+
+    ``propose`` and ``read_barrier`` return Deferreds that fail with
+    ``metastore.errors.Unavailable`` subclasses when the cluster cannot
+    answer in time; nothing is acknowledged before it is on disk.
+    """
+
+    def __init__(
+        self,
+        *,
+        member_id: int,
+        reactor,
+        rawnode: raft.RawNode,
+        raft_storage: raft.MemoryStorage,
+        wal: WAL,
+        store: KeyValueStore,
+        initial_urls: dict[int, str],
+        tick_seconds: float,
+        election_ticks: int,
+        request_timeout: float,
+        transport=None,
+        run_blocking: Callable[[Callable[[], None]], defer.Deferred] | None = None,
+    ) -> None:
+        self.member_id = member_id
+        self.reactor = reactor
+        self.rawnode = rawnode
+        self.raft_storage = raft_storage
+        self.wal = wal
+        self.store = store
+        self.initial_urls = initial_urls
+        self.members: dict[int, Member] = {}
+        self.transport = transport
+        self.request_timeout = request_timeout
+        self._tick_seconds = tick_seconds
+        self._election_ticks = election_ticks
+        self._run_blocking = run_blocking
+        self._threadpool: ThreadPool | None = None
+        self._pending = _PendingRequests(reactor, request_timeout)
+        self._applied_waiters = _AppliedWaiters()
+        self._read_batches: dict[bytes, _ReadBatch] = {}
+        self._next_reads: list[defer.Deferred] = []
+        self._boot_id = os.urandom(8)
+        self._sequence = itertools.count(1)
+        self._ticks = 0
+        self._ticker: task.LoopingCall | None = None
+        self._cycle_scheduled = False
+        self._cycle_running = False
+        self._persisted_index = raft_storage.last_index()
+        self.leader_id = 0
+        self.role = StateType.StateFollower
+        self.failure: Exception | None = None
+        self.removed = False
+        self.on_removed: Callable[[], None] | None = None
+
+    # -- service --------------------------------------------------------
+
+    def startService(self) -> None:
+        """Start ticking and processing; campaigns at once when alone."""
+        super().startService()
+        if self._run_blocking is None:
+            # fsync runs here, off the reactor thread; one at a time.
+            pool = ThreadPool(minthreads=1, maxthreads=1, name="metastore-fsync")
+            pool.start()
+            self._threadpool = pool
+            self._run_blocking = lambda f: threads.deferToThreadPool(self.reactor, pool, f)
+        self._ticker = task.LoopingCall(self._tick)
+        self._ticker.clock = self.reactor
+        self._ticker.start(self._tick_seconds, now=False)
+        self._schedule_cycle()
+
+    def stopService(self):
+        """Stop ticking, fail whatever waits, and close the WAL."""
+        super().stopService()
+        if self._ticker is not None and self._ticker.running:
+            self._ticker.stop()
+        error = Stopping("the member is shutting down")
+        self._pending.fail_all(error)
+        self._fail_reads(error)
+        if self._threadpool is not None:
+            self._threadpool.stop()
+            self._threadpool = None
+        self.wal.close()
+
+    # -- requests -------------------------------------------------------
+
+    def propose(self, command: Command) -> defer.Deferred:
+        """Replicate ``command``; fires with its ``Result`` once applied here."""
+        if self.failure is not None:
+            return defer.fail(StorageFailed(str(self.failure)))
+        if not self.running:
+            return defer.fail(Stopping("the member is not running"))
+        request_id = self._boot_id + next(self._sequence).to_bytes(8, "big")
+        try:
+            self.rawnode.propose(encode_command(request_id, command))
+        except raft.ProposalDropped as e:
+            return defer.fail(NoLeader(f"proposal dropped: {e}"))
+        d = self._pending.add(request_id)
+        self._schedule_cycle()
+        return d
+
+    def read_barrier(self) -> defer.Deferred:
+        """Fires once local state reflects every write acknowledged before
+        this call (linearizable read, through batched ReadIndex)."""
+        if self.failure is not None:
+            if self.sole_voter:
+                # Nothing can commit without this member, so what it applied
+                # is the newest state there is.
+                return defer.succeed(self.store.applied_index)
+            return defer.fail(StorageFailed(str(self.failure)))
+        if not self.running:
+            return defer.fail(Stopping("the member is not running"))
+        d = defer.Deferred()
+        timeout = self.reactor.callLater(
+            self.request_timeout,
+            lambda: d.called or d.errback(RequestTimedOut("the linearizable read timed out")),
+        )
+        d.addBoth(lambda r: (timeout.active() and timeout.cancel(), r)[1])
+        self._next_reads.append(d)
+        self._maybe_start_read_round()
+        return d
+
+    def _maybe_start_read_round(self) -> None:
+        if not self._next_reads:
+            return
+        stale = self._ticks - self._election_ticks
+        if any(b.started_tick > stale for b in self._read_batches.values()):
+            return  # a fresh round is in flight; these reads join the next one
+        if self.leader_id == 0:
+            return  # retried on the next tick; the reads time out if none comes
+        batch = _ReadBatch(self._boot_id + next(self._sequence).to_bytes(8, "big"), self._ticks)
+        batch.waiters, self._next_reads = self._next_reads, []
+        self._read_batches[batch.context] = batch
+        self.rawnode.read_index(batch.context)
+        self._schedule_cycle()
+
+    def _fail_reads(self, error: Exception) -> None:
+        waiting = self._next_reads + [d for b in self._read_batches.values() for d in b.waiters]
+        self._next_reads, self._read_batches = [], {}
+        for d in waiting:
+            if not d.called:
+                d.errback(error)
+        self._applied_waiters.fail_all(error)
+
+    # -- inputs from the transport ---------------------------------------
+
+    def receive(self, messages: Sequence[Message]) -> None:
+        """Step messages that arrived from peers."""
+        if self.failure is not None:
+            return
+        for m in messages:
+            try:
+                self.rawnode.step(m)
+            except raft.RaftError as e:  # a stale or misdirected message
+                log.debug("dropped message {m}: {e}", m=m.type, e=e)
+        self._schedule_cycle()
+
+    def report_unreachable(self, peer_id: int) -> None:
+        """The transport lost the link to ``peer_id`` or dropped its messages."""
+        self.rawnode.report_unreachable(peer_id)
+        self._schedule_cycle()
+
+    # -- the Ready cycle --------------------------------------------------
+
+    def _tick(self) -> None:
+        if self.failure is not None:
+            return
+        self._ticks += 1
+        self.rawnode.tick()
+        self._maybe_start_read_round()
+        self._schedule_cycle()
+
+    def _schedule_cycle(self) -> None:
+        if not self._cycle_scheduled and not self._cycle_running:
+            self._cycle_scheduled = True
+            self.reactor.callLater(0, self._run_cycles)
+
+    def _run_cycles(self) -> None:
+        self._cycle_scheduled = False
+        if self._cycle_running or self.failure is not None or not self.running:
+            return
+        if self.rawnode.has_ready():
+            self._cycle_running = True
+            self._start_cycle(self.rawnode.ready())
+
+    def _start_cycle(self, rd: raft.Ready) -> None:
+        try:
+            if rd.soft_state is not None:
+                self._observe_soft_state(rd.soft_state)
+            if rd.snapshot is not None and not rd.snapshot.is_empty():
+                raise NotImplementedError("installing snapshots comes with the snapshot issue")
+            if rd.hard_state is not None or rd.entries:
+                self.wal.save(rd.hard_state, rd.entries)
+            if rd.entries:
+                self.raft_storage.append(rd.entries)
+            if rd.hard_state is not None:
+                self.raft_storage.set_hard_state(rd.hard_state)
+        except WALError as e:
+            self._fail_storage(e)
+            return
+        early = [m for m in rd.messages if m.type in _SENT_BEFORE_FSYNC]
+        late = [m for m in rd.messages if m.type not in _SENT_BEFORE_FSYNC]
+        self._send(early)
+        durable = [e for e in rd.committed_entries if e.index <= self._persisted_index]
+        self._apply(durable)
+        rest = rd.committed_entries[len(durable):]
+        if rd.must_sync:
+            d = self._run_blocking(self.wal.sync)
+            d.addCallbacks(
+                lambda _: self._finish_cycle(rd, late, rest),
+                lambda f: self._fail_storage(f.value),
+            )
+        else:
+            self._finish_cycle(rd, late, rest)
+
+    def _finish_cycle(self, rd: raft.Ready, late: list[Message], rest: Sequence[Entry]) -> None:
+        if not self.running:
+            return
+        if rd.entries:
+            self._persisted_index = rd.entries[-1].index
+        self._send(late)
+        self._apply(rest)
+        for read_state in rd.read_states:
+            self._serve_read_state(read_state)
+        self.rawnode.advance(rd)
+        self._cycle_running = False
+        if self.leader_id == 0 and self.sole_voter:
+            # A cluster of one need not wait an election timeout for its
+            # leader; raft refuses to campaign until its membership entries
+            # are applied, which is why this comes after a cycle.
+            self.rawnode.campaign()
+        if self.removed:
+            self._leave_cluster()
+            return
+        self._schedule_cycle()
+
+    def _observe_soft_state(self, soft: raft.SoftState) -> None:
+        was_leader = self.role == StateType.StateLeader
+        self.leader_id, self.role = soft.lead, soft.raft_state
+        if was_leader and self.role != StateType.StateLeader:
+            log.info("member {id} is no longer the leader", id=self.member_id)
+        elif self.role == StateType.StateLeader and not was_leader:
+            log.info("member {id} became the leader", id=self.member_id)
+
+    def _send(self, messages: list[Message]) -> None:
+        if messages and self.transport is not None:
+            self.transport.send(messages)
+
+    def _serve_read_state(self, read_state: raft.ReadState) -> None:
+        batch = self._read_batches.pop(read_state.request_ctx, None)
+        if batch is None:
+            return
+        for d in batch.waiters:
+            if not d.called:
+                self._applied_waiters.wait(read_state.index).chainDeferred(d)
+        self._applied_waiters.reached(self.store.applied_index)
+        self._maybe_start_read_round()
+
+    # -- apply ----------------------------------------------------------
+
+    def _apply(self, entries: Sequence[Entry]) -> None:
+        """Apply committed entries in log order and answer their waiters."""
+        if not entries:
+            return
+        run: list[tuple[bytes | None, Command | None]] = []
+        for entry in entries:
+            if entry.type == EntryType.EntryConfChange:
+                self._apply_commands(run, entry.index - 1)
+                run = []
+                self._apply_conf_change(entry)
+                self.store.apply(entry.index, [])
+            else:
+                run.append(self._decode(entry))
+        self._apply_commands(run, entries[-1].index)
+        self._applied_waiters.reached(self.store.applied_index)
+
+    def _decode(self, entry: Entry) -> tuple[bytes | None, Command | None]:
+        if not entry.data:
+            return None, None  # a new leader's empty entry
+        try:
+            return decode_command(entry.data)
+        except CommandError as e:
+            # Every member skips the same entry, so state stays identical.
+            log.error("entry {i} holds no valid command, skipped: {e}", i=entry.index, e=e)
+            return None, None
+
+    def _apply_commands(self, run: list[tuple[bytes | None, Command | None]], index: int) -> None:
+        if not run:
+            return
+        results: list[Result | None] = self.store.apply(index, [c for _, c in run])
+        for (request_id, _), result in zip(run, results):
+            if request_id is not None:
+                self._pending.resolve(request_id, result)
+
+    def _apply_conf_change(self, entry: Entry) -> None:
+        change = raft.decode_conf_change(entry.data)
+        self.rawnode.apply_conf_change(change)
+        if change.type == ConfChangeType.ConfChangeRemoveNode:
+            self.members.pop(change.node_id, None)
+            if self.transport is not None and change.node_id != self.member_id:
+                self.transport.remove_peer(change.node_id)
+            if change.node_id == self.member_id:
+                self.removed = True
+        else:
+            # Bootstrap entries carry no URL: it comes from --cluster.
+            url = change.context.decode("utf-8", "replace") or self.initial_urls.get(change.node_id, "")
+            learner = change.type == ConfChangeType.ConfChangeAddLearnerNode
+            self.members[change.node_id] = Member(change.node_id, url, learner)
+            if self.transport is not None and change.node_id != self.member_id:
+                self.transport.add_peer(change.node_id, url)
+
+    # -- failure and removal -------------------------------------------------
+
+    def _fail_storage(self, error: Exception) -> None:
+        """The disk failed: acknowledge nothing more, keep serving what was
+        applied to serializable reads, and say so in health."""
+        log.critical("storage failed, this member stops accepting writes: {e}", e=error)
+        self.failure = error
+        self._cycle_running = False
+        failure = StorageFailed(f"storage failed: {error}")
+        self._pending.fail_all(failure)
+        self._fail_reads(failure)
+        if self._ticker is not None and self._ticker.running:
+            self._ticker.stop()
+
+    def _leave_cluster(self) -> None:
+        log.info("member {id} was removed from the cluster; shutting down", id=self.member_id)
+        if self.on_removed is not None:
+            self.on_removed()
+
+    # -- observability ----------------------------------------------------
+
+    @property
+    def sole_voter(self) -> bool:
+        """Whether this member is the cluster's only voter."""
+        return tuple(self.rawnode.status().conf_state.voters) == (self.member_id,)
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this member currently leads."""
+        return self.role == StateType.StateLeader
+
+    @property
+    def applied_index(self) -> int:
+        """The raft index applied to the keyspace."""
+        return self.store.applied_index
+
+    @property
+    def healthy(self) -> bool:
+        """Running, disk fine, and a leader known."""
+        return self.running and self.failure is None and self.leader_id != 0

@@ -1,0 +1,146 @@
+"""Assembling a member: storage, Raft, the node driver, and its listeners.
+
+``open_member`` is what both ``twistd metastore`` and an embedding program
+call.  It opens (and if needed creates) the member's storage before
+anything listens, so a member that cannot start says why at once with a
+``StartupError``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import msgpack
+from twisted.application import service
+from twisted.internet import defer, endpoints
+
+from metastore import raft
+from metastore.api.rest import RestAPI
+from metastore.api.site import MetaStoreSite
+from metastore.config import Config
+from metastore.errors import StartupError
+from metastore.kv.store import KeyValueStore
+from metastore.node import Node
+from metastore.storage.errors import WALCorruptionError, WALError, WALLockedError
+from metastore.storage.memory import MemoryEngine
+from metastore.storage.wal import WAL, WALState
+
+
+class ListenerService(service.Service):
+    """Listens on a server endpoint while running; ``listening`` fires with
+    the ``IListeningPort`` (useful with port 0)."""
+
+    def __init__(self, endpoint, factory) -> None:
+        self.endpoint = endpoint
+        self.factory = factory
+        self.port = None
+        self.listening: defer.Deferred = defer.Deferred()
+
+    def startService(self) -> None:
+        """Start listening; a failure to bind stops the reactor loudly."""
+        super().startService()
+        d = self.endpoint.listen(self.factory)
+
+        def listened(port):
+            self.port = port
+            self.listening.callback(port)
+
+        d.addCallbacks(listened, self.listening.errback)
+
+    def stopService(self):
+        """Stop listening."""
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+
+
+class MemberService(service.MultiService):
+    """One MetaStore member as a Twisted service: add it to an application
+    (``setServiceParent``) to run it inside another program."""
+
+    def __init__(self, config: Config, node: Node, http: ListenerService) -> None:
+        super().__init__()
+        self.config = config
+        self.node = node
+        self.http = http
+        node.setServiceParent(self)
+        http.setServiceParent(self)
+
+
+def _wal_metadata(config: Config) -> bytes:
+    return msgpack.packb({"member_id": config.member_id, "cluster_token": config.cluster_token})
+
+
+def _open_wal(config: Config, fsync) -> tuple[WAL, WALState]:
+    try:
+        wal, state = WAL.open(config.wal_dir, metadata=_wal_metadata(config), fsync=fsync)
+    except (WALCorruptionError, WALLockedError) as e:
+        raise StartupError(str(e)) from None
+    except WALError as e:
+        raise StartupError(f"cannot use data directory {config.data_dir!r}: {e}") from None
+    except OSError as e:
+        raise StartupError(
+            f"cannot use data directory {config.data_dir!r}: {e.strerror or e} ({e.filename or config.wal_dir})"
+        ) from None
+    if state.metadata:
+        found = msgpack.unpackb(state.metadata)
+        if found.get("member_id") != config.member_id or found.get("cluster_token") != config.cluster_token:
+            wal.close()
+            raise StartupError(
+                f"{config.wal_dir} belongs to member {found.get('member_id')} of cluster "
+                f"{found.get('cluster_token')!r}, not member {config.member_id} of {config.cluster_token!r}"
+            )
+    return wal, state
+
+
+def _raft_storage(state: WALState) -> raft.MemoryStorage:
+    storage = raft.MemoryStorage()
+    if state.snapshot is not None:
+        storage.apply_snapshot(raft.Snapshot(metadata=state.snapshot))
+    if not state.hard_state.is_empty():
+        storage.set_hard_state(state.hard_state)
+    if state.entries:
+        storage.append(state.entries)
+    return storage
+
+
+def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -> MemberService:
+    """Open the member's storage and wire its parts; nothing runs until the
+    returned service is started.  Raises ``StartupError``.
+
+    ``fsync`` is the WAL's fault-injection hook (tests make it fail); keep
+    the default in production."""
+    if config.storage != "memory":
+        raise StartupError(f"--storage {config.storage} is not available yet; use --storage memory")
+    wal, state = _open_wal(config, fsync)
+    storage = _raft_storage(state)
+    fresh = state.hard_state.is_empty() and not state.entries and state.snapshot is None
+    rawnode = raft.RawNode(
+        raft.Config(
+            id=config.member_id,
+            election_tick=config.election_ticks,
+            heartbeat_tick=config.heartbeat_ticks,
+            storage=storage,
+            rng=random.Random(),
+        )
+    )
+    if fresh and not config.join:
+        rawnode.bootstrap(list(range(1, len(config.cluster) + 1)))
+    node = Node(
+        member_id=config.member_id,
+        reactor=reactor,
+        rawnode=rawnode,
+        raft_storage=storage,
+        wal=wal,
+        store=KeyValueStore(MemoryEngine()),
+        initial_urls={i: url for i, url in enumerate(config.cluster, start=1)},
+        tick_seconds=config.tick_ms / 1000,
+        election_ticks=config.election_ticks,
+        request_timeout=config.request_timeout,
+        run_blocking=run_blocking,
+    )
+    site = MetaStoreSite(RestAPI(node).app.resource(), config.max_request_bytes, reactor=reactor)
+    endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
+    return MemberService(config, node, ListenerService(endpoint, site))
