@@ -155,7 +155,8 @@ def scan(buf: bytes) -> Iterator[tuple[int, int, memoryview]]:
     unpack = HEADER.unpack_from
     while offset < end:
         if end - offset < HEADER_SIZE:
-            raise RecordDamage(offset, f"short header ({end - offset} bytes before end of file)", True)
+            reason = f"short header ({end - offset} bytes before end of file)"
+            raise RecordDamage(offset, reason, True)
         length, crc, head_crc, rtype = unpack(buf, offset)
         if _crc32(view[offset : offset + 8]) != head_crc:
             raise RecordDamage(

@@ -138,7 +138,9 @@ class _Replay:
             if s == self.snap_index:
                 if meta.term != self.snapshot.term:
                     raise WALCorruptionError(
-                        path, offset, f"snapshot marker {s} changes term {self.snapshot.term} to {meta.term}"
+                        path,
+                        offset,
+                        f"snapshot marker {s} changes term {self.snapshot.term} to {meta.term}",
                     )
                 self.snapshot = meta
                 return
@@ -267,7 +269,9 @@ class WAL:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(lock_fd)
-            raise WALLockedError(f"WAL directory {directory!r} is in use by another open WAL") from None
+            raise WALLockedError(
+                f"WAL directory {directory!r} is in use by another open WAL"
+            ) from None
         except BaseException:
             os.close(lock_fd)
             raise
@@ -301,9 +305,8 @@ class WAL:
                 self._runs.append((e.index, e.term))
         self._segments = segments
         if not segments:
-            seg = _Segment(0, self._last + 1, os.path.join(self._dir, segment_name(0, self._last + 1)))
+            seg, self._fd = self._create_segment(0, self._last + 1)
             self._segments.append(seg)
-            self._fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
             self._write_head(seg)
         else:
             seg = segments[-1]
@@ -354,7 +357,9 @@ class WAL:
                     if replay.metadata is None:
                         replay.metadata = stored
                     elif stored != replay.metadata:
-                        raise WALCorruptionError(path, offset, "metadata differs from the earlier segments'")
+                        raise WALCorruptionError(
+                            path, offset, "metadata differs from the earlier segments'"
+                        )
                     head_end = offset + HEADER_SIZE + len(payload)
                 else:
                     raise WALCorruptionError(path, offset, self._misplaced(rtype, count))
@@ -365,7 +370,9 @@ class WAL:
                 raise WALCorruptionError(path, damage.offset, damage.reason + where) from None
             self._cut_tail(path, damage)
         except (ValueError, TypeError, KeyError) as exc:
-            raise WALCorruptionError(path, offset, f"undecodable record of type {rtype}: {exc!r}") from None
+            raise WALCorruptionError(
+                path, offset, f"undecodable record of type {rtype}: {exc!r}"
+            ) from None
         if count < 2 and not is_last:
             raise WALCorruptionError(path, len(buf), "segment ends before its head is complete")
         seg.max_index = max_index
@@ -426,6 +433,12 @@ class WAL:
             parts.append(records.encode_snapshot(self._snapshot))
         return b"".join(parts)
 
+    def _create_segment(self, seq: int, first_index: int) -> tuple[_Segment, int]:
+        """Create the (new, empty) file for segment ``seq``; return it and its descriptor."""
+        seg = _Segment(seq, first_index, os.path.join(self._dir, segment_name(seq, first_index)))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+        return seg, os.open(seg.path, flags, 0o644)
+
     def _write_head(self, seg: _Segment) -> None:
         """Write the head of the (empty) current segment ``seg``."""
         self._size = 0
@@ -442,7 +455,9 @@ class WAL:
     def _check_usable(self) -> None:
         """Raise unless the WAL is open and has not failed."""
         if self._failure is not None:
-            raise WALFailedError(f"WAL in {self._dir!r} failed earlier: {self._failure}") from self._failure
+            raise WALFailedError(
+                f"WAL in {self._dir!r} failed earlier: {self._failure}"
+            ) from self._failure
         if self._closed:
             raise WALError(f"WAL in {self._dir!r} is closed")
 
@@ -488,8 +503,8 @@ class WAL:
     def _roll(self, first_index: int) -> None:
         """Start a new segment; the old one is fsynced and closed by the next ``sync()``."""
         old = self._segments[-1]
-        seg = _Segment(old.seq + 1, first_index, os.path.join(self._dir, segment_name(old.seq + 1, first_index)), synced=False)
-        fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        seg, fd = self._create_segment(old.seq + 1, first_index)
+        seg.synced = False
         self._dir_dirty = True
         if self._dirty:
             self._retired.append(self._fd)
@@ -515,7 +530,8 @@ class WAL:
             first = entries[0].index
             if not self._snap_index < first <= self._last + 1:
                 raise ValueError(
-                    f"entries start at {first}: must be after the snapshot index {self._snap_index} "
+                    f"entries start at {first}: must be after the snapshot index "
+                    f"{self._snap_index} "
                     f"and at most {self._last + 1}"
                 )
             prev = first - 1
@@ -529,7 +545,8 @@ class WAL:
             data += records.encode_hard_state(hard_state)
         if not data:
             return
-        self._append_records(data, entries[0].index if entries else self._last + 1, "saving entries")
+        next_index = entries[0].index if entries else self._last + 1
+        self._append_records(data, next_index, "saving entries")
         if entries:
             self._note_entries(entries)
         if new_hs:
@@ -567,11 +584,15 @@ class WAL:
                 raise ValueError(f"snapshot index {s} is older than the saved {self._snap_index}")
             if s == self._snap_index and metadata.term != self._snapshot.term:
                 raise ValueError(f"snapshot {s} already saved with term {self._snapshot.term}")
-        self._append_records(records.encode_snapshot(metadata), self._last + 1, "saving a snapshot marker")
+        self._append_records(
+            records.encode_snapshot(metadata), self._last + 1, "saving a snapshot marker"
+        )
         if s != self._snap_index:
-            if s <= self._last and self._term_at(s) == metadata.term:
+            if s == self._last and self._term_at(s) == metadata.term:
+                self._runs = []
+            elif s < self._last and self._term_at(s) == metadata.term:
                 k = bisect.bisect_right(self._runs, (s + 1, float("inf"))) - 1
-                self._runs = [(s + 1, self._runs[k][1])] + self._runs[k + 1 :] if s < self._last else []
+                self._runs = [(s + 1, self._runs[k][1])] + self._runs[k + 1 :]
             else:
                 self._runs = []
                 self._last = s

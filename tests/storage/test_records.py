@@ -40,7 +40,8 @@ class FramingTests(SynchronousTestCase):
     def test_entries_batch(self) -> None:
         """encode_entries frames each entry so decode_entry gives it back."""
         ents = [Entry(3, 7, EntryType.EntryConfChange, b"cc"), Entry(4, 8, data=b"")]
-        decoded = [records.decode_entry(p) for _, _, p in records.scan(records.encode_entries(ents))]
+        framed = records.encode_entries(ents)
+        decoded = [records.decode_entry(p) for _, _, p in records.scan(framed)]
         self.assertEqual(decoded, ents)
 
     def test_state_payloads(self) -> None:

@@ -7,16 +7,10 @@ import os
 from twisted.trial.unittest import SynchronousTestCase
 
 from metastore.raft.types import ConfState, Entry, HardState, SnapshotMetadata
-from metastore.storage.errors import (
-    WALCorruptionError,
-    WALError,
-    WALFailedError,
-    WALLockedError,
-)
-from metastore.storage.records import HEADER_SIZE
+from metastore.storage.errors import WALCorruptionError
 from metastore.storage.wal import WAL, WALState, segment_name
 
-from .helpers import FaultySyscalls, entries, segment_paths
+from .helpers import entries, segment_paths
 
 
 class WALTestMixin:
@@ -71,7 +65,9 @@ class RoundTripTests(WALTestMixin, SynchronousTestCase):
         wal.save(None, entries(6, 7, term=2))
         wal.save(None, entries(8, 8, term=3))
         _, state = self.reopen(wal, d)
-        self.assertEqual(state.entries, entries(1, 5) + entries(6, 7, term=2) + entries(8, 8, term=3))
+        self.assertEqual(
+            state.entries, entries(1, 5) + entries(6, 7, term=2) + entries(8, 8, term=3)
+        )
 
     def test_snapshot_keeps_matching_tail(self) -> None:
         """A marker whose term matches the log's entry at its index keeps the later entries."""
@@ -148,7 +144,8 @@ class SegmentTests(WALTestMixin, SynchronousTestCase):
         )
         _, state = self.reopen(wal, d, segment_bytes=300)
         self.assertEqual(
-            state, WALState(b"m", HardState(1, 1, 39), None, entries(1, 29) + entries(30, 31, term=2))
+            state,
+            WALState(b"m", HardState(1, 1, 39), None, entries(1, 29) + entries(30, 31, term=2)),
         )
 
     def test_name_carries_first_index(self) -> None:
@@ -190,7 +187,9 @@ class SegmentTests(WALTestMixin, SynchronousTestCase):
         _, state = self.reopen(wal, d, segment_bytes=300)
         self.assertEqual(
             state,
-            WALState(b"", HardState(1, 1, 40), SnapshotMetadata(30, 1, ConfState((1,))), entries(31, 40)),
+            WALState(
+                b"", HardState(1, 1, 40), SnapshotMetadata(30, 1, ConfState((1,))), entries(31, 40)
+            ),
         )
 
     def test_release_keeps_current_segment(self) -> None:

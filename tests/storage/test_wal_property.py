@@ -68,7 +68,8 @@ def _step(draw, model: LogModel) -> tuple:
         terms = sorted(draw(st.lists(st.integers(1, 4), min_size=count, max_size=count)))
         data = draw(st.binary(max_size=40))
         ents = [Entry(t, first + k, data=data) for k, t in enumerate(terms)]
-        hs = draw(st.none() | st.builds(HardState, st.integers(0, 5), st.integers(0, 3), st.integers(0, 50)))
+        hard_states = st.builds(HardState, st.integers(0, 5), st.integers(0, 3), st.integers(0, 50))
+        hs = draw(st.none() | hard_states)
         return ("save", hs, ents)
     if kind == "snapshot":
         index = draw(st.integers(max(model.snap_index, 1), model.last + 3))
