@@ -199,7 +199,9 @@ class PeerLink:
 class PeerTransport(service.MultiService):
     """Carries Raft messages to and from the other members of one cluster.
 
-    Start it as a service (``startService`` or a parent).  Then:
+    Start it as a service (``startService`` or a parent), once: like
+    Twisted's ``StreamServerEndpointService`` it does not listen again after
+    a stop, so build a new one instead of restarting.  Then:
 
     - :meth:`when_listening` fires with the listening port (so a listen URL
       with port 0 can learn its port);
@@ -323,13 +325,13 @@ class PeerTransport(service.MultiService):
         peer go out in one write (or wait in its queue together).
 
         Never raises for a peer's trouble: messages that cannot be sent are
-        dropped and the peer reported unreachable.  Raises ValueError for a
-        message addressed to this member itself.
+        dropped and the peer reported unreachable.  Raises ValueError, before
+        sending anything, for a message addressed to this member or to no one.
         """
         by_peer: dict[int, list[bytes]] = {}
         for m in messages:
-            if m.to == self.local_id:
-                raise ValueError(f"message {m.type.name} is addressed to this member")
+            if m.to == self.local_id or m.to <= 0:
+                raise ValueError(f"{m.type.name} addressed to {m.to} cannot be sent")
             encoded = encode_message(m)
             if len(encoded) > MAX_MESSAGE_LENGTH:
                 # The chunked snapshot stream (a later issue) will take

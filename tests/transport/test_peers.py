@@ -142,6 +142,7 @@ class ListeningTests(SynchronousTestCase):
         self.assertRaises(ValueError, transport.add_peer, 1, "h:2")
         self.assertRaises(ValueError, transport.add_peer, 2, "h:0")
         self.assertRaises(ValueError, transport.send, [app(2, 1, 1)])
+        self.assertRaises(ValueError, transport.send, [app(1, 0, 1)])
 
 
 class DeliveryTests(PeerTransportFixture):
