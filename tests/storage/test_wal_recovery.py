@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from metastore.raft.types import HardState
@@ -57,6 +58,25 @@ class TornTailTests(WALTestMixin, SynchronousTestCase):
             wal.save(None, entries(4, 5, term=2))
             _, state = self.reopen(wal, d)
             self.assertEqual(state.entries, entries(1, 3) + entries(4, 5, term=2), cut)
+
+    def test_cut_is_logged(self) -> None:
+        """Cutting a torn tail is logged with the file and offset."""
+        d = self.mktemp()
+        wal, _ = self.open(d)
+        wal.save(None, entries(1, 2))
+        wal.close()
+        path = segment_paths(d)[0]
+        size = os.path.getsize(path)
+        with open(path, "ab") as f:
+            f.write(b"\x01\x02")
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.open(d)
+        cuts = [e for e in events if "cutting torn tail" in e.get("log_format", "")]
+        self.assertEqual(
+            [(e["path"], e["offset"]) for e in cuts], [(os.path.abspath(path), size)]
+        )
 
     def test_zero_filled_tail(self) -> None:
         """Zero bytes after the last record (a file extended but never written) are cut."""
