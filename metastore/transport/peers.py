@@ -158,6 +158,20 @@ class PeerLink:
         self._queue.clear()
         self._queued_bytes = 0
 
+    def abort(self) -> None:
+        """Discard the queue and close the connection without flushing.
+
+        A graceful close waits for the write buffer to drain, which for a dead
+        peer takes until TCP gives up; stopping must not wait for that, and
+        raft recovers whatever was unsent.
+        """
+        self.discard_queue()
+        protocol = self._protocol
+        if protocol is not None and protocol.transport is not None:
+            abort = getattr(protocol.transport, "abortConnection", None)
+            if abort is not None:
+                abort()
+
     def connection_ready(self, protocol: OutboundPeerProtocol) -> None:
         """A new connection is up: send the backlog."""
         self._protocol = protocol
@@ -308,8 +322,9 @@ class PeerTransport(service.MultiService):
         self._unreachable.discard(peer_id)
         if link is None:
             return defer.succeed(None)
-        link.discard_queue()
-        return defer.maybeDeferred(link.service.disownServiceParent)
+        stopped = defer.maybeDeferred(link.service.disownServiceParent)
+        link.abort()
+        return stopped
 
     def peer_ids(self) -> frozenset[int]:
         """The ids of the peers this member has links to."""
@@ -362,6 +377,8 @@ class PeerTransport(service.MultiService):
         self._report_call = None
         self._unreachable.clear()
         d = super().stopService()
+        for link in self._links.values():
+            link.abort()
         self.inbound.drop_all("transport stopping")
         self._port = self._port_failure = None
         return d

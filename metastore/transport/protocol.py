@@ -309,6 +309,7 @@ class InboundPeerFactory(Factory):
     track of accepted connections: at most one per member, the newest."""
 
     protocol = InboundPeerProtocol  # type: ignore[assignment]
+    noisy = False
 
     def __init__(
         self,
@@ -463,6 +464,8 @@ class OutboundPeerProtocol(PeerProtocol):
 
 class OutboundPeerFactory(Factory):
     """Builds :class:`OutboundPeerProtocol` for one link (one peer)."""
+
+    noisy = False
 
     def __init__(self, link: OutboundLink, handshake: Handshake) -> None:
         self.link = link

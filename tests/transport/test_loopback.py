@@ -27,7 +27,10 @@ class LoopbackTests(TestCase):
         arrived: dict[int, defer.Deferred] = {}
 
         def collector(member_id):
+            """An on_messages callback recording what member_id receives."""
+
             def on_messages(batch):
+                """Record a batch; fire the waiter once two messages are in."""
                 received[member_id].extend(batch)
                 if len(received[member_id]) == 2:
                     arrived[member_id].callback(None)

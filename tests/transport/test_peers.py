@@ -169,6 +169,7 @@ class DeliveryTests(PeerTransportFixture):
             original = pump.clientIO.write
 
             def counting(data: bytes, peer: int = peer, original=original) -> None:
+                """Count one write to ``peer`` and pass it on."""
                 writes[peer] += 1
                 original(data)
 
