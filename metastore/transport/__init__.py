@@ -9,13 +9,14 @@ Modules, one job each:
 """
 
 from .codec import MalformedFrame, decode_batch, encode_batch
-from .peers import PeerTransport, TransportSettings
+from .peers import PeerTransport, TransportSettings, cluster_id_from_token
 from .urls import parse_peer_url
 
 __all__ = [
     "MalformedFrame",
     "PeerTransport",
     "TransportSettings",
+    "cluster_id_from_token",
     "decode_batch",
     "encode_batch",
     "parse_peer_url",

@@ -14,6 +14,7 @@ dropped and the peer reported unreachable.
 
 from __future__ import annotations
 
+import hashlib
 import random as _random
 from collections import deque
 from dataclasses import dataclass
@@ -80,6 +81,12 @@ class TransportSettings:
     """A link's queue bound in messages."""
     max_queued_bytes: int = 64 * 1024 * 1024
     """A link's queue bound in encoded bytes."""
+
+
+def cluster_id_from_token(token: str) -> int:
+    """A stable 64-bit cluster id for a cluster token string (the first
+    8 bytes of its SHA-256), for the handshake's ``cluster_id``."""
+    return int.from_bytes(hashlib.sha256(token.encode("utf-8")).digest()[:8], "big")
 
 
 def reconnect_delay(settings: TransportSettings, attempt: int, jitter: float) -> float:

@@ -16,7 +16,12 @@ from twisted.test.iosim import ConnectionCompleter, IOPump
 from twisted.trial.unittest import SynchronousTestCase
 
 from metastore.raft.types import Entry, Message, MessageType
-from metastore.transport.peers import PeerTransport, TransportSettings, reconnect_delay
+from metastore.transport.peers import (
+    PeerTransport,
+    TransportSettings,
+    cluster_id_from_token,
+    reconnect_delay,
+)
 from metastore.transport.protocol import MAX_MESSAGE_LENGTH
 
 CLUSTER_ID = 0xABC
@@ -131,6 +136,13 @@ class ListeningTests(SynchronousTestCase):
             reactor = MemoryReactorClock()
             PeerTransport(reactor, 1, CLUSTER_ID, url, list, list).startService()
             self.assertEqual(reactor.tcpServers[0][3], interface, url)
+
+    def test_cluster_id_from_token(self) -> None:
+        """Token-derived cluster ids are stable, 64-bit, and differ by token."""
+        a = cluster_id_from_token("metastore")
+        self.assertEqual(a, cluster_id_from_token("metastore"))
+        self.assertNotEqual(a, cluster_id_from_token("metastore-2"))
+        self.assertTrue(0 <= a < 2**64)
 
     def test_bad_arguments(self) -> None:
         """A bad listen URL, a zero id, dialing oneself and sending to
