@@ -407,8 +407,9 @@ class Raft:
                 raise ProposalDropped("no leader")
             self._send(Message(type=_M.MsgProp, to=self.lead, from_=self.id, entries=m.entries))
         elif kind == _M.MsgTransferLeader:
-            if self.lead != NONE:
-                self._send(Message(type=_M.MsgTransferLeader, to=self.lead, from_=m.from_))
+            # The transferee travels in ``index``: ``from_`` is always the sender.
+            if self.lead != NONE and m.index != self.lead:
+                self._send(Message(type=_M.MsgTransferLeader, to=self.lead, from_=self.id, index=m.index))
         elif kind == _M.MsgTimeoutNow:
             self.hup(CampaignType.TRANSFER)
         elif kind == _M.MsgReadIndex:
@@ -522,6 +523,11 @@ class Raft:
         if kind == _M.MsgReadIndex:
             self._leader_read_index(m)
             return
+        if kind == _M.MsgTransferLeader:
+            transferee = self.tracker.progress.get(m.index)
+            if transferee is not None:
+                self._handle_transfer_request(m.index, transferee)
+            return
 
         progress = self.tracker.progress.get(m.from_)
         if progress is None:
@@ -541,8 +547,6 @@ class Raft:
         elif kind == _M.MsgUnreachable:
             if progress.state == _REPLICATE:
                 progress.become_probe()
-        elif kind == _M.MsgTransferLeader:
-            self._handle_transfer_request(m.from_, progress)
 
     def append_proposals(self, entries) -> None:
         """Append proposed entries as leader (§5.3); ProposalDropped if refused."""

@@ -297,8 +297,12 @@ class RawNode:
         self.raft.step(Message(type=MessageType.MsgReadIndex, context=context))
 
     def transfer_leader(self, to: int) -> None:
-        """Ask the leader to hand leadership to ``to`` (§3.10 of the thesis)."""
-        self.raft.step(Message(type=MessageType.MsgTransferLeader, from_=to))
+        """Ask the leader to hand leadership to ``to`` (§3.10 of the thesis).
+
+        Unlike etcd, a MsgTransferLeader names its target in ``index`` and its
+        sender in ``from_``, so a forwarded request is an ordinary message.
+        """
+        self.raft.step(Message(type=MessageType.MsgTransferLeader, index=to))
 
     def report_unreachable(self, node_id: int) -> None:
         """The transport failed to reach ``node_id``: stop streaming to it."""
