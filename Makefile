@@ -8,6 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SOURCES := setup.py $(shell find metastore twisted -name '*.py' 2>/dev/null)
 RUN_DIR := run
+CLUSTER := http://127.0.0.1:12379,http://127.0.0.1:22379,http://127.0.0.1:32379
 
 .DEFAULT_GOAL := help
 .PHONY: help build run run-memory run-rocksdb cluster-memory cluster-rocksdb stop-cluster test bench clean
@@ -33,14 +34,24 @@ run-memory: $(STAMP) ## Start one member with the memory engine, in the foregrou
 run-rocksdb: $(STAMP) ## Start one member with the RocksDB engine (not available yet)
 	@echo "The RocksDB engine is not available yet in this version; use 'make run-memory'."; exit 1
 
-cluster-memory: $(STAMP) ## Start the 3-member example in the background (not available yet)
-	@echo "Clusters are not available yet in this version; use 'make run' for one member."; exit 1
+cluster-memory: $(STAMP) ## Start the 3-member example in the background (HTTP ports 12380, 22380, 32380)
+	@mkdir -p $(RUN_DIR)
+	@for i in 1 2 3; do \
+	  $(BIN)/twistd --pidfile=$(RUN_DIR)/metastore-$$i.pid --logfile=$(RUN_DIR)/metastore-$$i.log \
+	    metastore --id $$i --cluster $(CLUSTER) --port $${i}2380 --storage memory \
+	  && echo "member $$i: http://127.0.0.1:$${i}2380 (log $(RUN_DIR)/metastore-$$i.log)"; \
+	done
 
 cluster-rocksdb: $(STAMP) ## Start the 3-member RocksDB example in the background (not available yet)
 	@echo "Clusters and the RocksDB engine are not available yet in this version."; exit 1
 
-stop-cluster: ## Stop the members started by cluster-memory / cluster-rocksdb
-	@for pid in $(RUN_DIR)/*.pid; do [ -f "$$pid" ] && kill "$$(cat $$pid)" 2>/dev/null && echo "stopped $$pid"; rm -f "$$pid"; done; true
+stop-cluster: ## Stop exactly the members started by cluster-memory / cluster-rocksdb
+	@for f in $(RUN_DIR)/metastore-*.pid; do \
+	  [ -f "$$f" ] || continue; pid=$$(cat "$$f"); \
+	  kill "$$pid" 2>/dev/null && echo "stopping $$f ($$pid)"; \
+	  for t in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$$pid" 2>/dev/null || break; sleep 0.5; done; \
+	  rm -f "$$f"; \
+	done; true
 
 test: $(STAMP) ## Run the whole test suite with trial
 	$(BIN)/python -m twisted.trial --jobs=2 tests

@@ -43,7 +43,7 @@ class Config:
             raise ConfigError("--id must be a positive integer")
         if not self.cluster:
             raise ConfigError("--cluster must list at least one peer URL")
-        if not self.join and self.member_id > len(self.cluster):
+        if self.member_id > len(self.cluster):
             raise ConfigError(
                 f"--id {self.member_id} has no entry in --cluster "
                 f"({len(self.cluster)} URL(s)); member ids are positions in that list"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from twisted.application import service
@@ -30,9 +30,16 @@ from twisted.python.threadpool import ThreadPool
 
 from metastore import raft
 from metastore.errors import NoLeader, RequestTimedOut, StorageFailed, Stopping
-from metastore.kv.commands import Command, CommandError, decode_command, encode_command
+from metastore.kv.commands import (
+    Command,
+    CommandError,
+    PublishMember,
+    decode_command,
+    encode_command,
+)
 from metastore.kv.store import KeyValueStore, Result
 from metastore.raft.types import (
+    ConfChange,
     ConfChangeType,
     Entry,
     EntryType,
@@ -55,6 +62,7 @@ class Member:
 
     member_id: int
     peer_url: str
+    client_url: str = ""
     is_learner: bool = False
 
 
@@ -181,6 +189,10 @@ class Node(service.Service):
         self.failure: Exception | None = None
         self.removed = False
         self.on_removed: Callable[[], None] | None = None
+        self.client_url = ""
+        self._publishing = False
+        self._removed_ids: set[int] = set()
+        self._membership_waiters: dict[tuple[int, int], list[defer.Deferred]] = {}
 
     # -- service --------------------------------------------------------
 
@@ -193,6 +205,10 @@ class Node(service.Service):
             pool.start()
             self._threadpool = pool
             self._run_blocking = lambda f: threads.deferToThreadPool(self.reactor, pool, f)
+        if self.transport is not None:
+            for peer_id, url in self.initial_urls.items():
+                if peer_id != self.member_id:
+                    self.transport.add_peer(peer_id, url)
         self._ticker = task.LoopingCall(self._tick)
         self._ticker.clock = self.reactor
         self._ticker.start(self._tick_seconds, now=False)
@@ -227,6 +243,43 @@ class Node(service.Service):
         d = self._pending.add(request_id)
         self._schedule_cycle()
         return d
+
+    def change_membership(self, change: ConfChange) -> defer.Deferred:
+        """Propose a single-step membership change; fires once it is applied
+        here, fails with ``Unavailable`` when refused or timed out."""
+        if self.failure is not None:
+            return defer.fail(StorageFailed(str(self.failure)))
+        try:
+            self.rawnode.propose_conf_change(change)
+        except raft.ProposalDropped as e:
+            return defer.fail(NoLeader(f"membership change refused: {e}"))
+        d = defer.Deferred()
+        key = (int(change.type), change.node_id)
+        self._membership_waiters.setdefault(key, []).append(d)
+        timeout = self.reactor.callLater(
+            self.request_timeout,
+            lambda: d.called or d.errback(RequestTimedOut("the membership change timed out; it may still apply")),
+        )
+        d.addBoth(lambda r: (timeout.active() and timeout.cancel(), r)[1])
+        self._schedule_cycle()
+        return d
+
+    def was_removed(self, peer_id: int) -> bool:
+        """Whether ``peer_id`` was removed from the cluster (as applied here)."""
+        return peer_id in self._removed_ids
+
+    def removed_by_peer(self, peer_id: int) -> None:
+        """A member that applied our removal told us so: leave.  (The
+        removal entry itself may never reach a removed follower.)"""
+        if not self.removed and self.running:
+            log.info("member {peer} reports that member {id} was removed", peer=peer_id, id=self.member_id)
+            self.removed = True
+            if not self._cycle_running:
+                self._leave_cluster()
+
+    def accepts_peer(self, peer_id: int) -> bool:
+        """Whether a peer connection from ``peer_id`` may be accepted."""
+        return peer_id in self.members or (peer_id in self.initial_urls and peer_id not in self._removed_ids)
 
     def read_barrier(self) -> defer.Deferred:
         """Fires once local state reflects every write acknowledged before
@@ -263,6 +316,19 @@ class Node(service.Service):
         self.rawnode.read_index(batch.context)
         self._schedule_cycle()
 
+    def _maybe_publish_client_url(self) -> None:
+        """Make this member's client URL part of the replicated membership
+        (as etcd publishes its attributes), retrying until it is applied."""
+        me = self.members.get(self.member_id)
+        if self._publishing or not self.client_url or me is None or self.leader_id == 0:
+            return
+        if me.client_url == self.client_url:
+            return
+        self._publishing = True
+        d = self.propose(PublishMember(self.member_id, self.client_url))
+        d.addErrback(lambda f: log.debug("publishing the client URL failed, will retry: {f}", f=f.value))
+        d.addBoth(lambda _: setattr(self, "_publishing", False))
+
     def _fail_reads(self, error: Exception) -> None:
         waiting = self._next_reads + [d for b in self._read_batches.values() for d in b.waiters]
         self._next_reads, self._read_batches = [], {}
@@ -297,6 +363,7 @@ class Node(service.Service):
         self._ticks += 1
         self.rawnode.tick()
         self._maybe_start_read_round()
+        self._maybe_publish_client_url()
         self._schedule_cycle()
 
     def _schedule_cycle(self) -> None:
@@ -407,11 +474,18 @@ class Node(service.Service):
         if not entry.data:
             return None, None  # a new leader's empty entry
         try:
-            return decode_command(entry.data)
+            request_id, command = decode_command(entry.data)
         except CommandError as e:
             # Every member skips the same entry, so state stays identical.
             log.error("entry {i} holds no valid command, skipped: {e}", i=entry.index, e=e)
             return None, None
+        if isinstance(command, PublishMember):
+            known = self.members.get(command.member_id)
+            if known is not None:
+                self.members[command.member_id] = replace(known, client_url=command.client_url)
+            self._pending.resolve(request_id, None)
+            return None, None
+        return request_id, command
 
     def _apply_commands(self, run: list[tuple[bytes | None, Command | None]], index: int) -> None:
         if not run:
@@ -424,8 +498,12 @@ class Node(service.Service):
     def _apply_conf_change(self, entry: Entry) -> None:
         change = raft.decode_conf_change(entry.data)
         self.rawnode.apply_conf_change(change)
+        for d in self._membership_waiters.pop((int(change.type), change.node_id), []):
+            if not d.called:
+                d.callback(change)
         if change.type == ConfChangeType.ConfChangeRemoveNode:
             self.members.pop(change.node_id, None)
+            self._removed_ids.add(change.node_id)
             if self.transport is not None and change.node_id != self.member_id:
                 self.transport.remove_peer(change.node_id)
             if change.node_id == self.member_id:
@@ -434,9 +512,15 @@ class Node(service.Service):
             # Bootstrap entries carry no URL: it comes from --cluster.
             url = change.context.decode("utf-8", "replace") or self.initial_urls.get(change.node_id, "")
             learner = change.type == ConfChangeType.ConfChangeAddLearnerNode
-            self.members[change.node_id] = Member(change.node_id, url, learner)
+            known = self.members.get(change.node_id)
+            client_url = known.client_url if known else ""
+            self.members[change.node_id] = Member(change.node_id, url, client_url, learner)
+            self._removed_ids.discard(change.node_id)
             if self.transport is not None and change.node_id != self.member_id:
-                self.transport.add_peer(change.node_id, url)
+                if url:
+                    self.transport.add_peer(change.node_id, url)
+                else:
+                    log.warn("member {id} was added without a peer URL", id=change.node_id)
 
     # -- failure and removal -------------------------------------------------
 

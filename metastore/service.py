@@ -16,6 +16,8 @@ from twisted.application import service
 from twisted.internet import defer, endpoints
 
 from metastore import raft
+from metastore.api.admin import AdminAPI
+from metastore.api.members import MembershipAPI
 from metastore.api.rest import RestAPI
 from metastore.api.site import MetaStoreSite
 from metastore.config import Config
@@ -25,6 +27,7 @@ from metastore.node import Node
 from metastore.storage.errors import WALCorruptionError, WALError, WALLockedError
 from metastore.storage.memory import MemoryEngine
 from metastore.storage.wal import WAL, WALState
+from metastore.transport import PeerTransport, cluster_id_from_token
 
 
 class ListenerService(service.Service):
@@ -58,15 +61,34 @@ class ListenerService(service.Service):
 
 class MemberService(service.MultiService):
     """One MetaStore member as a Twisted service: add it to an application
-    (``setServiceParent``) to run it inside another program."""
+    (``setServiceParent``) to run it inside another program.
 
-    def __init__(self, config: Config, node: Node, http: ListenerService) -> None:
+    ``removed`` fires once the member has applied its own removal from the
+    cluster and stopped itself."""
+
+    def __init__(self, config: Config, node: Node, transport: PeerTransport, http: ListenerService) -> None:
         super().__init__()
         self.config = config
         self.node = node
+        self.transport = transport
         self.http = http
+        self.removed: defer.Deferred = defer.Deferred()
+        # Started in this order, stopped in reverse: the node answers no
+        # request after the API stops, and sends nothing after the transport.
+        transport.setServiceParent(self)
         node.setServiceParent(self)
         http.setServiceParent(self)
+        node.on_removed = self._on_removed
+        http.listening.addCallback(self._publish_client_url)
+
+    def _publish_client_url(self, port):
+        address = port.getHost()
+        self.node.client_url = f"http://{address.host}:{address.port}"
+        return port
+
+    def _on_removed(self) -> None:
+        d = defer.maybeDeferred(self.stopService)
+        d.addBoth(lambda _: self.removed.callback(self.node.member_id))
 
 
 def _wal_metadata(config: Config) -> bytes:
@@ -141,6 +163,20 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
         request_timeout=config.request_timeout,
         run_blocking=run_blocking,
     )
-    site = MetaStoreSite(RestAPI(node).app.resource(), config.max_request_bytes, reactor=reactor)
+    transport = PeerTransport(
+        reactor,
+        config.member_id,
+        cluster_id_from_token(config.cluster_token),
+        config.cluster[config.member_id - 1],
+        on_messages=node.receive,
+        report_unreachable=node.report_unreachable,
+        is_member=node.accepts_peer,
+        was_removed=node.was_removed,
+        on_removed=node.removed_by_peer,
+    )
+    node.transport = transport
+    api = RestAPI(node, members=MembershipAPI(node))
+    root = AdminAPI(node, reactor, api).app.resource()
+    site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
-    return MemberService(config, node, ListenerService(endpoint, site))
+    return MemberService(config, node, transport, ListenerService(endpoint, site))

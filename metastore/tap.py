@@ -93,8 +93,11 @@ def makeService(options: Options):
     from metastore.service import open_member
 
     try:
-        return open_member(options.config, reactor)
+        member = open_member(options.config, reactor)
     except StartupError as e:
         sys.stderr.write(f"metastore: cannot start: {e}\n")
         sys.stderr.flush()
         raise SystemExit(1)
+    # A member removed from the cluster has nothing left to do: exit.
+    member.removed.addCallback(lambda _: reactor.stop())
+    return member

@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import treq
 from twisted.internet import reactor, task
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -133,3 +134,91 @@ class Member:
                 with open(path, errors="replace") as f:
                     parts.append(f.read())
         return "\n".join(parts)
+
+
+class Cluster:
+    """A cluster of real member processes for one test, always stopped."""
+
+    def __init__(self, testcase, size: int, extra: list[str] | None = None) -> None:
+        self.testcase = testcase
+        self.workdir = os.path.abspath(testcase.mktemp())
+        self.extra = list(extra or [])
+        self.peer_urls = [f"http://127.0.0.1:{free_port()}" for _ in range(size)]
+        self.members: dict[int, Member] = {}
+        for member_id in range(1, size + 1):
+            self._new_member(member_id, self.peer_urls)
+
+    def _new_member(self, member_id: int, cluster: list[str], extra: list[str] = ()) -> Member:
+        member = Member(
+            member_id=member_id,
+            cluster=list(cluster),
+            http_port=free_port(),
+            workdir=self.workdir,
+            extra=self.extra + list(extra),
+        )
+        self.members[member_id] = member
+        self.testcase.addCleanup(member.kill)
+        return member
+
+    def add_member(self) -> Member:
+        """A new member (not started) that will ``--join`` with the full list."""
+        member_id = max(self.members) + 1
+        self.peer_urls.append(f"http://127.0.0.1:{free_port()}")
+        return self._new_member(member_id, self.peer_urls, ["--join"])
+
+    def start(self, *member_ids: int) -> None:
+        """Start the given members (all when none are named)."""
+        for member_id in member_ids or tuple(self.members):
+            self.members[member_id].start()
+
+    async def status(self, member_id: int) -> dict | None:
+        """The member's /admin/status, or None when it does not answer."""
+        member = self.members[member_id]
+        if not member.running():
+            return None
+        try:
+            d = treq.get(member.url + "/admin/status", persistent=False)
+            d.addTimeout(2, reactor)
+            response = await d
+            return await treq.json_content(response)
+        except Exception:
+            return None
+
+    async def leader(self, among=None, timeout: float = 30) -> int:
+        """The id of the leader that the running members in ``among`` agree on."""
+        ids = list(among or [i for i, m in self.members.items() if m.running()])
+
+        async def agreed():
+            statuses = [await self.status(i) for i in ids]
+            leaders = {s["leader"] for s in statuses if s}
+            if len(leaders) == 1 and None not in statuses:
+                leader = leaders.pop()
+                return leader if leader in ids else None
+            return None
+
+        return await wait_until(agreed, timeout=timeout, what=f"members {ids} to agree on a leader")
+
+    async def request(self, member_id: int, method: str, path: str, body: bytes | None = None,
+                      headers=None, timeout: float = 15) -> tuple[int, bytes, object]:
+        """``(status, body, response)``; status 0 when the member did not answer."""
+        member = self.members[member_id]
+        try:
+            d = treq.request(method, member.url + path, data=body, headers=headers, persistent=False)
+            d.addTimeout(timeout, reactor)
+            response = await d
+            return response.code, await treq.content(response), response
+        except Exception:
+            return 0, b"", None
+
+    async def put_until_ok(self, member_id: int, key: str, value: bytes, timeout: float = 30) -> None:
+        """PUT, retrying while the cluster answers 503 (e.g. during an election)."""
+
+        async def put():
+            code, _, _ = await self.request(member_id, "PUT", "/" + key, value)
+            return code == 204
+
+        await wait_until(put, timeout=timeout, interval=0.2, what=f"PUT {key} on member {member_id}")
+
+    def logs(self) -> str:
+        """Every member's log, for failure messages."""
+        return "\n".join(f"--- member {i}\n{m.log_text()[-4000:]}" for i, m in self.members.items())

@@ -229,18 +229,34 @@ class BadInputTests(SingleMemberTestCase):
         self.assertEqual(self.header(post, "Allow"), "GET, HEAD, PUT, DELETE")
         await self.assertKeptIntact()
 
-    async def test_member_operations_not_yet_available(self):
-        """POST /{id} and DELETE /{id} answer 501 until clusters arrive."""
-        post, _ = await self.request("POST", "/2", b"http://127.0.0.1:9022")
-        delete, _ = await self.request("DELETE", "/2")
-        self.assertEqual((post.code, delete.code), (501, 501))
+    async def test_bad_member_operations(self):
+        """POST /{id} needs a peer URL and a new id; DELETE /{id} a known one."""
+        garbage, body = await self.request("POST", "/2", b"not a url")
+        self.assertEqual((garbage.code, json.loads(body)["error"]), (400, "bad_peer_url"))
+        binary, _ = await self.request("POST", "/2", b"\xff\xfe")
+        self.assertEqual(binary.code, 400)
+        existing, body = await self.request("POST", "/1", b"http://127.0.0.1:9021")
+        self.assertEqual((existing.code, json.loads(body)["error"]), (409, "member_exists"))
+        unknown, body = await self.request("DELETE", "/9")
+        self.assertEqual((unknown.code, json.loads(body)["error"]), (404, "no_such_member"))
+        await self.assertKeptIntact()
 
     async def test_reserved_prefixes_are_not_keys(self):
-        """/v3/…, /admin/…, /metrics are reserved: 404 naming that."""
-        for path in ("/v3/kv/put", "/admin/members", "/metrics"):
+        """/v3/…, /admin/…, /metrics are reserved: 404, and nothing is stored."""
+        for path in ("/v3/kv/put", "/admin/nothing-here", "/metrics"):
             response, body = await self.request("PUT", path, b"v")
             self.assertEqual(response.code, 404, path)
-            self.assertEqual(json.loads(body)["error"], "reserved")
+            self.assertIn(json.loads(body)["error"], ("reserved", "not_found"))
+        self.assertEqual(self.member.node.store.revision, 2)
+
+    async def test_admin_status_and_members(self):
+        """/admin/status and /admin/members describe this one-member cluster."""
+        status, body = await self.request("GET", "/admin/status")
+        document = json.loads(body)
+        self.assertEqual((status.code, document["role"], document["leader"]), (200, "leader", 1))
+        members, body = await self.request("GET", "/admin/members")
+        [me] = json.loads(body)["members"]
+        self.assertEqual((me["id"], me["is_leader"], me["applied_index"]), (1, True, document["applied_index"]))
 
     async def test_health_and_version(self):
         """/health reports a healthy leader; /version names the version."""

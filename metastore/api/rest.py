@@ -14,12 +14,10 @@
 
 from __future__ import annotations
 
-import json
 from urllib.parse import unquote_to_bytes
 
 from klein import Klein
 
-from metastore import __version__
 from metastore.api.errors import HTTPError, unavailable_error, write_error
 from metastore.config import MAX_KEY_BYTES
 from metastore.errors import Unavailable
@@ -92,26 +90,6 @@ class RestAPI:
     def _unavailable(self, request, failure):
         e = unavailable_error(failure.value)
         return write_error(request, e.status, e.error, e.message, e.headers)
-
-    @app.route("/health", methods=["GET", "HEAD"])
-    def health(self, request):
-        """200 ``{"health": "true"}`` while the member can serve; else 503."""
-        node = self.node
-        reason = ""
-        if node.failure is not None:
-            reason = f"storage failed: {node.failure}"
-        elif node.leader_id == 0:
-            reason = "no leader"
-        request.setHeader(b"Content-Type", b"application/json")
-        if reason:
-            request.setResponseCode(503)
-        return json.dumps({"health": "false" if reason else "true", "reason": reason}).encode()
-
-    @app.route("/version", methods=["GET", "HEAD"])
-    def version(self, request):
-        """The MetaStore version as JSON."""
-        request.setHeader(b"Content-Type", b"application/json")
-        return json.dumps({"metastore": __version__}).encode()
 
     @app.route("/", branch=True)
     async def key_or_member(self, request):

@@ -82,9 +82,18 @@ class Txn:
     failure: tuple[Operation, ...] = ()
 
 
-Command = Union[Put, DeleteRange, Txn]
+@dataclass(frozen=True, slots=True)
+class PublishMember:
+    """Member ``member_id`` serves clients at ``client_url``.  Cluster
+    metadata, applied by the node; it changes no key and no revision."""
 
-_PUT, _DELETE_RANGE, _TXN = 1, 2, 3
+    member_id: int
+    client_url: str
+
+
+Command = Union[Put, DeleteRange, Txn, PublishMember]
+
+_PUT, _DELETE_RANGE, _TXN, _PUBLISH_MEMBER = 1, 2, 3, 4
 
 
 def _encode_operation(op: Command) -> list:
@@ -99,6 +108,8 @@ def _encode_operation(op: Command) -> list:
             [_encode_operation(o) for o in op.success],
             [_encode_operation(o) for o in op.failure],
         ]
+    if isinstance(op, PublishMember):
+        return [_PUBLISH_MEMBER, op.member_id, op.client_url]
     raise TypeError(f"not a command: {op!r}")
 
 
@@ -135,6 +146,9 @@ def _decode_operation(raw: object, nested: bool = False) -> Command:
             tuple(_decode_operation(o, nested=True) for o in raw[2]),
             tuple(_decode_operation(o, nested=True) for o in raw[3]),
         )
+    if code == _PUBLISH_MEMBER and len(raw) == 3 and not nested:
+        if isinstance(raw[1], int) and isinstance(raw[2], str):
+            return PublishMember(raw[1], raw[2])
     raise CommandError(f"unknown or malformed operation {code!r}")
 
 

@@ -46,6 +46,7 @@ from metastore.raft.types import Message
 from .codec import PROTOCOL_VERSION, Handshake, encode_message
 from .protocol import (
     MAX_MESSAGE_LENGTH,
+    REJECTED_REMOVED,
     InboundPeerFactory,
     OutboundPeerFactory,
     OutboundPeerProtocol,
@@ -202,6 +203,10 @@ class PeerLink:
             self._short_lived_streak = 0
         self._owner.link_lost(self)
 
+    def connection_rejected(self, protocol: OutboundPeerProtocol, code: int, text: str) -> None:
+        """The peer refused us for a reason worth acting on: pass it up."""
+        self._owner.link_rejected(self, code, text)
+
     def _flush(self) -> None:
         protocol = self._protocol
         if self._queue and protocol is not None and protocol.writable:
@@ -246,6 +251,8 @@ class PeerTransport(service.MultiService):
         report_unreachable: Callable[[int], None],
         is_member: Optional[Callable[[int], bool]] = None,
         *,
+        was_removed: Callable[[int], bool] = lambda member_id: False,
+        on_removed: Callable[[int], None] = lambda by_member: None,
         settings: TransportSettings = TransportSettings(),
         random: Optional[_random.Random] = None,
     ) -> None:
@@ -261,6 +268,10 @@ class PeerTransport(service.MultiService):
         :param report_unreachable: see the class docstring.
         :param is_member: decides whether an id may connect to us; by
             default, the ids given to :meth:`add_peer`.
+        :param was_removed: whether an id belongs to a removed member; such
+            a member's handshake is answered with a REJECTED frame.
+        :param on_removed: called with a peer's id when that peer tells us
+            we were removed from the cluster.
         :param random: source of backoff jitter (seeded in tests).
         """
         super().__init__()
@@ -272,6 +283,7 @@ class PeerTransport(service.MultiService):
         self.settings = settings
         self.random = random if random is not None else _random.Random()
         self._report_unreachable = report_unreachable
+        self._on_removed = on_removed
         self._links: dict[int, PeerLink] = {}
         self._unreachable: set[int] = set()
         self._report_call: Optional[IDelayedCall] = None
@@ -285,6 +297,7 @@ class PeerTransport(service.MultiService):
             is_member if is_member is not None else self._links.__contains__,
             on_messages,
             settings.handshake_timeout,
+            was_removed,
         )
         host, port = parse_peer_url(listen_url, allow_port_zero=True)
         listener = StreamServerEndpointService(
@@ -395,6 +408,12 @@ class PeerTransport(service.MultiService):
         if self.running and self._links.get(link.peer_id) is link:
             log.info("Lost connection to peer {peer}", peer=link.peer_id)
             self._schedule_report(link.peer_id)
+
+    def link_rejected(self, link: PeerLink, code: int, text: str) -> None:
+        """Called by a link whose peer refused it with a REJECTED frame."""
+        if code == REJECTED_REMOVED and self.running:
+            log.warn("Peer {peer} says this member was removed: {text}", peer=link.peer_id, text=text)
+            self._on_removed(link.peer_id)
 
     def _schedule_report(self, peer_id: int) -> None:
         if not self.running:

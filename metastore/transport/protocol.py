@@ -31,6 +31,7 @@ import enum
 import struct
 from typing import Callable, Optional, Protocol, Sequence
 
+import msgpack
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -58,6 +59,7 @@ class FrameKind(enum.IntEnum):
     HANDSHAKE = 1
     MESSAGES = 2
     SNAPSHOT_CHUNK = 3
+    REJECTED = 4
     """Reserved for the chunked snapshot stream (a later issue)."""
 
 
@@ -125,6 +127,26 @@ def message_frames(encoded_messages: Sequence[bytes]) -> bytes:
     if group or not frames:
         frames.append(_frame(FrameKind.MESSAGES, batch_body(group)))
     return b"".join(frames)
+
+
+REJECTED_REMOVED = 1
+"""Reason code of a REJECTED frame: the dialing member was removed."""
+
+
+def rejected_frame(code: int, text: str) -> bytes:
+    """A REJECTED frame: the acceptor's last word before it closes."""
+    return _frame(FrameKind.REJECTED, msgpack.packb([code, text]))
+
+
+def decode_rejected(body: memoryview) -> tuple[int, str]:
+    """``(code, text)`` of a REJECTED frame; raises MalformedFrame."""
+    try:
+        code, text = msgpack.unpackb(body)
+    except Exception:
+        raise MalformedFrame("undecodable REJECTED frame") from None
+    if not isinstance(code, int) or not isinstance(text, str):
+        raise MalformedFrame("malformed REJECTED frame")
+    return code, text
 
 
 def _frame(kind: FrameKind, body: bytes) -> bytes:
@@ -274,6 +296,9 @@ class InboundPeerProtocol(PeerProtocol):
     def _accept_handshake(self, handshake: Handshake) -> None:
         refusal = self.factory.handshake_refusal(handshake)
         if refusal is not None:
+            if self.factory.was_removed(handshake.from_id) and handshake.cluster_id == self.factory.cluster_id:
+                # Tell a removed member so, or it would dial us forever.
+                self.transport.write(rejected_frame(REJECTED_REMOVED, f"member {handshake.from_id} was removed"))
             raise MalformedFrame(f"handshake refused: {refusal}")
         self._cancel_timeout()
         self.peer_id = handshake.from_id
@@ -319,8 +344,10 @@ class InboundPeerFactory(Factory):
         is_member: Callable[[int], bool],
         on_messages: Callable[[list[Message]], None],
         handshake_timeout: float,
+        was_removed: Callable[[int], bool] = lambda member_id: False,
     ) -> None:
         self.clock = clock
+        self.was_removed = was_removed
         self.local_id = local_id
         self.cluster_id = cluster_id
         self.is_member = is_member
@@ -391,6 +418,9 @@ class OutboundLink(Protocol):
     def connection_lost(self, protocol: OutboundPeerProtocol) -> None:
         """The connection is gone."""
 
+    def connection_rejected(self, protocol: OutboundPeerProtocol, code: int, text: str) -> None:
+        """The peer refused us with a REJECTED frame."""
+
 
 @implementer(IPushProducer)
 class _WritePressure:
@@ -416,12 +446,15 @@ class _WritePressure:
 
 
 class OutboundPeerProtocol(PeerProtocol):
-    """The dialing side of a peer connection: writes, never reads.
+    """The dialing side of a peer connection: writes, and reads nothing but
+    one small REJECTED frame.
 
     On connect it writes the handshake and tells its link it is ready.  It is
     :attr:`writable` while connected and the transport's buffer is under its
-    high-water mark.  Any byte received is a violation and drops it.
+    high-water mark.  Any other byte received is a violation and drops it.
     """
+
+    MAX_LENGTH = MAX_HANDSHAKE_FRAME_LENGTH
 
     def __init__(self, link: OutboundLink, handshake: bytes) -> None:
         super().__init__()
@@ -449,9 +482,13 @@ class OutboundPeerProtocol(PeerProtocol):
         self._pressure.stopProducing()
         self._link.connection_lost(self)
 
-    def dataReceived(self, data: bytes) -> None:
-        """Drop the connection: the accepting side never writes."""
-        self.drop("the accepting side sent data on a one-way link")
+    def frameReceived(self, kind: FrameKind, body: memoryview) -> None:
+        """A REJECTED frame is reported to the link; anything else drops."""
+        if kind is not FrameKind.REJECTED:
+            raise MalformedFrame(f"the accepting side sent a {kind.name} frame on a one-way link")
+        code, text = decode_rejected(body)
+        self._link.connection_rejected(self, code, text)
+        self.drop(f"rejected by the peer: {text}")
 
     def write(self, data: bytes) -> None:
         """Write already-framed bytes in one transport write."""

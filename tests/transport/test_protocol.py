@@ -32,8 +32,11 @@ from metastore.transport.protocol import (
     InboundPeerProtocol,
     OutboundPeerFactory,
     OutboundPeerProtocol,
+    REJECTED_REMOVED,
+    decode_rejected,
     handshake_frame,
     message_frames,
+    rejected_frame,
 )
 
 from .strategies import sample_messages
@@ -282,6 +285,37 @@ class HandshakeTests(InboundFixture):
         self.assertDropped(stranger_transport)
 
 
+class RemovedMemberTests(SynchronousTestCase):
+    """A removed member's handshake is answered with REJECTED, then closed."""
+
+    def test_removed_member_is_told(self) -> None:
+        """The acceptor writes one REJECTED frame naming the removal."""
+        factory = InboundPeerFactory(
+            Clock(), LOCAL_ID, CLUSTER_ID, lambda member_id: False, lambda batch: None,
+            handshake_timeout=5.0, was_removed=lambda member_id: member_id == 3,
+        )
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(handshake_frame(Handshake(PROTOCOL_VERSION, CLUSTER_ID, 3, LOCAL_ID)))
+        [(kind, body)] = parse_frames(transport.value())
+        self.assertEqual((kind, decode_rejected(body)[0]), (FrameKind.REJECTED, REJECTED_REMOVED))
+        self.assertTrue(transport.disconnecting)
+
+    def test_stranger_is_not_told(self) -> None:
+        """A non-member that was never removed gets no answer at all."""
+        factory = InboundPeerFactory(
+            Clock(), LOCAL_ID, CLUSTER_ID, lambda member_id: False, lambda batch: None,
+            handshake_timeout=5.0, was_removed=lambda member_id: False,
+        )
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(handshake_frame(Handshake(PROTOCOL_VERSION, CLUSTER_ID, 3, LOCAL_ID)))
+        self.assertEqual(transport.value(), b"")
+        self.assertTrue(transport.disconnecting)
+
+
 class StrangerTests(InboundFixture):
     """Garbage from a stranger drops that connection and nothing else."""
 
@@ -322,6 +356,10 @@ class Link:
         """Record a loss."""
         self.events.append(("lost", protocol))
 
+    def connection_rejected(self, protocol: OutboundPeerProtocol, code: int, text: str) -> None:
+        """Record a rejection."""
+        self.events.append(("rejected", code, text))
+
 
 class OutboundTests(SynchronousTestCase):
     """The dialing side writes a handshake, then only what it is told."""
@@ -351,11 +389,24 @@ class OutboundTests(SynchronousTestCase):
         self.assertTrue(self.protocol.writable)
         self.assertEqual(self.link.events[-1], ("writable", self.protocol))
 
-    def test_received_bytes_drop(self) -> None:
-        """Any byte from the accepting side drops the connection."""
-        self.protocol.dataReceived(b"\x00")
+    def test_received_frames_other_than_rejected_drop(self) -> None:
+        """A MESSAGES frame from the accepting side drops the connection."""
+        self.protocol.dataReceived(message_frames([b""]))
         self.assertTrue(self.transport.disconnecting)
         self.assertFalse(self.protocol.writable)
+
+    def test_oversized_reply_drops(self) -> None:
+        """A length prefix over the small reply limit drops at once."""
+        self.protocol.dataReceived(struct.pack(">I", MAX_HANDSHAKE_FRAME_LENGTH + 1))
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_rejected_frame_reaches_the_link(self) -> None:
+        """A REJECTED frame, fed byte by byte, is reported and then drops."""
+        frame = rejected_frame(REJECTED_REMOVED, "member 1 was removed")
+        for i in range(len(frame)):
+            self.protocol.dataReceived(frame[i:i + 1])
+        self.assertEqual(self.link.events[-1], ("rejected", REJECTED_REMOVED, "member 1 was removed"))
+        self.assertTrue(self.transport.disconnecting)
 
     def test_loss_reported(self) -> None:
         """Connection loss reaches the link and ends writability."""
