@@ -10,7 +10,7 @@ writes it as one WriteBatch together with the applied index).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Protocol
+from typing import Iterable, Iterator, Mapping, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,27 @@ class KeyValue:
     mod_revision: int
     version: int
     lease: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    """A cluster member as the replicated state knows it."""
+
+    member_id: int
+    peer_url: str
+    client_url: str = ""
+    is_learner: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterState:
+    """The membership at an applied index: raft's voters and learners, and
+    every member's URLs.  Stored with the keyspace so that a restart or a
+    snapshot restores it without replaying the log."""
+
+    voters: tuple[int, ...] = ()
+    learners: tuple[int, ...] = ()
+    members: tuple[MemberRecord, ...] = ()
 
 
 class Engine(Protocol):
@@ -51,14 +72,35 @@ class Engine(Protocol):
     def count(self, key: bytes, range_end: bytes | None) -> int:
         """How many live keys ``range`` would yield without a limit."""
 
+    @property
+    def cluster_state(self) -> ClusterState | None:
+        """The membership last committed with ``commit``, or None."""
+
     def commit(
         self,
         changes: Mapping[bytes, KeyValue | None],
         revision: int,
         applied_index: int,
+        cluster_state: ClusterState | None = None,
     ) -> None:
         """Apply ``changes`` (None deletes) atomically, together with the new
-        revision and applied index."""
+        revision, applied index and, when given, membership."""
+
+    def snapshot_items(self) -> Iterable[KeyValue]:
+        """Every live key as of now, in key order, unaffected by later
+        commits and safe to consume on another thread.  Taking it must be
+        cheap on the calling (reactor) thread."""
+
+    def restore(
+        self,
+        items: Iterable[KeyValue],
+        revision: int,
+        applied_index: int,
+        cluster_state: ClusterState,
+    ) -> None:
+        """Replace the whole keyspace with ``items`` (in key order) and the
+        given revision, applied index and membership, atomically: a crash
+        leaves either the old state or the new one."""
 
     def close(self) -> None:
         """Release the engine's resources."""

@@ -7,11 +7,11 @@ dictionary is changed only on the reactor thread.
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping
+from typing import Iterable, Iterator, Mapping
 
 from sortedcontainers import SortedDict
 
-from metastore.storage.engine import KeyValue
+from metastore.storage.engine import ClusterState, KeyValue
 
 INITIAL_REVISION = 1
 """An empty store's revision, as in etcd: the first write gets revision 2."""
@@ -24,6 +24,7 @@ class MemoryEngine:
         self._keys: SortedDict = SortedDict()
         self._revision = INITIAL_REVISION
         self._applied_index = 0
+        self._cluster_state: ClusterState | None = None
 
     @property
     def revision(self) -> int:
@@ -61,13 +62,21 @@ class MemoryEngine:
         end = len(self._keys) if range_end == b"\0" else self._keys.bisect_left(range_end)
         return max(0, end - start)
 
+    @property
+    def cluster_state(self) -> ClusterState | None:
+        """The membership last committed, or None."""
+        return self._cluster_state
+
     def commit(
         self,
         changes: Mapping[bytes, KeyValue | None],
         revision: int,
         applied_index: int,
+        cluster_state: ClusterState | None = None,
     ) -> None:
-        """Apply ``changes`` with the new revision and applied index."""
+        """Apply ``changes`` with the new revision, applied index and membership."""
+        if cluster_state is not None:
+            self._cluster_state = cluster_state
         keys = self._keys
         for name, kv in changes.items():
             if kv is None:
@@ -76,6 +85,24 @@ class MemoryEngine:
                 keys[name] = kv
         self._revision = revision
         self._applied_index = applied_index
+
+    def snapshot_items(self) -> list[KeyValue]:
+        """A consistent copy of the live keys: the values are immutable, so
+        copying the references is the whole cost (one list, no keys)."""
+        return list(self._keys.values())
+
+    def restore(
+        self,
+        items: Iterable[KeyValue],
+        revision: int,
+        applied_index: int,
+        cluster_state: ClusterState,
+    ) -> None:
+        """Replace everything with ``items`` (in key order)."""
+        self._keys = SortedDict((kv.key, kv) for kv in items)
+        self._revision = revision
+        self._applied_index = applied_index
+        self._cluster_state = cluster_state
 
     def __len__(self) -> int:
         return len(self._keys)

@@ -9,6 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from metastore.kv.commands import Compare, CompareResult, CompareTarget, DeleteRange, Put, Txn
 from metastore.kv.store import KeyValueStore
+from metastore.storage.engine import ClusterState, KeyValue, MemberRecord
 from metastore.storage.memory import MemoryEngine
 
 
@@ -112,6 +113,31 @@ class KeyValueStoreBehaviour:
         """An empty entry (a new leader's) advances the index, not the revision."""
         self.store.apply(7, [None])
         self.assertEqual((self.store.applied_index, self.store.revision), (7, 1))
+
+
+    def test_snapshot_items_are_a_consistent_point(self):
+        """Items taken before later commits do not see those commits."""
+        self.store.apply(1, [Put(b"a", b"1"), Put(b"b", b"2")])
+        items = self.engine.snapshot_items()
+        self.store.apply(2, [Put(b"a", b"changed"), DeleteRange(b"b"), Put(b"c", b"3")])
+        self.assertEqual([(kv.key, kv.value) for kv in items], [(b"a", b"1"), (b"b", b"2")])
+
+    def test_restore_replaces_everything(self):
+        """restore swaps in a whole keyspace with revision, index and membership."""
+        self.store.apply(1, [Put(b"old", b"x")])
+        cluster = ClusterState(voters=(1, 2), members=(MemberRecord(1, "http://a:1"), MemberRecord(2, "http://b:2", "http://b:3")))
+        items = [KeyValue(b"k%d" % i, b"v", 2, 5 + i, 1) for i in range(3)]
+        self.engine.restore(items, 9, 40, cluster)
+        self.assertIsNone(self.engine.get(b"old"))
+        self.assertEqual([kv.key for kv in self.engine.range(b"", b"\0")], [b"k0", b"k1", b"k2"])
+        self.assertEqual((self.engine.revision, self.engine.applied_index, self.engine.cluster_state), (9, 40, cluster))
+
+    def test_cluster_state_is_committed_with_the_batch(self):
+        """Membership given to commit is what cluster_state returns."""
+        cluster = ClusterState(voters=(1,), members=(MemberRecord(1, "http://a:1"),))
+        self.engine.commit({}, 1, 3, cluster)
+        self.engine.commit({}, 1, 4)
+        self.assertEqual((self.engine.cluster_state, self.engine.applied_index), (cluster, 4))
 
 
 class MemoryEngineKeyValueStoreTests(KeyValueStoreBehaviour, SynchronousTestCase):
