@@ -121,6 +121,7 @@ class Raft:
         self.randomized_election_timeout = election_tick
         self.append_flush_pending = False
         self.read_flush_pending = False
+        self.transfer_campaign_deferred = False
 
         hard_state, conf_state = storage.initial_state()
         next_index = self.log.last_index() + 1
@@ -181,6 +182,7 @@ class Raft:
                 unstable = self.log.unstable
                 progress.match = unstable.offset - 1 if unstable.snapshot is None else 0
         self.pending_conf_index = 0
+        self.transfer_campaign_deferred = False
         self.read_only = ReadOnlyQueue()
         self.held_reads = []
         self.append_flush_pending = False
@@ -248,10 +250,13 @@ class Raft:
         self.election_elapsed += 1
         if self.election_elapsed >= self.election_timeout:
             self.election_elapsed = 0
-            if self.check_quorum:
+            removed = self.id not in self.tracker.voters
+            if self.check_quorum and not removed:
                 self.step(Message(type=_M.MsgCheckQuorum, from_=self.id))
             if self.state == _LEADER and self.lead_transferee != NONE:
                 self.abort_leader_transfer()
+            if self.state == _LEADER and removed:
+                self._hand_off_leadership()
         if self.state != _LEADER:
             return
         if self.heartbeat_elapsed >= self.heartbeat_timeout:
@@ -277,9 +282,18 @@ class Raft:
         if not self.promotable():
             return
         if self._has_unapplied_conf_change():
-            # Our idea of the membership may be stale until we apply it.
+            # Our idea of the membership may be stale until we apply it.  A
+            # transfer is not lost for that: we campaign once it is applied.
+            if campaign_type == CampaignType.TRANSFER:
+                self.transfer_campaign_deferred = True
             return
         self._campaign(campaign_type)
+
+    def on_applied(self) -> None:
+        """The driver applied more entries: run a deferred transfer campaign."""
+        if self.transfer_campaign_deferred and not self._has_unapplied_conf_change():
+            self.transfer_campaign_deferred = False
+            self.hup(CampaignType.TRANSFER)
 
     def _campaign(self, campaign_type: CampaignType) -> None:
         if campaign_type == CampaignType.PRE_ELECTION:
@@ -791,6 +805,25 @@ class Raft:
         else:
             self._maybe_send_append(transferee, progress, True)
 
+    def _hand_off_leadership(self) -> None:
+        """Step down after removing ourselves, by transferring leadership.
+
+        Stepping down at once can deadlock: the remaining voters may not know
+        the removal is committed (so they still need our vote) while our log
+        holds entries they lack (so we refuse it), and we may not campaign.
+        Instead we keep leading without counting ourselves, refuse proposals,
+        bring the most advanced voter up to date and send it TimeoutNow; we
+        retry every election timeout until a newer term appears.
+        """
+        progress_of = self.tracker.progress
+        voters = sorted(self.tracker.voters, key=lambda voter: (-progress_of[voter].match, voter))
+        if not voters:
+            return
+        target = voters[0]
+        if self.lead_transferee == target:
+            return
+        self._handle_transfer_request(target, progress_of[target])
+
     def _send_timeout_now(self, to: int) -> None:
         self._send(Message(type=_M.MsgTimeoutNow, to=to, from_=self.id, term=self.term))
 
@@ -827,8 +860,8 @@ class Raft:
         if self.state != _LEADER:
             return
         if self.id not in self.tracker.voters:
-            self._log_event(f"node {self.id} is no longer a voter: stepping down")
-            self.become_follower(self.term, NONE)
+            self._log_event(f"node {self.id} is no longer a voter: handing off leadership")
+            self._hand_off_leadership()
             return
         if self.lead_transferee != NONE and self.lead_transferee not in self.tracker.voters:
             self.abort_leader_transfer()

@@ -392,6 +392,8 @@ class RawNode:
                 log.applied = index
         if rd.committed_entries:
             log.applied_to(rd.committed_entries[-1].index)
+            if raft.transfer_campaign_deferred:
+                raft.on_applied()
 
     def status(self) -> Status:
         """The node's current state, with per-peer progress on a leader."""

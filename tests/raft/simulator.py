@@ -62,10 +62,11 @@ class SimConfig:
     """
 
     initial_voters: int = 3
-    max_nodes: int = 7
+    max_nodes: int = 8
     fault_ticks: int = 100
     liveness_ticks: int = 150
     micro_steps: int = 3
+    heal_micro_steps: int = 10
     election_tick: int = 10
     drop: float = 0.08
     duplicate: float = 0.04
@@ -129,6 +130,21 @@ class Simulation:
         # Each schedule also draws its own Raft options.
         self.check_quorum = self.rng.random() < 0.7
         self.pre_vote = self.rng.random() < 0.7
+        # One entry per append (size 1) makes old-term entries travel alone,
+        # which Figure 8 style histories need.
+        # (One entry per message *and* one message in flight is too slow for
+        # the liveness bound, so that pair is left out.)
+        self.max_size_per_msg, self.max_inflight_msgs = self.rng.choice(
+            (
+                (1, config.max_inflight_msgs),
+                (1, 256),
+                (config.max_size_per_msg, 1),
+                (config.max_size_per_msg, config.max_inflight_msgs),
+                (1 << 20, 1),
+                (1 << 20, 256),
+            )
+        )
+        self.initial_voters = self.rng.choice((config.initial_voters, 5))
         self.now = 0  # in micro-steps
         self.nodes: dict[int, SimNode] = {}
         self.next_id = 1
@@ -151,6 +167,7 @@ class Simulation:
         self.committed_ids: set[bytes] = set()
         self.max_acked_index = 0
         self.read_counter = 0
+        self.retried_with: tuple[int, int] | None = None
         self.reads: dict[bytes, int] = {}
         self.stats = {
             "delivered": 0,
@@ -188,8 +205,8 @@ class Simulation:
                 election_tick=config.election_tick,
                 check_quorum=self.check_quorum,
                 pre_vote=self.pre_vote,
-                max_inflight_msgs=config.max_inflight_msgs,
-                max_size_per_msg=config.max_size_per_msg,
+                max_inflight_msgs=self.max_inflight_msgs,
+                max_size_per_msg=self.max_size_per_msg,
             )
         )
 
@@ -221,8 +238,18 @@ class Simulation:
         node.digest = self._snapshot_digest(snapshot.data)
         node.conf_state = snapshot.metadata.conf_state
         node.raw = self._new_raw(node, snapshot.metadata.index)
+        if node.id <= self.initial_voters and self._persisted_nothing(node):
+            # An initial member that crashed before persisting its bootstrap
+            # must bootstrap again: learning the bootstrap entries one by one
+            # from a leader could make it believe it is the only voter.
+            node.raw.bootstrap(list(range(1, self.initial_voters + 1)))
         self.trace.append((self.now, "restart", node.id, "from", snapshot.metadata.index))
         self._check_node(node)
+
+    @staticmethod
+    def _persisted_nothing(node: SimNode) -> bool:
+        storage = node.storage
+        return storage.last_index() == 0 and storage.hard_state.is_empty()
 
     @staticmethod
     def _snapshot_digest(data: bytes) -> int:
@@ -596,17 +623,21 @@ class Simulation:
         return True
 
     def retry_lost_proposals(self) -> None:
-        """Clients retry proposals that were accepted but never committed."""
+        """Clients retry proposals that were accepted but never committed,
+        once per new leader (after healing, only a leader change loses one)."""
         leader = self._leader()
         if leader is None:
             return
+        if self.retried_with == (leader.id, leader.raw.raft.term):
+            return
+        self.retried_with = (leader.id, leader.raw.raft.term)
         for data in sorted(self.accepted):
             if data not in self.committed_ids:
                 self.propose(leader, data)
 
     def bootstrap(self) -> None:
         """Create the initial voters, each bootstrapped with the same peers."""
-        peers = list(range(1, self.config.initial_voters + 1))
+        peers = list(range(1, self.initial_voters + 1))
         for _ in peers:
             node = self.add_node()
             node.raw.bootstrap(peers)
@@ -627,7 +658,8 @@ class Simulation:
                 if ticks % (2 * config.election_tick) == config.election_tick:
                     self.retry_lost_proposals()
                 self.tick()
-                for _ in range(config.micro_steps):
+                # A healthy network's round trip is much shorter than a tick.
+                for _ in range(config.heal_micro_steps):
                     self.micro_step()
                 if self.converged():
                     self.stats["ticks_to_recover"] = ticks + 1

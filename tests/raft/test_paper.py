@@ -438,16 +438,39 @@ class MembershipTests(SynchronousTestCase):
 
     def test_leader_removing_itself_steps_down(self) -> None:
         """§6: "the leader steps down once the configuration entry that
-        removes it is committed" (here: when it is applied)."""
+        removes it is committed".  It does so by handing leadership to an
+        up-to-date voter (TimeoutNow), so no election timeout is lost."""
         cluster = Cluster()
         cluster.elect(1)
         cluster.change(1, ConfChange(ConfChangeType.ConfChangeRemoveNode, 1))
-        self.assertEqual(cluster.state(1), StateType.StateFollower)
-        cluster.isolate(1)
-        cluster.tick_all(40)
         self.assertIn(cluster.leader(), (2, 3))
+        # The next heartbeat tells the old leader about the newer term.
+        cluster.tick_all(1)
+        self.assertEqual(cluster.state(1), StateType.StateFollower)
+        self.assertEqual(cluster.nodes[2].status().conf_state.voters, (2, 3))
         with self.assertRaises(ProposalDropped):
             cluster.nodes[1].propose(b"x")
+        cluster.isolate(1)
+        cluster.propose(cluster.leader(), b"after")
+        self.assertEqual(cluster.applied_data(2), [b"after"])
+
+    def test_removed_leader_keeps_leading_until_handoff_succeeds(self) -> None:
+        """§6: while its hand-off target is unreachable, the removed leader
+        keeps replicating (without counting itself) and refuses proposals,
+        so the remaining voters still learn every commit; the hand-off is
+        retried and completes once the target is reachable."""
+        cluster = Cluster()
+        cluster.elect(1)
+        cluster.dropped_types.add(M.MsgTimeoutNow)
+        cluster.change(1, ConfChange(ConfChangeType.ConfChangeRemoveNode, 1))
+        self.assertEqual(cluster.state(1), StateType.StateLeader)
+        with self.assertRaises(ProposalDropped):
+            cluster.nodes[1].propose(b"x")
+        self.assertEqual(cluster.nodes[2].status().conf_state.voters, (2, 3))
+        cluster.heal()
+        cluster.tick_all(25)
+        self.assertIn(cluster.leader(), (2, 3))
+        self.assertEqual(cluster.state(1), StateType.StateFollower)
 
     def test_one_change_at_a_time(self) -> None:
         """Thesis §4.1: a new change may start only once the previous one is
