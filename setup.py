@@ -25,5 +25,10 @@ setup(
         "prometheus_client>=0.17.0",
     ],
     extras_require={"test": ["hypothesis>=6.80.0"]},
-    entry_points={"console_scripts": ["metastore = metastore.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "metastore = metastore.cli:main",
+            "metastore-chaos = metastore.chaos.cli:main",
+        ]
+    },
 )

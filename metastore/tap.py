@@ -90,11 +90,12 @@ def makeService(options: Options):
     """The member's service; exits with a clear message when it cannot start."""
     from twisted.internet import reactor
 
+    from metastore.faults import wal_fsync_from_environment
     from metastore.service import open_member
 
     try:
-        member = open_member(options.config, reactor)
-    except StartupError as e:
+        member = open_member(options.config, reactor, fsync=wal_fsync_from_environment())
+    except (StartupError, ValueError) as e:
         sys.stderr.write(f"metastore: cannot start: {e}\n")
         sys.stderr.flush()
         raise SystemExit(1)

@@ -1,0 +1,1 @@
+"""Fault injection against real members, and a linearizability checker."""
