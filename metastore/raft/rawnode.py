@@ -173,12 +173,23 @@ class Ready:
 class RawNode:
     """A Raft node driven entirely from outside (no I/O, no clock, no threads).
 
-    Fresh cluster: every initial member builds a RawNode over empty storage
-    and calls ``bootstrap(peers)`` with the same peer ids.  Restart: build a
-    RawNode over the storage holding what earlier Readys persisted, with
-    ``Config.applied`` set to what the application already applied.  Joining
-    member: build it over empty storage and do not bootstrap; it learns the
-    membership from the leader's log or snapshot once added.
+    Starting a node, three cases:
+
+    * Fresh cluster: every initial member builds a RawNode over empty
+      storage and calls ``bootstrap(peers)`` with the same peer ids.  An
+      initial member that finds its storage still empty on a later start
+      (it crashed before its first Ready was durable) must bootstrap again:
+      it would otherwise learn the bootstrap entries one at a time and could
+      believe itself the only voter.
+    * Restart: build a RawNode over the storage holding what earlier Readys
+      persisted.  ``initial_state()`` must return the membership as of
+      ``Config.applied``: either pass ``applied`` = the snapshot's index and
+      let the committed entries after it come back to be applied again
+      (calling ``apply_conf_change`` for the membership ones), or persist the
+      ConfState together with the applied index and return that.
+    * Joining member: empty storage, no bootstrap.  It is not a member, so
+      it never campaigns and refuses proposals; once the leader adds it, it
+      learns the log (and the membership) from appends or a snapshot.
     """
 
     def __init__(self, config: Config) -> None:
