@@ -20,7 +20,7 @@ import errno
 import fcntl
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from twisted.logger import Logger
@@ -66,6 +66,10 @@ class WALState:
     """The newest snapshot marker, or None."""
     entries: list[Entry]
     """The entries after the snapshot marker's index, contiguous, conflicts resolved."""
+    covered_entries: list[Entry] = field(default_factory=list, compare=False)
+    """Entries at or below the snapshot marker that the retained segments
+    still hold, contiguous and ending at the marker's index (or empty): what
+    a restart needs to fall back to an older snapshot file."""
 
 
 @dataclass(slots=True)
@@ -103,6 +107,7 @@ class _Replay:
         self.snapshot: SnapshotMetadata | None = None
         self.snap_index = 0
         self.entries: list[Entry] = []
+        self.covered: list[Entry] = []
         self.run_start = ("", 0)
 
     def entry(self, e: Entry, path: str, offset: int) -> None:
@@ -150,13 +155,22 @@ class _Replay:
             if first <= s <= last:
                 k = s - first
                 if ents[k].term == meta.term:
+                    self._cover(ents[: k + 1])
                     del ents[: k + 1]
                 else:
                     self.entries = []
+                    self.covered = []
             elif s > last:
                 self.entries = []
+                self.covered = []
         self.snapshot = meta
         self.snap_index = s
+
+    def _cover(self, run: list[Entry]) -> None:
+        if self.covered and self.covered[-1].index + 1 == run[0].index:
+            self.covered.extend(run)
+        else:
+            self.covered = list(run)
 
     def finish(self) -> WALState:
         """Check the log has no hole and return the recovered state."""
@@ -173,6 +187,7 @@ class _Replay:
             hard_state=self.hard_state,
             snapshot=self.snapshot,
             entries=self.entries,
+            covered_entries=self.covered,
         )
 
 
@@ -321,7 +336,7 @@ class WAL:
         self._fsync(self._fd)
         self._fsync(self._dir_fd)
         self._dirty = False
-        return WALState(self._metadata, state.hard_state, state.snapshot, state.entries)
+        return WALState(self._metadata, state.hard_state, state.snapshot, state.entries, state.covered_entries)
 
     def _replay_segment(self, seg: _Segment, replay: _Replay, is_last: bool) -> int:
         """Feed one segment's records to ``replay``; return where its head ends (0: incomplete).

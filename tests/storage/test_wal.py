@@ -248,3 +248,30 @@ class SegmentTests(WALTestMixin, SynchronousTestCase):
         os.unlink(segment_paths(d)[0])
         e = self.assertRaises(WALCorruptionError, WAL.open, d)
         self.assertIn("1..40 are missing", str(e))
+
+
+class CoveredEntriesTests(SynchronousTestCase):
+    """Replay keeps the entries a snapshot marker covers, while segments hold them."""
+
+    def test_entries_below_the_marker_are_reported(self):
+        """Entries up to the marker come back as covered_entries, in order."""
+        directory = self.mktemp()
+        wal, _ = WAL.open(directory)
+        wal.save(HardState(1, 1, 6), [Entry(1, i, data=b"%d" % i) for i in range(1, 7)])
+        wal.save_snapshot(SnapshotMetadata(4, 1, ConfState(voters=(1,))))
+        wal.sync()
+        wal.close()
+        _, state = WAL.open(directory)
+        self.assertEqual([e.index for e in state.covered_entries], [1, 2, 3, 4])
+        self.assertEqual([e.index for e in state.entries], [5, 6])
+
+    def test_marker_off_the_log_covers_nothing(self):
+        """A marker whose term differs from the log's leaves nothing covered."""
+        directory = self.mktemp()
+        wal, _ = WAL.open(directory)
+        wal.save(HardState(1, 1, 3), [Entry(1, i) for i in range(1, 4)])
+        wal.save_snapshot(SnapshotMetadata(2, 5, ConfState(voters=(1,))))
+        wal.sync()
+        wal.close()
+        _, state = WAL.open(directory)
+        self.assertEqual((state.covered_entries, state.entries), ([], []))
