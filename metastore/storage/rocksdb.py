@@ -1,0 +1,588 @@
+"""The RocksDB engine: the applied keyspace on disk, through ``rocksdict``.
+
+Everything the state machine needs after a restart lives in one RocksDB
+database, in the default column family, told apart by a one-byte prefix:
+
+- ``b"k" + key`` -> a 32-byte header (create_revision, mod_revision, version,
+  lease; four big-endian signed 64-bit integers) followed by the value;
+- ``b"l" + ...``  -> reserved for leases (not written yet);
+- ``b"m:" + name`` -> engine metadata: ``format`` (layout version),
+  ``revision`` and ``applied_index`` (big-endian unsigned 64-bit integers)
+  and ``cluster_state`` (msgpack).
+
+Prefixes keep every key in one column family, so a ``WriteBatch`` and an
+iterator cover data and metadata alike, and the keyspace ``b"k"..b"l"`` can
+be scanned with a plain upper bound.
+
+Atomicity and durability: each ``commit`` is one ``WriteBatch`` holding the
+changed keys together with the revision, the applied index and (when given)
+the membership.  RocksDB's own WAL stays on, so after any crash the database
+is at a batch boundary, but commits are not fsynced: the raft WAL is the
+durable record, and raft replays the entries after ``applied_index``.  The
+node calls ``sync()`` before it deletes raft WAL segments the engine covers.
+
+Memory is bounded by the block cache and the memtables (both set at
+``open``): reads iterate RocksDB, never a Python copy of the keyspace.
+
+``restore`` builds the new database beside the live one and swaps
+directories; see ``RocksDBEngine.restore`` for the crash-safe protocol and
+``_finish_interrupted_restore`` for how ``open`` completes or undoes it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Mapping
+
+import msgpack
+import rocksdict
+
+from metastore.storage.engine import ClusterState, KeyValue, MemberRecord
+from metastore.storage.fileutil import fsync_dir, makedirs_durable
+
+MiB = 1024 * 1024
+
+INITIAL_REVISION = 1
+"""An empty store's revision, as in etcd: the first write gets revision 2."""
+
+FORMAT_VERSION = 1
+"""The on-disk layout described in this module's docstring."""
+
+KEY_PREFIX = b"k"
+LEASE_PREFIX = b"l"
+"""Reserved for leases; also the exclusive upper bound of the keyspace."""
+META_PREFIX = b"m:"
+
+META_FORMAT = META_PREFIX + b"format"
+META_REVISION = META_PREFIX + b"revision"
+META_APPLIED_INDEX = META_PREFIX + b"applied_index"
+META_CLUSTER_STATE = META_PREFIX + b"cluster_state"
+
+_HEADER = struct.Struct(">qqqq")
+_U64 = struct.Struct(">Q")
+
+RESTORE_TMP_SUFFIX = ".restore-tmp"
+"""A restore being built; incomplete by definition, deleted on open."""
+RESTORE_READY_SUFFIX = ".restore-ready"
+"""A complete, synced restore waiting to replace the live database."""
+RESTORE_OLD_SUFFIX = ".restore-old"
+"""The replaced database, deleted once the new one is in place."""
+
+_RESTORE_BATCH_BYTES = 4 * MiB
+_CURSOR_CHUNK = 256
+
+
+class EngineOpenError(Exception):
+    """RocksDB cannot open the database at ``path`` (locked by another
+    process or another engine in this one, corrupt, not ours); ``reason``
+    is RocksDB's or our explanation."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot open RocksDB engine at {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class EngineClosedError(Exception):
+    """The engine was closed (or is being restored), so this read or sync
+    cannot go on; a snapshot stream must be taken again."""
+
+
+@dataclass(frozen=True, slots=True)
+class RocksDBLayout:
+    """Where a RocksDB member keeps its files (the seed's layout):
+    ``root`` = ``<data-dir>/data/{id}``, the engine's database in ``db``,
+    the raft WAL in ``wal`` and snapshot files in ``snap``."""
+
+    root: str
+    db: str
+    wal: str
+    snap: str
+
+
+def rocksdb_layout(data_dir: str, member_id: int) -> RocksDBLayout:
+    """The layout of member ``member_id`` under ``data_dir``, with every
+    directory created (durably) when missing."""
+    root = os.path.join(data_dir, "data", str(member_id))
+    layout = RocksDBLayout(
+        root=root,
+        db=os.path.join(root, "db"),
+        wal=os.path.join(root, "wal"),
+        snap=os.path.join(root, "snap"),
+    )
+    for directory in (layout.db, layout.wal, layout.snap):
+        makedirs_durable(directory)
+    return layout
+
+
+def encode_key_value(kv: KeyValue) -> bytes:
+    """The stored form of ``kv``'s metadata and value (not its key)."""
+    return _HEADER.pack(kv.create_revision, kv.mod_revision, kv.version, kv.lease) + kv.value
+
+
+def decode_key_value(key: bytes, stored: bytes) -> KeyValue:
+    """The ``KeyValue`` for user key ``key`` from its stored form."""
+    create_revision, mod_revision, version, lease = _HEADER.unpack_from(stored)
+    return KeyValue(key, stored[_HEADER.size:], create_revision, mod_revision, version, lease)
+
+
+def encode_cluster_state(state: ClusterState) -> bytes:
+    """The stored (msgpack) form of a membership."""
+    members = [[m.member_id, m.peer_url, m.client_url, m.is_learner] for m in state.members]
+    return msgpack.packb([list(state.voters), list(state.learners), members])
+
+
+def decode_cluster_state(stored: bytes) -> ClusterState:
+    """The membership from its stored form."""
+    voters, learners, members = msgpack.unpackb(stored)
+    return ClusterState(
+        voters=tuple(voters),
+        learners=tuple(learners),
+        members=tuple(MemberRecord(i, peer, client, learner) for i, peer, client, learner in members),
+    )
+
+
+def _engine_options(block_cache_bytes: int, write_buffer_bytes: int) -> rocksdict.Options:
+    options = rocksdict.Options(raw_mode=True)
+    options.create_if_missing(True)
+    options.set_write_buffer_size(write_buffer_bytes)
+    options.set_max_write_buffer_number(2)
+    options.set_max_background_jobs(2)
+    options.set_compression_type(rocksdict.DBCompressionType.lz4())
+    # A crash leaves the database at the last whole batch in the WAL.
+    options.set_wal_recovery_mode(rocksdict.DBRecoveryMode.point_in_time())
+    options.set_keep_log_file_num(4)
+    options.set_max_open_files(1024)
+    table = rocksdict.BlockBasedOptions()
+    table.set_block_cache(rocksdict.Cache(block_cache_bytes))
+    # Index and filter blocks grow with the dataset; charging them to the
+    # block cache keeps memory bounded by the cache size.
+    table.set_cache_index_and_filter_blocks(True)
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    table.set_bloom_filter(10, False)
+    options.set_block_based_table_factory(table)
+    return options
+
+
+def _open_rdict(path: str, options: rocksdict.Options) -> rocksdict.Rdict:
+    try:
+        return rocksdict.Rdict(path, options)
+    except Exception as error:  # rocksdict raises plain Exception for RocksDB errors
+        raise EngineOpenError(path, str(error)) from error
+
+
+def _fsync_tree(path: str) -> None:
+    """Fsync every regular file directly in directory ``path``, then ``path``."""
+    for name in os.listdir(path):
+        file_path = os.path.join(path, name)
+        if os.path.isfile(file_path):
+            fd = os.open(file_path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    fsync_dir(path)
+
+
+def _remove_tree(path: str) -> None:
+    shutil.rmtree(path)
+    fsync_dir(os.path.dirname(path))
+
+
+def _rename(source: str, destination: str) -> None:
+    os.rename(source, destination)
+    fsync_dir(os.path.dirname(destination))
+
+
+def _finish_interrupted_restore(path: str) -> None:
+    """Bring the directories of the database at ``path`` to a state where
+    ``path`` holds either the old or the new database and nothing is left over.
+
+    A restore moves through these states (each arrow is one durable step):
+    ``tmp`` being built -> ``ready`` complete -> live moved to ``old`` ->
+    ``ready`` moved to ``path`` -> ``old`` removed.  A ``tmp`` is always
+    incomplete and is removed (old state).  A ``ready`` is complete, so the
+    swap is rolled forward (new state).  An ``old`` beside a live ``path`` is
+    garbage; an ``old`` with no ``path`` and no ``ready`` can only mean the
+    new database went missing, so the old one is put back.
+    """
+    tmp, ready, old = (path + s for s in (RESTORE_TMP_SUFFIX, RESTORE_READY_SUFFIX, RESTORE_OLD_SUFFIX))
+    if os.path.exists(tmp):
+        _remove_tree(tmp)
+    if os.path.exists(ready):
+        if os.path.exists(path):
+            if os.path.exists(old):
+                _remove_tree(old)
+            _rename(path, old)
+        _rename(ready, path)
+    if os.path.exists(old):
+        if os.path.exists(path):
+            _remove_tree(old)
+        else:
+            _rename(old, path)
+
+
+class _Cursor:
+    """A forward iterator over ``[lower, upper)`` of one RocksDB
+    point-in-time view, fixed when the cursor is made.
+
+    RocksDB pins the view at iterator creation, which is cheap; the first
+    seek happens on the first ``fetch``, on whichever thread consumes.  Every
+    use of the iterator is under the cursor's own lock so that ``release``
+    (from ``close``/``restore`` on another thread) can drop it safely:
+    rocksdict keeps a database open as long as any iterator on it lives.
+    """
+
+    def __init__(self, db: rocksdict.Rdict, lower: bytes, upper: bytes) -> None:
+        self._lock = threading.Lock()
+        self._lower = lower
+        read_options = rocksdict.ReadOptions()
+        read_options.set_iterate_upper_bound(upper)
+        self._iterator: rocksdict.RdictIter | None = db.iter(read_options)
+        self._started = False
+        self._released_by_engine = False
+
+    def fetch(self, count: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``count`` next (stored key, stored value) pairs; fewer means
+        the end.  Nothing past the last returned pair is read."""
+        with self._lock:
+            iterator = self._iterator
+            if iterator is None:
+                if self._released_by_engine:
+                    raise EngineClosedError("the engine was closed while this read was in progress")
+                return []
+            out = []
+            while len(out) < count:
+                if self._started:
+                    iterator.next()
+                else:
+                    iterator.seek(self._lower)
+                    self._started = True
+                if not iterator.valid():
+                    iterator.status()  # raises if the iteration stopped on an error
+                    self._iterator = None
+                    break
+                out.append((iterator.key(), iterator.value()))
+            return out
+
+    def release(self, by_engine: bool = False) -> None:
+        """Drop the iterator (unpinning its view); later fetches end, or
+        raise ``EngineClosedError`` when the engine did it."""
+        with self._lock:
+            if self._iterator is not None:
+                self._iterator = None
+                self._released_by_engine = by_engine
+
+
+class SnapshotItems:
+    """Every live key as of the moment this was made, in key order.
+
+    Iterate it once, on any thread; later commits do not show.  ``close``
+    (or finishing the iteration) releases the view early; closing or
+    restoring the engine releases it too, and iterating then raises
+    ``EngineClosedError``.
+    """
+
+    def __init__(self, cursor: _Cursor) -> None:
+        self._cursor = cursor
+
+    def __iter__(self) -> Iterator[KeyValue]:
+        skip = len(KEY_PREFIX)
+        while True:
+            chunk = self._cursor.fetch(_CURSOR_CHUNK)
+            for stored_key, stored in chunk:
+                yield decode_key_value(stored_key[skip:], stored)
+            if len(chunk) < _CURSOR_CHUNK:
+                return
+
+    def close(self) -> None:
+        """Release the point-in-time view without reading the rest."""
+        self._cursor.release()
+
+
+class RocksDBEngine:
+    """An ``Engine`` whose keyspace, revision, applied index and membership
+    live in a RocksDB database (see the module docstring for the layout).
+
+    Thread-safety: ``commit``, ``get``, ``range``, ``count``, ``restore``
+    and ``close`` belong to one thread (the reactor's); ``sync`` and the
+    iteration of ``snapshot_items()`` may run on other threads at the same
+    time.  Open with ``RocksDBEngine.open``.
+    """
+
+    def __init__(self, path: str, db: rocksdict.Rdict, options: rocksdict.Options) -> None:
+        """Wrap an open database; use ``open`` rather than this."""
+        self.path = path
+        self._db: rocksdict.Rdict | None = db
+        self._options = options
+        self._write_options = rocksdict.WriteOptions()  # no fsync per commit; WAL on
+        self._lifecycle_lock = threading.Lock()
+        self._cursors: weakref.WeakSet[_Cursor] = weakref.WeakSet()
+        self._load_metadata()
+
+    @classmethod
+    def open(
+        cls,
+        path: str,
+        *,
+        block_cache_bytes: int = 64 * MiB,
+        write_buffer_bytes: int = 32 * MiB,
+    ) -> RocksDBEngine:
+        """Open (creating when missing, with parent directories) the
+        database at ``path``, first finishing or undoing a restore that a
+        crash interrupted.  Raises ``EngineOpenError`` naming ``path`` when
+        RocksDB cannot open it or it is not a MetaStore database.
+
+        Memory: about ``block_cache_bytes`` plus two memtables of
+        ``write_buffer_bytes``, whatever the size of the dataset.
+        """
+        path = os.path.abspath(path)
+        try:
+            makedirs_durable(os.path.dirname(path))
+            _finish_interrupted_restore(path)
+        except OSError as error:
+            raise EngineOpenError(path, str(error)) from error
+        options = _engine_options(block_cache_bytes, write_buffer_bytes)
+        db = _open_rdict(path, options)
+        try:
+            return cls(path, db, options)
+        except BaseException:
+            db.close()
+            raise
+
+    def _load_metadata(self) -> None:
+        db = self._live_db()
+        stored_format = db.get(META_FORMAT)
+        if stored_format is None:
+            if next(iter(db.keys()), None) is not None:
+                raise EngineOpenError(self.path, "not a MetaStore database (no format marker)")
+            batch = rocksdict.WriteBatch(raw_mode=True)
+            batch.put(META_FORMAT, _U64.pack(FORMAT_VERSION))
+            batch.put(META_REVISION, _U64.pack(INITIAL_REVISION))
+            batch.put(META_APPLIED_INDEX, _U64.pack(0))
+            db.write(batch, self._write_options)
+            stored_format = _U64.pack(FORMAT_VERSION)
+        (found_format,) = _U64.unpack(stored_format)
+        if found_format != FORMAT_VERSION:
+            raise EngineOpenError(self.path, f"on-disk format {found_format}, expected {FORMAT_VERSION}")
+        (self._revision,) = _U64.unpack(db.get(META_REVISION))
+        (self._applied_index,) = _U64.unpack(db.get(META_APPLIED_INDEX))
+        stored_cluster = db.get(META_CLUSTER_STATE)
+        self._cluster_state = None if stored_cluster is None else decode_cluster_state(stored_cluster)
+
+    def _live_db(self) -> rocksdict.Rdict:
+        if self._db is None:
+            raise EngineClosedError(f"RocksDB engine at {self.path} is closed")
+        return self._db
+
+    @property
+    def revision(self) -> int:
+        """The revision of the newest write (1 for an empty store)."""
+        return self._revision
+
+    @property
+    def applied_index(self) -> int:
+        """The raft index of the last entry whose batch this engine holds."""
+        return self._applied_index
+
+    @property
+    def cluster_state(self) -> ClusterState | None:
+        """The membership last committed (or restored), or None."""
+        return self._cluster_state
+
+    def get(self, key: bytes) -> KeyValue | None:
+        """The live key ``key``, or None (one RocksDB point lookup)."""
+        stored = self._live_db().get(KEY_PREFIX + key)
+        return None if stored is None else decode_key_value(key, stored)
+
+    def _key_bounds(self, key: bytes, range_end: bytes) -> tuple[bytes, bytes]:
+        upper = LEASE_PREFIX if range_end == b"\0" else KEY_PREFIX + range_end
+        return KEY_PREFIX + key, upper
+
+    def _cursor(self, lower: bytes, upper: bytes) -> _Cursor:
+        cursor = _Cursor(self._live_db(), lower, upper)
+        self._cursors.add(cursor)
+        return cursor
+
+    def range(self, key: bytes, range_end: bytes | None, limit: int = 0) -> Iterator[KeyValue]:
+        """Live keys in ``[key, range_end)`` in key order (see ``Engine``),
+        read from RocksDB with an upper bound as they are consumed; with a
+        ``limit``, nothing after the last yielded key is read."""
+        if range_end is None:
+            found = self.get(key)
+            if found is not None:
+                yield found
+            return
+        lower, upper = self._key_bounds(key, range_end)
+        if upper <= lower:
+            return
+        cursor = self._cursor(lower, upper)
+        skip = len(KEY_PREFIX)
+        remaining = limit
+        try:
+            while True:
+                wanted = min(_CURSOR_CHUNK, remaining) if limit else _CURSOR_CHUNK
+                chunk = cursor.fetch(wanted)
+                for stored_key, stored in chunk:
+                    yield decode_key_value(stored_key[skip:], stored)
+                remaining -= len(chunk)
+                if len(chunk) < wanted or (limit and remaining <= 0):
+                    return
+        finally:
+            cursor.release()
+
+    def count(self, key: bytes, range_end: bytes | None) -> int:
+        """How many live keys lie in ``[key, range_end)``: a key-only scan
+        of the range (RocksDB keeps no exact counts)."""
+        if range_end is None:
+            return 0 if self._live_db().get(KEY_PREFIX + key) is None else 1
+        lower, upper = self._key_bounds(key, range_end)
+        if upper <= lower:
+            return 0
+        cursor = self._cursor(lower, upper)
+        total = 0
+        try:
+            while True:
+                fetched = len(cursor.fetch(_CURSOR_CHUNK))
+                total += fetched
+                if fetched < _CURSOR_CHUNK:
+                    return total
+        finally:
+            cursor.release()
+
+    def commit(
+        self,
+        changes: Mapping[bytes, KeyValue | None],
+        revision: int,
+        applied_index: int,
+        cluster_state: ClusterState | None = None,
+    ) -> None:
+        """Write ``changes`` (None deletes), the revision, the applied index
+        and, when given, the membership as one WriteBatch: after a crash all
+        of it is there or none.  Not fsynced (see ``sync``)."""
+        db = self._live_db()
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for key, kv in changes.items():
+            if kv is None:
+                batch.delete(KEY_PREFIX + key)
+            else:
+                batch.put(KEY_PREFIX + key, encode_key_value(kv))
+        batch.put(META_REVISION, _U64.pack(revision))
+        batch.put(META_APPLIED_INDEX, _U64.pack(applied_index))
+        if cluster_state is not None:
+            batch.put(META_CLUSTER_STATE, encode_cluster_state(cluster_state))
+        db.write(batch, self._write_options)
+        self._revision = revision
+        self._applied_index = applied_index
+        if cluster_state is not None:
+            self._cluster_state = cluster_state
+
+    def sync(self) -> None:
+        """Make every commit that has returned so far durable (fsync
+        RocksDB's WAL).  Blocking; safe on a worker thread while the reactor
+        thread commits.  Raises ``EngineClosedError`` if the engine is closed."""
+        with self._lifecycle_lock:
+            self._live_db().flush_wal(True)
+
+    def snapshot_items(self) -> SnapshotItems:
+        """Every live key as of now, in key order, read lazily from a
+        RocksDB point-in-time view; cheap to take (no I/O), safe to iterate
+        on another thread while commits go on.  See ``SnapshotItems``."""
+        return SnapshotItems(self._cursor(KEY_PREFIX, LEASE_PREFIX))
+
+    def restore(
+        self,
+        items: Iterable[KeyValue],
+        revision: int,
+        applied_index: int,
+        cluster_state: ClusterState,
+    ) -> None:
+        """Replace the whole database with ``items`` (in key order) and the
+        given revision, applied index and membership; a crash at any point
+        leaves the old database or the new one (``open`` finishes the job).
+
+        The new database is built at ``<path>.restore-tmp`` in bounded
+        WriteBatches, flushed, synced and closed, then renamed to
+        ``<path>.restore-ready`` (the commit point).  Then the live database
+        is closed (open snapshot streams are cut off), renamed to
+        ``<path>.restore-old``, the ready one renamed to ``<path>``, the old
+        one removed and the new one opened; every rename is followed by a
+        directory fsync.  If ``items`` fails, the tmp database is removed
+        and the live one stays in use.
+        """
+        self._live_db()
+        tmp = self.path + RESTORE_TMP_SUFFIX
+        ready = self.path + RESTORE_READY_SUFFIX
+        old = self.path + RESTORE_OLD_SUFFIX
+        for leftover in (tmp, ready, old):
+            if os.path.exists(leftover):
+                _remove_tree(leftover)
+        try:
+            self._build_database(tmp, items, revision, applied_index, cluster_state)
+        except Exception:
+            if os.path.exists(tmp):
+                _remove_tree(tmp)
+            raise
+        self._after_restore_step("built")
+        _rename(tmp, ready)
+        self._after_restore_step("ready")
+        self._close_database()
+        self._after_restore_step("live-closed")
+        _rename(self.path, old)
+        self._after_restore_step("old-moved-aside")
+        _rename(ready, self.path)
+        self._after_restore_step("new-in-place")
+        _remove_tree(old)
+        self._after_restore_step("old-removed")
+        self._db = _open_rdict(self.path, self._options)
+        self._load_metadata()
+
+    def _build_database(
+        self,
+        path: str,
+        items: Iterable[KeyValue],
+        revision: int,
+        applied_index: int,
+        cluster_state: ClusterState,
+    ) -> None:
+        db = _open_rdict(path, self._options)
+        try:
+            batch = rocksdict.WriteBatch(raw_mode=True)
+            for kv in items:
+                batch.put(KEY_PREFIX + kv.key, encode_key_value(kv))
+                if batch.size_in_bytes() >= _RESTORE_BATCH_BYTES:
+                    db.write(batch, self._write_options)
+                    batch = rocksdict.WriteBatch(raw_mode=True)
+            batch.put(META_FORMAT, _U64.pack(FORMAT_VERSION))
+            batch.put(META_REVISION, _U64.pack(revision))
+            batch.put(META_APPLIED_INDEX, _U64.pack(applied_index))
+            batch.put(META_CLUSTER_STATE, encode_cluster_state(cluster_state))
+            db.write(batch, self._write_options)
+            db.flush(True)
+            db.flush_wal(True)
+        finally:
+            db.close()
+        _fsync_tree(path)
+
+    def _after_restore_step(self, step: str) -> None:
+        """Called after each durable step of ``restore``; tests override it
+        to simulate a crash there."""
+
+    def _close_database(self) -> None:
+        with self._lifecycle_lock:
+            for cursor in list(self._cursors):
+                cursor.release(by_engine=True)
+            self._cursors = weakref.WeakSet()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def close(self) -> None:
+        """Close the database (idempotent).  Unfinished snapshot streams and
+        ranges are cut off: iterating them raises ``EngineClosedError``."""
+        self._close_database()
