@@ -1,6 +1,103 @@
-"""``metastore-chaos``: placeholder until the chaos runner lands."""
+"""``metastore-chaos``: run real members under faults and check the history.
+
+Example::
+
+    metastore-chaos --members 3 --duration 60 --nemesis kill,pause,partition,leader-kill \\
+        --workdir /tmp/chaos-1 --seed 7
+
+prints the report, writes ``report.json`` and ``history.jsonl`` into the
+work directory, and exits 0 only when the history is linearizable, no
+acknowledged write was lost and the cluster converged after healing.
+``--check HISTORY`` only checks an existing history file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from twisted.internet import defer, task
+from twisted.python import usage
+
+from metastore.chaos.checker import Operation, check_history
+from metastore.chaos.nemesis import NEMESES
+from metastore.chaos.runner import ChaosRun, RunConfig
 
 
-def main() -> None:
-    """Say that the chaos runner is not built yet."""
-    raise SystemExit("metastore-chaos is not available yet")
+class ChaosOptions(usage.Options):
+    """The command line of ``metastore-chaos``."""
+
+    optParameters = [
+        ["members", "n", 3, "number of members", int],
+        ["duration", "d", 60.0, "seconds of workload under faults", float],
+        ["nemesis", None, "kill,pause,partition,leader-kill",
+         f"comma-separated faults among {', '.join(NEMESES)} (or 'all', or 'none')"],
+        ["workdir", "w", "chaos-run", "where data, logs, history.jsonl and report.json go"],
+        ["seed", None, 0, "random seed of the workload and the nemesis", int],
+        ["clients", None, 6, "register (read/write/CAS) clients", int],
+        ["set-clients", None, 2, "set (unique-key append) clients", int],
+        ["request-timeout", None, 2.0, "the members' --request-timeout", float],
+        ["client-timeout", None, 3.0, "seconds before a client gives up (the operation becomes unknown)", float],
+        ["check", None, None, "only check this history.jsonl file and exit"],
+    ]
+
+    def postOptions(self) -> None:
+        """Validate the nemesis names and sizes."""
+        names = self["nemesis"].strip()
+        if names == "all":
+            self["nemesis"] = tuple(NEMESES)
+        elif names in ("", "none"):
+            self["nemesis"] = ()
+        else:
+            chosen = tuple(n.strip() for n in names.split(","))
+            unknown = [n for n in chosen if n not in NEMESES]
+            if unknown:
+                raise usage.UsageError(f"unknown nemesis {unknown}; choose among {', '.join(NEMESES)}")
+            self["nemesis"] = chosen
+        if self["members"] < 1:
+            raise usage.UsageError("--members must be at least 1")
+
+    def config(self) -> RunConfig:
+        """The run configuration these options describe."""
+        return RunConfig(
+            size=self["members"], duration=self["duration"], nemeses=self["nemesis"], workdir=self["workdir"],
+            seed=self["seed"], register_clients=self["clients"], set_clients=self["set-clients"],
+            request_timeout=self["request-timeout"], client_timeout=self["client-timeout"],
+        )
+
+
+def check_file(path: str) -> int:
+    """Check a history file; print the verdict; 0 when linearizable."""
+    with open(path) as f:
+        ops = [Operation.from_json(json.loads(line)) for line in f if line.strip()]
+    result = check_history(ops)
+    print(f"operations checked: {result.operations_checked} on {len(result.keys)} keys")
+    print(f"linearizable: {result.linearizable}")
+    for violation in result.violations:
+        print(f"  key {violation.key}: stuck on {violation.stuck_on.describe() if violation.stuck_on else None}")
+    return 0 if result.linearizable else 1
+
+
+async def run_chaos(reactor, config: RunConfig) -> int:
+    """Run once, print the report; the exit status."""
+    report = await ChaosRun(reactor, config).run()
+    print(report.summary())
+    return 0 if report.passed else 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``metastore-chaos`` console script."""
+    options = ChaosOptions()
+    try:
+        options.parseOptions(sys.argv[1:] if argv is None else argv)
+    except usage.UsageError as e:
+        raise SystemExit(f"{options}\nmetastore-chaos: {e}")
+    if options["check"]:
+        raise SystemExit(check_file(options["check"]))
+
+    async def body(reactor):
+        status = await run_chaos(reactor, options.config())
+        if status:
+            raise SystemExit(status)
+
+    task.react(lambda reactor: defer.ensureDeferred(body(reactor)))
