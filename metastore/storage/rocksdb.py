@@ -247,9 +247,10 @@ class _Cursor:
         self._started = False
         self._released_by_engine = False
 
-    def fetch(self, count: int) -> list[tuple[bytes, bytes]]:
+    def fetch(self, count: int, with_values: bool = True) -> list[tuple[bytes, bytes | None]]:
         """Up to ``count`` next (stored key, stored value) pairs; fewer means
-        the end.  Nothing past the last returned pair is read."""
+        the end.  Nothing past the last returned pair is read; without
+        values, the value is None and is not copied out of RocksDB."""
         with self._lock:
             iterator = self._iterator
             if iterator is None:
@@ -267,7 +268,7 @@ class _Cursor:
                     iterator.status()  # raises if the iteration stopped on an error
                     self._iterator = None
                     break
-                out.append((iterator.key(), iterator.value()))
+                out.append((iterator.key(), iterator.value() if with_values else None))
             return out
 
     def release(self, by_engine: bool = False) -> None:
@@ -448,7 +449,7 @@ class RocksDBEngine:
         total = 0
         try:
             while True:
-                fetched = len(cursor.fetch(_CURSOR_CHUNK))
+                fetched = len(cursor.fetch(_CURSOR_CHUNK, with_values=False))
                 total += fetched
                 if fetched < _CURSOR_CHUNK:
                     return total
@@ -513,7 +514,9 @@ class RocksDBEngine:
         ``<path>.restore-old``, the ready one renamed to ``<path>``, the old
         one removed and the new one opened; every rename is followed by a
         directory fsync.  If ``items`` fails, the tmp database is removed
-        and the live one stays in use.
+        and the live one stays in use.  If a step of the swap fails, the
+        swap is finished (or undone) as ``open`` would, the database is
+        reopened and the error re-raised.  Blocking; on the engine's thread.
         """
         self._live_db()
         tmp = self.path + RESTORE_TMP_SUFFIX
@@ -532,15 +535,29 @@ class RocksDBEngine:
         _rename(tmp, ready)
         self._after_restore_step("ready")
         self._close_database()
-        self._after_restore_step("live-closed")
-        _rename(self.path, old)
-        self._after_restore_step("old-moved-aside")
-        _rename(ready, self.path)
-        self._after_restore_step("new-in-place")
-        _remove_tree(old)
-        self._after_restore_step("old-removed")
+        try:
+            self._after_restore_step("live-closed")
+            _rename(self.path, old)
+            self._after_restore_step("old-moved-aside")
+            _rename(ready, self.path)
+            self._after_restore_step("new-in-place")
+            _remove_tree(old)
+            self._after_restore_step("old-removed")
+        except Exception:
+            # Do what open would do after a crash here, so that the engine
+            # stays usable (at the old or the new state) if it can.
+            _finish_interrupted_restore(self.path)
+            self._reopen()
+            raise
+        self._reopen()
+
+    def _reopen(self) -> None:
         self._db = _open_rdict(self.path, self._options)
-        self._load_metadata()
+        try:
+            self._load_metadata()
+        except BaseException:
+            self._close_database()
+            raise
 
     def _build_database(
         self,

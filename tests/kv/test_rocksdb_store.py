@@ -441,6 +441,24 @@ class RestoreTests(SynchronousTestCase):
             finally:
                 engine.close()
 
+    def test_failed_swap_step_leaves_a_usable_engine(self):
+        """An error (not a crash) during the directory swap is raised, and
+        the engine is reopened at the new state and keeps working."""
+
+        class FailingEngine(RocksDBEngine):
+            def _after_restore_step(self, reached):
+                if reached == "old-moved-aside":
+                    raise OSError("disk trouble (injected)")
+
+        engine = FailingEngine.open(self.path)
+        self.addCleanup(engine.close)
+        with self.assertRaises(OSError):
+            engine.restore(iter(self.NEW), 9, 40, CLUSTER)
+        self.assert_new_state(engine)
+        self.assert_no_leftovers()
+        engine.commit({}, 9, 41)
+        self.assertEqual(engine.applied_index, 41)
+
     def test_lone_old_database_is_put_back(self):
         """If only restore-old is there (the live one gone), open restores it."""
         os.rename(self.path, self.path + RESTORE_OLD_SUFFIX)
