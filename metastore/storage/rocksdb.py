@@ -291,8 +291,16 @@ class SnapshotItems:
 
     def __init__(self, cursor: _Cursor) -> None:
         self._cursor = cursor
+        self._iterated = False
 
     def __iter__(self) -> Iterator[KeyValue]:
+        # A second pass would silently yield nothing: refuse it loudly.
+        if self._iterated:
+            raise RuntimeError("snapshot items can be iterated only once; take a new snapshot")
+        self._iterated = True
+        return self._items()
+
+    def _items(self) -> Iterator[KeyValue]:
         skip = len(KEY_PREFIX)
         while True:
             chunk = self._cursor.fetch(_CURSOR_CHUNK)

@@ -181,6 +181,15 @@ class RocksDBEngineTests(SynchronousTestCase):
         self.assertEqual(consumed, list(before.values()))
         self.assertEqual(engine.count(b"", b"\0"), 2000)
 
+    def test_snapshot_items_are_single_pass(self):
+        """A second iteration of one snapshot stream is refused, not empty."""
+        engine = self.open()
+        engine.commit({b"a": kv(b"a")}, 2, 1)
+        items = engine.snapshot_items()
+        self.assertEqual([found.key for found in items], [b"a"])
+        with self.assertRaises(RuntimeError):
+            iter(items)
+
     def test_close_cuts_off_open_streams(self):
         """Closing the engine ends an unfinished stream with
         EngineClosedError and really releases the database for reopening."""
