@@ -464,17 +464,18 @@ class Simulation:
                 best = node
         return best
 
-    def propose(self, node: SimNode, data: bytes | None = None) -> None:
-        """A client proposes unique data on ``node``."""
+    def propose(self, node: SimNode, data: bytes | None = None) -> bool:
+        """A client proposes unique data on ``node``; False if refused."""
         if data is None:
             self.proposal_counter += 1
             data = b"w%d" % self.proposal_counter
         try:
             node.raw.propose(data)
         except ProposalDropped:
-            return
+            return False
         self.accepted[data] = (node.id, node.incarnation)
         self._check_node(node)
+        return True
 
     def read(self, node: SimNode) -> None:
         """A client starts a linearizable read on ``node``."""
@@ -630,10 +631,10 @@ class Simulation:
             return
         if self.retried_with == (leader.id, leader.raw.raft.term):
             return
-        self.retried_with = (leader.id, leader.raw.raft.term)
         for data in sorted(self.accepted):
-            if data not in self.committed_ids:
-                self.propose(leader, data)
+            if data not in self.committed_ids and not self.propose(leader, data):
+                return  # refused (e.g. a transfer is under way): retry later
+        self.retried_with = (leader.id, leader.raw.raft.term)
 
     def bootstrap(self) -> None:
         """Create the initial voters, each bootstrapped with the same peers."""

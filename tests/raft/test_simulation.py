@@ -39,11 +39,15 @@ class SimulationTests(SynchronousTestCase):
             count = int(os.environ.get("RAFT_SIM_SCHEDULES", str(DEFAULT_SCHEDULES)))
             seeds = range(first, first + count)
         totals: Counter = Counter()
+        failures: list[Violation] = []
         for seed in seeds:
             try:
                 totals.update(Simulation(seed).run())
             except Violation as violation:
-                self.fail(str(violation))
+                failures.append(violation)
+        if failures:
+            others = ", ".join(str(failure).split(":")[0] for failure in failures[1:])
+            self.fail(f"{failures[0]}\n{len(failures)} failing schedules; also: {others or 'none'}")
         # The schedules must actually exercise the interesting paths.
         if replay is None and len(seeds) >= 200:
             for counter in ("crashes", "reads_served", "conf_changes", "snapshots_sent", "elections"):
