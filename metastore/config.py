@@ -30,6 +30,9 @@ class Config:
     data_dir: str = "."
     listen_host: str = "127.0.0.1"
     snapshot_count: int = 10_000
+    snapshot_catchup_entries: int = 5_000
+    max_snapshots: int = 5
+    wal_segment_bytes: int = 64 * 2**20
     request_timeout: float = 5.0
     max_request_bytes: int = 1536 * 1024
     tick_ms: int = 100
@@ -54,6 +57,12 @@ class Config:
             raise ConfigError(f"--storage must be one of {', '.join(STORAGE_ENGINES)}")
         if self.snapshot_count < 1:
             raise ConfigError("--snapshot-count must be at least 1")
+        if self.snapshot_catchup_entries < 0:
+            raise ConfigError("--snapshot-catchup-entries must be 0 or more")
+        if self.max_snapshots < 1:
+            raise ConfigError("--max-snapshots must be at least 1")
+        if self.wal_segment_bytes < 64 * 1024:
+            raise ConfigError("--wal-segment-bytes must be at least 65536")
         if not self.request_timeout > 0:
             raise ConfigError("--request-timeout must be a positive number of seconds")
         if self.max_request_bytes < 1024:

@@ -47,6 +47,8 @@ from metastore.raft.types import (
     MessageType,
     StateType,
 )
+from metastore.snapshotting import Snapshotter
+from metastore.storage.engine import ClusterState, MemberRecord
 from metastore.storage.wal import WAL, WALError
 
 log = Logger()
@@ -158,6 +160,7 @@ class Node(service.Service):
         request_timeout: float,
         transport=None,
         run_blocking: Callable[[Callable[[], None]], defer.Deferred] | None = None,
+        snapshotter: Snapshotter | None = None,
     ) -> None:
         self.member_id = member_id
         self.reactor = reactor
@@ -167,6 +170,9 @@ class Node(service.Service):
         self.store = store
         self.initial_urls = initial_urls
         self.members: dict[int, Member] = {}
+        self.snapshotter = snapshotter
+        self._pending_marker: raft.SnapshotMetadata | None = None
+        self._cluster_changed = False
         self.transport = transport
         self.request_timeout = request_timeout
         self._tick_seconds = tick_seconds
@@ -193,6 +199,8 @@ class Node(service.Service):
         self._publishing = False
         self._removed_ids: set[int] = set()
         self._membership_waiters: dict[tuple[int, int], list[defer.Deferred]] = {}
+        if store.engine.cluster_state is not None:
+            self._restore_members(store.engine.cluster_state)
 
     # -- service --------------------------------------------------------
 
@@ -206,8 +214,9 @@ class Node(service.Service):
             self._threadpool = pool
             self._run_blocking = lambda f: threads.deferToThreadPool(self.reactor, pool, f)
         if self.transport is not None:
-            for peer_id, url in self.initial_urls.items():
-                if peer_id != self.member_id:
+            peers = {**self.initial_urls, **{i: m.peer_url for i, m in self.members.items()}}
+            for peer_id, url in peers.items():
+                if peer_id != self.member_id and url and peer_id not in self._removed_ids:
                     self.transport.add_peer(peer_id, url)
         self._ticker = task.LoopingCall(self._tick)
         self._ticker.clock = self.reactor
@@ -225,6 +234,8 @@ class Node(service.Service):
         if self._threadpool is not None:
             self._threadpool.stop()
             self._threadpool = None
+        if self.snapshotter is not None:
+            self.snapshotter.stop()
         self.wal.close()
 
     # -- requests -------------------------------------------------------
@@ -378,20 +389,31 @@ class Node(service.Service):
         if self.rawnode.has_ready():
             self._cycle_running = True
             self._start_cycle(self.rawnode.ready())
+        elif self._pending_marker is not None:
+            self._cycle_running = True
+            self._compact_wal()
 
     def _start_cycle(self, rd: raft.Ready) -> None:
+        if rd.soft_state is not None:
+            self._observe_soft_state(rd.soft_state)
+        if rd.snapshot is not None and not rd.snapshot.is_empty():
+            d = self._install_snapshot(rd.snapshot)
+            d.addCallbacks(lambda _: self._persist_and_send(rd), lambda f: self._fail_storage(f.value))
+        else:
+            self._persist_and_send(rd)
+
+    def _persist_and_send(self, rd: raft.Ready) -> None:
+        marker = self._pending_marker
         try:
-            if rd.soft_state is not None:
-                self._observe_soft_state(rd.soft_state)
-            if rd.snapshot is not None and not rd.snapshot.is_empty():
-                raise NotImplementedError("installing snapshots comes with the snapshot issue")
+            if marker is not None:
+                self.wal.save_snapshot(marker)
             if rd.hard_state is not None or rd.entries:
                 self.wal.save(rd.hard_state, rd.entries)
             if rd.entries:
                 self.raft_storage.append(rd.entries)
             if rd.hard_state is not None:
                 self.raft_storage.set_hard_state(rd.hard_state)
-        except WALError as e:
+        except Exception as e:  # WALError, or a broken invariant: stop acknowledging, loudly
             self._fail_storage(e)
             return
         early = [m for m in rd.messages if m.type in _SENT_BEFORE_FSYNC]
@@ -400,18 +422,22 @@ class Node(service.Service):
         durable = [e for e in rd.committed_entries if e.index <= self._persisted_index]
         self._apply(durable)
         rest = rd.committed_entries[len(durable):]
-        if rd.must_sync:
+        if rd.must_sync or marker is not None:
             d = self._run_blocking(self.wal.sync)
             d.addCallbacks(
-                lambda _: self._finish_cycle(rd, late, rest),
+                lambda _: self._finish_cycle(rd, late, rest, marker),
                 lambda f: self._fail_storage(f.value),
             )
         else:
-            self._finish_cycle(rd, late, rest)
+            self._finish_cycle(rd, late, rest, None)
 
-    def _finish_cycle(self, rd: raft.Ready, late: list[Message], rest: Sequence[Entry]) -> None:
+    def _finish_cycle(
+        self, rd: raft.Ready, late: list[Message], rest: Sequence[Entry], marker: raft.SnapshotMetadata | None
+    ) -> None:
         if not self.running:
             return
+        if marker is not None:
+            self._release_wal(marker)
         if rd.entries:
             self._persisted_index = rd.entries[-1].index
         self._send(late)
@@ -420,6 +446,7 @@ class Node(service.Service):
             self._serve_read_state(read_state)
         self.rawnode.advance(rd)
         self._cycle_running = False
+        self._maybe_snapshot()
         if self.leader_id == 0 and self.sole_voter:
             # A cluster of one need not wait an election timeout for its
             # leader; raft refuses to campaign until its membership entries
@@ -439,8 +466,35 @@ class Node(service.Service):
             log.info("member {id} became the leader", id=self.member_id)
 
     def _send(self, messages: list[Message]) -> None:
-        if messages and self.transport is not None:
+        if not messages or self.transport is None:
+            return
+        snapshots = [m for m in messages if m.type == MessageType.MsgSnap]
+        if snapshots:
+            messages = [m for m in messages if m.type != MessageType.MsgSnap]
+            for m in snapshots:
+                self._send_snapshot(m)
+        if messages:
             self.transport.send(messages)
+
+    def _send_snapshot(self, m: Message) -> None:
+        """Stream the snapshot file a MsgSnap refers to; tell raft how it went."""
+        meta = m.snapshot.metadata
+        path = self.snapshotter.path_for(meta.term, meta.index) if self.snapshotter else None
+        if not hasattr(self.transport, "send_snapshot"):
+            path = None  # this transport cannot stream snapshots yet
+        if path is None:
+            log.error("no snapshot file for index {i} term {t}; cannot send it to {to}", i=meta.index, t=meta.term, to=m.to)
+            self.rawnode.report_snapshot(m.to, False)
+            return
+        d = self.transport.send_snapshot(m, path)
+
+        def sent(ok: bool) -> None:
+            if self.running:
+                self.rawnode.report_snapshot(m.to, ok)
+                self._schedule_cycle()
+
+        d.addCallback(sent)
+        d.addErrback(lambda f: log.failure("sending a snapshot failed", f) or sent(False))
 
     def _serve_read_state(self, read_state: raft.ReadState) -> None:
         batch = self._read_batches.pop(read_state.request_ctx, None)
@@ -464,7 +518,7 @@ class Node(service.Service):
                 self._apply_commands(run, entry.index - 1)
                 run = []
                 self._apply_conf_change(entry)
-                self.store.apply(entry.index, [])
+                self._apply_commands([(None, None)], entry.index)
             else:
                 run.append(self._decode(entry))
         self._apply_commands(run, entries[-1].index)
@@ -483,6 +537,7 @@ class Node(service.Service):
             known = self.members.get(command.member_id)
             if known is not None:
                 self.members[command.member_id] = replace(known, client_url=command.client_url)
+                self._cluster_changed = True
             self._pending.resolve(request_id, None)
             return None, None
         return request_id, command
@@ -490,7 +545,10 @@ class Node(service.Service):
     def _apply_commands(self, run: list[tuple[bytes | None, Command | None]], index: int) -> None:
         if not run:
             return
-        results: list[Result | None] = self.store.apply(index, [c for _, c in run])
+        cluster_state = None
+        if self._cluster_changed:
+            cluster_state, self._cluster_changed = self.cluster_state(), False
+        results: list[Result | None] = self.store.apply(index, [c for _, c in run], cluster_state)
         for (request_id, _), result in zip(run, results):
             if request_id is not None:
                 self._pending.resolve(request_id, result)
@@ -498,6 +556,7 @@ class Node(service.Service):
     def _apply_conf_change(self, entry: Entry) -> None:
         change = raft.decode_conf_change(entry.data)
         self.rawnode.apply_conf_change(change)
+        self._cluster_changed = True
         for d in self._membership_waiters.pop((int(change.type), change.node_id), []):
             if not d.called:
                 d.callback(change)
@@ -521,6 +580,108 @@ class Node(service.Service):
                     self.transport.add_peer(change.node_id, url)
                 else:
                     log.warn("member {id} was added without a peer URL", id=change.node_id)
+
+    # -- snapshots ----------------------------------------------------------
+
+    def cluster_state(self) -> ClusterState:
+        """The membership as applied here, in the engine's terms."""
+        conf = self.rawnode.status().conf_state
+        members = tuple(
+            MemberRecord(m.member_id, m.peer_url, m.client_url, m.is_learner)
+            for m in sorted(self.members.values(), key=lambda m: m.member_id)
+        )
+        return ClusterState(tuple(conf.voters), tuple(conf.learners), members)
+
+    def _restore_members(self, cluster: ClusterState) -> None:
+        self.members = {
+            m.member_id: Member(m.member_id, m.peer_url, m.client_url, m.is_learner) for m in cluster.members
+        }
+        if self.transport is not None and self.running:
+            for m in cluster.members:
+                if m.member_id != self.member_id and m.peer_url:
+                    self.transport.add_peer(m.member_id, m.peer_url)
+
+    def take_snapshot(self) -> defer.Deferred:
+        """Snapshot the applied state now; fires with the snapshot's index
+        once the file is durable and the log is compacted behind it."""
+        if self.snapshotter is None:
+            return defer.fail(RuntimeError("this member keeps no snapshots"))
+        if self.snapshotter.in_progress:
+            return defer.fail(RuntimeError("a snapshot is already being taken"))
+        index = self.store.applied_index
+        if index <= self.snapshotter.snapshot_index:
+            return defer.succeed(self.snapshotter.snapshot_index)
+        cluster = self.cluster_state()
+        d = self.snapshotter.take(self.store.engine, index, self.raft_storage.term(index), cluster)
+        d.addCallback(self._snapshot_taken)
+        return d
+
+    def _maybe_snapshot(self) -> None:
+        if self.snapshotter is not None and self.failure is None and self.snapshotter.due(self.store.applied_index):
+            self.take_snapshot().addErrback(lambda f: log.failure("taking a snapshot failed", f))
+
+    def _snapshot_taken(self, header) -> int:
+        """The file is durable: let raft compact, and mark the WAL."""
+        conf = raft.ConfState(header.cluster_state.voters, header.cluster_state.learners)
+        try:
+            snapshot = self.raft_storage.create_snapshot(header.index, conf, b"")
+        except raft.SnapshotOutOfDateError:
+            return header.index  # a newer snapshot was installed meanwhile
+        compact_to = header.index - self.snapshotter.policy.catchup_entries
+        if compact_to > self.raft_storage.first_index():
+            self.raft_storage.compact(compact_to)
+        self._pending_marker = snapshot.metadata
+        self._schedule_cycle()
+        self.snapshotter.prune()
+        return header.index
+
+    def _compact_wal(self) -> None:
+        """A cycle with no Ready: write the pending snapshot marker, sync,
+        and release the WAL segments the snapshot made unnecessary."""
+        marker = self._pending_marker
+        try:
+            self.wal.save_snapshot(marker)
+        except WALError as e:
+            self._fail_storage(e)
+            return
+
+        def synced(_):
+            self._release_wal(marker)
+            self._cycle_running = False
+            self._schedule_cycle()
+
+        self._run_blocking(self.wal.sync).addCallbacks(synced, lambda f: self._fail_storage(f.value))
+
+    def _release_wal(self, marker: raft.SnapshotMetadata) -> None:
+        if self._pending_marker is marker:
+            self._pending_marker = None
+        keep_from = max(1, marker.index - self.snapshotter.policy.catchup_entries)
+        try:
+            self.wal.release_to(keep_from)
+        except (WALError, ValueError) as e:
+            log.warn("could not release old WAL segments: {e}", e=e)
+
+    def _install_snapshot(self, snapshot: raft.Snapshot) -> defer.Deferred:
+        """Replace the keyspace with a snapshot received from the leader."""
+        meta = snapshot.metadata
+        if self.snapshotter is None:
+            return defer.fail(RuntimeError("this member cannot install snapshots"))
+        d = self.snapshotter.read(meta.term, meta.index)
+
+        def loaded(result) -> None:
+            header, items = result
+            if self._pending_marker is not None and self._pending_marker.index <= meta.index:
+                self._pending_marker = None  # superseded by the installed snapshot
+            self.store.engine.restore(items, header.revision, meta.index, header.cluster_state)
+            self._restore_members(header.cluster_state)
+            self.wal.save_snapshot(meta)
+            self.raft_storage.apply_snapshot(snapshot)
+            self.snapshotter.snapshot_index = max(self.snapshotter.snapshot_index, meta.index)
+            self._persisted_index = max(self._persisted_index, meta.index)
+            log.info("installed snapshot at index {i} ({n} keys)", i=meta.index, n=len(items))
+            self._applied_waiters.reached(self.store.applied_index)
+
+        return d.addCallback(loaded)
 
     # -- failure and removal -------------------------------------------------
 

@@ -24,6 +24,9 @@ from metastore.config import Config
 from metastore.errors import StartupError
 from metastore.kv.store import KeyValueStore
 from metastore.node import Node
+from metastore.recovery import RecoveredLog, recover
+from metastore.snapshotting import SnapshotPolicy, Snapshotter
+from metastore.storage.snapshot import SnapshotDirectory
 from metastore.storage.errors import WALCorruptionError, WALError, WALLockedError
 from metastore.storage.memory import MemoryEngine
 from metastore.storage.wal import WAL, WALState
@@ -97,7 +100,9 @@ def _wal_metadata(config: Config) -> bytes:
 
 def _open_wal(config: Config, fsync) -> tuple[WAL, WALState]:
     try:
-        wal, state = WAL.open(config.wal_dir, metadata=_wal_metadata(config), fsync=fsync)
+        wal, state = WAL.open(
+            config.wal_dir, metadata=_wal_metadata(config), segment_bytes=config.wal_segment_bytes, fsync=fsync
+        )
     except (WALCorruptionError, WALLockedError) as e:
         raise StartupError(str(e)) from None
     except WALError as e:
@@ -117,15 +122,22 @@ def _open_wal(config: Config, fsync) -> tuple[WAL, WALState]:
     return wal, state
 
 
-def _raft_storage(state: WALState) -> raft.MemoryStorage:
+def _raft_storage(recovered: RecoveredLog) -> raft.MemoryStorage:
     storage = raft.MemoryStorage()
-    if state.snapshot is not None:
-        storage.apply_snapshot(raft.Snapshot(metadata=state.snapshot))
-    if not state.hard_state.is_empty():
-        storage.set_hard_state(state.hard_state)
-    if state.entries:
-        storage.append(state.entries)
+    if recovered.snapshot is not None:
+        storage.apply_snapshot(raft.Snapshot(metadata=recovered.snapshot))
+    if not recovered.hard_state.is_empty():
+        storage.set_hard_state(recovered.hard_state)
+    if recovered.entries:
+        storage.append(recovered.entries)
     return storage
+
+
+def _open_snapshots(config: Config, fsync) -> SnapshotDirectory:
+    try:
+        return SnapshotDirectory(config.snap_dir, config.max_snapshots, fsync)
+    except OSError as e:
+        raise StartupError(f"cannot use snapshot directory {config.snap_dir!r}: {e.strerror or e}") from None
 
 
 def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -> MemberService:
@@ -137,14 +149,22 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
     if config.storage != "memory":
         raise StartupError(f"--storage {config.storage} is not available yet; use --storage memory")
     wal, state = _open_wal(config, fsync)
-    storage = _raft_storage(state)
-    fresh = state.hard_state.is_empty() and not state.entries and state.snapshot is None
+    try:
+        snapshots = _open_snapshots(config, fsync)
+        engine = MemoryEngine()
+        recovered = recover(state, snapshots, engine, config.wal_dir)
+    except BaseException:
+        wal.close()
+        raise
+    storage = _raft_storage(recovered)
+    fresh = state.hard_state.is_empty() and not state.entries and recovered.snapshot is None
     rawnode = raft.RawNode(
         raft.Config(
             id=config.member_id,
             election_tick=config.election_ticks,
             heartbeat_tick=config.heartbeat_ticks,
             storage=storage,
+            applied=recovered.applied_index,
             rng=random.Random(),
         )
     )
@@ -156,12 +176,19 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
         rawnode=rawnode,
         raft_storage=storage,
         wal=wal,
-        store=KeyValueStore(MemoryEngine()),
+        store=KeyValueStore(engine),
         initial_urls={i: url for i, url in enumerate(config.cluster, start=1)},
         tick_seconds=config.tick_ms / 1000,
         election_ticks=config.election_ticks,
         request_timeout=config.request_timeout,
         run_blocking=run_blocking,
+        snapshotter=Snapshotter(
+            reactor,
+            snapshots,
+            SnapshotPolicy(config.snapshot_count, config.snapshot_catchup_entries),
+            snapshot_index=recovered.applied_index,
+            fsync=fsync,
+        ),
     )
     transport = PeerTransport(
         reactor,

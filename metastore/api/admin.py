@@ -72,10 +72,21 @@ class AdminAPI:
             "term": status.term,
             "commit_index": status.commit,
             "applied_index": node.applied_index,
+            "snapshot_index": node.snapshotter.snapshot_index if node.snapshotter else 0,
+            "first_log_index": node.raft_storage.first_index(),
             "revision": node.store.revision,
             "healthy": node.healthy,
             "storage_failure": None if node.failure is None else str(node.failure),
         }
+
+    @app.route("/admin/snapshot", methods=["POST"])
+    async def snapshot(self, request):
+        """Take a snapshot now; answers with its index once the file is durable."""
+        try:
+            index = await self.node.take_snapshot()
+        except RuntimeError as e:
+            return write_error(request, 409, "snapshot_in_progress", str(e))
+        return _json(request, {"snapshot_index": index})
 
     @app.route("/admin/members", methods=["GET", "HEAD"])
     async def members(self, request):

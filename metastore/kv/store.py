@@ -21,7 +21,7 @@ from metastore.kv.commands import (
     Put,
     Txn,
 )
-from metastore.storage.engine import Engine, KeyValue
+from metastore.storage.engine import ClusterState, Engine, KeyValue
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +125,18 @@ class KeyValueStore:
         """The live key ``key``, or None (from applied state only)."""
         return self.engine.get(key)
 
-    def apply(self, index: int, commands: Sequence[Command | None]) -> list[Result | None]:
+    def apply(
+        self,
+        index: int,
+        commands: Sequence[Command | None],
+        cluster_state: ClusterState | None = None,
+    ) -> list[Result | None]:
         """Apply ``commands`` (None for an entry with no command) as one
-        engine batch ending at raft ``index``; one result per command."""
+        engine batch ending at raft ``index``, with the membership when it
+        changed; one result per command."""
         batch = _Batch(self.engine)
         results = [None if c is None else self._apply_one(batch, c) for c in commands]
-        self.engine.commit(batch.changes, batch.revision, index)
+        self.engine.commit(batch.changes, batch.revision, index, cluster_state)
         return results
 
     def _apply_one(self, batch: _Batch, command: Command) -> Result:

@@ -1,0 +1,84 @@
+"""Restart: the newest usable snapshot file plus the WAL entries after it.
+
+A snapshot file is usable when the WAL still holds every entry after it
+(or it is newer than the whole WAL: its contents are committed state).  A
+damaged newest file falls back to an older one when the WAL covers the
+gap; when nothing covers the log's compacted start, the member refuses to
+start and says what is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from twisted.logger import Logger
+
+from metastore.errors import StartupError
+from metastore.raft.types import ConfState, Entry, HardState, SnapshotMetadata
+from metastore.storage.engine import Engine
+from metastore.storage.snapshot import SnapshotCorruptionError, SnapshotDirectory, read_snapshot
+from metastore.storage.wal import WALState
+
+log = Logger()
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveredLog:
+    """What raft's storage starts from after a restart."""
+
+    snapshot: SnapshotMetadata | None
+    hard_state: HardState
+    entries: list[Entry]
+    applied_index: int
+
+
+def _entries_after(available: list[Entry], index: int, term: int) -> list[Entry] | None:
+    """The entries after ``index`` if the log agrees with the snapshot at
+    ``index``; None when it cannot supply them (a gap)."""
+    if not available:
+        return []
+    first, last = available[0].index, available[-1].index
+    if index + 1 < first:
+        return None
+    if index > last:
+        return []
+    if index >= first and available[index - first].term != term:
+        return []  # the log diverged from the snapshot: what follows is stale
+    return available[index + 1 - first:]
+
+
+def recover(state: WALState, snapshots: SnapshotDirectory, engine: Engine, wal_dir: str) -> RecoveredLog:
+    """Restore ``engine`` from the newest usable snapshot and return the
+    log to replay after it.  Raises ``StartupError`` when no snapshot covers
+    the WAL's compacted start."""
+    available = state.covered_entries + state.entries
+    first_available = available[0].index if available else (state.snapshot.index + 1 if state.snapshot else 1)
+    problems: list[str] = []
+    for index, term, path in reversed(snapshots.snapshots()):
+        entries = _entries_after(available, index, term)
+        if entries is None:
+            problems.append(f"{path} is older than the WAL's first entry {first_available}")
+            continue
+        try:
+            header, items = read_snapshot(path)
+            restored = list(items)
+        except (SnapshotCorruptionError, OSError) as e:
+            log.error("snapshot {path} is unusable, trying an older one: {e}", path=path, e=e)
+            problems.append(str(e))
+            continue
+        cluster = header.cluster_state
+        engine.restore(restored, header.revision, index, cluster)
+        log.info("restored snapshot {path} ({n} keys, index {index})", path=path, n=len(restored), index=index)
+        hard_state = state.hard_state
+        if hard_state.commit < index:
+            hard_state = replace(hard_state, commit=index)  # a snapshot holds only committed state
+        meta = SnapshotMetadata(index, term, ConfState(cluster.voters, cluster.learners))
+        return RecoveredLog(meta, hard_state, list(entries), index)
+    if first_available > 1:
+        why = "; ".join(problems) or f"no snapshot files in {snapshots.directory}"
+        raise StartupError(
+            f"the WAL in {wal_dir} starts at entry {first_available} (older entries were compacted into "
+            f"snapshots) but no valid snapshot covers entry {first_available - 1}: {why}. "
+            "Restore the snapshot directory, or remove this member's data and add it to the cluster again."
+        )
+    return RecoveredLog(None, state.hard_state, available, 0)
