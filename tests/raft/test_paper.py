@@ -385,6 +385,30 @@ class SafetyTests(SynchronousTestCase):
         leader.advance(rd)
         self.assertEqual(leader.raft.log.committed, 5)
 
+    def test_leader_crash_before_own_fsync_loses_nothing_committed(self) -> None:
+        """Thesis §10.2.1: appends sent before the leader's own fsync are
+        safe.  The followers persist and ack an entry the leader never made
+        durable; it commits on the followers' majority; the leader crashes,
+        restarts without it, and gets it back from the new leader."""
+        cluster = Cluster()
+        cluster.elect(1)
+        leader = cluster.nodes[1]
+        leader.propose(b"early")
+        rd = leader.ready()
+        cluster.send(rd.messages)  # sent before persisting; then the crash
+        cluster.restart(1)
+        self.assertEqual(cluster.nodes[1].raft.log.last_index(), 4)
+        cluster.isolate(1)
+        while cluster.queue:
+            cluster.deliver(cluster.queue.pop(0))
+        cluster.stabilize()
+        cluster.heal()
+        cluster.tick_all(30)
+        new_leader = cluster.leader()
+        self.assertIn(new_leader, (2, 3))
+        for node_id in (1, 2, 3):
+            self.assertEqual(cluster.applied_data(node_id), [b"early"])
+
     def test_single_node_commits_only_after_persisting(self) -> None:
         """Thesis §10.2.1 on one node: a proposal appears first as an entry
         to persist, and as committed only in the Ready after ``advance``."""
