@@ -55,12 +55,18 @@ class MetaStoreRequest(server.Request):
 
 
 class MetaStoreSite(server.Site):
-    """A ``Site`` with MetaStore's request limits and binary-safe routing."""
+    """A ``Site`` with MetaStore's request limits and binary-safe routing.
+
+    A connection that sends nothing for ``idle_timeout`` seconds (by
+    default ``IDLE_TIMEOUT_SECONDS``), including one stuck in the middle of
+    a request's headers or body, is closed.
+    """
 
     requestFactory = MetaStoreRequest
 
-    def __init__(self, resource, max_request_bytes: int, reactor=None) -> None:
-        super().__init__(resource, timeout=IDLE_TIMEOUT_SECONDS, reactor=reactor)
+    def __init__(self, resource, max_request_bytes: int, reactor=None,
+                 idle_timeout: float = IDLE_TIMEOUT_SECONDS) -> None:
+        super().__init__(resource, timeout=idle_timeout, reactor=reactor)
         self.max_request_bytes = max_request_bytes
         self.displayTracebacks = False
         self.noisy = False
