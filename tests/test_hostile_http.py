@@ -1,0 +1,229 @@
+"""Hostile HTTP: random requests on every route never get a 5xx, never
+crash the member; idle and half-sent requests (slowloris) time out.
+
+The property tests send raw bytes over a socket to one real member process,
+so methods, paths and headers that no polite client would send get through.
+The idle-timeout tests use an in-process site and a ``Clock``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from urllib.parse import quote
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from twisted.internet import address, task
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+
+from metastore.api.site import IDLE_TIMEOUT_SECONDS, MetaStoreSite
+from metastore.transport import parse_peer_url
+from tests.chaos.helpers import exchange, http_json, http_request, poll, start_single_member
+
+MAX_REQUEST_BYTES = 2048
+
+METHODS = st.sampled_from(
+    ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "PROPFIND", "get", "X-Y"]
+) | st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ_-!#$%&'*+.^`|~", min_size=1, max_size=12)
+
+PATH_TEXT = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, blacklist_characters="#"), max_size=40
+)
+RAW_KEY = st.binary(max_size=40).map(lambda b: quote(b, safe=""))
+ROUTES = st.one_of(
+    st.sampled_from(["/", "//", "/admin/status", "/admin/members", "/admin/snapshot", "/admin/", "/admin/nope",
+                     "/health", "/version", "/metrics", "/v3/kv/range", "/v3/", "/%", "/%zz", "/%00",
+                     "/k?serializable=true", "/k?serializable=maybe", "/k?serializable=true&serializable=1"]),
+    RAW_KEY.map(lambda k: "/" + k),
+    st.integers(0, 10**20).map(lambda n: f"/{n}"),
+    PATH_TEXT.map(lambda p: "/" + p),
+    st.tuples(RAW_KEY, PATH_TEXT).map(lambda t: f"/{t[0]}?{t[1]}"),
+    st.text(alphabet="abc/%.", max_size=3000).map(lambda p: "/" + p),  # long paths and keys over the limit
+)
+HEADER_NAMES = st.sampled_from(
+    ["If-Match", "If-None-Match", "Content-Type", "Accept", "Range", "Expect", "Cookie", "Authorization",
+     "X-Forwarded-For", "Accept-Encoding", "If-Modified-Since", "Upgrade"]
+) | st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=20)
+HEADER_VALUES = st.sampled_from(['"1"', '"99999999999999999999"', "*", 'W/"2"', '"-1"', '"abc"', "", "*, *",
+                                 "100-continue", "bytes=0-1"]) | st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60)
+BODIES = st.binary(max_size=MAX_REQUEST_BYTES + 512)
+
+
+def raw_request(port: int, data: bytes, timeout: float = 15.0) -> bytes:
+    """Send ``data`` and read the whole answer (the request asks to close)."""
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        for _ in range(10_000):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    return received
+
+
+def parse_response(raw: bytes) -> tuple[int, dict, bytes]:
+    """Status, headers (lower-case names) and body of one HTTP/1.1 answer."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower().decode()] = value.strip().decode("latin-1")
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = _dechunk(body)
+    return status, headers, body
+
+
+def _dechunk(data: bytes) -> bytes:
+    """The payload of a chunked body."""
+    payload = b""
+    for _ in range(len(data) + 1):
+        size_line, _, rest = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        payload += rest[:size]
+        data = rest[size + 2:]
+    return payload
+
+
+class HostileHTTPTests(SynchronousTestCase):
+    """Random requests against one real member."""
+
+    def setUp(self):
+        self.member = start_single_member(self, "--max-request-bytes", str(MAX_REQUEST_BYTES))
+
+    def assert_member_unharmed(self):
+        """Healthy, still writes and reads, and never logged a traceback."""
+        self.assertEqual(http_json(self.member.url + "/health")[0], 200)
+        self.assertEqual(http_request(self.member.url + "/after-hostile", "PUT", b"v"), 204)
+        self.assertEqual(http_request(self.member.url + "/after-hostile", "GET"), 200)
+        self.assertNotIn("Traceback", self.member.log_text())
+
+    def check_answer(self, raw: bytes, request: bytes) -> None:
+        """A 2xx/3xx/4xx; a 4xx carries a JSON or text reason."""
+        self.assertTrue(raw, f"no answer to {request[:300]!r}")
+        status, headers, body = parse_response(raw)
+        self.assertLess(status, 500, f"{status} for {request[:300]!r}: {body[:300]!r}")
+        if status >= 400 and not request.startswith(b"HEAD "):
+            content_type = headers.get("content-type", "")
+            self.assertTrue(body.strip(), f"{status} without a reason for {request[:300]!r}")
+            if "json" in content_type:
+                json.loads(body)
+            else:
+                self.assertTrue(content_type.startswith("text/") or not content_type,
+                                f"{status} with {content_type} for {request[:300]!r}")
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(method=METHODS, path=ROUTES, headers=st.lists(st.tuples(HEADER_NAMES, HEADER_VALUES), max_size=4),
+           body=BODIES)
+    def test_random_requests_never_5xx(self, method, path, headers, body):
+        """Any method, route, headers and body: an answer under 500, member unharmed."""
+        if method.upper() == "POST" and path.strip("/").isdigit():
+            # A valid peer URL would really add a member and cost the quorum.
+            try:
+                parse_peer_url(body.strip().decode("utf-8"))
+                assume(False)
+            except (UnicodeDecodeError, ValueError):
+                pass
+        if method.upper() == "DELETE" and path.strip("/").isdigit() and int(path.strip("/")) == 1:
+            assume(False)  # removing the only member is allowed and is not hostile
+        lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+        lines += [f"{name}: {value}" for name, value in headers
+                  if name.lower() not in ("content-length", "transfer-encoding", "connection", "host")]
+        lines += [f"Content-Length: {len(body)}", "Connection: close"]
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        self.check_answer(raw_request(self.member.http_port, request), request)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(garbage=st.binary(min_size=1, max_size=300))
+    def test_garbage_request_bytes(self, garbage):
+        """Bytes that are not HTTP at all: an answer under 500 or a closed connection."""
+        request = garbage + b"\r\n\r\n"
+        _, raw = exchange(self.member.http_port, request, wait_for_close=3)
+        if raw:
+            status, _, _ = parse_response(raw) if raw.startswith(b"HTTP/1.") else (400, None, None)
+            self.assertLess(status, 500, repr(garbage))
+
+    def test_member_unharmed_after_hostile_requests(self):
+        """After a burst of malformed requests the member still works."""
+        for request in (b"GET / HTTP/1.1\r\n\r\n", b"\x00\xff\r\n\r\n", b"PUT /k HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+                        b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n",
+                        b"PUT /k HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\nx",
+                        b"PUT /k HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"):
+            exchange(self.member.http_port, request, wait_for_close=2)
+        self.assert_member_unharmed()
+
+    def test_idle_connections_do_not_block_others(self):
+        """Many half-sent requests held open do not stop other clients."""
+        idle = []
+        self.addCleanup(lambda: [s.close() for s in idle])
+        for _ in range(50):
+            s = socket.create_connection(("127.0.0.1", self.member.http_port), timeout=5)
+            s.sendall(b"PUT /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+            idle.append(s)
+        poll(lambda: http_request(self.member.url + "/other", "PUT", b"v") == 204, timeout=10, what="a PUT")
+        self.assert_member_unharmed()
+
+
+class _Hello(Resource):
+    isLeaf = True
+
+    def render(self, request):
+        return b"hello"
+
+
+class IdleTimeoutTests(SynchronousTestCase):
+    """The site closes connections that go quiet, whatever state they are in."""
+
+    def connect(self, idle_timeout=5):
+        """A site on a Clock and one connection to it: (clock, transport)."""
+        clock = task.Clock()
+        site = MetaStoreSite(_Hello(), 1024, reactor=clock, idle_timeout=idle_timeout)
+        channel = site.buildProtocol(address.IPv4Address("TCP", "127.0.0.1", 1))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        return clock, channel, transport
+
+    def test_default_is_sixty_seconds(self):
+        """Without ``idle_timeout`` the site uses IDLE_TIMEOUT_SECONDS, 60."""
+        self.assertEqual(IDLE_TIMEOUT_SECONDS, 60)
+        self.assertEqual(MetaStoreSite(_Hello(), 1024, reactor=task.Clock()).timeOut, 60)
+
+    def test_silent_connection_closed(self):
+        """A connection that never sends a byte is closed after the timeout."""
+        clock, _, transport = self.connect()
+        clock.advance(4.9)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(0.2)
+        self.assertTrue(transport.disconnecting)
+
+    def test_half_sent_headers_closed(self):
+        """Slowloris: headers that stop mid-way; the timer restarts on each byte."""
+        clock, channel, transport = self.connect()
+        channel.dataReceived(b"GET /k HTTP/1.1\r\n")
+        clock.advance(4)
+        channel.dataReceived(b"Host: x\r\n")
+        clock.advance(4)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(1.1)
+        self.assertTrue(transport.disconnecting)
+
+    def test_half_sent_body_closed(self):
+        """A body shorter than its Content-Length, then silence."""
+        clock, channel, transport = self.connect()
+        channel.dataReceived(b"PUT /k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+        clock.advance(5.1)
+        self.assertTrue(transport.disconnecting)
+
+    def test_complete_request_answered(self):
+        """A whole request before the timeout is answered normally."""
+        clock, channel, transport = self.connect()
+        channel.dataReceived(b"GET /k HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b"hello", transport.value())
