@@ -10,6 +10,9 @@ is disconnected or its transport is over its high-water mark, up to
 :attr:`TransportSettings.max_queued_messages` messages and
 :attr:`TransportSettings.max_queued_bytes` bytes; beyond that messages are
 dropped and the peer reported unreachable.
+
+Snapshots travel as files (:meth:`PeerTransport.send_snapshot`, see
+``snapshots``), never inside a message.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import hashlib
 import random as _random
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 from twisted.application import service
 from twisted.application.internet import ClientService, StreamServerEndpointService
@@ -41,7 +44,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from metastore.raft.types import Message
+from metastore.raft.types import Message, MessageType
 
 from .codec import PROTOCOL_VERSION, Handshake, encode_message
 from .protocol import (
@@ -52,7 +55,11 @@ from .protocol import (
     OutboundPeerProtocol,
     message_frames,
 )
+from .snapshots import IncomingSnapshots, RunBlocking, SnapshotStream, deferred_to_reactor_threads
 from .urls import is_ip_literal, is_ipv6_literal, parse_peer_url
+
+if TYPE_CHECKING:
+    from metastore.storage.snapshot import SnapshotDirectory
 
 log = Logger()
 
@@ -82,6 +89,11 @@ class TransportSettings:
     """A link's queue bound in messages."""
     max_queued_bytes: int = 64 * 1024 * 1024
     """A link's queue bound in encoded bytes."""
+    snapshot_chunk_bytes: int = 1024 * 1024
+    """The data carried by one SNAPSHOT_CHUNK frame."""
+    max_snapshot_bytes: int = 8 * 1024**3
+    """The largest snapshot file accepted from a peer; a longer stream drops
+    the connection."""
 
 
 def cluster_id_from_token(token: str) -> int:
@@ -106,6 +118,11 @@ class PeerLink:
     :meth:`send` writes at once when the connection is up and writable, and
     otherwise queues; whatever is queued goes out in one write as soon as
     the connection is ready or writable again.
+
+    At most one :class:`SnapshotStream` runs on the link, bound to the
+    connection it started on.  Whenever the connection is writable, queued
+    messages go first and then the stream writes its next chunks, so
+    messages are interleaved with chunks rather than stuck behind them.
     """
 
     def __init__(
@@ -125,6 +142,7 @@ class PeerLink:
         self._protocol: Optional[OutboundPeerProtocol] = None
         self._connected_at = 0.0
         self._short_lived_streak = 0
+        self._snapshot: Optional[SnapshotStream] = None
         handshake = Handshake(PROTOCOL_VERSION, transport.cluster_id, transport.local_id, peer_id)
         self.service = ClientService(
             endpoint,
@@ -166,14 +184,29 @@ class PeerLink:
         self._queue.clear()
         self._queued_bytes = 0
 
+    def start_snapshot(self, stream: SnapshotStream) -> None:
+        """Stream ``stream`` on the current connection, cancelling (False) any
+        stream already running on this link."""
+        self.cancel_snapshot()
+        self._snapshot = stream
+        self._flush()
+
+    def cancel_snapshot(self) -> None:
+        """Cancel the running snapshot stream, if any (its Deferred fires False)."""
+        stream, self._snapshot = self._snapshot, None
+        if stream is not None:
+            stream.cancel()
+
     def abort(self) -> None:
-        """Discard the queue and close the connection without flushing.
+        """Discard the queue, cancel a snapshot stream and close the
+        connection without flushing.
 
         A graceful close waits for the write buffer to drain, which for a dead
         peer takes until TCP gives up; stopping must not wait for that, and
         raft recovers whatever was unsent.
         """
         self.discard_queue()
+        self.cancel_snapshot()
         protocol = self._protocol
         if protocol is not None and protocol.transport is not None:
             abort = getattr(protocol.transport, "abortConnection", None)
@@ -197,6 +230,7 @@ class PeerLink:
         if protocol is not self._protocol:
             return
         self._protocol = None
+        self.cancel_snapshot()
         if self._clock.seconds() - self._connected_at < self._settings.short_lived_connection:
             self._short_lived_streak += 1
         else:
@@ -213,6 +247,11 @@ class PeerLink:
             data = message_frames(self._queue)
             self.discard_queue()
             protocol.write(data)
+        stream = self._snapshot
+        if stream is not None and protocol is not None:
+            stream.pump(protocol)
+            if stream.finished and self._snapshot is stream:
+                self._snapshot = None
 
     def _retry_delay(self, attempt: int) -> float:
         return reconnect_delay(
@@ -255,6 +294,8 @@ class PeerTransport(service.MultiService):
         on_removed: Callable[[int], None] = lambda by_member: None,
         settings: TransportSettings = TransportSettings(),
         random: Optional[_random.Random] = None,
+        snapshot_directory: Optional[SnapshotDirectory] = None,
+        run_blocking: Optional[RunBlocking] = None,
     ) -> None:
         """
         :param reactor: provides IReactorTCP and IReactorTime (a
@@ -273,6 +314,13 @@ class PeerTransport(service.MultiService):
         :param on_removed: called with a peer's id when that peer tells us
             we were removed from the cluster.
         :param random: source of backoff jitter (seeded in tests).
+        :param snapshot_directory: where snapshots streamed to us are
+            received (see :meth:`send_snapshot`); None refuses them.  A
+            MsgSnap reaches ``on_messages`` only after its file is final at
+            ``snapshot_directory.path_for(term, index)``.
+        :param run_blocking: runs a blocking call off the reactor thread
+            and returns a Deferred of its result (the verification of a
+            received snapshot); by default the reactor's thread pool.
         """
         super().__init__()
         if local_id <= 0:
@@ -298,6 +346,13 @@ class PeerTransport(service.MultiService):
             on_messages,
             settings.handshake_timeout,
             was_removed,
+            incoming_snapshots=None
+            if snapshot_directory is None
+            else IncomingSnapshots(
+                snapshot_directory,
+                settings.max_snapshot_bytes,
+                run_blocking if run_blocking is not None else deferred_to_reactor_threads(reactor),
+            ),
         )
         host, port = parse_peer_url(listen_url, allow_port_zero=True)
         listener = StreamServerEndpointService(
@@ -388,6 +443,40 @@ class PeerTransport(service.MultiService):
             elif not link.send(encoded, sum(map(len, encoded))):
                 log.debug("Queue to peer {peer} is full; dropping messages", peer=peer_id)
                 self._schedule_report(peer_id)
+
+    def send_snapshot(self, message: Message, path: str) -> defer.Deferred[bool]:
+        """Stream the snapshot file at ``path`` to ``message.to``, then ``message``.
+
+        ``message`` is raft's MsgSnap (its ``snapshot.data`` empty); its
+        metadata's term and index name the file on the receiving side.  The
+        file goes out as SNAPSHOT_CHUNK frames of
+        :attr:`TransportSettings.snapshot_chunk_bytes`, each read only when
+        the connection can take it, followed by the MsgSnap on the same
+        connection.  Messages sent to the peer meanwhile are interleaved
+        between chunks.
+
+        Fires True once everything was written to the connection; False at
+        once when the peer is unknown, not connected right now, or the file
+        cannot be opened, and later if the connection drops, the peer is
+        removed, the transport stops, or a newer ``send_snapshot`` to the
+        same peer supersedes this one.  Never errbacks.  Raises ValueError
+        for a message that is not a MsgSnap to another member.
+        """
+        if message.type is not MessageType.MsgSnap or message.snapshot is None:
+            raise ValueError(f"send_snapshot takes a MsgSnap, not {message.type.name}")
+        if message.to == self.local_id or message.to <= 0:
+            raise ValueError(f"MsgSnap addressed to {message.to} cannot be sent")
+        link = self._links.get(message.to)
+        if link is None or not link.connected:
+            log.info("Cannot send a snapshot to peer {peer}: not connected", peer=message.to)
+            return defer.succeed(False)
+        try:
+            stream = SnapshotStream(message, path, self.settings.snapshot_chunk_bytes)
+        except OSError as e:
+            log.warn("Cannot send snapshot {path} to peer {peer}: {error}", path=path, peer=message.to, error=e)
+            return defer.succeed(False)
+        link.start_snapshot(stream)
+        return stream.done
 
     def stopService(self) -> defer.Deferred[None]:
         """Stop links and listener, close accepted connections, cancel

@@ -11,8 +11,11 @@ Frame format (every frame, both directions)::
 - ``HANDSHAKE``: msgpack ``[version, cluster_id, from_id, to_id]``; the
   first frame of every connection and only then.
 - ``MESSAGES``: a batch of Raft messages (see ``codec``).
-- ``SNAPSHOT_CHUNK``: reserved for the chunked snapshot stream; not sent by
-  this version, and receiving one drops the connection.
+- ``SNAPSHOT_CHUNK``: one piece of a snapshot file (see ``codec`` and
+  ``snapshots``); accepted only by a member that was given a snapshot
+  directory, otherwise it drops the connection.
+- ``REJECTED``: msgpack ``[code, text]``, the accepting side's only frame:
+  its last word before it closes (e.g. "you were removed").
 
 Connections are one-way, like etcd's stream pipelines: the dialing side
 (:class:`OutboundPeerProtocol`) writes a handshake and then message batches
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections import deque
 from typing import Callable, Optional, Protocol, Sequence
 
 import msgpack
@@ -47,7 +51,9 @@ from .codec import (
     batch_body,
     decode_batch,
     decode_handshake,
+    decode_snapshot_chunk,
     encode_handshake,
+    snapshot_chunk_parts,
 )
 
 log = Logger()
@@ -59,8 +65,9 @@ class FrameKind(enum.IntEnum):
     HANDSHAKE = 1
     MESSAGES = 2
     SNAPSHOT_CHUNK = 3
+    """A piece of a snapshot file being streamed."""
     REJECTED = 4
-    """Reserved for the chunked snapshot stream (a later issue)."""
+    """The accepting side refuses the dialer (the only frame sent that way)."""
 
 
 MAX_FRAME_LENGTH = 64 * 1024 * 1024
@@ -147,6 +154,14 @@ def decode_rejected(body: memoryview) -> tuple[int, str]:
     if not isinstance(code, int) or not isinstance(text, str):
         raise MalformedFrame("malformed REJECTED frame")
     return code, text
+
+
+def snapshot_chunk_frame(term: int, index: int, offset: int, data: bytes, is_last: bool) -> bytes:
+    """Return the complete SNAPSHOT_CHUNK frame carrying ``data`` of snapshot
+    ``index`` (``term``) at byte ``offset``, copying ``data`` once."""
+    head, tail = snapshot_chunk_parts(term, index, offset, len(data), is_last)
+    length = 1 + len(head) + len(data) + len(tail)
+    return b"".join((_PREFIX.pack(length), bytes((FrameKind.SNAPSHOT_CHUNK,)), head, data, tail))
 
 
 def _frame(kind: FrameKind, body: bytes) -> bytes:
@@ -258,6 +273,15 @@ class InboundPeerProtocol(PeerProtocol):
     :data:`MAX_HANDSHAKE_FRAME_LENGTH`.  Then every MESSAGES frame is decoded
     and each message checked to be from that member, to us, and not a local
     message type, before the whole batch goes to ``on_messages``.
+
+    With the factory's ``incoming_snapshots`` set, SNAPSHOT_CHUNK frames are
+    written to a part file; after the last chunk, reading stops and later
+    frames are held until the file is verified and renamed, so a MsgSnap
+    reaches ``on_messages`` only once its file is final.  A MsgSnap is
+    delivered only right after the stream of its own snapshot (same term and
+    index) was accepted on this connection, and is dropped otherwise.
+    Without ``incoming_snapshots``, chunks drop the connection and MsgSnap
+    passes through unchecked.
     """
 
     def __init__(self, factory: InboundPeerFactory) -> None:
@@ -266,6 +290,11 @@ class InboundPeerProtocol(PeerProtocol):
         self.peer_id: Optional[int] = None
         self.MAX_LENGTH = MAX_HANDSHAKE_FRAME_LENGTH
         self._handshake_timeout: Optional[IDelayedCall] = None
+        self._snapshot_receiver = None
+        self._verifying_snapshot = False
+        self._held_frames: deque[tuple[FrameKind, bytes]] = deque()
+        self._accepted_snapshot: Optional[tuple[int, int]] = None
+        self._closed = False
 
     def connectionMade(self) -> None:
         """Start the handshake timer."""
@@ -276,22 +305,75 @@ class InboundPeerProtocol(PeerProtocol):
         self.factory.connection_made(self)
 
     def connectionLost(self, reason: object = None) -> None:
-        """Forget this connection."""
+        """Forget this connection and discard an unfinished snapshot stream."""
+        self._closed = True
         self._cancel_timeout()
+        self._abandon_snapshot("connection lost")
+        self._held_frames.clear()
         self.factory.connection_lost(self)
 
+    def drop(self, reason: str) -> None:
+        """Close the connection, deleting an unfinished snapshot at once."""
+        super().drop(reason)
+        self._abandon_snapshot(f"connection dropped: {reason}")
+        self._held_frames.clear()
+
     def frameReceived(self, kind: FrameKind, body: memoryview) -> None:
-        """Accept one handshake, then message batches; anything else drops."""
-        if self.peer_id is None:
+        """Accept one handshake, then message batches and snapshot chunks;
+        anything else drops.  Frames arriving while a received snapshot is
+        being verified are held, in order, until it is done."""
+        if self._verifying_snapshot:
+            self._held_frames.append((kind, bytes(body)))
+        elif self.peer_id is None:
             if kind is not FrameKind.HANDSHAKE:
                 raise MalformedFrame(f"expected a handshake, got {kind.name}")
             self._accept_handshake(decode_handshake(body))
         elif kind is FrameKind.MESSAGES:
             self._deliver(decode_batch(body))
+        elif kind is FrameKind.SNAPSHOT_CHUNK:
+            self._receive_chunk(body)
         elif kind is FrameKind.HANDSHAKE:
             raise MalformedFrame("a second handshake")
         else:
-            raise MalformedFrame(f"{kind.name} frames are not supported yet")
+            raise MalformedFrame(f"{kind.name} frames are not accepted from a dialer")
+
+    def _receive_chunk(self, body: memoryview) -> None:
+        incoming = self.factory.incoming_snapshots
+        if incoming is None:
+            raise MalformedFrame("this member does not accept snapshot streams")
+        chunk = decode_snapshot_chunk(body)
+        if self._snapshot_receiver is None:
+            self._snapshot_receiver = incoming.receiver()
+        part = self._snapshot_receiver.receive(chunk)
+        if part is None:
+            return
+        self._verifying_snapshot = True
+        self._accepted_snapshot = None
+        # Stop reading: what follows (at least the MsgSnap) must wait anyway,
+        # and this bounds what is held meanwhile.
+        self.transport.pauseProducing()
+        incoming.accept(part).addCallback(self._snapshot_verified, (chunk.term, chunk.index))
+
+    def _snapshot_verified(self, accepted: bool, snapshot: tuple[int, int]) -> None:
+        self._verifying_snapshot = False
+        if self._closed or self.dropped:
+            self._held_frames.clear()
+            return
+        if accepted:
+            self._accepted_snapshot = snapshot
+        held = self._held_frames
+        while held and not self._verifying_snapshot and not self.dropped:
+            kind, body = held.popleft()
+            try:
+                self.frameReceived(kind, memoryview(body))
+            except MalformedFrame as e:
+                self.drop(str(e))
+        if not self._verifying_snapshot and not self.dropped:
+            self.transport.resumeProducing()
+
+    def _abandon_snapshot(self, reason: str) -> None:
+        if self._snapshot_receiver is not None:
+            self._snapshot_receiver.abandon(reason)
 
     def _accept_handshake(self, handshake: Handshake) -> None:
         refusal = self.factory.handshake_refusal(handshake)
@@ -315,8 +397,22 @@ class InboundPeerProtocol(PeerProtocol):
                 )
             if m.type in LOCAL_MESSAGE_TYPES:
                 raise MalformedFrame(f"local-only message type {m.type.name}")
+        if self.factory.incoming_snapshots is not None:
+            batch = [m for m in batch if m.type is not MessageType.MsgSnap or self._snapshot_ready(m)]
         if batch:
             self.factory.on_messages(batch)
+
+    def _snapshot_ready(self, message: Message) -> bool:
+        """True (once) if ``message``'s snapshot file was just accepted here."""
+        meta = message.snapshot.metadata if message.snapshot is not None else None
+        if meta is not None and self._accepted_snapshot == (meta.term, meta.index):
+            self._accepted_snapshot = None
+            return True
+        log.warn(
+            "Dropping MsgSnap from {peer}: no accepted snapshot file for it",
+            peer=self.peer_id,
+        )
+        return False
 
     def _cancel_timeout(self) -> None:
         if self._handshake_timeout is not None and self._handshake_timeout.active():
@@ -345,7 +441,11 @@ class InboundPeerFactory(Factory):
         on_messages: Callable[[list[Message]], None],
         handshake_timeout: float,
         was_removed: Callable[[int], bool] = lambda member_id: False,
+        incoming_snapshots: Optional[object] = None,
     ) -> None:
+        """See :class:`InboundPeerProtocol`; ``incoming_snapshots`` is a
+        ``snapshots.IncomingSnapshots``, or None to refuse snapshot streams."""
+        self.incoming_snapshots = incoming_snapshots
         self.clock = clock
         self.was_removed = was_removed
         self.local_id = local_id
