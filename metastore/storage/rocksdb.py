@@ -294,6 +294,7 @@ class SnapshotItems:
         self._iterated = False
 
     def __iter__(self) -> Iterator[KeyValue]:
+        """The items, read in chunks as they are consumed (once only)."""
         # A second pass would silently yield nothing: refuse it loudly.
         if self._iterated:
             raise RuntimeError("snapshot items can be iterated only once; take a new snapshot")

@@ -60,6 +60,7 @@ class RocksDBEngineKeyValueStoreTests(KeyValueStoreBehaviour, SynchronousTestCas
     """The conformance suite on the RocksDB engine."""
 
     def make_engine(self):
+        """A fresh RocksDB engine in a new temporary directory."""
         return RocksDBEngine.open(os.path.join(self.mktemp(), "db"))
 
 
@@ -405,7 +406,10 @@ class RestoreTests(SynchronousTestCase):
             """The process dies here."""
 
         class CrashingEngine(RocksDBEngine):
+            """An engine whose process dies after one restore step."""
+
             def _after_restore_step(self, reached):
+                """Die right after ``step``."""
                 if reached == step:
                     raise SimulatedCrash(reached)
 
@@ -455,7 +459,10 @@ class RestoreTests(SynchronousTestCase):
         the engine is reopened at the new state and keeps working."""
 
         class FailingEngine(RocksDBEngine):
+            """An engine whose swap hits an I/O error."""
+
             def _after_restore_step(self, reached):
+                """Fail the rename that puts the new database in place."""
                 if reached == "old-moved-aside":
                     raise OSError("disk trouble (injected)")
 
