@@ -14,7 +14,9 @@ acknowledged write was lost and the cluster converged after healing.
 from __future__ import annotations
 
 import json
+import os
 import sys
+from dataclasses import replace
 
 from twisted.internet import defer, task
 from twisted.python import usage
@@ -38,6 +40,7 @@ class ChaosOptions(usage.Options):
         ["set-clients", None, 2, "set (unique-key append) clients", int],
         ["request-timeout", None, 2.0, "the members' --request-timeout", float],
         ["client-timeout", None, 3.0, "seconds before a client gives up (the operation becomes unknown)", float],
+        ["runs", None, 1, "run this many times (seeds seed, seed+1, ...; work dirs run-1, run-2, ...)", int],
         ["check", None, None, "only check this history.jsonl file and exit"],
     ]
 
@@ -78,11 +81,32 @@ def check_file(path: str) -> int:
     return 0 if result.linearizable else 1
 
 
-async def run_chaos(reactor, config: RunConfig) -> int:
-    """Run once, print the report; the exit status."""
-    report = await ChaosRun(reactor, config).run()
-    print(report.summary())
-    return 0 if report.passed else 1
+async def run_chaos(reactor, config: RunConfig, runs: int = 1) -> int:
+    """Run ``runs`` times, print each report and, for several runs, the
+    totals; the exit status (0 only when every run passed)."""
+    reports = []
+    for n in range(runs):
+        if runs == 1:
+            this = config
+        else:
+            this = replace(config, seed=config.seed + n, workdir=os.path.join(config.workdir, f"run-{n + 1}"))
+        report = await ChaosRun(reactor, this).run()
+        print(report.summary(), flush=True)
+        print(flush=True)
+        reports.append(report)
+    if runs > 1:
+        print(
+            f"TOTAL runs: {len(reports)}, passed: {sum(r.passed for r in reports)}, "
+            f"operations: {sum(r.operations for r in reports)}, "
+            f"register operations checked: {sum(r.register_operations_checked for r in reports)}, "
+            f"set writes acknowledged: {sum(r.set_acknowledged for r in reports)}, "
+            f"faults: {sum(len(r.faults) for r in reports)}, "
+            f"non-linearizable runs: {sum(r.linearizable is False for r in reports)}, "
+            f"undecided runs: {sum(r.linearizable is None for r in reports)}, "
+            f"acknowledged writes lost: {sum(len(r.lost_writes) for r in reports)}",
+            flush=True,
+        )
+    return 0 if all(r.passed for r in reports) else 1
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(check_file(options["check"]))
 
     async def body(reactor):
-        status = await run_chaos(reactor, options.config())
+        status = await run_chaos(reactor, options.config(), options["runs"])
         if status:
             raise SystemExit(status)
 

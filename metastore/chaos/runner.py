@@ -29,8 +29,10 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import treq
+import treq.client
 from twisted.internet import defer, task
 from twisted.internet.error import ConnectionRefusedError
+from twisted.web import client
 
 from metastore.chaos.checker import (
     CAS,
@@ -156,6 +158,22 @@ class _Outcome:
         self.refused = refused
 
 
+class _QuietClientFactory(client._HTTP11ClientFactory):
+    """The pool's per-connection factory without its start/stop log lines."""
+
+    noisy = False
+
+
+def _http_client(reactor) -> tuple[treq.client.HTTPClient, client.HTTPConnectionPool]:
+    """A client over a persistent pool that never retries a request by
+    itself: a silently repeated PUT would corrupt the history."""
+    pool = client.HTTPConnectionPool(reactor, persistent=True)
+    pool.retryAutomatically = False
+    pool.maxPersistentPerHost = 32
+    pool._factory = _QuietClientFactory
+    return treq.client.HTTPClient(client.Agent(reactor, pool=pool)), pool
+
+
 class ChaosRun:
     """One run; ``await run()`` returns its ``RunReport``."""
 
@@ -177,6 +195,7 @@ class ChaosRun:
         os.makedirs(config.workdir, exist_ok=True)
         args = ["--request-timeout", str(config.request_timeout), *config.extra_member_args]
         self.cluster = ProxiedCluster(reactor, config.size, os.path.join(config.workdir, "data"), extra=args)
+        self.http, self._pool = _http_client(reactor)
 
     # -- HTTP -------------------------------------------------------------
 
@@ -184,8 +203,8 @@ class ChaosRun:
                        headers: dict | None = None, timeout: float | None = None) -> _Outcome:
         url = self.cluster.members[member_id].url + "/" + quote(key, safe="")
         try:
-            response = await treq.request(method, url, data=body, headers=headers, persistent=False,
-                                          timeout=timeout or self.config.client_timeout)
+            response = await self.http.request(method, url, data=body, headers=headers,
+                                               timeout=timeout or self.config.client_timeout)
             content = await treq.content(response)
         except ConnectionRefusedError:
             return _Outcome(None, refused=True)
@@ -386,6 +405,7 @@ class ChaosRun:
             await self._final_reads(keys, self.cluster.ids)
             present = await self._present_set_keys(self.set_acknowledged + self.set_unknown)
         finally:
+            await self._pool.closeCachedConnections()
             await self.cluster.stop()
         self._fill_report(report, present)
         return report

@@ -81,13 +81,16 @@ def peer_port(member: Member) -> int:
     return int(member.cluster[member.member_id - 1].rsplit(":", 1)[1])
 
 
-def exchange(port: int, data: bytes, wait_for_close: float = 5.0) -> tuple[bool, bytes]:
-    """Connect, send ``data``, then read until the peer closes or
-    ``wait_for_close`` passes: (whether the peer closed, what it sent)."""
+def exchange(port: int, data: bytes, wait_for_close: float = 5.0, half_close: bool = False) -> tuple[bool, bytes]:
+    """Connect, send ``data`` (then end our side when ``half_close``), and
+    read until the peer closes or ``wait_for_close`` passes: (whether the
+    peer closed, what it sent)."""
     received = b""
     with socket.create_connection(("127.0.0.1", port), timeout=wait_for_close) as s:
         try:
             s.sendall(data)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
         except OSError:
             return True, received
         deadline = time.monotonic() + wait_for_close
