@@ -64,8 +64,8 @@ class HostilePeerTests(SynchronousTestCase):
     def assert_cluster_unharmed(self) -> None:
         """Member 1 is healthy, and writes through it reach the others."""
         url = self.target.url
-        poll(lambda: http_json(url + "/health")[0] == 200, timeout=15, what="member 1 healthy")
-        poll(lambda: http_request(url + "/after-hostile", "PUT", b"v") == 204, timeout=15, what="a PUT on member 1")
+        poll(lambda: http_json(url + "/health")[0] == 200, timeout=30, what="member 1 healthy")
+        poll(lambda: http_request(url + "/after-hostile", "PUT", b"v") == 204, timeout=30, what="a PUT on member 1")
         for member in self.members:
             self.assertEqual(http_request(member.url + "/after-hostile", "GET"), 200)
             self.assertNotIn("Traceback", member.log_text())
