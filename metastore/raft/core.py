@@ -131,8 +131,21 @@ class Raft:
         if applied > 0:
             if applied > self.log.committed:
                 raise ValueError(f"applied {applied} is beyond the commit index {self.log.committed}")
+            self._replay_applied_membership(applied)
             self.log.applied = max(applied, self.log.applied)
         self.become_follower(self.term, NONE)
+
+    def _replay_applied_membership(self, applied: int) -> None:
+        """Rebuild the membership from conf changes the application applied
+        after the snapshot (storage's ConfState is the snapshot's): they will
+        not be handed out again, so nobody else would apply them."""
+        log = self.log
+        first = max(log.applied + 1, log.first_index())
+        if applied < first:
+            return
+        for entry in log.slice(first, applied + 1):
+            if entry.type == _CONF:
+                self.apply_conf_change(decode_conf_change(entry.data))
 
     # ----------------------------------------------------------------- state
 

@@ -182,11 +182,12 @@ class RawNode:
       it would otherwise learn the bootstrap entries one at a time and could
       believe itself the only voter.
     * Restart: build a RawNode over the storage holding what earlier Readys
-      persisted.  ``initial_state()`` must return the membership as of
-      ``Config.applied``: either pass ``applied`` = the snapshot's index and
-      let the committed entries after it come back to be applied again
-      (calling ``apply_conf_change`` for the membership ones), or persist the
-      ConfState together with the applied index and return that.
+      persisted (hard state, snapshot, entries after it), with
+      ``Config.applied`` = what the application has already applied.
+      ``initial_state()`` returns the snapshot's membership; the membership
+      changes in the log between the snapshot and ``applied`` are replayed
+      by Raft itself, and those after ``applied`` come out again as committed
+      entries, to be applied (``apply_conf_change``) as usual.
     * Joining member: empty storage, no bootstrap.  It is not a member, so
       it never campaigns and refuses proposals; once the leader adds it, it
       learns the log (and the membership) from appends or a snapshot.

@@ -103,6 +103,7 @@ class SimNode:
         "applied_ids",
         "incarnation",
         "tick_rate",
+        "durable_app",
     )
 
     def __init__(self, node_id: int) -> None:
@@ -118,6 +119,7 @@ class SimNode:
         self.applied_ids: set[bytes] = set()
         self.incarnation = 0
         self.tick_rate = 1.0
+        self.durable_app: tuple[int, int, ConfState] | None = None
 
 
 class Simulation:
@@ -145,6 +147,9 @@ class Simulation:
             )
         )
         self.initial_voters = self.rng.choice((config.initial_voters, 5))
+        # Like the RocksDB engine, the state machine may be durable by itself:
+        # then a restart resumes from its applied index, past the snapshot.
+        self.durable_state_machine = self.rng.random() < 0.5
         self.now = 0  # in micro-steps
         self.nodes: dict[int, SimNode] = {}
         self.next_id = 1
@@ -237,13 +242,21 @@ class Simulation:
         node.applied_index = snapshot.metadata.index
         node.digest = self._snapshot_digest(snapshot.data)
         node.conf_state = snapshot.metadata.conf_state
-        node.raw = self._new_raw(node, snapshot.metadata.index)
+        durable = node.durable_app
+        if durable is not None and durable[0] > node.applied_index:
+            node.applied_index, node.digest, node.conf_state = durable
+        node.raw = self._new_raw(node, node.applied_index)
         if node.id <= self.initial_voters and self._persisted_nothing(node):
             # An initial member that crashed before persisting its bootstrap
             # must bootstrap again: learning the bootstrap entries one by one
             # from a leader could make it believe it is the only voter.
             node.raw.bootstrap(list(range(1, self.initial_voters + 1)))
-        self.trace.append((self.now, "restart", node.id, "from", snapshot.metadata.index))
+        self.trace.append((self.now, "restart", node.id, "from", node.applied_index))
+        if node.applied_index > 0 and node.raw.status().conf_state != node.conf_state:
+            self.fail(
+                f"node {node.id} restarted at {node.applied_index} with membership "
+                f"{node.raw.status().conf_state}, applied state says {node.conf_state}"
+            )
         self._check_node(node)
 
     @staticmethod
@@ -372,6 +385,8 @@ class Simulation:
                 )
             self.stats["reads_served"] += 1
         node.outstanding = None
+        if self.durable_state_machine:
+            node.durable_app = (node.applied_index, node.digest, node.conf_state)
         raw.advance(rd)
         self._maybe_snapshot(node)
         self.trace.append((self.now, "fsync", node.id, "applied", node.applied_index))

@@ -268,6 +268,21 @@ class DriverContractTests(SynchronousTestCase):
         cluster.propose(1, b"b")
         self.assertEqual(cluster.applied_data(2), [b"a", b"b"])
 
+    def test_restart_with_applied_beyond_snapshot_restores_membership(self) -> None:
+        """A driver whose state machine is durable past the snapshot restarts
+        with applied > snapshot index; the membership changes in between are
+        not handed out again, so Raft replays them itself."""
+        cluster = Cluster()
+        cluster.elect(1)
+        cluster.add_node(4)
+        cluster.change(1, ConfChange(ConfChangeType.ConfChangeAddLearnerNode, 4))
+        cluster.propose(1, b"x")
+        storage = cluster.storages[2]
+        applied = cluster.nodes[2].raft.log.applied
+        node = cluster.add_node(2, storage, applied)
+        self.assertEqual(node.status().conf_state, ConfState(voters=(1, 2, 3), learners=(4,)))
+        self.assertFalse(node.has_ready())
+
     def test_restarted_node_does_not_campaign_before_applying_membership(self) -> None:
         """A restarted node with committed but unapplied membership entries
         does not campaign (its idea of the membership may be stale)."""
