@@ -33,6 +33,8 @@ class Config:
     snapshot_catchup_entries: int = 5_000
     max_snapshots: int = 5
     wal_segment_bytes: int = 64 * 2**20
+    rocksdb_block_cache_bytes: int = 64 * 2**20
+    rocksdb_write_buffer_bytes: int = 32 * 2**20
     request_timeout: float = 5.0
     max_request_bytes: int = 1536 * 1024
     tick_ms: int = 100
@@ -63,6 +65,8 @@ class Config:
             raise ConfigError("--max-snapshots must be at least 1")
         if self.wal_segment_bytes < 64 * 1024:
             raise ConfigError("--wal-segment-bytes must be at least 65536")
+        if self.rocksdb_block_cache_bytes < 2**20 or self.rocksdb_write_buffer_bytes < 2**20:
+            raise ConfigError("--rocksdb-block-cache-bytes and --rocksdb-write-buffer-bytes must be at least 1048576")
         if not self.request_timeout > 0:
             raise ConfigError("--request-timeout must be a positive number of seconds")
         if self.max_request_bytes < 1024:

@@ -173,6 +173,12 @@ class Node(service.Service):
         self.snapshotter = snapshotter
         self._pending_marker: raft.SnapshotMetadata | None = None
         self._cluster_changed = False
+        self.restoring = False
+        """True while a received snapshot replaces the keyspace."""
+        self.start_applied_index = store.applied_index
+        """The applied index this process started from (an engine's own, or a snapshot's)."""
+        self.first_applied_index: int | None = None
+        """The index of the first entry this process applied."""
         self.transport = transport
         self.request_timeout = request_timeout
         self._tick_seconds = tick_seconds
@@ -423,7 +429,7 @@ class Node(service.Service):
         self._apply(durable)
         rest = rd.committed_entries[len(durable):]
         if rd.must_sync or marker is not None:
-            d = self._run_blocking(self.wal.sync)
+            d = self._run_blocking(self._sync_for(marker))
             d.addCallbacks(
                 lambda _: self._finish_cycle(rd, late, rest, marker),
                 lambda f: self._fail_storage(f.value),
@@ -480,11 +486,13 @@ class Node(service.Service):
         """Stream the snapshot file a MsgSnap refers to; tell raft how it went."""
         meta = m.snapshot.metadata
         path = self.snapshotter.path_for(meta.term, meta.index) if self.snapshotter else None
-        if not hasattr(self.transport, "send_snapshot"):
-            path = None  # this transport cannot stream snapshots yet
         if path is None:
-            log.error("no snapshot file for index {i} term {t}; cannot send it to {to}", i=meta.index, t=meta.term, to=m.to)
+            # Raft's snapshot may be the engine's own state (a RocksDB restart):
+            # write a file now; raft retries the follower and finds it.
+            log.info("no snapshot file for index {i}; taking one for member {to}", i=meta.index, to=m.to)
             self.rawnode.report_snapshot(m.to, False)
+            if self.snapshotter is not None and not self.snapshotter.in_progress:
+                self.take_snapshot().addErrback(lambda f: log.failure("taking a snapshot failed", f))
             return
         d = self.transport.send_snapshot(m, path)
 
@@ -512,6 +520,8 @@ class Node(service.Service):
         """Apply committed entries in log order and answer their waiters."""
         if not entries:
             return
+        if self.first_applied_index is None:
+            self.first_applied_index = entries[0].index
         run: list[tuple[bytes | None, Command | None]] = []
         for entry in entries:
             if entry.type == EntryType.EntryConfChange:
@@ -650,7 +660,20 @@ class Node(service.Service):
             self._cycle_running = False
             self._schedule_cycle()
 
-        self._run_blocking(self.wal.sync).addCallbacks(synced, lambda f: self._fail_storage(f.value))
+        self._run_blocking(self._sync_for(marker)).addCallbacks(synced, lambda f: self._fail_storage(f.value))
+
+    def _sync_for(self, marker: raft.SnapshotMetadata | None) -> Callable[[], None]:
+        """The blocking sync of a cycle: the WAL, and the engine too when WAL
+        segments are about to be released (the engine must hold for good
+        what the released log no longer does)."""
+        if marker is None:
+            return self.wal.sync
+
+        def sync_both() -> None:
+            self.wal.sync()
+            self.store.engine.sync()
+
+        return sync_both
 
     def _release_wal(self, marker: raft.SnapshotMetadata) -> None:
         if self._pending_marker is marker:
@@ -662,26 +685,30 @@ class Node(service.Service):
             log.warn("could not release old WAL segments: {e}", e=e)
 
     def _install_snapshot(self, snapshot: raft.Snapshot) -> defer.Deferred:
-        """Replace the keyspace with a snapshot received from the leader."""
+        """Replace the keyspace with a snapshot received from the leader.
+        The cycle waits; serializable reads get 503 until it is done."""
         meta = snapshot.metadata
         if self.snapshotter is None:
             return defer.fail(RuntimeError("this member cannot install snapshots"))
-        d = self.snapshotter.read(meta.term, meta.index)
+        self.restoring = True
+        d = self.snapshotter.install(self.store.engine, meta.term, meta.index)
 
-        def loaded(result) -> None:
-            header, items = result
+        def installed(header) -> None:
             if self._pending_marker is not None and self._pending_marker.index <= meta.index:
                 self._pending_marker = None  # superseded by the installed snapshot
-            self.store.engine.restore(items, header.revision, meta.index, header.cluster_state)
             self._restore_members(header.cluster_state)
             self.wal.save_snapshot(meta)
             self.raft_storage.apply_snapshot(snapshot)
             self.snapshotter.snapshot_index = max(self.snapshotter.snapshot_index, meta.index)
             self._persisted_index = max(self._persisted_index, meta.index)
-            log.info("installed snapshot at index {i} ({n} keys)", i=meta.index, n=len(items))
+            log.info("installed snapshot at index {i}", i=meta.index)
             self._applied_waiters.reached(self.store.applied_index)
 
-        return d.addCallback(loaded)
+        def done(result):
+            self.restoring = False
+            return result
+
+        return d.addCallback(installed).addBoth(done)
 
     # -- failure and removal -------------------------------------------------
 

@@ -61,14 +61,13 @@ def recover(state: WALState, snapshots: SnapshotDirectory, engine: Engine, wal_d
             continue
         try:
             header, items = read_snapshot(path)
-            restored = list(items)
+            engine.restore(items, header.revision, index, header.cluster_state)
         except (SnapshotCorruptionError, OSError) as e:
             log.error("snapshot {path} is unusable, trying an older one: {e}", path=path, e=e)
             problems.append(str(e))
             continue
         cluster = header.cluster_state
-        engine.restore(restored, header.revision, index, cluster)
-        log.info("restored snapshot {path} ({n} keys, index {index})", path=path, n=len(restored), index=index)
+        log.info("restored snapshot {path} (index {index})", path=path, index=index)
         hard_state = state.hard_state
         if hard_state.commit < index:
             hard_state = replace(hard_state, commit=index)  # a snapshot holds only committed state
@@ -82,3 +81,44 @@ def recover(state: WALState, snapshots: SnapshotDirectory, engine: Engine, wal_d
             "Restore the snapshot directory, or remove this member's data and add it to the cluster again."
         )
     return RecoveredLog(None, state.hard_state, available, 0)
+
+
+def _term_at(state: WALState, available: list[Entry], snapshots: SnapshotDirectory, index: int) -> int | None:
+    """The term of entry ``index``, from the log, the WAL's marker or a snapshot file's name."""
+    if available and available[0].index <= index <= available[-1].index:
+        return available[index - available[0].index].term
+    if state.snapshot is not None and state.snapshot.index == index:
+        return state.snapshot.term
+    for snapshot_index, term, _ in snapshots.snapshots():
+        if snapshot_index == index:
+            return term
+    return None
+
+
+def recover_durable_engine(state: WALState, snapshots: SnapshotDirectory, engine: Engine, wal_dir: str) -> RecoveredLog:
+    """Restart an engine that keeps its applied state on disk (RocksDB).
+
+    When the WAL holds every entry after the engine's applied index, raft
+    starts right there, with the membership the engine stored: nothing
+    already applied is applied again.  Otherwise (the engine is behind the
+    WAL's compacted start) it is restored from a snapshot file like the
+    memory engine."""
+    applied = engine.applied_index
+    cluster = engine.cluster_state
+    available = state.covered_entries + state.entries
+    first_available = available[0].index if available else (state.snapshot.index + 1 if state.snapshot else 1)
+    term = _term_at(state, available, snapshots, applied) if applied else None
+    if applied == 0 or cluster is None or first_available > applied + 1 or term is None:
+        return recover(state, snapshots, engine, wal_dir)
+    entries = [e for e in available if e.index > applied]
+    if available and available[0].index <= applied and available[applied - available[0].index].term != term:
+        entries = []
+    hard_state = state.hard_state
+    if hard_state.commit < applied:
+        hard_state = replace(hard_state, commit=applied)
+    log.info(
+        "starting from the engine's applied index {applied}; {n} log entries after it",
+        applied=applied, n=len(entries),
+    )
+    meta = SnapshotMetadata(applied, term, ConfState(cluster.voters, cluster.learners))
+    return RecoveredLog(meta, hard_state, entries, applied)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 
 import msgpack
 from twisted.application import service
@@ -24,11 +25,12 @@ from metastore.config import Config
 from metastore.errors import StartupError
 from metastore.kv.store import KeyValueStore
 from metastore.node import Node
-from metastore.recovery import RecoveredLog, recover
+from metastore.recovery import RecoveredLog, recover, recover_durable_engine
 from metastore.snapshotting import SnapshotPolicy, Snapshotter
 from metastore.storage.snapshot import SnapshotDirectory
 from metastore.storage.errors import WALCorruptionError, WALError, WALLockedError
 from metastore.storage.memory import MemoryEngine
+from metastore.storage.rocksdb import EngineOpenError, RocksDBEngine, rocksdb_layout
 from metastore.storage.wal import WAL, WALState
 from metastore.transport import PeerTransport, cluster_id_from_token
 
@@ -98,10 +100,10 @@ def _wal_metadata(config: Config) -> bytes:
     return msgpack.packb({"member_id": config.member_id, "cluster_token": config.cluster_token})
 
 
-def _open_wal(config: Config, fsync) -> tuple[WAL, WALState]:
+def _open_wal(config: Config, wal_dir: str, fsync) -> tuple[WAL, WALState]:
     try:
         wal, state = WAL.open(
-            config.wal_dir, metadata=_wal_metadata(config), segment_bytes=config.wal_segment_bytes, fsync=fsync
+            wal_dir, metadata=_wal_metadata(config), segment_bytes=config.wal_segment_bytes, fsync=fsync
         )
     except (WALCorruptionError, WALLockedError) as e:
         raise StartupError(str(e)) from None
@@ -109,14 +111,14 @@ def _open_wal(config: Config, fsync) -> tuple[WAL, WALState]:
         raise StartupError(f"cannot use data directory {config.data_dir!r}: {e}") from None
     except OSError as e:
         raise StartupError(
-            f"cannot use data directory {config.data_dir!r}: {e.strerror or e} ({e.filename or config.wal_dir})"
+            f"cannot use data directory {config.data_dir!r}: {e.strerror or e} ({e.filename or wal_dir})"
         ) from None
     if state.metadata:
         found = msgpack.unpackb(state.metadata)
         if found.get("member_id") != config.member_id or found.get("cluster_token") != config.cluster_token:
             wal.close()
             raise StartupError(
-                f"{config.wal_dir} belongs to member {found.get('member_id')} of cluster "
+                f"{wal_dir} belongs to member {found.get('member_id')} of cluster "
                 f"{found.get('cluster_token')!r}, not member {config.member_id} of {config.cluster_token!r}"
             )
     return wal, state
@@ -133,11 +135,38 @@ def _raft_storage(recovered: RecoveredLog) -> raft.MemoryStorage:
     return storage
 
 
-def _open_snapshots(config: Config, fsync) -> SnapshotDirectory:
+def _open_snapshots(snap_dir: str, max_snapshots: int, fsync) -> SnapshotDirectory:
     try:
-        return SnapshotDirectory(config.snap_dir, config.max_snapshots, fsync)
+        return SnapshotDirectory(snap_dir, max_snapshots, fsync)
     except OSError as e:
-        raise StartupError(f"cannot use snapshot directory {config.snap_dir!r}: {e.strerror or e}") from None
+        raise StartupError(f"cannot use snapshot directory {snap_dir!r}: {e.strerror or e}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Paths:
+    wal: str
+    snap: str
+
+
+def _paths(config: Config) -> _Paths:
+    if config.storage == "rocksdb":
+        layout = rocksdb_layout(config.data_dir, config.member_id)
+        return _Paths(layout.wal, layout.snap)
+    return _Paths(config.wal_dir, config.snap_dir)
+
+
+def _open_engine(config: Config):
+    """The storage engine and how a restart recovers it."""
+    if config.storage == "memory":
+        return MemoryEngine(), recover
+    path = rocksdb_layout(config.data_dir, config.member_id).db
+    try:
+        engine = RocksDBEngine.open(
+            path, block_cache_bytes=config.rocksdb_block_cache_bytes, write_buffer_bytes=config.rocksdb_write_buffer_bytes
+        )
+    except EngineOpenError as e:
+        raise StartupError(str(e)) from None
+    return engine, recover_durable_engine
 
 
 def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -> MemberService:
@@ -146,15 +175,17 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
 
     ``fsync`` is the WAL's fault-injection hook (tests make it fail); keep
     the default in production."""
-    if config.storage != "memory":
-        raise StartupError(f"--storage {config.storage} is not available yet; use --storage memory")
-    wal, state = _open_wal(config, fsync)
+    paths = _paths(config)
+    wal, state = _open_wal(config, paths.wal, fsync)
+    engine = None
     try:
-        snapshots = _open_snapshots(config, fsync)
-        engine = MemoryEngine()
-        recovered = recover(state, snapshots, engine, config.wal_dir)
+        snapshots = _open_snapshots(paths.snap, config.max_snapshots, fsync)
+        engine, recover_engine = _open_engine(config)
+        recovered = recover_engine(state, snapshots, engine, paths.wal)
     except BaseException:
         wal.close()
+        if engine is not None:
+            engine.close()
         raise
     storage = _raft_storage(recovered)
     fresh = state.hard_state.is_empty() and not state.entries and recovered.snapshot is None
@@ -200,10 +231,11 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
         is_member=node.accepts_peer,
         was_removed=node.was_removed,
         on_removed=node.removed_by_peer,
+        snapshot_directory=snapshots,
     )
     node.transport = transport
     api = RestAPI(node, members=MembershipAPI(node))
-    root = AdminAPI(node, reactor, api).app.resource()
+    root = AdminAPI(node, reactor, api, config.storage).app.resource()
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
     return MemberService(config, node, transport, ListenerService(endpoint, site))

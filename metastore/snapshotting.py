@@ -17,7 +17,7 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from metastore.storage.engine import ClusterState, Engine, KeyValue
+from metastore.storage.engine import ClusterState, Engine
 from metastore.storage.snapshot import SnapshotDirectory, SnapshotHeader, read_snapshot, write_snapshot
 
 log = Logger()
@@ -80,16 +80,18 @@ class Snapshotter:
 
         return d.addCallback(written).addBoth(done)
 
-    def read(self, term: int, index: int) -> defer.Deferred:
-        """Fires with ``(header, items)`` of the snapshot file at (term, index),
-        every record verified; fails with ``SnapshotCorruptionError`` or
-        ``OSError``."""
+    def install(self, engine: Engine, term: int, index: int) -> defer.Deferred:
+        """Restore ``engine`` from the snapshot file at (term, index) on the
+        worker thread; fires with its header.  The caller keeps the reactor
+        thread off the engine until then.  Fails with
+        ``SnapshotCorruptionError`` or ``OSError``, leaving the engine as it was."""
 
-        def load() -> tuple[SnapshotHeader, list[KeyValue]]:
+        def restore() -> SnapshotHeader:
             header, items = read_snapshot(self.directory.path_for(term, index))
-            return header, list(items)
+            engine.restore(items, header.revision, index, header.cluster_state)
+            return header
 
-        return self._in_thread(load)
+        return self._in_thread(restore)
 
     def path_for(self, term: int, index: int) -> str | None:
         """The file of snapshot (term, index), or None when it is not here."""

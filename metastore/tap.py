@@ -22,6 +22,8 @@ _INT_FLAGS = {
     "snapshot-catchup-entries": "snapshot_catchup_entries",
     "max-snapshots": "max_snapshots",
     "wal-segment-bytes": "wal_segment_bytes",
+    "rocksdb-block-cache-bytes": "rocksdb_block_cache_bytes",
+    "rocksdb-write-buffer-bytes": "rocksdb_write_buffer_bytes",
     "max-request-bytes": "max_request_bytes",
     "tick-ms": "tick_ms",
     "election-ticks": "election_ticks",
@@ -51,6 +53,8 @@ class Options(usage.Options):
         ["snapshot-catchup-entries", None, "5000", "Entries kept in the log after a snapshot, for slow followers."],
         ["max-snapshots", None, "5", "Snapshot files kept; older ones are deleted."],
         ["wal-segment-bytes", None, str(64 * 2**20), "Size at which the WAL starts a new segment file."],
+        ["rocksdb-block-cache-bytes", None, str(64 * 2**20), "RocksDB block cache (with --storage rocksdb)."],
+        ["rocksdb-write-buffer-bytes", None, str(32 * 2**20), "RocksDB memtable size (with --storage rocksdb)."],
         ["request-timeout", None, "5", "Seconds a request may wait for the cluster before a 503."],
         ["max-request-bytes", None, str(1536 * 1024), "Largest request body accepted, in bytes (413 beyond)."],
         ["tick-ms", None, "100", "Milliseconds per Raft tick."],
@@ -86,10 +90,6 @@ class Options(usage.Options):
             ).validate()
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
-        if self.config.storage == "rocksdb":
-            raise usage.UsageError(
-                "--storage rocksdb is not available yet in this version; use --storage memory"
-            )
 
 
 def makeService(options: Options):

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 import treq
-from twisted.internet import reactor, task
+from twisted.internet import defer, reactor, task
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWISTD = "from twisted.scripts.twistd import run; run()"
@@ -139,14 +139,16 @@ class Member:
 class Cluster:
     """A cluster of real member processes for one test, always stopped."""
 
-    def __init__(self, testcase, size: int, extra: list[str] | None = None) -> None:
+    def __init__(
+        self, testcase, size: int, extra: list[str] | None = None, member_flags: dict[int, list[str]] | None = None
+    ) -> None:
         self.testcase = testcase
         self.workdir = os.path.abspath(testcase.mktemp())
         self.extra = list(extra or [])
         self.peer_urls = [f"http://127.0.0.1:{free_port()}" for _ in range(size)]
         self.members: dict[int, Member] = {}
         for member_id in range(1, size + 1):
-            self._new_member(member_id, self.peer_urls)
+            self._new_member(member_id, self.peer_urls, (member_flags or {}).get(member_id, []))
 
     def _new_member(self, member_id: int, cluster: list[str], extra: list[str] = ()) -> Member:
         member = Member(
@@ -222,3 +224,25 @@ class Cluster:
     def logs(self) -> str:
         """Every member's log, for failure messages."""
         return "\n".join(f"--- member {i}\n{m.log_text()[-4000:]}" for i, m in self.members.items())
+
+
+async def burst_then_kill(member: Member, put, count: int, kill_after: int) -> dict[int, bool]:
+    """Start ``count`` concurrent ``put(i)`` calls and SIGKILL ``member`` as
+    soon as ``kill_after`` of them are acknowledged, with the rest still in
+    flight.  Returns ``{i: acknowledged}``."""
+    acknowledged: dict[int, bool] = {}
+
+    def note(ok: bool, i: int) -> None:
+        acknowledged[i] = ok
+        if ok and sum(acknowledged.values()) == kill_after and member.running():
+            member.kill()
+
+    writes = []
+    for i in range(count):
+        d = defer.ensureDeferred(put(i))
+        d.addCallbacks(lambda ok, i=i: note(bool(ok), i), lambda f, i=i: note(False, i))
+        writes.append(d)
+    await defer.DeferredList(writes, consumeErrors=True)
+    if member.running():
+        member.kill()
+    return acknowledged

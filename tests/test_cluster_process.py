@@ -22,9 +22,10 @@ class ClusterTestCase(TestCase):
 
     timeout = 180
     size = 3
+    member_flags: dict[int, list[str]] = {}
 
     async def setUp(self):
-        self.cluster = Cluster(self, self.size, extra=REQUEST_TIMEOUT)
+        self.cluster = Cluster(self, self.size, extra=REQUEST_TIMEOUT, member_flags=self.member_flags)
         self.cluster.start()
         self.leader_id = await self.cluster.leader()
 
@@ -187,3 +188,18 @@ class MembershipTests(ClusterTestCase):
     async def _reads(self, member_id: int, key: str, value: bytes) -> bool:
         code, body, _ = await self.cluster.request(member_id, "GET", "/" + key)
         return (code, body) == (200, value)
+
+
+MIXED = {3: ["--storage", "rocksdb"]}
+
+
+class MixedEngineReplicationTests(ReplicationTests):
+    """The replication tests with member 3 on RocksDB, 1 and 2 in memory."""
+
+    member_flags = MIXED
+
+
+class MixedEngineFailureTests(FailureTests):
+    """The failure tests with member 3 on RocksDB, 1 and 2 in memory."""
+
+    member_flags = MIXED

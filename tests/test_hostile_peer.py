@@ -53,6 +53,10 @@ class HostilePeerTests(SynchronousTestCase):
             member.start()
             self.addCleanup(member.kill)
         poll(lambda: any(is_leader(m) for m in self.members), timeout=30, what="a leader")
+        # Every member must be up, member 1's peer port above all: a leader
+        # can be elected by 2 and 3 before 1 listens.
+        for member in self.members:
+            poll(lambda m=member: http_json(m.url + "/health")[0] == 200, timeout=30, what=f"member {member.member_id} healthy")
         self.target = self.members[0]
         self.port = peer_port(self.target)
 

@@ -254,16 +254,19 @@ class SnapshotProcessTests(TestCase):
         entries, the member always restarts with every acknowledged write."""
         member = self.member("--snapshot-count", "10", "--snapshot-catchup-entries", "3", "--max-snapshots", "2")
         acknowledged = {}
+        from tests.process import burst_then_kill
+
         for round_number in range(3):
             await self.start(member)
-            writes = [defer.ensureDeferred(self.put(member, f"r{round_number}-{i}", b"%d" % i)) for i in range(120)]
-            reactor.callLater(0.05 + 0.1 * round_number, member.kill)
-            results = await defer.DeferredList(writes, consumeErrors=True)
-            for i, (ok, _) in enumerate(results):
-                if ok:
-                    acknowledged[f"r{round_number}-{i}"] = b"%d" % i
+
+            async def put(i: int, prefix=f"r{round_number}-") -> bool:
+                await self.put(member, f"{prefix}{i}", b"%d" % i)
+                return True
+
+            outcome = await burst_then_kill(member, put, count=150, kill_after=25 + 30 * round_number)
+            acknowledged.update({f"r{round_number}-{i}": b"%d" % i for i, ok in outcome.items() if ok})
         await self.start(member)
-        self.assertGreater(len(acknowledged), 0)
+        self.assertGreaterEqual(len(acknowledged), 25 + 55 + 85)
         for key, value in acknowledged.items():
             code, body, _ = await self.get(member, key)
             self.assertEqual((code, body), (200, value), key)

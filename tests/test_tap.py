@@ -64,10 +64,13 @@ class PluginTests(SynchronousTestCase):
             error = self.assertRaises(usage.UsageError, options.parseOptions, argv)
             self.assertIn(flag, str(error))
 
-    def test_rocksdb_not_available_yet(self):
-        """--storage rocksdb is refused with a clear "not available yet"."""
-        error = self.assertRaises(usage.UsageError, Options().parseOptions, ["--storage", "rocksdb"])
-        self.assertIn("not available yet", str(error))
+    def test_rocksdb_flags(self):
+        """--storage rocksdb and its cache sizes parse; too small a cache is refused."""
+        options = Options()
+        options.parseOptions(["--storage", "rocksdb", "--rocksdb-block-cache-bytes", str(2**24)])
+        self.assertEqual((options.config.storage, options.config.rocksdb_block_cache_bytes), ("rocksdb", 2**24))
+        error = self.assertRaises(usage.UsageError, Options().parseOptions, ["--rocksdb-write-buffer-bytes", "10"])
+        self.assertIn("--rocksdb-write-buffer-bytes", str(error))
 
 
 class CommandLineTests(SynchronousTestCase):

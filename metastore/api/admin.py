@@ -31,8 +31,9 @@ class AdminAPI:
 
     app = Klein()
 
-    def __init__(self, node, reactor, rest) -> None:
+    def __init__(self, node, reactor, rest, storage_name: str = "memory") -> None:
         self.node = node
+        self.storage_name = storage_name
         self.rest_resource = rest.app.resource()
         self._http = treq.client.HTTPClient(
             Agent(reactor, connectTimeout=PEER_STATUS_TIMEOUT_SECONDS, pool=HTTPConnectionPool(reactor, persistent=False))
@@ -73,11 +74,25 @@ class AdminAPI:
             "commit_index": status.commit,
             "applied_index": node.applied_index,
             "snapshot_index": node.snapshotter.snapshot_index if node.snapshotter else 0,
+            "start_applied_index": node.start_applied_index,
+            "first_applied_index": node.first_applied_index,
+            "storage": self.storage_name,
             "first_log_index": node.raft_storage.first_index(),
             "revision": node.store.revision,
             "healthy": node.healthy,
             "storage_failure": None if node.failure is None else str(node.failure),
         }
+
+    @app.route("/admin/hashkv", methods=["GET"])
+    def hashkv(self, request):
+        """A hash of this member's whole keyspace, with the index it reflects."""
+        node = self.node
+        return _json(request, {
+            "member_id": node.member_id,
+            "applied_index": node.applied_index,
+            "revision": node.store.revision,
+            "hash": node.store.keyspace_hash(),
+        })
 
     @app.route("/admin/snapshot", methods=["POST"])
     async def snapshot(self, request):

@@ -129,6 +129,8 @@ class RestAPI:
     async def _get(self, request, key: bytes):
         if request.args.get(b"serializable", [b"false"])[0].lower() not in (b"true", b"1"):
             await self.node.read_barrier()
+        elif self.node.restoring:
+            raise unavailable_error(Unavailable("this member is installing a snapshot; retry or read from another member"))
         kv = self.node.store.get(key)
         self._revision_headers(request, kv)
         if kv is None:

@@ -9,8 +9,11 @@ forgets its history.  Apply is deterministic: no clock, no randomness.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Iterable, Sequence
+
+import msgpack
 
 from metastore.kv.commands import (
     Command,
@@ -124,6 +127,15 @@ class KeyValueStore:
     def get(self, key: bytes) -> KeyValue | None:
         """The live key ``key``, or None (from applied state only)."""
         return self.engine.get(key)
+
+    def keyspace_hash(self) -> str:
+        """A SHA-256 over every live key and its metadata, in key order: two
+        members at the same applied index hold the same keyspace exactly
+        when their hashes are equal."""
+        digest = hashlib.sha256()
+        for kv in self.engine.range(b"", b"\0"):
+            digest.update(msgpack.packb([kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease]))
+        return digest.hexdigest()
 
     def apply(
         self,

@@ -86,6 +86,10 @@ class Engine(Protocol):
         """Apply ``changes`` (None deletes) atomically, together with the new
         revision, applied index and, when given, membership."""
 
+    def sync(self) -> None:
+        """Make every commit so far durable; blocking, and safe on a worker
+        thread while the reactor thread commits."""
+
     def snapshot_items(self) -> Iterable[KeyValue]:
         """Every live key as of now, in key order, unaffected by later
         commits and safe to consume on another thread.  Taking it must be

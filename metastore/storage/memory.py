@@ -86,6 +86,9 @@ class MemoryEngine:
         self._revision = revision
         self._applied_index = applied_index
 
+    def sync(self) -> None:
+        """Nothing to do: the memory engine is rebuilt from snapshot + WAL."""
+
     def snapshot_items(self) -> list[KeyValue]:
         """A consistent copy of the live keys: the values are immutable, so
         copying the references is the whole cost (one list, no keys)."""
