@@ -11,7 +11,7 @@ RUN_DIR := run
 CLUSTER := http://127.0.0.1:12379,http://127.0.0.1:22379,http://127.0.0.1:32379
 
 .DEFAULT_GOAL := help
-.PHONY: help build run run-memory run-rocksdb cluster-memory cluster-rocksdb stop-cluster test bench clean
+.PHONY: help build run run-memory run-rocksdb cluster-memory cluster-rocksdb _cluster stop-cluster test bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -31,19 +31,22 @@ run: run-memory ## Start one member on port 12380 (memory engine), in the foregr
 run-memory: $(STAMP) ## Start one member with the memory engine, in the foreground
 	$(BIN)/twistd --nodaemon --pidfile= metastore --id 1 --cluster http://127.0.0.1:12379 --port 12380 --storage memory
 
-run-rocksdb: $(STAMP) ## Start one member with the RocksDB engine (not available yet)
-	@echo "The RocksDB engine is not available yet in this version; use 'make run-memory'."; exit 1
+run-rocksdb: $(STAMP) ## Start one member with the RocksDB engine, in the foreground (data in data/1/)
+	$(BIN)/twistd --nodaemon --pidfile= metastore --id 1 --cluster http://127.0.0.1:12379 --port 12380 --storage rocksdb
 
 cluster-memory: $(STAMP) ## Start the 3-member example in the background (HTTP ports 12380, 22380, 32380)
+	@$(MAKE) --no-print-directory _cluster STORAGE=memory
+
+cluster-rocksdb: $(STAMP) ## The same 3-member example on the RocksDB engine
+	@$(MAKE) --no-print-directory _cluster STORAGE=rocksdb
+
+_cluster:
 	@mkdir -p $(RUN_DIR)
 	@for i in 1 2 3; do \
 	  $(BIN)/twistd --pidfile=$(RUN_DIR)/metastore-$$i.pid --logfile=$(RUN_DIR)/metastore-$$i.log \
-	    metastore --id $$i --cluster $(CLUSTER) --port $${i}2380 --storage memory \
-	  && echo "member $$i: http://127.0.0.1:$${i}2380 (log $(RUN_DIR)/metastore-$$i.log)"; \
+	    metastore --id $$i --cluster $(CLUSTER) --port $${i}2380 --storage $(STORAGE) \
+	  && echo "member $$i ($(STORAGE)): http://127.0.0.1:$${i}2380 (log $(RUN_DIR)/metastore-$$i.log)"; \
 	done
-
-cluster-rocksdb: $(STAMP) ## Start the 3-member RocksDB example in the background (not available yet)
-	@echo "Clusters and the RocksDB engine are not available yet in this version."; exit 1
 
 stop-cluster: ## Stop exactly the members started by cluster-memory / cluster-rocksdb
 	@for f in $(RUN_DIR)/metastore-*.pid; do \
