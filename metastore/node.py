@@ -612,38 +612,51 @@ class Node(service.Service):
                     self.transport.add_peer(m.member_id, m.peer_url)
 
     def take_snapshot(self) -> defer.Deferred:
-        """Snapshot the applied state now; fires with the snapshot's index
-        once the file is durable and the log is compacted behind it."""
+        """Write a snapshot file of the applied state now; fires with its
+        index once the file is durable and the log is compacted behind it."""
         if self.snapshotter is None:
             return defer.fail(RuntimeError("this member keeps no snapshots"))
         if self.snapshotter.in_progress:
             return defer.fail(RuntimeError("a snapshot is already being taken"))
         index = self.store.applied_index
-        if index <= self.snapshotter.snapshot_index:
-            return defer.succeed(self.snapshotter.snapshot_index)
+        term = self.raft_storage.term(index)
+        if self.snapshotter.path_for(term, index):
+            return defer.succeed(index)  # nothing applied since that file
+        d = self.snapshotter.take(self.store.engine, index, term, self.cluster_state())
+        d.addCallback(lambda header: self._compact_behind(header.index, header.cluster_state))
+        d.addCallback(lambda index: (self.snapshotter.prune(), index)[1])
+        return d
+
+    def _checkpoint(self) -> defer.Deferred:
+        """For an engine that keeps its applied state: make it durable and
+        compact the log behind it, without writing a snapshot file."""
+        index = self.store.applied_index
         cluster = self.cluster_state()
-        d = self.snapshotter.take(self.store.engine, index, self.raft_storage.term(index), cluster)
-        d.addCallback(self._snapshot_taken)
+        d = self.snapshotter.checkpoint(self.store.engine, index)
+        d.addCallback(lambda _: self._compact_behind(index, cluster))
         return d
 
     def _maybe_snapshot(self) -> None:
-        if self.snapshotter is not None and self.failure is None and self.snapshotter.due(self.store.applied_index):
-            self.take_snapshot().addErrback(lambda f: log.failure("taking a snapshot failed", f))
+        snapshotter = self.snapshotter
+        if snapshotter is None or self.failure is not None or not snapshotter.due(self.store.applied_index):
+            return
+        d = self._checkpoint() if self.store.engine.keeps_applied_state else self.take_snapshot()
+        d.addErrback(lambda f: log.failure("taking a snapshot failed", f))
 
-    def _snapshot_taken(self, header) -> int:
-        """The file is durable: let raft compact, and mark the WAL."""
-        conf = raft.ConfState(header.cluster_state.voters, header.cluster_state.learners)
+    def _compact_behind(self, index: int, cluster: ClusterState) -> int:
+        """The state at ``index`` is durable (a file, or the engine itself):
+        let raft compact its log, and mark the WAL so it can release segments."""
+        conf = raft.ConfState(cluster.voters, cluster.learners)
         try:
-            snapshot = self.raft_storage.create_snapshot(header.index, conf, b"")
+            snapshot = self.raft_storage.create_snapshot(index, conf, b"")
         except raft.SnapshotOutOfDateError:
-            return header.index  # a newer snapshot was installed meanwhile
-        compact_to = header.index - self.snapshotter.policy.catchup_entries
+            return index  # a newer snapshot was installed meanwhile
+        compact_to = index - self.snapshotter.policy.catchup_entries
         if compact_to > self.raft_storage.first_index():
             self.raft_storage.compact(compact_to)
         self._pending_marker = snapshot.metadata
         self._schedule_cycle()
-        self.snapshotter.prune()
-        return header.index
+        return index
 
     def _compact_wal(self) -> None:
         """A cycle with no Ready: write the pending snapshot marker, sync,

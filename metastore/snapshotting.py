@@ -15,6 +15,7 @@ from typing import Callable
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from metastore.storage.engine import ClusterState, Engine
@@ -79,6 +80,19 @@ class Snapshotter:
             return result
 
         return d.addCallback(written).addBoth(done)
+
+    def checkpoint(self, engine: Engine, index: int) -> defer.Deferred:
+        """Make ``engine`` (one that keeps its applied state) durable up to
+        ``index`` on the worker thread; fires once done."""
+        self.in_progress = True
+
+        def done(result):
+            self.in_progress = False
+            if not isinstance(result, Failure):
+                self.snapshot_index = max(self.snapshot_index, index)
+            return result
+
+        return self._in_thread(engine.sync).addBoth(done)
 
     def install(self, engine: Engine, term: int, index: int) -> defer.Deferred:
         """Restore ``engine`` from the snapshot file at (term, index) on the

@@ -19,6 +19,8 @@ class SnapshotCatchUpTests(TestCase):
     """The issue's catch-up proofs, on real processes."""
 
     timeout = 600
+    member_flags: dict[int, list[str]] = {}
+    newcomer_flags: list[str] = []
 
     async def hashkv(self, cluster: Cluster, member_id: int) -> dict | None:
         code, body, _ = await cluster.request(member_id, "GET", "/admin/hashkv")
@@ -40,7 +42,7 @@ class SnapshotCatchUpTests(TestCase):
     async def test_lagging_and_new_members_catch_up_by_snapshot(self):
         """A member stopped during 50,000 writes, and a member added after
         compaction, both install a streamed snapshot and match the leader."""
-        cluster = Cluster(self, 3, extra=SNAPSHOT_FLAGS)
+        cluster = Cluster(self, 3, extra=SNAPSHOT_FLAGS, member_flags=self.member_flags)
         cluster.start()
         await cluster.leader()
         cluster.members[3].kill()
@@ -59,8 +61,18 @@ class SnapshotCatchUpTests(TestCase):
         self.assertIn("installed snapshot", cluster.members[3].log_text())
 
         newcomer = cluster.add_member()
+        newcomer.extra += self.newcomer_flags
         code, body, _ = await cluster.request(1, "POST", "/4", cluster.peer_urls[3].encode())
         self.assertEqual(code, 204, body)
         cluster.start(4)
         await self.assert_same_keyspace(cluster, [1, 2, 3, 4])
         self.assertIn("installed snapshot", newcomer.log_text())
+
+
+class MixedEngineSnapshotCatchUpTests(SnapshotCatchUpTests):
+    """The same with RocksDB members 1 and 2 (the leader writes its snapshot
+    file on demand, from RocksDB), memory member 3 installing it, and a new
+    member 4 on RocksDB installing it into a fresh database."""
+
+    member_flags = {1: ["--storage", "rocksdb"], 2: ["--storage", "rocksdb"]}
+    newcomer_flags = ["--storage", "rocksdb"]

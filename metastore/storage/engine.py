@@ -53,6 +53,11 @@ class ClusterState:
 class Engine(Protocol):
     """What the key-value state machine needs from a storage engine."""
 
+    keeps_applied_state: bool
+    """True when the applied state survives a restart by itself (after
+    ``sync``): the engine is its own snapshot, and snapshot files are only
+    needed to send to followers.  False when it lives in memory."""
+
     @property
     def revision(self) -> int:
         """The store's revision: the revision of the newest write, 1 when new."""

@@ -20,6 +20,9 @@ INITIAL_REVISION = 1
 class MemoryEngine:
     """An in-memory ``Engine`` over a sorted dictionary of live keys."""
 
+    keeps_applied_state = False
+    """Rebuilt from snapshot + WAL on start (see ``Engine``)."""
+
     def __init__(self) -> None:
         self._keys: SortedDict = SortedDict()
         self._revision = INITIAL_REVISION

@@ -325,6 +325,9 @@ class RocksDBEngine:
     time.  Open with ``RocksDBEngine.open``.
     """
 
+    keeps_applied_state = True
+    """The applied state survives a restart by itself (see ``Engine``)."""
+
     def __init__(self, path: str, db: rocksdict.Rdict, options: rocksdict.Options) -> None:
         """Wrap an open database; use ``open`` rather than this."""
         self.path = path
