@@ -16,6 +16,43 @@ from metastore.storage.engine import ClusterState, KeyValue
 INITIAL_REVISION = 1
 """An empty store's revision, as in etcd: the first write gets revision 2."""
 
+_UNCHANGED = object()
+
+
+class SnapshotView:
+    """The keyspace as of the view's creation, readable on another thread
+    while the reactor thread goes on committing (copy-on-write).
+
+    Creating it copies only the sorted list of keys.  Until the view is
+    exhausted, ``MemoryEngine.commit`` records the value a key had before
+    its first change, and the view prefers that recorded value to the live
+    one.  The live value is read first and the record checked second:
+    commit records before it changes the key, so either read order sees the
+    value from before the view.
+    """
+
+    def __init__(self, engine: "MemoryEngine") -> None:
+        self._engine = engine
+        self._source = engine._keys
+        self._names = engine._keys.keys()[:]
+        self.previous: dict[bytes, KeyValue | None] = {}
+
+    def __iter__(self) -> Iterator[KeyValue]:
+        source, previous = self._source, self.previous
+        try:
+            for name in self._names:
+                kv = source.get(name)
+                before = previous.get(name, _UNCHANGED)
+                if before is not _UNCHANGED:
+                    kv = before
+                if kv is not None:
+                    yield kv
+        finally:
+            self._engine._end_view(self)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
 
 class MemoryEngine:
     """An in-memory ``Engine`` over a sorted dictionary of live keys."""
@@ -28,6 +65,7 @@ class MemoryEngine:
         self._revision = INITIAL_REVISION
         self._applied_index = 0
         self._cluster_state: ClusterState | None = None
+        self._view: SnapshotView | None = None
 
     @property
     def revision(self) -> int:
@@ -81,6 +119,12 @@ class MemoryEngine:
         if cluster_state is not None:
             self._cluster_state = cluster_state
         keys = self._keys
+        view = self._view
+        if view is not None:
+            previous = view.previous
+            for name in changes:
+                if name not in previous:
+                    previous[name] = keys.get(name)
         for name, kv in changes.items():
             if kv is None:
                 keys.pop(name, None)
@@ -92,10 +136,18 @@ class MemoryEngine:
     def sync(self) -> None:
         """Nothing to do: the memory engine is rebuilt from snapshot + WAL."""
 
-    def snapshot_items(self) -> list[KeyValue]:
-        """A consistent copy of the live keys: the values are immutable, so
-        copying the references is the whole cost (one list, no keys)."""
-        return list(self._keys.values())
+    def snapshot_items(self) -> Iterable[KeyValue]:
+        """The live keys as of now, in key order.  One view at a time is
+        copy-on-write (cheap: it copies the list of keys); while it is open
+        a second request copies every value instead."""
+        if self._view is not None:
+            return list(self._keys.values())
+        self._view = SnapshotView(self)
+        return self._view
+
+    def _end_view(self, view: SnapshotView) -> None:
+        if self._view is view:
+            self._view = None
 
     def restore(
         self,
@@ -106,6 +158,7 @@ class MemoryEngine:
     ) -> None:
         """Replace everything with ``items`` (in key order)."""
         self._keys = SortedDict((kv.key, kv) for kv in items)
+        self._view = None  # an open view keeps reading the old, now frozen, dictionary
         self._revision = revision
         self._applied_index = applied_index
         self._cluster_state = cluster_state

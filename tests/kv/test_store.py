@@ -145,3 +145,45 @@ class MemoryEngineKeyValueStoreTests(KeyValueStoreBehaviour, SynchronousTestCase
 
     def make_engine(self):
         return MemoryEngine()
+
+
+class MemorySnapshotViewTests(SynchronousTestCase):
+    """The memory engine's copy-on-write snapshot view."""
+
+    def test_view_iterated_after_changes_sees_the_old_state(self):
+        """Overwrites, deletes and inserts after the view do not show in it."""
+        engine = MemoryEngine()
+        store = KeyValueStore(engine)
+        store.apply(1, [Put(b"k%d" % i, b"old") for i in range(5)])
+        view = engine.snapshot_items()
+        store.apply(2, [Put(b"k1", b"new"), DeleteRange(b"k2"), Put(b"k9", b"inserted"), Put(b"k1", b"newer")])
+        self.assertEqual([(kv.key, kv.value) for kv in view], [(b"k%d" % i, b"old") for i in range(5)])
+
+    def test_interleaved_reads_and_commits(self):
+        """A view read a bit at a time between commits stays at its point."""
+        engine = MemoryEngine()
+        store = KeyValueStore(engine)
+        store.apply(1, [Put(b"k%03d" % i, b"v0") for i in range(100)])
+        iterator = iter(engine.snapshot_items())
+        seen = []
+        for round_number in range(1, 11):
+            seen.extend(next(iterator) for _ in range(10))
+            store.apply(round_number + 1, [Put(b"k%03d" % i, b"v%d" % round_number) for i in range(0, 100, 3)]
+                        + [DeleteRange(b"k%03d" % (99 - round_number))])
+        self.assertEqual([(kv.key, kv.value) for kv in seen], [(b"k%03d" % i, b"v0") for i in range(100)])
+
+    def test_second_view_while_one_is_open_is_a_full_copy(self):
+        """Two views at once are both consistent."""
+        engine = MemoryEngine()
+        store = KeyValueStore(engine)
+        store.apply(1, [Put(b"a", b"1")])
+        first, second = engine.snapshot_items(), engine.snapshot_items()
+        store.apply(2, [Put(b"a", b"2")])
+        self.assertEqual(([kv.value for kv in first], [kv.value for kv in second]), ([b"1"], [b"1"]))
+
+    def test_view_ends_when_exhausted(self):
+        """After a view is read to the end, commits record nothing more."""
+        engine = MemoryEngine()
+        KeyValueStore(engine).apply(1, [Put(b"a", b"1")])
+        list(engine.snapshot_items())
+        self.assertIsNone(engine._view)
