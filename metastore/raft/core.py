@@ -365,8 +365,18 @@ class Raft:
                 pass  # granted pre-votes carry the future term
             elif m.type in (_M.MsgApp, _M.MsgHeartbeat, _M.MsgSnap):
                 self.become_follower(m.term, m.from_)
-            else:
+            elif self.state == _LEADER:
                 self.become_follower(m.term, NONE)
+            else:
+                # §5.2: only a leader's message or a granted vote restarts the
+                # election timer.  Restarting it for every newer term lets
+                # candidates with stale logs, which can never win, keep the
+                # up-to-date nodes from ever campaigning.
+                elapsed = self.election_elapsed
+                timeout = self.randomized_election_timeout
+                self.become_follower(m.term, NONE)
+                self.election_elapsed = elapsed
+                self.randomized_election_timeout = timeout
         elif m.term < self.term:
             if (self.check_quorum or self.pre_vote) and m.type in (_M.MsgHeartbeat, _M.MsgApp):
                 # Tell a stale leader about the newer term so it steps down;

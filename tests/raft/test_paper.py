@@ -94,6 +94,23 @@ class ElectionTests(SynchronousTestCase):
         self.assertEqual(cluster.state(1), StateType.StateFollower)
         self.assertEqual(cluster.nodes[1].raft.lead, 2)
 
+    def test_rejected_vote_request_does_not_restart_timer(self) -> None:
+        """§5.2: a follower restarts its election timer only on hearing from
+        the leader or granting a vote; a newer term from a candidate whose
+        log is stale (and so is refused) does not hold it back, otherwise
+        such candidates could keep up-to-date nodes from ever campaigning."""
+        cluster = Cluster(pre_vote=False, check_quorum=False)
+        cluster.elect(1)
+        cluster.propose(1, b"x")
+        node = cluster.nodes[2]
+        cluster.tick(2, 5)
+        node.step(Message(M.MsgVote, to=2, from_=3, term=9, index=3, log_term=1))
+        self.assertTrue(of_type(cluster.outbox(2), M.MsgVoteResp)[0].reject)
+        self.assertEqual((node.raft.term, node.raft.election_elapsed), (9, 5))
+        node.step(Message(M.MsgVote, to=2, from_=3, term=10, index=9, log_term=9))
+        self.assertFalse(of_type(cluster.outbox(2), M.MsgVoteResp)[0].reject)
+        self.assertEqual(node.raft.election_elapsed, 0)
+
     def test_election_timeout_is_randomized(self) -> None:
         """§5.2: "election timeouts are chosen randomly from a fixed interval";
         here [election_tick, 2 * election_tick), drawn from the injected rng."""
