@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Callable, Sequence
 
 from twisted.application import service
@@ -56,16 +56,6 @@ log = Logger()
 _SENT_BEFORE_FSYNC = frozenset(
     {MessageType.MsgApp, MessageType.MsgHeartbeat, MessageType.MsgSnap}
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    """A cluster member as this node knows it."""
-
-    member_id: int
-    peer_url: str
-    client_url: str = ""
-    is_learner: bool = False
 
 
 class _PendingRequests:
@@ -169,7 +159,7 @@ class Node(service.Service):
         self.wal = wal
         self.store = store
         self.initial_urls = initial_urls
-        self.members: dict[int, Member] = {}
+        self.members: dict[int, MemberRecord] = {}
         self.snapshotter = snapshotter
         self._pending_marker: raft.SnapshotMetadata | None = None
         self._cluster_changed = False
@@ -583,7 +573,7 @@ class Node(service.Service):
             learner = change.type == ConfChangeType.ConfChangeAddLearnerNode
             known = self.members.get(change.node_id)
             client_url = known.client_url if known else ""
-            self.members[change.node_id] = Member(change.node_id, url, client_url, learner)
+            self.members[change.node_id] = MemberRecord(change.node_id, url, client_url, learner)
             self._removed_ids.discard(change.node_id)
             if self.transport is not None and change.node_id != self.member_id:
                 if url:
@@ -596,16 +586,11 @@ class Node(service.Service):
     def cluster_state(self) -> ClusterState:
         """The membership as applied here, in the engine's terms."""
         conf = self.rawnode.status().conf_state
-        members = tuple(
-            MemberRecord(m.member_id, m.peer_url, m.client_url, m.is_learner)
-            for m in sorted(self.members.values(), key=lambda m: m.member_id)
-        )
+        members = tuple(sorted(self.members.values(), key=lambda m: m.member_id))
         return ClusterState(tuple(conf.voters), tuple(conf.learners), members)
 
     def _restore_members(self, cluster: ClusterState) -> None:
-        self.members = {
-            m.member_id: Member(m.member_id, m.peer_url, m.client_url, m.is_learner) for m in cluster.members
-        }
+        self.members = {m.member_id: m for m in cluster.members}
         if self.transport is not None and self.running:
             for m in cluster.members:
                 if m.member_id != self.member_id and m.peer_url:

@@ -246,3 +246,21 @@ async def burst_then_kill(member: Member, put, count: int, kill_after: int) -> d
     if member.running():
         member.kill()
     return acknowledged
+
+
+async def start_healthy(member: Member, timeout: float = 30) -> None:
+    """Start ``member`` and wait until its /health answers 200; fail with
+    its log if it exits first."""
+    member.start()
+
+    async def healthy():
+        if not member.running():
+            raise AssertionError(f"member {member.member_id} exited during start-up:\n{member.log_text()}")
+        try:
+            response = await treq.get(member.url + "/health", persistent=False)
+            await treq.content(response)
+            return response.code == 200
+        except Exception:
+            return False
+
+    await wait_until(healthy, timeout=timeout, what=f"member {member.member_id} to be healthy")

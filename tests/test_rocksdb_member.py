@@ -7,7 +7,7 @@ import os
 import treq
 from twisted.trial.unittest import TestCase
 
-from tests.process import Member, burst_then_kill, free_port, wait_until
+from tests.process import Member, burst_then_kill, free_port, start_healthy
 
 
 class RocksDBMemberTests(TestCase):
@@ -22,19 +22,7 @@ class RocksDBMemberTests(TestCase):
         return member
 
     async def start(self, member: Member) -> None:
-        member.start()
-
-        async def ready():
-            if not member.running():
-                raise AssertionError(f"member exited:\n{member.log_text()}")
-            try:
-                response = await treq.get(member.url + "/health", persistent=False)
-                await treq.content(response)
-                return response.code == 200
-            except Exception:
-                return False
-
-        await wait_until(ready, timeout=30, what="member health")
+        await start_healthy(member)
 
     async def request(self, member: Member, method: str, path: str, body: bytes | None = None):
         response = await treq.request(method, member.url + path, data=body, persistent=False)

@@ -13,7 +13,7 @@ from twisted.trial.unittest import TestCase
 from metastore.kv.commands import Put, encode_command
 from metastore.raft.types import Entry
 from metastore.storage.wal import WAL
-from tests.process import Member, free_port, run_to_exit, twistd_command, wait_until
+from tests.process import Member, free_port, run_to_exit, start_healthy, twistd_command
 
 WRITES = 200
 
@@ -34,19 +34,7 @@ class SingleMemberProcessTestCase(TestCase):
         return member
 
     async def start_and_wait(self, member: Member) -> None:
-        member.start()
-
-        async def healthy():
-            if not member.running():
-                raise AssertionError(f"member exited during start-up:\n{member.log_text()}")
-            try:
-                response = await treq.get(member.url + "/health", persistent=False)
-                await treq.content(response)
-                return response.code == 200
-            except Exception:
-                return False
-
-        await wait_until(healthy, timeout=30, what="the member to be healthy")
+        await start_healthy(member)
 
     async def put(self, member: Member, key: str, value: bytes) -> int:
         response = await treq.put(f"{member.url}/{key}", data=value, persistent=False)

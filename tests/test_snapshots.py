@@ -20,7 +20,7 @@ from metastore.storage.engine import ClusterState, KeyValue, MemberRecord
 from metastore.storage.memory import MemoryEngine
 from metastore.storage.snapshot import SnapshotDirectory, SnapshotHeader, read_snapshot, write_snapshot
 from metastore.storage.wal import WALState
-from tests.process import wait_until
+from tests.process import start_healthy, wait_until
 
 
 def keyspace(member) -> list[KeyValue]:
@@ -194,21 +194,7 @@ class SnapshotProcessTests(TestCase):
         return member
 
     async def start(self, member) -> None:
-        import treq
-
-        member.start()
-
-        async def ready():
-            if not member.running():
-                raise AssertionError(f"member exited:\n{member.log_text()}")
-            try:
-                response = await treq.get(member.url + "/health", persistent=False)
-                await treq.content(response)
-                return response.code == 200
-            except Exception:
-                return False
-
-        await wait_until(ready, timeout=30, what="member health")
+        await start_healthy(member)
 
     async def put(self, member, key: str, value: bytes) -> str:
         import treq
