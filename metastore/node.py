@@ -17,7 +17,6 @@ on this member, so the caller's next read here sees its write.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import os
 from dataclasses import replace
@@ -50,81 +49,13 @@ from metastore.raft.types import (
 from metastore.snapshotting import Snapshotter
 from metastore.storage.engine import ClusterState, MemberRecord
 from metastore.storage.wal import WAL, WALError
+from metastore.waiters import AppliedWaiters, PendingRequests, ReadBatch, fail_after
 
 log = Logger()
 
 _SENT_BEFORE_FSYNC = frozenset(
     {MessageType.MsgApp, MessageType.MsgHeartbeat, MessageType.MsgSnap}
 )
-
-
-class _PendingRequests:
-    """Deferreds waiting for their entry, by request id, each with a timeout."""
-
-    def __init__(self, clock, timeout: float) -> None:
-        self._clock = clock
-        self._timeout = timeout
-        self._waiting: dict[bytes, tuple[defer.Deferred, object]] = {}
-
-    def add(self, request_id: bytes) -> defer.Deferred:
-        d = defer.Deferred()
-        call = self._clock.callLater(self._timeout, self._expire, request_id)
-        self._waiting[request_id] = (d, call)
-        return d
-
-    def _expire(self, request_id: bytes) -> None:
-        d, _ = self._waiting.pop(request_id)
-        d.errback(RequestTimedOut("the request timed out; a write may still be applied"))
-
-    def resolve(self, request_id: bytes, result: object) -> None:
-        found = self._waiting.pop(request_id, None)
-        if found is not None:
-            found[1].cancel()
-            found[0].callback(result)
-
-    def fail_all(self, error: Exception) -> None:
-        waiting, self._waiting = self._waiting, {}
-        for d, call in waiting.values():
-            call.cancel()
-            d.errback(error)
-
-    def __len__(self) -> int:
-        return len(self._waiting)
-
-
-class _AppliedWaiters:
-    """Deferreds waiting until the applied index reaches a given index."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[int, int, defer.Deferred]] = []
-        self._order = itertools.count()
-
-    def wait(self, index: int) -> defer.Deferred:
-        d = defer.Deferred()
-        heapq.heappush(self._heap, (index, next(self._order), d))
-        return d
-
-    def reached(self, applied: int) -> None:
-        heap = self._heap
-        while heap and heap[0][0] <= applied:
-            _, _, d = heapq.heappop(heap)
-            if not d.called:
-                d.callback(applied)
-
-    def fail_all(self, error: Exception) -> None:
-        heap, self._heap = self._heap, []
-        for _, _, d in heap:
-            if not d.called:
-                d.errback(error)
-
-
-class _ReadBatch:
-    """Linearizable reads that share one ReadIndex round."""
-
-    def __init__(self, context: bytes, started_tick: int) -> None:
-        self.context = context
-        self.started_tick = started_tick
-        self.waiters: list[defer.Deferred] = []
 
 
 class Node(service.Service):
@@ -175,9 +106,9 @@ class Node(service.Service):
         self._election_ticks = election_ticks
         self._run_blocking = run_blocking
         self._threadpool: ThreadPool | None = None
-        self._pending = _PendingRequests(reactor, request_timeout)
-        self._applied_waiters = _AppliedWaiters()
-        self._read_batches: dict[bytes, _ReadBatch] = {}
+        self._pending = PendingRequests(reactor, request_timeout)
+        self._applied_waiters = AppliedWaiters()
+        self._read_batches: dict[bytes, ReadBatch] = {}
         self._next_reads: list[defer.Deferred] = []
         self._boot_id = os.urandom(8)
         self._sequence = itertools.count(1)
@@ -261,15 +192,10 @@ class Node(service.Service):
         except raft.ProposalDropped as e:
             return defer.fail(NoLeader(f"membership change refused: {e}"))
         d = defer.Deferred()
-        key = (int(change.type), change.node_id)
-        self._membership_waiters.setdefault(key, []).append(d)
-        timeout = self.reactor.callLater(
-            self.request_timeout,
-            lambda: d.called or d.errback(RequestTimedOut("the membership change timed out; it may still apply")),
-        )
-        d.addBoth(lambda r: (timeout.active() and timeout.cancel(), r)[1])
+        self._membership_waiters.setdefault((int(change.type), change.node_id), []).append(d)
         self._schedule_cycle()
-        return d
+        error = RequestTimedOut("the membership change timed out; it may still apply")
+        return fail_after(d, self.request_timeout, self.reactor, error)
 
     def was_removed(self, peer_id: int) -> bool:
         """Whether ``peer_id`` was removed from the cluster (as applied here)."""
@@ -300,14 +226,9 @@ class Node(service.Service):
         if not self.running:
             return defer.fail(Stopping("the member is not running"))
         d = defer.Deferred()
-        timeout = self.reactor.callLater(
-            self.request_timeout,
-            lambda: d.called or d.errback(RequestTimedOut("the linearizable read timed out")),
-        )
-        d.addBoth(lambda r: (timeout.active() and timeout.cancel(), r)[1])
         self._next_reads.append(d)
         self._maybe_start_read_round()
-        return d
+        return fail_after(d, self.request_timeout, self.reactor, RequestTimedOut("the linearizable read timed out"))
 
     def _maybe_start_read_round(self) -> None:
         if not self._next_reads:
@@ -317,7 +238,7 @@ class Node(service.Service):
             return  # a fresh round is in flight; these reads join the next one
         if self.leader_id == 0:
             return  # retried on the next tick; the reads time out if none comes
-        batch = _ReadBatch(self._boot_id + next(self._sequence).to_bytes(8, "big"), self._ticks)
+        batch = ReadBatch(self._boot_id + next(self._sequence).to_bytes(8, "big"), self._ticks)
         batch.waiters, self._next_reads = self._next_reads, []
         self._read_batches[batch.context] = batch
         self.rawnode.read_index(batch.context)
