@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -286,16 +285,11 @@ class DamagedWALProcessTests(SynchronousTestCase):
     def start_and_wait(self, workdir, cluster) -> tuple[Member, str]:
         """Start on the damaged data: ('serving' | 'refused', member)."""
         member = start_member(self, workdir, None, cluster)
-        deadline = time.monotonic() + 30
-        for _ in range(300):
-            if not member.running():
-                return member, "refused"
-            if is_leader(member):
-                return member, "serving"
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        self.fail(f"member neither served nor exited:\n{member.log_text()[-3000:]}")
+        outcome = poll(
+            lambda: "refused" if not member.running() else ("serving" if is_leader(member) else None),
+            timeout=30, what=f"member {member.member_id} to serve or exit (log: {member.logfile})",
+        )
+        return member, outcome
 
     def test_torn_last_record_is_cut_and_the_rest_served(self):
         """A crash mid-write (the last record cut short): the member starts and
