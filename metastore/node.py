@@ -151,7 +151,8 @@ class Node(service.Service):
         self._schedule_cycle()
 
     def stopService(self):
-        """Stop ticking, fail whatever waits, and close the WAL."""
+        """Stop ticking, fail whatever waits, wait for the worker threads
+        (an fsync or a snapshot in progress), then close the WAL and the engine."""
         super().stopService()
         if self._ticker is not None and self._ticker.running:
             self._ticker.stop()
@@ -164,6 +165,7 @@ class Node(service.Service):
         if self.snapshotter is not None:
             self.snapshotter.stop()
         self.wal.close()
+        self.store.engine.close()
 
     # -- requests -------------------------------------------------------
 

@@ -49,3 +49,22 @@ class EmbeddingTests(TestCase):
         await second.http.listening
         await wait_until(lambda: second.node.store.get(b"k") is not None, timeout=10, what="replay")
         self.assertEqual(second.node.store.get(b"k").value, b"v")
+
+
+class EmbeddedRocksDBTests(TestCase):
+    """An embedded RocksDB member releases its database when stopped."""
+
+    async def test_restart_in_the_same_process(self):
+        """Stop, then open the same RocksDB data again in this process."""
+        config = Config(cluster=("http://127.0.0.1:0",), port=0, data_dir=self.mktemp(), storage="rocksdb").validate()
+        first = open_member(config, reactor)
+        first.startService()
+        await first.http.listening
+        await wait_until(lambda: first.node.is_leader, timeout=10, what="leadership")
+        await first.node.propose(Put(b"k", b"rocks"))
+        await first.stopService()
+        second = open_member(config, reactor)
+        second.startService()
+        self.addCleanup(second.stopService)
+        await second.http.listening
+        self.assertEqual(second.node.store.get(b"k").value, b"rocks")
