@@ -214,6 +214,15 @@ class BadInputTests(SingleMemberTestCase):
         response, _ = await self.request("PUT", "/" + "k" * 1536, b"v")
         self.assertEqual(response.code, 204)
 
+    async def test_huge_key_or_header_is_431_with_a_reason(self):
+        """A 20 KB key (or header) is over the 16 KiB request head: 431 with
+        a JSON reason, not a dropped connection; the member keeps serving."""
+        response, body = await self.request("PUT", "/" + "k" * 20000, b"v")
+        self.assertEqual((response.code, json.loads(body)["error"]), (431, "request_head_too_large"))
+        response, body = await self.request("GET", "/keep", headers={"X-Big": ["x" * 20000]})
+        self.assertEqual(response.code, 431)
+        await self.assertKeptIntact()
+
     async def test_body_over_limit_is_413_and_stores_nothing(self):
         """A body over --max-request-bytes is 413 and the old value stays."""
         response, body = await self.request("PUT", "/keep", b"x" * 5000)

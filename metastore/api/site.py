@@ -12,8 +12,9 @@ Two departures from ``twisted.web.server.Site``, both for the key API:
 from __future__ import annotations
 
 import io
+import json
 
-from twisted.web import server
+from twisted.web import http, server
 
 IDLE_TIMEOUT_SECONDS = 60
 """Connections idle this long are closed (slow or abandoned clients)."""
@@ -54,6 +55,52 @@ class MetaStoreRequest(server.Request):
         super().handleContentChunk(data)
 
 
+HEAD_TOO_LARGE_BODY = json.dumps({
+    "error": "request_head_too_large",
+    "message": "the request line and headers exceed 16384 bytes; keys are limited to 1536 bytes",
+}).encode()
+LINGER_SECONDS = 5
+"""How long a refused connection may go on sending before it is cut."""
+
+
+class MetaStoreChannel(http.HTTPChannel):
+    """An HTTP channel that refuses an oversized request head politely.
+
+    Twisted answers a bare 400 and closes at once; with the client still
+    sending, the kernel then resets the connection and the client never
+    sees an answer.  This channel answers 431 with a JSON reason, stops
+    writing, reads and drops whatever else arrives, and cuts the connection
+    after ``LINGER_SECONDS``.
+    """
+
+    _refused = False
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        if self._refused:
+            return
+        self._refused = True
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(HEAD_TOO_LARGE_BODY), HEAD_TOO_LARGE_BODY)
+        )
+        self.setTimeout(None)
+        self.callLater(LINGER_SECONDS, self.transport.abortConnection)
+        half_close = getattr(self.transport, "loseWriteConnection", None)
+        if half_close is not None:
+            half_close()
+        else:
+            self.transport.loseConnection()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """A request or header line over 16 KiB: refuse it the same way."""
+        self._respondToBadRequestAndDisconnect()
+
+    def dataReceived(self, data: bytes) -> None:
+        """Parse requests, or drop everything once a request was refused."""
+        if not self._refused:
+            super().dataReceived(data)
+
+
 class MetaStoreSite(server.Site):
     """A ``Site`` with MetaStore's request limits and binary-safe routing.
 
@@ -63,6 +110,7 @@ class MetaStoreSite(server.Site):
     """
 
     requestFactory = MetaStoreRequest
+    protocol = MetaStoreChannel
 
     def __init__(self, resource, max_request_bytes: int, reactor=None,
                  idle_timeout: float = IDLE_TIMEOUT_SECONDS) -> None:
