@@ -74,6 +74,7 @@ class MetaStoreChannel(http.HTTPChannel):
     """
 
     _refused = False
+    _linger = None
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         if self._refused:
@@ -84,7 +85,7 @@ class MetaStoreChannel(http.HTTPChannel):
             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(HEAD_TOO_LARGE_BODY), HEAD_TOO_LARGE_BODY)
         )
         self.setTimeout(None)
-        self.callLater(LINGER_SECONDS, self.transport.abortConnection)
+        self._linger = self.callLater(LINGER_SECONDS, self.transport.abortConnection)
         half_close = getattr(self.transport, "loseWriteConnection", None)
         if half_close is not None:
             half_close()
@@ -94,6 +95,12 @@ class MetaStoreChannel(http.HTTPChannel):
     def lineLengthExceeded(self, line: bytes) -> None:
         """A request or header line over 16 KiB: refuse it the same way."""
         self._respondToBadRequestAndDisconnect()
+
+    def connectionLost(self, reason) -> None:
+        """Forget the linger timer along with the connection."""
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
+        super().connectionLost(reason)
 
     def dataReceived(self, data: bytes) -> None:
         """Parse requests, or drop everything once a request was refused."""
