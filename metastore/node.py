@@ -141,9 +141,8 @@ class Node(service.Service):
             self._threadpool = pool
             self._run_blocking = lambda f: threads.deferToThreadPool(self.reactor, pool, f)
         if self.transport is not None:
-            peers = {**self.initial_urls, **{i: m.peer_url for i, m in self.members.items()}}
-            for peer_id, url in peers.items():
-                if peer_id != self.member_id and url and peer_id not in self._removed_ids:
+            for peer_id, url in self._peer_urls().items():
+                if peer_id != self.member_id and url:
                     self.transport.add_peer(peer_id, url)
         self._ticker = task.LoopingCall(self._tick)
         self._ticker.clock = self.reactor
@@ -199,9 +198,19 @@ class Node(service.Service):
         error = RequestTimedOut("the membership change timed out; it may still apply")
         return fail_after(d, self.request_timeout, self.reactor, error)
 
+    def _peer_urls(self) -> dict[int, str]:
+        """Who the peers are: the applied membership once it is known
+        (restored or replayed), the --cluster list before that."""
+        if self.members:
+            return {i: m.peer_url for i, m in self.members.items()}
+        return dict(self.initial_urls)
+
     def was_removed(self, peer_id: int) -> bool:
-        """Whether ``peer_id`` was removed from the cluster (as applied here)."""
-        return peer_id in self._removed_ids
+        """Whether ``peer_id`` was removed from the cluster (as applied here,
+        or absent from a known membership although --cluster lists it)."""
+        if peer_id in self._removed_ids:
+            return True
+        return bool(self.members) and peer_id in self.initial_urls and peer_id not in self.members
 
     def removed_by_peer(self, peer_id: int) -> None:
         """A member that applied our removal told us so: leave.  (The
@@ -214,7 +223,7 @@ class Node(service.Service):
 
     def accepts_peer(self, peer_id: int) -> bool:
         """Whether a peer connection from ``peer_id`` may be accepted."""
-        return peer_id in self.members or (peer_id in self.initial_urls and peer_id not in self._removed_ids)
+        return peer_id in self._peer_urls() and peer_id not in self._removed_ids
 
     def read_barrier(self) -> defer.Deferred:
         """Fires once local state reflects every write acknowledged before
