@@ -9,6 +9,7 @@ prints the report, writes ``report.json`` and ``history.jsonl`` into the
 work directory, and exits 0 only when the history is linearizable, no
 acknowledged write was lost and the cluster converged after healing.
 ``--check HISTORY`` only checks an existing history file.
+``metastore-chaos soak ...`` runs a soak instead (``metastore/chaos/soak.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from twisted.python import usage
 from metastore.chaos.checker import Operation, check_history
 from metastore.chaos.nemesis import NEMESES
 from metastore.chaos.runner import ChaosRun, RunConfig
+from metastore.chaos import soak
 
 
 class ChaosOptions(usage.Options):
@@ -110,10 +112,14 @@ async def run_chaos(reactor, config: RunConfig, runs: int = 1) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``metastore-chaos`` console script."""
+    """Entry point of the ``metastore-chaos`` console script
+    (``metastore-chaos soak ...`` hands over to the soak)."""
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["soak"]:
+        return soak.main(arguments[1:])
     options = ChaosOptions()
     try:
-        options.parseOptions(sys.argv[1:] if argv is None else argv)
+        options.parseOptions(arguments)
     except usage.UsageError as e:
         raise SystemExit(f"{options}\nmetastore-chaos: {e}")
     if options["check"]:

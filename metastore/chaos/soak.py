@@ -632,6 +632,7 @@ class SoakRun:
 class SoakOptions(usage.Options):
     """The command line of ``metastore-chaos soak``."""
 
+    synopsis = "Usage: metastore-chaos soak [options]"
     optParameters = [
         ["members", "n", 3, "number of members", int],
         ["duration", "d", 600.0, "seconds of workload", float],
