@@ -173,6 +173,7 @@ class Simulation:
         self.max_acked_index = 0
         self.read_counter = 0
         self.retried_with: tuple[int, int] | None = None
+        self.liveness_reads: set[bytes] | None = None
         self.reads: dict[bytes, int] = {}
         self.stats = {
             "delivered": 0,
@@ -492,13 +493,14 @@ class Simulation:
         self._check_node(node)
         return True
 
-    def read(self, node: SimNode) -> None:
-        """A client starts a linearizable read on ``node``."""
+    def read(self, node: SimNode) -> bytes:
+        """A client starts a linearizable read on ``node``; returns its context."""
         self.read_counter += 1
         context = b"r%d" % self.read_counter
         self.reads[context] = self.max_acked_index
         node.raw.read_index(context)
         self._check_node(node)
+        return context
 
     def change_membership(self, node: SimNode) -> None:
         """Propose a random single-step membership change on ``node``."""
@@ -619,8 +621,9 @@ class Simulation:
                 self._check_node(node)
 
     def converged(self) -> bool:
-        """Liveness target: a leader, every accepted proposal committed, and
-        every member up to date with the leader's commit index."""
+        """Liveness target: a leader, every accepted proposal committed,
+        every member up to date with the leader's commit index, and a read
+        started on every member after healing answered."""
         leader = self._leader()
         if leader is None:
             return False
@@ -636,7 +639,9 @@ class Simulation:
             node = self.nodes.get(member)
             if node is None or node.raw is None or node.applied_index < raft.log.committed:
                 return False
-        return True
+        if self.liveness_reads is None:
+            return False
+        return not any(context in self.reads for context in self.liveness_reads)
 
     def retry_lost_proposals(self) -> None:
         """Clients retry proposals that were accepted but never committed,
@@ -644,12 +649,24 @@ class Simulation:
         leader = self._leader()
         if leader is None:
             return
+        if self.liveness_reads is None or any(context in self.reads for context in self.liveness_reads):
+            # Reads must be served again too: one on every member.  A read
+            # made where no leader is known yet is dropped; ask again.
+            self._read_on_every_member(leader)
         if self.retried_with == (leader.id, leader.raw.raft.term):
             return
         for data in sorted(self.accepted):
             if data not in self.committed_ids and not self.propose(leader, data):
                 return  # refused (e.g. a transfer is under way): retry later
         self.retried_with = (leader.id, leader.raw.raft.term)
+
+    def _read_on_every_member(self, leader: SimNode) -> None:
+        members = set(leader.conf_state.voters) | set(leader.conf_state.learners)
+        self.liveness_reads = {
+            self.read(self.nodes[member])
+            for member in sorted(members)
+            if member in self.nodes and self.nodes[member].raw is not None
+        }
 
     def bootstrap(self) -> None:
         """Create the initial voters, each bootstrapped with the same peers."""
