@@ -18,7 +18,6 @@ from twisted.internet import defer, endpoints
 
 from metastore import raft
 from metastore.api.admin import AdminAPI
-from metastore.api.members import MembershipAPI
 from metastore.api.rest import RestAPI
 from metastore.api.site import MetaStoreSite
 from metastore.config import Config
@@ -234,7 +233,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
         snapshot_directory=snapshots,
     )
     node.transport = transport
-    api = RestAPI(node, members=MembershipAPI(node))
+    api = RestAPI(node)
     root = AdminAPI(node, reactor, api, config.storage).app.resource()
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)

@@ -19,6 +19,7 @@ from urllib.parse import unquote_to_bytes
 from klein import Klein
 
 from metastore.api.errors import HTTPError, unavailable_error, write_error
+from metastore.api.members import MembershipAPI
 from metastore.config import MAX_KEY_BYTES
 from metastore.errors import Unavailable
 from metastore.kv.commands import (
@@ -77,9 +78,9 @@ class RestAPI:
 
     app = Klein()
 
-    def __init__(self, node, members=None) -> None:
+    def __init__(self, node) -> None:
         self.node = node
-        self.members = members
+        self.members = MembershipAPI(node)
 
     @app.handle_errors(HTTPError)
     def _http_error(self, request, failure):
@@ -169,8 +170,6 @@ class RestAPI:
         return result.responses[0]
 
     async def _member(self, request, method: bytes, member_id: int):
-        if self.members is None:
-            raise HTTPError(501, "not_implemented", "membership changes come with the cluster")
         if method == b"POST":
             return await self.members.add(request, member_id)
         return await self.members.remove(request, member_id)
