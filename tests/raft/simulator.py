@@ -73,6 +73,7 @@ class SimConfig:
     max_delay: int = 4
     slow_fsync: float = 0.4
     crash: float = 0.03
+    crash_new_leader: float = 0.2
     restart: float = 0.15
     partition: float = 0.07
     partition_heal: float = 0.08
@@ -174,6 +175,7 @@ class Simulation:
         self.read_counter = 0
         self.retried_with: tuple[int, int] | None = None
         self.liveness_reads: set[bytes] | None = None
+        self.new_leaders: list[SimNode] = []
         self.reads: dict[bytes, int] = {}
         self.stats = {
             "delivered": 0,
@@ -440,6 +442,7 @@ class Simulation:
             if (node.id, raft.term) not in self.checked_leaders:
                 self.checked_leaders.add((node.id, raft.term))
                 self.stats["elections"] += 1
+                self.new_leaders.append(node)
                 self.trace.append((self.now, "leader", node.id, "term", raft.term))
                 self._check_leader_completeness(node)
         committed = raft.log.committed
@@ -600,6 +603,13 @@ class Simulation:
     def micro_step(self) -> None:
         """Let every node make progress once, then deliver due messages."""
         rng = self.rng
+        if self.new_leaders:
+            # Leaders that die young leave old-term entries behind (Figure 8).
+            if not self.healed:
+                for node in self.new_leaders:
+                    if node.raw is not None and rng.random() < self.config.crash_new_leader:
+                        self.crash(node)
+            self.new_leaders = []
         order = list(self.nodes.values())
         rng.shuffle(order)
         for node in order:
