@@ -8,6 +8,7 @@ randomness; the driver in ``metastore.node`` does all of that through
 from metastore.raft.confchange import decode_conf_change, encode_conf_change
 from metastore.raft.errors import (
     CompactedError,
+    InvalidMessage,
     ProposalDropped,
     RaftError,
     SnapshotOutOfDateError,
@@ -53,6 +54,7 @@ __all__ = [
     "Entry",
     "EntryType",
     "HardState",
+    "InvalidMessage",
     "MESSAGES_SENT_BEFORE_PERSIST",
     "MemoryStorage",
     "Message",

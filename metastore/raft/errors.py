@@ -23,6 +23,11 @@ class ProposalDropped(RaftError):
         self.reason = reason
 
 
+class InvalidMessage(RaftError, ValueError):
+    """A message from the network that no peer may send (a local-only type,
+    or no sender); the driver should drop it (and maybe the connection)."""
+
+
 class StorageError(RaftError):
     """Base class of the typed errors a ``Storage`` raises."""
 

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 from metastore.raft.confchange import encode_conf_change
 from metastore.raft.core import Raft, RandomSource
-from metastore.raft.errors import ProposalDropped
+from metastore.raft.errors import InvalidMessage, ProposalDropped
 from metastore.raft.progress import ProgressState
 from metastore.raft.storage import Storage
 from metastore.raft.types import (
@@ -260,14 +260,15 @@ class RawNode:
     def step(self, message: Message) -> None:
         """Feed a message received from a peer.
 
-        Local-only message types are refused with ValueError; a forwarded
-        proposal the leader cannot take is dropped silently (the proposer
-        times out).
+        Local-only message types, or a message without another node as
+        sender, raise ``InvalidMessage`` (a RaftError and a ValueError); a
+        forwarded proposal the leader cannot take is dropped silently (the
+        proposer times out).
         """
         if message.type in _LOCAL_ONLY:
-            raise ValueError(f"{message.type.name} is not a network message")
+            raise InvalidMessage(f"{message.type.name} is not a network message")
         if message.from_ == NONE or message.from_ == self.raft.id:
-            raise ValueError("a network message must name another sender")
+            raise InvalidMessage("a network message must name another sender")
         try:
             self.raft.step(message)
         except ProposalDropped:

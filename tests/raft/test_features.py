@@ -14,11 +14,13 @@ from metastore.raft import (
     ConfState,
     Entry,
     EntryType,
+    InvalidMessage,
     MemoryStorage,
     Message,
     MessageType,
     ProgressState,
     ProposalDropped,
+    RaftError,
     RawNode,
     Snapshot,
     SnapshotMetadata,
@@ -208,8 +210,10 @@ class DriverContractTests(SynchronousTestCase):
     def test_local_message_types_refused_from_network(self) -> None:
         """step() refuses message types that only the node itself may create."""
         cluster = Cluster()
-        with self.assertRaises(ValueError):
+        with self.assertRaises(InvalidMessage):
             cluster.nodes[1].step(Message(M.MsgHup, from_=2))
+        with self.assertRaises(RaftError):
+            cluster.nodes[1].step(Message(M.MsgApp, from_=0, term=5))
 
     def test_config_validation(self) -> None:
         """Nonsense configuration raises ValueError."""
