@@ -182,6 +182,13 @@ class ResponseParserTests(SynchronousTestCase):
 class RequestWriterTests(SynchronousTestCase):
     """``RequestWriter`` sends the REST contract's requests."""
 
+    def test_random_values_differ_and_keep_their_size(self):
+        """With random values every PUT carries a different body of the asked size."""
+        writer = RequestWriter(Target.from_url("http://db1:8080"), "bench/", b"x" * 64, random_values=True)
+        bodies = [writer.request(PUT, 1).split(b"\r\n\r\n", 1)[1] for _ in range(20)]
+        self.assertEqual({len(b) for b in bodies}, {64})
+        self.assertGreater(len(set(bodies)), 15)
+
     def test_requests(self) -> None:
         """Keys are one percent-encoded segment under the URL's path."""
         writer = RequestWriter(Target.from_url("http://db1:8080/v1/"), "bench/", b"val")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -465,13 +466,18 @@ class RequestWriter:
     percent-encoded path segment (so ``bench/7`` is ``/bench%2F7``).
     """
 
-    def __init__(self, target: Target, key_prefix: str, value: bytes) -> None:
+    def __init__(self, target: Target, key_prefix: str, value: bytes, random_values: bool = False) -> None:
         start = target.path_prefix + b"/" + quote(key_prefix, safe="").encode("ascii")
         host = b" HTTP/1.1\r\nHost: " + target.host_header + b"\r\n"
         self._put_start = b"PUT " + start
         self._put_end = (
             host + b"Content-Length: %d\r\n\r\n" % len(value) + value
         )
+        self._put_head = host + b"Content-Length: %d\r\n\r\n" % len(value)
+        self._value_size = len(value)
+        # Distinct, incompressible values: slices of one random buffer at
+        # random offsets (cheap per request, never the same twice in a row).
+        self._random_pool = os.urandom(len(value) * 256) if random_values else None
         self._get_start = b"GET " + start
         self._get_end = host + b"\r\n"
         self._get_serializable_end = b"?serializable=true" + host + b"\r\n"
@@ -480,6 +486,10 @@ class RequestWriter:
         """The bytes of an ``op`` request for key number ``key_index``."""
         key = b"%d" % key_index
         if op == PUT:
+            if self._random_pool is not None:
+                offset = random.randrange(len(self._random_pool) - self._value_size)
+                value = self._random_pool[offset:offset + self._value_size]
+                return b"".join((self._put_start, key, self._put_head, value))
             return b"".join((self._put_start, key, self._put_end))
         if op == GET:
             return b"".join((self._get_start, key, self._get_end))
@@ -740,6 +750,7 @@ class LoadRun:
         warmup: float = 0.0,
         request_timeout: float = 10.0,
         now: MonotonicClock = time.perf_counter,
+        random_values: bool = False,
     ) -> None:
         if (duration is None) == (requests is None):
             raise ValueError("give exactly one of duration and requests")
@@ -765,7 +776,7 @@ class LoadRun:
         self._timeout_sweep: LoopingCall | None = None
         self._endpoints: dict[Target, object] = {}
         self._finished: Deferred[BenchResult] = Deferred()
-        writers = {t: RequestWriter(t, key_prefix, value) for t in targets}
+        writers = {t: RequestWriter(t, key_prefix, value, random_values) for t in targets}
         self._clients = [
             SimulatedClient(self, targets[i % len(targets)], writers[targets[i % len(targets)]])
             for i in range(clients)
@@ -882,6 +893,7 @@ class BenchConfig:
     requests: int | None = None
     warmup: float = 0.0
     populate: bool = True
+    random_values: bool = False
     request_timeout: float = 10.0
     seed: int | None = None
     targets: tuple[Target, ...] = field(init=False)
@@ -908,6 +920,7 @@ def populate_keys(reactor, config: BenchConfig, now: MonotonicClock = time.perf_
         requests=config.keys,
         request_timeout=config.request_timeout,
         now=now,
+        random_values=config.random_values,
     )
     return run.start()
 
@@ -931,6 +944,7 @@ def run_benchmark(reactor, config: BenchConfig, now: MonotonicClock = time.perf_
         warmup=config.warmup,
         request_timeout=config.request_timeout,
         now=now,
+        random_values=config.random_values,
     )
     return run.start()
 
@@ -1034,6 +1048,7 @@ class BenchOptions(usage.Options):
     ]
     optFlags = [
         ["no-populate", None, "Do not PUT every key before a reading run."],
+        ["random-values", None, "Send a different, incompressible value with every PUT."],
         ["json", None, "Print the result as JSON."],
     ]
 
@@ -1084,6 +1099,7 @@ class BenchOptions(usage.Options):
                 requests=self["requests"],
                 warmup=self["warmup"],
                 populate=not self["no-populate"],
+                random_values=bool(self["random-values"]),
                 request_timeout=self["timeout"],
                 seed=self["seed"],
             )
