@@ -130,7 +130,7 @@ class ProcessRss:
         return {"checked": True, "within": self.samples[-1][1] <= limit, "baseline_kb": base[1], "limit_kb": limit}
 
     def to_json(self, warmup: float, factor: float, slack_mb: float) -> dict:
-        """Start, peak and end (kB) and the bound check, for the report."""
+        """Start, peak and end (kB), every sample, and the bound check, for the report."""
         kbs = [kb for _, kb in self.samples]
         return {
             "pid": self.pid,
@@ -140,6 +140,7 @@ class ProcessRss:
             "peak_kb": max(kbs) if kbs else None,
             "last_kb": kbs[-1] if kbs else None,
             "last_sample_at": round(self.samples[-1][0], 1) if self.samples else None,
+            "samples_kb": [[round(t, 1), kb] for t, kb in self.samples],
             **self.bound_check(warmup, factor, slack_mb),
         }
 
