@@ -122,6 +122,7 @@ class Raft:
         self.append_flush_pending = False
         self.read_flush_pending = False
         self.transfer_campaign_deferred = False
+        self.removed_but_needed = False
 
         hard_state, conf_state = storage.initial_state()
         next_index = self.log.last_index() + 1
@@ -166,6 +167,26 @@ class Raft:
     def promotable(self) -> bool:
         """True when this node may campaign: a voter without a pending snapshot."""
         return self.id in self.tracker.voters and self.log.unstable.snapshot is None
+
+    def may_campaign(self) -> bool:
+        """True when this node may campaign now.
+
+        Besides a voter, a node that is no longer a member at all may, once a
+        candidate that still counts it has been refused for a log older than
+        ours: the others may not know our removal committed (so they need our
+        vote) while we hold entries they lack (so we refuse it).  We then
+        campaign among the voters of our own, committed membership, and as a
+        leader outside it we only catch a voter up and hand leadership over.
+        """
+        if self.promotable():
+            return True
+        tracker = self.tracker
+        return (
+            self.removed_but_needed
+            and self.id not in tracker.learners
+            and bool(tracker.voters)
+            and self.log.unstable.snapshot is None
+        )
 
     def _send(self, message: Message) -> None:
         if message.to == self.id:
@@ -230,18 +251,21 @@ class Raft:
         self._reset(self.term)
         self.lead = self.id
         self.state = _LEADER
-        own = self.tracker.progress[self.id]
-        match = own.match
-        own.become_replicate()
-        own.match = match
-        own.next = max(own.next, self.log.last_index() + 1)
-        own.recent_active = True
+        own = self.tracker.progress.get(self.id)
+        if own is not None:
+            match = own.match
+            own.become_replicate()
+            own.match = match
+            own.next = max(own.next, self.log.last_index() + 1)
+            own.recent_active = True
         # Any conf change still in the log may be uncommitted: be conservative.
         self.pending_conf_index = self.log.last_index()
         index = self.log.last_index() + 1
         self.log.append([Entry(self.term, index)])
         self.append_flush_pending = True
         self._log_event(f"node {self.id} became leader at term {self.term}")
+        if self.id not in self.tracker.voters:
+            self._hand_off_leadership()
 
     # ------------------------------------------------------------------ ticks
 
@@ -254,7 +278,7 @@ class Raft:
 
     def _tick_election(self) -> None:
         self.election_elapsed += 1
-        if self.promotable() and self.election_elapsed >= self.randomized_election_timeout:
+        if self.election_elapsed >= self.randomized_election_timeout and self.may_campaign():
             self.election_elapsed = 0
             self.step(Message(type=_M.MsgHup, from_=self.id))
 
@@ -292,7 +316,7 @@ class Raft:
         """Start an election if this node may (§5.2)."""
         if self.state == _LEADER:
             return
-        if not self.promotable():
+        if not self.may_campaign():
             return
         if self._has_unapplied_conf_change():
             # Our idea of the membership may be stale until we apply it.  A
@@ -309,6 +333,7 @@ class Raft:
             self.hup(CampaignType.TRANSFER)
 
     def _campaign(self, campaign_type: CampaignType) -> None:
+        self.removed_but_needed = False
         if campaign_type == CampaignType.PRE_ELECTION:
             self.become_pre_candidate()
             vote_type = _M.MsgPreVote
@@ -419,6 +444,8 @@ class Raft:
                 self.election_elapsed = 0
                 self.vote = m.from_
         else:
+            if can_vote and self.id not in self.tracker.voters and self.state != _LEADER:
+                self.removed_but_needed = True
             self._send(
                 Message(type=response_type, to=m.from_, from_=self.id, term=self.term, reject=True)
             )
@@ -430,10 +457,12 @@ class Raft:
         if kind == _M.MsgApp:
             self.election_elapsed = 0
             self.lead = m.from_
+            self.removed_but_needed = False
             self._handle_append(m)
         elif kind == _M.MsgHeartbeat:
             self.election_elapsed = 0
             self.lead = m.from_
+            self.removed_but_needed = False
             self._handle_heartbeat(m)
         elif kind == _M.MsgSnap:
             self.election_elapsed = 0

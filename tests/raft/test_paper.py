@@ -513,6 +513,35 @@ class MembershipTests(SynchronousTestCase):
         self.assertIn(cluster.leader(), (2, 3))
         self.assertEqual(cluster.state(1), StateType.StateFollower)
 
+    def test_removed_node_with_newer_log_does_not_block_election(self) -> None:
+        """§6: a removed server must not make the cluster unavailable.  Here
+        leader 1 of {1, 2} commits its own removal, but node 2 never hears
+        of the commit, and node 1 crashes holding an entry node 2 lacks.  Node
+        2 still needs node 1's vote, which node 1 refuses (newer log), and
+        node 1 is no member.  Node 1 then campaigns among the voters of its
+        own membership ({2}), catches node 2 up and hands leadership over."""
+        cluster = Cluster(ids=(1, 2), max_size_per_msg=1, max_inflight_msgs=1)
+        cluster.elect(1)
+        leader = cluster.nodes[1]
+        leader.propose_conf_change(ConfChange(ConfChangeType.ConfChangeRemoveNode, 1))
+        leader.propose(b"tail")
+        for message in cluster.outbox(1):  # the removal entry only (size 1)
+            cluster.deliver(message)
+        for message in cluster.outbox(2):
+            cluster.deliver(message)
+        cluster.cut_links.add((1, 2))
+        cluster.stabilize()
+        self.assertEqual(cluster.nodes[1].status().conf_state.voters, (2,))
+        self.assertEqual(cluster.nodes[2].status().conf_state.voters, (1, 2))
+        cluster.restart(1)
+        cluster.stabilize()
+        self.assertGreater(cluster.nodes[1].raft.log.last_index(), cluster.nodes[2].raft.log.last_index())
+        cluster.heal()
+        cluster.tick_all(80)
+        self.assertEqual(cluster.leader(), 2)
+        self.assertEqual(cluster.nodes[2].status().conf_state.voters, (2,))
+        self.assertIn(b"tail", cluster.applied_data(2))
+
     def test_one_change_at_a_time(self) -> None:
         """Thesis §4.1: a new change may start only once the previous one is
         applied; the leader refuses a second one meanwhile."""
