@@ -258,10 +258,13 @@ class Raft:
             own.match = match
             own.next = max(own.next, self.log.last_index() + 1)
             own.recent_active = True
-        # Any conf change still in the log may be uncommitted: be conservative.
-        self.pending_conf_index = self.log.last_index()
         index = self.log.last_index() + 1
         self.log.append([Entry(self.term, index)])
+        # No membership change until this term's first entry is applied: a
+        # conf change still in the log may be uncommitted, and a new leader
+        # must commit in its own term before changing the membership (the
+        # single-server change fix, Ongaro, raft-dev 2015).
+        self.pending_conf_index = index
         self.append_flush_pending = True
         self._log_event(f"node {self.id} became leader at term {self.term}")
         if self.id not in self.tracker.voters:

@@ -556,6 +556,19 @@ class MembershipTests(SynchronousTestCase):
         cluster.change(1, ConfChange(ConfChangeType.ConfChangeAddNode, 5))
         self.assertEqual(cluster.nodes[1].status().conf_state.voters, (1, 2, 3, 4, 5))
 
+    def test_new_leader_changes_membership_only_after_committing_in_its_term(self) -> None:
+        """§6 (single-server change fix): a new leader refuses a membership
+        change until an entry of its own term is committed and applied."""
+        cluster = Cluster()
+        cluster.dropped_types.add(M.MsgAppResp)
+        cluster.elect(1)
+        with self.assertRaises(ProposalDropped):
+            cluster.nodes[1].propose_conf_change(ConfChange(ConfChangeType.ConfChangeAddNode, 4))
+        cluster.heal()
+        cluster.tick_all(2)
+        cluster.change(1, ConfChange(ConfChangeType.ConfChangeAddNode, 4))
+        self.assertEqual(cluster.nodes[1].status().conf_state.voters, (1, 2, 3, 4))
+
     def test_learner_never_votes_nor_counts(self) -> None:
         """Learners (thesis §4.2.1) receive the log but neither campaign nor
         count toward the commit quorum."""
