@@ -17,6 +17,11 @@ class NoLeader(Unavailable):
     """No leader is known, so a proposal or a linearizable read cannot go on."""
 
 
+class ChangeRefused(Unavailable):
+    """Raft refused a membership change for now (another change is still
+    being applied, or a new leader has not applied an entry of its term)."""
+
+
 class RequestTimedOut(Unavailable):
     """No answer within the request timeout.  For a write the outcome is
     unknown: it may still be applied."""

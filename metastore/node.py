@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from metastore import raft
-from metastore.errors import NoLeader, RequestTimedOut, StorageFailed, Stopping
+from metastore.errors import ChangeRefused, NoLeader, RequestTimedOut, StorageFailed, Stopping
 from metastore.kv.commands import (
     Command,
     CommandError,
@@ -191,7 +191,7 @@ class Node(service.Service):
         try:
             self.rawnode.propose_conf_change(change)
         except raft.ProposalDropped as e:
-            return defer.fail(NoLeader(f"membership change refused: {e}"))
+            return defer.fail(ChangeRefused(f"membership change refused for now: {e}"))
         d = defer.Deferred()
         self._membership_waiters.setdefault((int(change.type), change.node_id), []).append(d)
         self._schedule_cycle()

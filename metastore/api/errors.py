@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from metastore.errors import MetaStoreError, NoLeader, RequestTimedOut, StorageFailed, Stopping
+from metastore.errors import ChangeRefused, MetaStoreError, NoLeader, RequestTimedOut, StorageFailed, Stopping
 
 RETRY_AFTER_SECONDS = b"1"
 
@@ -31,6 +31,7 @@ def write_error(request, status: int, error: str, message: str, headers: dict | 
 
 _UNAVAILABLE = {
     NoLeader: "no_leader",
+    ChangeRefused: "change_refused",
     RequestTimedOut: "timeout",
     StorageFailed: "storage_failed",
     Stopping: "stopping",
