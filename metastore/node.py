@@ -100,6 +100,8 @@ class Node(service.Service):
         """The applied index this process started from (an engine's own, or a snapshot's)."""
         self.first_applied_index: int | None = None
         """The index of the first entry this process applied."""
+        self.wal_syncs = 0
+        """WAL fsyncs done by this process (group commit: many writes share one)."""
         self.transport = transport
         self.request_timeout = request_timeout
         self._tick_seconds = tick_seconds
@@ -592,15 +594,19 @@ class Node(service.Service):
 
         self._run_blocking(self._sync_for(marker)).addCallbacks(synced, lambda f: self._fail_storage(f.value))
 
+    def _sync_wal(self) -> None:
+        self.wal.sync()
+        self.wal_syncs += 1  # one worker thread syncs at a time: no race
+
     def _sync_for(self, marker: raft.SnapshotMetadata | None) -> Callable[[], None]:
         """The blocking sync of a cycle: the WAL, and the engine too when WAL
         segments are about to be released (the engine must hold for good
         what the released log no longer does)."""
         if marker is None:
-            return self.wal.sync
+            return self._sync_wal
 
         def sync_both() -> None:
-            self.wal.sync()
+            self._sync_wal()
             self.store.engine.sync()
 
         return sync_both

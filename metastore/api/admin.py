@@ -76,6 +76,7 @@ class AdminAPI:
             "snapshot_index": node.snapshotter.snapshot_index if node.snapshotter else 0,
             "start_applied_index": node.start_applied_index,
             "first_applied_index": node.first_applied_index,
+            "wal_syncs": node.wal_syncs,
             "storage": self.storage_name,
             "first_log_index": node.raft_storage.first_index(),
             "revision": node.store.revision,
