@@ -7,7 +7,7 @@ A record is a 13-byte little-endian header followed by the payload::
 ``crc`` is CRC-32 over type and payload; ``head_crc`` is CRC-32 over the
 first eight bytes (length and crc), so a damaged length is recognised as
 damage instead of being mistaken for a record cut off by a crash.  Payloads
-are msgpack (never pickle), except METADATA which is the caller's opaque
+are msgpack (an explicit format, never Python object serialization), except METADATA which is the caller's opaque
 bytes.  The segment header carries the format version for the whole file.
 """
 

@@ -1,6 +1,6 @@
 """Raft messages to msgpack bytes and back: the body of the peer frames.
 
-Never pickle: a peer's bytes are data, never code.  Everything a peer sends
+No Python object serialization: a peer's bytes are data, never code.  Everything a peer sends
 is decoded into plain ``metastore.raft.types`` values and checked field by
 field; anything else raises :class:`MalformedFrame`, and the caller drops
 that one connection.
