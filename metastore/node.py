@@ -176,7 +176,7 @@ class Node(service.Service):
             return defer.fail(StorageFailed(str(self.failure)))
         if not self.running:
             return defer.fail(Stopping("the member is not running"))
-        request_id = self._boot_id + next(self._sequence).to_bytes(8, "big")
+        request_id = self._new_id()
         try:
             self.rawnode.propose(encode_command(request_id, command))
         except raft.ProposalDropped as e:
@@ -184,6 +184,11 @@ class Node(service.Service):
         d = self._pending.add(request_id)
         self._schedule_cycle()
         return d
+
+    def _new_id(self) -> bytes:
+        """An id unique across the cluster and across restarts (random per
+        process, then a counter): for proposals and ReadIndex contexts."""
+        return self._boot_id + next(self._sequence).to_bytes(8, "big")
 
     def change_membership(self, change: ConfChange) -> defer.Deferred:
         """Propose a single-step membership change; fires once it is applied
@@ -251,7 +256,7 @@ class Node(service.Service):
             return  # a fresh round is in flight; these reads join the next one
         if self.leader_id == 0:
             return  # retried on the next tick; the reads time out if none comes
-        batch = ReadBatch(self._boot_id + next(self._sequence).to_bytes(8, "big"), self._ticks)
+        batch = ReadBatch(self._new_id(), self._ticks)
         batch.waiters, self._next_reads = self._next_reads, []
         self._read_batches[batch.context] = batch
         self.rawnode.read_index(batch.context)
@@ -316,12 +321,12 @@ class Node(service.Service):
         self._cycle_scheduled = False
         if self._cycle_running or self.failure is not None or not self.running:
             return
-        if self.rawnode.has_ready():
-            self._cycle_running = True
-            self._start_cycle(self.rawnode.ready())
-        elif self._pending_marker is not None:
+        if self._pending_marker is not None:
             self._cycle_running = True
             self._compact_wal()
+        elif self.rawnode.has_ready():
+            self._cycle_running = True
+            self._start_cycle(self.rawnode.ready())
 
     def _start_cycle(self, rd: raft.Ready) -> None:
         if rd.soft_state is not None:
@@ -333,10 +338,7 @@ class Node(service.Service):
             self._persist_and_send(rd)
 
     def _persist_and_send(self, rd: raft.Ready) -> None:
-        marker = self._pending_marker
         try:
-            if marker is not None:
-                self.wal.save_snapshot(marker)
             if rd.hard_state is not None or rd.entries:
                 self.wal.save(rd.hard_state, rd.entries)
             if rd.entries:
@@ -352,22 +354,15 @@ class Node(service.Service):
         durable = [e for e in rd.committed_entries if e.index <= self._persisted_index]
         self._apply(durable)
         rest = rd.committed_entries[len(durable):]
-        if rd.must_sync or marker is not None:
-            d = self._run_blocking(self._sync_for(marker))
-            d.addCallbacks(
-                lambda _: self._finish_cycle(rd, late, rest, marker),
-                lambda f: self._fail_storage(f.value),
-            )
+        if rd.must_sync:
+            d = self._run_blocking(self._sync_wal)
+            d.addCallbacks(lambda _: self._finish_cycle(rd, late, rest), lambda f: self._fail_storage(f.value))
         else:
-            self._finish_cycle(rd, late, rest, None)
+            self._finish_cycle(rd, late, rest)
 
-    def _finish_cycle(
-        self, rd: raft.Ready, late: list[Message], rest: Sequence[Entry], marker: raft.SnapshotMetadata | None
-    ) -> None:
+    def _finish_cycle(self, rd: raft.Ready, late: list[Message], rest: Sequence[Entry]) -> None:
         if not self.running:
             return
-        if marker is not None:
-            self._release_wal(marker)
         if rd.entries:
             self._persisted_index = rd.entries[-1].index
         self._send(late)
@@ -578,8 +573,10 @@ class Node(service.Service):
         return index
 
     def _compact_wal(self) -> None:
-        """A cycle with no Ready: write the pending snapshot marker, sync,
-        and release the WAL segments the snapshot made unnecessary."""
+        """A cycle of its own, run before the next Ready: write the pending
+        snapshot marker, sync the WAL and the engine (which must hold for
+        good what the released log no longer does), then release the WAL
+        segments the snapshot made unnecessary."""
         marker = self._pending_marker
         try:
             self.wal.save_snapshot(marker)
@@ -587,29 +584,20 @@ class Node(service.Service):
             self._fail_storage(e)
             return
 
+        def sync_both() -> None:
+            self._sync_wal()
+            self.store.engine.sync()
+
         def synced(_):
             self._release_wal(marker)
             self._cycle_running = False
             self._schedule_cycle()
 
-        self._run_blocking(self._sync_for(marker)).addCallbacks(synced, lambda f: self._fail_storage(f.value))
+        self._run_blocking(sync_both).addCallbacks(synced, lambda f: self._fail_storage(f.value))
 
     def _sync_wal(self) -> None:
         self.wal.sync()
         self.wal_syncs += 1  # one worker thread syncs at a time: no race
-
-    def _sync_for(self, marker: raft.SnapshotMetadata | None) -> Callable[[], None]:
-        """The blocking sync of a cycle: the WAL, and the engine too when WAL
-        segments are about to be released (the engine must hold for good
-        what the released log no longer does)."""
-        if marker is None:
-            return self._sync_wal
-
-        def sync_both() -> None:
-            self._sync_wal()
-            self.store.engine.sync()
-
-        return sync_both
 
     def _release_wal(self, marker: raft.SnapshotMetadata) -> None:
         if self._pending_marker is marker:
