@@ -167,7 +167,7 @@ class MembershipTests(ClusterTestCase):
         """POST /4 + --join adds a serving member; DELETE /3 removes one, which exits."""
         code, _, _ = await self.cluster.request(1, "PUT", "/early", b"before 4 joined")
         self.assertEqual(code, 204)
-        newcomer = self.cluster.add_member()
+        self.cluster.add_member()
         code, body, _ = await self.cluster.request(1, "POST", "/4", self.cluster.peer_urls[3].encode())
         self.assertEqual(code, 204, body)
         self.cluster.start(4)

@@ -71,7 +71,7 @@ def transfer(reactor, base: str, keys: int):
 
 def main() -> None:
     """Run one transfer on the global reactor."""
-    from twisted.internet import reactor, task
+    from twisted.internet import task
 
     keys = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     base = tempfile.mkdtemp()
