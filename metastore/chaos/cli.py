@@ -9,7 +9,9 @@ prints the report, writes ``report.json`` and ``history.jsonl`` into the
 work directory, and exits 0 only when the history is linearizable, no
 acknowledged write was lost and the cluster converged after healing.
 ``--check HISTORY`` only checks an existing history file.
-``metastore-chaos soak ...`` runs a soak instead (``metastore/chaos/soak.py``).
+``metastore-chaos soak ...`` runs a soak instead (``metastore/chaos/soak.py``);
+``metastore-chaos failover ...`` times writes in flight across leader kills
+(``metastore/chaos/failover.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from twisted.python import usage
 from metastore.chaos.checker import Operation, check_history
 from metastore.chaos.nemesis import NEMESES
 from metastore.chaos.runner import ChaosRun, RunConfig
-from metastore.chaos import soak
+from metastore.chaos import failover, soak
 
 
 class ChaosOptions(usage.Options):
@@ -117,6 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     arguments = sys.argv[1:] if argv is None else argv
     if arguments[:1] == ["soak"]:
         return soak.main(arguments[1:])
+    if arguments[:1] == ["failover"]:
+        return failover.main(arguments[1:])
     options = ChaosOptions()
     try:
         options.parseOptions(arguments)
