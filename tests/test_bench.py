@@ -1,14 +1,17 @@
-"""Tests for the HTTP benchmark, ``metastore.bench.http``.
+"""Tests for the HTTP benchmark, ``metastore-bench`` (``metastore.bench``).
 
-The parser, the statistics and the client state machine are tested without
-sockets; one test class runs short, bounded benchmarks over real TCP against
-a tiny in-test HTTP server, because that is the only way to see the whole
-client work against a real HTTP implementation.
+The parser, the request bytes, the statistics, the report and the client
+state machine are tested without sockets; one test class runs short,
+bounded benchmarks over real TCP against a tiny in-test HTTP server, because
+that is the only way to see the whole client work against a real HTTP
+implementation.  ``tests/test_bench_process.py`` runs the tool against a
+real member and a real etcd.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from itertools import count
 from urllib.parse import unquote
@@ -22,29 +25,20 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from metastore.bench.http import (
+from metastore.bench.apis import SeedRequests, Target, ValueSource
+from metastore.bench.cli import BenchOptions
+from metastore.bench.load import BenchConfig, LoadRun, Operation, Workload, populate_keys, run_benchmark
+from metastore.bench.report import format_report, result_as_json
+from metastore.bench.stats import (
     CONNECTION_LOST,
     GET,
     GET_SERIALIZABLE,
     PUT,
     TIMEOUT,
-    BenchConfig,
-    BenchOptions,
     LatencySummary,
-    LoadRun,
-    MalformedResponse,
-    Operation,
-    ParsedResponse,
-    RequestWriter,
-    ResponseParser,
-    Target,
-    Workload,
-    format_report,
     percentile,
-    populate_keys,
-    result_as_json,
-    run_benchmark,
 )
+from metastore.bench.wire import MalformedResponse, ParsedResponse, ResponseParser
 
 
 def feed_bytewise(parser: ResponseParser, data: bytes) -> list[ParsedResponse]:
@@ -86,7 +80,10 @@ class PercentileTests(SynchronousTestCase):
     def test_summary_sorts(self) -> None:
         """``LatencySummary.of`` sorts its input; it is None for no input."""
         summary = LatencySummary.of([float(v) for v in reversed(range(1, 11))])
-        self.assertEqual(summary, LatencySummary(p50=5.0, p90=9.0, p99=10.0, max=10.0))
+        self.assertEqual(
+            (summary.p50, summary.p90, summary.p99, summary.p999, summary.max, summary.min, summary.mean),
+            (5.0, 9.0, 10.0, 10.0, 10.0, 1.0, 5.5),
+        )
         self.assertIsNone(LatencySummary.of([]))
 
 
@@ -139,14 +136,17 @@ class ResponseParserTests(SynchronousTestCase):
         self.assertEqual(feed_bytewise(parser, data), [ParsedResponse(204, b"", True)])
 
     def test_connection_close(self) -> None:
-        """``Connection: close`` and HTTP/1.0 both end keep-alive."""
-        parser = ResponseParser()
-        data = (
-            b"HTTP/1.1 204 No Content\r\nConnection: Close\r\n\r\n"
-            b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"
-            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"
+        """``Connection: close`` and HTTP/1.0 both end keep-alive (each is
+        the last response of its connection, so each gets a fresh parser),
+        and bytes after a response that ended keep-alive are refused."""
+        responses = (
+            b"HTTP/1.1 204 No Content\r\nConnection: Close\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
         )
-        self.assertEqual([r.keep_alive for r in feed_bytewise(parser, data)], [False, False, True])
+        keep_alive = [r.keep_alive for data in responses for r in feed_bytewise(ResponseParser(), data)]
+        self.assertEqual(keep_alive, [False, False, True])
+        self.assertRaises(MalformedResponse, feed_bytewise, ResponseParser(), responses[0] + responses[1])
 
     def test_close_delimited_body(self) -> None:
         """Without framing headers the body runs to the close."""
@@ -179,19 +179,19 @@ class ResponseParserTests(SynchronousTestCase):
         self.assertRaises(MalformedResponse, parser.feed, b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 20)
 
 
-class RequestWriterTests(SynchronousTestCase):
-    """``RequestWriter`` sends the REST contract's requests."""
+class SeedRequestsTests(SynchronousTestCase):
+    """``SeedRequests`` sends the REST contract's requests."""
 
     def test_random_values_differ_and_keep_their_size(self):
         """With random values every PUT carries a different body of the asked size."""
-        writer = RequestWriter(Target.from_url("http://db1:8080"), "bench/", b"x" * 64, random_values=True)
+        writer = SeedRequests(Target.from_url("http://db1:8080"), "bench/", ValueSource(b"x" * 64, random_values=True))
         bodies = [writer.request(PUT, 1).split(b"\r\n\r\n", 1)[1] for _ in range(20)]
         self.assertEqual({len(b) for b in bodies}, {64})
         self.assertGreater(len(set(bodies)), 15)
 
     def test_requests(self) -> None:
         """Keys are one percent-encoded segment under the URL's path."""
-        writer = RequestWriter(Target.from_url("http://db1:8080/v1/"), "bench/", b"val")
+        writer = SeedRequests(Target.from_url("http://db1:8080/v1/"), "bench/", ValueSource(b"val"))
         self.assertEqual(
             writer.request(PUT, 7),
             b"PUT /v1/bench%2F7 HTTP/1.1\r\nHost: db1:8080\r\nContent-Length: 3\r\n\r\nval",
@@ -216,25 +216,64 @@ class OptionsTests(SynchronousTestCase):
     def test_urls_and_defaults(self) -> None:
         """``--url`` repeats and splits on commas; defaults match the brief."""
         options = BenchOptions()
-        options.parseOptions(["--url", "http://a:1,http://b:2", "-u", "http://c:3"])
+        options.parseOptions(["put", "--url", "http://a:1,http://b:2", "-u", "http://c:3", "--endpoints", "http://d:4"])
         config = options.config
-        self.assertEqual(config.urls, ("http://a:1", "http://b:2", "http://c:3"))
+        self.assertEqual(config.urls, ("http://a:1", "http://b:2", "http://c:3", "http://d:4"))
         self.assertEqual(
             (config.clients, config.duration, config.requests, config.value_size, config.keys),
             (64, 10.0, None, 256, 10000),
         )
         self.assertEqual((config.key_prefix, config.operation, config.populate), ("bench/", Operation.PUT, True))
+        self.assertEqual((config.api, config.conns, config.key_size, config.sequential_keys), ("seed", None, 0, False))
+
+    def test_subcommands(self) -> None:
+        """Each subcommand picks its workload; the common options apply to all."""
+        cases = [
+            (["range", "-u", "http://a:1"], Operation.GET),
+            (["range", "-u", "http://a:1", "--consistency", "s"], Operation.GET_SERIALIZABLE),
+            (["txn-mixed", "-u", "http://a:1", "--read-ratio", "0.25"], Operation.MIXED),
+            (["lease-keepalive", "--api", "v3", "-u", "http://a:1"], Operation.KEEPALIVE),
+            (["watch", "--api", "v3", "-u", "http://a:1", "--watchers", "3"], Operation.PUT),
+        ]
+        for argv, operation in cases:
+            options = BenchOptions()
+            options.parseOptions(argv + ["-n", "7", "--conns", "2", "-c", "4", "--sequential-keys", "--key-size", "16"])
+            config = options.config
+            self.assertEqual(config.operation, operation, argv)
+            self.assertEqual(
+                (config.requests, config.conns, config.clients, config.sequential_keys, config.key_size),
+                (7, 2, 4, True, 16),
+            )
+        options = BenchOptions()
+        options.parseOptions(["txn-mixed", "-u", "http://a:1", "--read-ratio", "0.25", "--pid", "12,13"])
+        self.assertEqual((options.config.read_ratio, options.subOptions["pids"]), (0.25, [12, 13]))
 
     def test_invalid(self) -> None:
-        """Missing URLs, unknown ops and contradictory limits are refused."""
+        """Missing URLs, unknown subcommands, contradictory limits, and what
+        the chosen API cannot do are refused."""
         for argv in (
             [],
-            ["--url", "http://a:1", "--op", "delete"],
-            ["--url", "http://a:1", "-d", "1", "-n", "5"],
-            ["--url", "http://a:1", "--clients", "0"],
-            ["--url", "ftp://a:1"],
+            ["--url", "http://a:1"],
+            ["delete", "--url", "http://a:1"],
+            ["put", "--url", "http://a:1", "-d", "1", "-n", "5"],
+            ["put", "--url", "http://a:1", "--clients", "0"],
+            ["put", "--url", "http://a:1", "--clients", "2", "--conns", "3"],
+            ["put", "--url", "ftp://a:1"],
+            ["put", "--url", "http://a:1", "--api", "soap"],
+            ["range", "--url", "http://a:1", "--consistency", "x"],
+            ["txn-mixed", "--url", "http://a:1", "--read-ratio", "2"],
+            ["watch", "--url", "http://a:1"],
+            ["lease-keepalive", "--url", "http://a:1"],
+            ["put", "--url", "http://a:1", "--pid", "self"],
         ):
             self.assertRaises(usage.UsageError, BenchOptions().parseOptions, argv)
+
+    def test_grpc_refused_clearly(self) -> None:
+        """``--api grpc`` is a reserved name with a message saying what to use."""
+        for sub in ("put", "range", "watch", "lease-keepalive"):
+            with self.assertRaises(usage.UsageError) as caught:
+                BenchOptions().parseOptions([sub, "--api", "grpc", "-u", "http://a:1"])
+            self.assertIn("--api grpc is not implemented yet", str(caught.exception))
 
 
 class ScriptedConnectionTests(SynchronousTestCase):
@@ -242,18 +281,23 @@ class ScriptedConnectionTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
-        self.run = LoadRun(
+        self.result = self.start_run(clients=1, requests=4)
+
+    def start_run(self, clients: int, requests: int, conns: int | None = None):
+        """A PUT run against one fake target; returns its result Deferred."""
+        target = Target.from_url("http://127.0.0.1:8080")
+        run = LoadRun(
             self.reactor,
-            [Target.from_url("http://127.0.0.1:8080")],
-            1,
-            Workload(Operation.PUT, count().__next__, random.Random(0)),
-            "k/",
-            b"v",
-            requests=4,
+            [target],
+            clients,
+            Workload(PUT, count().__next__, random.Random(0)),
+            {target: SeedRequests(target, "k/", ValueSource(b"v"))},
+            conns=conns,
+            requests=requests,
             request_timeout=5.0,
             now=self.reactor.seconds,
         )
-        self.result = self.run.start()
+        return run.start()
 
     def accept(self, index: int):
         """Complete the ``index``-th connection attempt; returns its protocol
@@ -298,6 +342,69 @@ class ScriptedConnectionTests(SynchronousTestCase):
         self.assertEqual(result.overall.latency.p50, 0.25)
         self.assertEqual(len(self.reactor.tcpClients), 3)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+
+class PipelinedConnectionTests(SynchronousTestCase):
+    """Several clients on one connection pipeline their requests in order."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        target = Target.from_url("http://127.0.0.1:8080")
+        self.run = LoadRun(
+            self.reactor,
+            [target],
+            3,
+            Workload(PUT, count().__next__),
+            {target: SeedRequests(target, "k/", ValueSource(b"v"))},
+            conns=1,
+            requests=5,
+            request_timeout=5.0,
+            now=self.reactor.seconds,
+        )
+        self.result = self.run.start()
+        _, _, factory, _, _ = self.reactor.tcpClients[0]
+        self.protocol = factory.buildProtocol(None)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def sent_keys(self) -> list[bytes]:
+        """The keys of the requests written so far, in order; clears them."""
+        data = self.transport.value()
+        self.transport.clear()
+        return re.findall(rb"PUT (\S+) HTTP/1.1", data)
+
+    def test_closed_loop_in_order(self) -> None:
+        """Three requests go out at once; each answer lets exactly one more
+        out, until the budget is spent; one connection carries them all."""
+        self.assertEqual(self.sent_keys(), [b"/k%2F0", b"/k%2F1", b"/k%2F2"])
+        self.protocol.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n" * 2)
+        self.assertEqual(self.sent_keys(), [b"/k%2F3", b"/k%2F4"])
+        self.protocol.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n" * 2)
+        self.assertEqual(self.sent_keys(), [])
+        self.assertNoResult(self.result)
+        self.protocol.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.assertTrue(self.transport.disconnecting)
+        self.protocol.connectionLost(None)
+        result = self.successResultOf(self.result)
+        self.assertEqual((result.overall.outcomes, result.overall.requests), ({"204": 5}, 5))
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+
+    def test_loss_fails_every_pipelined_request(self) -> None:
+        """A lost connection ends all three requests in flight, each counted,
+        and the clients come back on a new connection after the retry delay."""
+        self.sent_keys()
+        self.protocol.connectionLost(None)
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.reactor.advance(1)
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+        _, _, factory, _, _ = self.reactor.tcpClients[1]
+        protocol, transport = factory.buildProtocol(None), StringTransport()
+        protocol.makeConnection(transport)
+        self.assertEqual(transport.value().count(b"PUT "), 2)  # the budget's last two
+        protocol.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n" * 2)
+        protocol.connectionLost(None)
+        result = self.successResultOf(self.result)
+        self.assertEqual(result.overall.outcomes, {"204": 2, CONNECTION_LOST: 3})
 
 
 class KeyValueResource(Resource):
