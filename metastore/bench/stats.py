@@ -45,7 +45,9 @@ def percentile(sorted_values: Sequence[float], percent: float) -> float:
         raise ValueError("percentile of no values")
     if not 0 <= percent <= 100:
         raise ValueError(f"percent {percent} outside [0, 100]")
-    rank = math.ceil(percent / 100 * len(sorted_values))
+    # Rounded first, so that float error (99.9 / 100 * 1000 is 999.0000000000001)
+    # cannot push the rank one place up.
+    rank = math.ceil(round(percent * len(sorted_values) / 100, 9))
     return sorted_values[max(rank, 1) - 1]
 
 
@@ -60,7 +62,7 @@ class HistogramBucket:
 @dataclass(frozen=True, slots=True)
 class LatencySummary:
     """Latency percentiles of a set of responses, in seconds, and a
-    histogram of ten equal-width buckets from the minimum to the maximum."""
+    histogram (see :func:`histogram`)."""
 
     p50: float
     p90: float
