@@ -444,6 +444,65 @@ class PipelinedConnectionTests(SynchronousTestCase):
         self.assertEqual(result.overall.outcomes, {"204": 2, CONNECTION_LOST: 3})
 
 
+class PartialSocket:
+    """A socket whose buffer has ``room`` bytes left; records what it took."""
+
+    def __init__(self) -> None:
+        self.sent = b""
+        self.room = 10**6
+
+    def send(self, data: bytes) -> int:
+        """Take what fits."""
+        taken = data[: self.room]
+        self.sent += taken
+        self.room -= len(taken)
+        return len(taken)
+
+
+class SocketTransport(StringTransport):
+    """A StringTransport with a socket handle, as a TCP transport has."""
+
+    def __init__(self, handle: PartialSocket) -> None:
+        super().__init__()
+        self._handle = handle
+
+    def getHandle(self) -> PartialSocket:
+        """The socket the client may write directly."""
+        return self._handle
+
+
+class DirectSendTests(SynchronousTestCase):
+    """Requests go straight to the socket until one does not fit; from then
+    on through the transport, so the byte stream keeps its order."""
+
+    def test_order_kept_after_a_partial_send(self) -> None:
+        """The part that did not fit and every later request go through the
+        transport, behind what the socket took."""
+        reactor = MemoryReactorClock()
+        target = Target.from_url("http://127.0.0.1:8080")
+        builder = SeedRequests(target, "k/", ValueSource(b"v"))
+        run = LoadRun(reactor, [target], 2, Workload(PUT, count().__next__), {target: builder},
+                      conns=1, requests=3, now=reactor.seconds)
+        result = run.start()
+        socket = PartialSocket()
+        socket.room = 100  # the first request fits, the second does not
+        transport = SocketTransport(socket)
+        factory = reactor.tcpClients[0][2]
+        protocol = factory.buildProtocol(None)
+        protocol.makeConnection(transport)
+        first, second, third = (builder.request(PUT, i) for i in range(3))
+        split = 100 - len(first)
+        self.assertTrue(0 < split < len(second))
+        self.assertEqual(socket.sent, first + second[:split])
+        self.assertEqual(transport.value(), second[split:])
+        socket.room = 10**6
+        protocol.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.assertEqual(transport.value(), second[split:] + third)
+        protocol.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n" * 2)
+        protocol.connectionLost(None)
+        self.assertEqual(self.successResultOf(result).overall.outcomes, {"204": 3})
+
+
 class KeyValueResource(Resource):
     """A stand-in for the store: PUT/GET/DELETE on a dict, with 503 for
     every key whose number is a multiple of 7, tallying what it answered."""

@@ -37,6 +37,10 @@ GRPC = "grpc"
 API_NAMES = (SEED, V3, GRPC)
 
 
+KEY_CACHE_SIZE = 1_000_000
+"""Encoded keys kept per builder, so each key is encoded once, not per request."""
+
+
 class UnsupportedRequest(ValueError):
     """The chosen API cannot express what was asked of it."""
 
@@ -116,14 +120,23 @@ class SeedRequests:
         self._key_size = key_size
         self._values = values
         self._path = target.path_prefix + b"/"
+        self._paths: dict[int, bytes] = {}
         host = b" HTTP/1.1\r\nHost: " + target.host_header + b"\r\n"
         self._put_head = host + b"Content-Length: %d\r\n\r\n"
         self._get_end = host + b"\r\n"
         self._get_serializable_end = b"?serializable=true" + host + b"\r\n"
 
+    def _key_path(self, key_index: int) -> bytes:
+        path = self._paths.get(key_index)
+        if path is None:
+            path = self._path + quote(key_bytes(self._prefix, key_index, self._key_size), safe="").encode("ascii")
+            if len(self._paths) < KEY_CACHE_SIZE:
+                self._paths[key_index] = path
+        return path
+
     def request(self, op: str, key_index: int) -> bytes:
         """See :class:`RequestBuilder`."""
-        path = self._path + quote(key_bytes(self._prefix, key_index, self._key_size), safe="").encode("ascii")
+        path = self._key_path(key_index)
         if op == PUT:
             value = self._values.next()
             return b"".join((b"PUT ", path, self._put_head % len(value), value))
@@ -152,6 +165,7 @@ class V3Requests:
         self._values = values
         self._fixed_value = None if values.random else _b64(values.value)
         self._lease_ttl = lease_ttl
+        self._keys: dict[int, str] = {}
         self._head = (
             b" HTTP/1.1\r\nHost: " + target.host_header + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
         )
@@ -178,7 +192,11 @@ class V3Requests:
             return b'{"ID":%d}' % key_index
         if op == LEASE_GRANT:
             return b'{"TTL":%d}' % self._lease_ttl
-        key = _b64(key_bytes(self._prefix, key_index, self._key_size))
+        key = self._keys.get(key_index)
+        if key is None:
+            key = _b64(key_bytes(self._prefix, key_index, self._key_size))
+            if len(self._keys) < KEY_CACHE_SIZE:
+                self._keys[key_index] = key
         if op == PUT:
             text = f'{{"key":"{key}","value":"{self._value()}"}}'
         elif op == GET:

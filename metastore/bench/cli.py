@@ -9,6 +9,7 @@ value sizes, key space, server PIDs for CPU accounting, ``--json``).
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 from dataclasses import replace
@@ -259,7 +260,7 @@ class BenchOptions(usage.Options):
         return self.subOptions.config
 
 
-async def _measured(reactor, run: LoadRun, meter: CostMeter, out: TextIO):
+async def _measured(reactor, run: LoadRun, out: TextIO):
     """Start ``run`` (with a progress bar on a terminal) and await its result."""
     progress = ProgressBar(reactor, run, out) if out.isatty() else None
     if progress is not None:
@@ -286,7 +287,7 @@ async def run_command(reactor, options: BenchOptions, out: TextIO = sys.stdout, 
               else format_watch_report(config, sub["watchers"], result), file=out)
         return 1 if result.delivered == 0 else 0
 
-    meter = CostMeter(tuple(sub["pids"]))
+    meter = CostMeter(tuple(sub["pids"]) + (os.getpid(),))
     hooks = {"on_measure_start": meter.start, "on_measure_end": meter.stop}
     if options.subCommand == "lease-keepalive":
         lease_ids, granted = await grant_leases(reactor, config, sub["leases"] or config.clients)
@@ -304,12 +305,12 @@ async def run_command(reactor, options: BenchOptions, out: TextIO = sys.stdout, 
                 file=err,
             )
         run = benchmark_run(reactor, config, **hooks)
-    result = await _measured(reactor, run, meter, out)
-    costs = meter.costs(result.overall.requests)
+    result = await _measured(reactor, run, out)
+    *costs, client_cost = meter.costs(result.overall.requests)
     if as_json:
-        print(json.dumps(result_as_json(config, result, costs), indent=2), file=out)
+        print(json.dumps(result_as_json(config, result, costs, client_cost), indent=2), file=out)
     else:
-        print(format_report(config, result, costs), file=out)
+        print(format_report(config, result, costs, client_cost), file=out)
     return 1 if result.all_failed else 0
 
 

@@ -130,12 +130,15 @@ class BenchConnection(Protocol):
     def __init__(self, owner: Channel) -> None:
         self._owner = owner
         self._parser = ResponseParser()
+        self._socket = None
         self.closed: Deferred[None] = Deferred()
         """Fires once the connection has been lost, for whatever reason."""
 
     def connectionMade(self) -> None:
         """Register with the run so stopping it can close this connection."""
         self._owner.run.open_connections.add(self)
+        get_handle = getattr(self.transport, "getHandle", None)
+        self._socket = get_handle() if get_handle is not None else None
 
     def dataReceived(self, data: bytes) -> None:
         """Parse ``data`` and pass on each complete response."""
@@ -154,7 +157,24 @@ class BenchConnection(Protocol):
         self.closed.callback(None)
 
     def send(self, data: bytes) -> None:
-        """Write one request."""
+        """Write one request, in order after any earlier one.
+
+        The socket is written at once while nothing waits in the transport's
+        buffer: this saves the reactor a write-readiness round (two epoll
+        changes and a callback) per request, about a tenth of the client's
+        CPU.  Once anything is left over (a full socket buffer, an error),
+        every later write goes through the transport, which keeps the order
+        and reports the error.
+        """
+        if self._socket is not None:
+            try:
+                sent = self._socket.send(data)
+            except OSError:
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+            self._socket = None
         self.transport.write(data)
 
     def abort(self) -> None:

@@ -68,8 +68,11 @@ def config_as_json(config: BenchConfig) -> dict:
     }
 
 
-def result_as_json(config: BenchConfig, result: BenchResult, costs: list[ServerCost] = ()) -> dict:
-    """``result`` as plain JSON-ready data, latencies in milliseconds."""
+def result_as_json(
+    config: BenchConfig, result: BenchResult, costs: list[ServerCost] = (), client: ServerCost | None = None
+) -> dict:
+    """``result`` as plain JSON-ready data, latencies in milliseconds;
+    ``costs`` are the servers', ``client`` the load generator's own."""
 
     def summary(op_summary: OpSummary) -> dict:
         return {
@@ -88,6 +91,7 @@ def result_as_json(config: BenchConfig, result: BenchResult, costs: list[ServerC
         "errors": result.errors(),
         "by_op": {op: summary(s) for op, s in result.by_op.items()},
         "servers": costs_as_json(list(costs)),
+        "client": costs_as_json([client])[0] if client is not None else None,
     }
 
 
@@ -120,7 +124,9 @@ def format_costs(costs: list[ServerCost]) -> list[str]:
     ]
 
 
-def format_report(config: BenchConfig, result: BenchResult, costs: list[ServerCost] = ()) -> str:
+def format_report(
+    config: BenchConfig, result: BenchResult, costs: list[ServerCost] = (), client: ServerCost | None = None
+) -> str:
     """``result`` as the human-readable text the command prints."""
     limit = f"{config.requests} requests" if config.requests is not None else f"{config.duration:g}s"
     op = config.operation.value
@@ -144,6 +150,9 @@ def format_report(config: BenchConfig, result: BenchResult, costs: list[ServerCo
     errors = result.errors()
     lines.append("errors       " + ("  ".join(f"{k}: {v}" for k, v in errors.items()) or "none"))
     lines += format_costs(list(costs))
+    if client is not None and client.cpu_ms_per_1000_requests is not None:
+        lines.append(f"client       cpu {client.cpu_ms_per_1000_requests:.1f} ms per 1,000 requests "
+                     "(this load generator)")
     if result.overall.latency is not None:
         lines.append("response time histogram:")
         lines += format_histogram(result.overall.latency)
