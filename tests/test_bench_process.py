@@ -12,15 +12,14 @@ import base64
 import io
 import json
 import os
-import shutil
-import subprocess
 
 import treq
 from twisted.internet import reactor
 from twisted.trial.unittest import SkipTest, TestCase
 
 from metastore.bench.cli import BenchOptions, run_command
-from tests.process import Cluster, free_port, wait_until
+from metastore.bench.servers import start_etcd
+from tests.process import Cluster, wait_until
 
 ETCD = "/usr/bin/etcd"
 
@@ -102,38 +101,20 @@ class EtcdV3Tests(TestCase):
     async def setUp(self) -> None:
         if not os.path.exists(ETCD):
             raise SkipTest(f"{ETCD} is not installed: the v3 mode is proven against a real etcd")
-        client, peer = free_port(), free_port()
-        data_dir = os.path.abspath(self.mktemp())
-        self.url = f"http://127.0.0.1:{client}"
-        log = open(data_dir + ".log", "wb")
-        self.addCleanup(log.close)
-        self.etcd = subprocess.Popen(
-            [ETCD, "--name", "bench", "--data-dir", data_dir,
-             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-             "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-             "--initial-cluster", f"bench=http://127.0.0.1:{peer}"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        self.addCleanup(shutil.rmtree, data_dir, True)
-        self.addCleanup(self._stop_etcd)
+        workdir = os.path.abspath(self.mktemp())
+        os.makedirs(workdir)
+        self.etcd = start_etcd(workdir, ETCD)
+        self.addCleanup(self.etcd.stop)
+        self.url = self.etcd.url
 
         async def answers():
             try:
-                response = await treq.get(self.url + "/version", timeout=2, persistent=False)
-                return response.code == 200 and await treq.content(response)
+                response = await treq.get(self.etcd.ready_url, timeout=2, persistent=False)
+                return response.code == 200
             except Exception:
                 return False
 
         await wait_until(answers, timeout=30, interval=0.1, what="etcd to answer /version")
-
-    def _stop_etcd(self) -> None:
-        self.etcd.terminate()
-        try:
-            self.etcd.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.etcd.kill()
-            self.etcd.wait(timeout=15)
 
     async def range_json(self, key: bytes) -> dict:
         """etcd's /v3/kv/range answer for ``key``."""
@@ -146,7 +127,7 @@ class EtcdV3Tests(TestCase):
         a value of the asked size; etcd's CPU is accounted."""
         status, document = await bench([
             "put", "--api", "v3", "-u", self.url, "-n", "300", "-c", "8", "-k", "5", "--sequential-keys",
-            "--key-size", "12", "--value-size", "40", "--pid", str(self.etcd.pid), "--target-leader",
+            "--key-size", "12", "--value-size", "40", "--pid", str(self.etcd.process.pid), "--target-leader",
         ])
         self.assertEqual(status, 0)
         self.assertEqual((document["requests"], document["outcomes"]), (300, {"200": 300}))

@@ -14,18 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from dataclasses import dataclass
 
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from metastore.bench.servers import CHECKOUT, Server, start_etcd, start_metastore, wait_for
 
 WORKLOADS = (
     ("put, 1 client", ["put", "--clients", "1"]),
@@ -36,89 +32,15 @@ WORKLOADS = (
 """Issue 17's one-member rows: (label, metastore-bench arguments)."""
 
 
-def free_port() -> int:
-    """A 127.0.0.1 port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(url: str, timeout: float = 30.0, method: str = "GET") -> None:
-    """Poll ``url`` until it answers 200, at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not answer within {timeout}s")
-        time.sleep(0.1)
-
-
-@dataclass
-class Server:
-    """A started server process: its name, URL, API, process, and the URL
-    that answers 200 once it serves."""
-
-    name: str
-    url: str
-    api: str
-    process: subprocess.Popen
-    ready_url: str
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it hangs."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
-
-
-def start_etcd(workdir: str, etcd: str) -> Server:
-    """One etcd member on free ports (not yet waited for)."""
-    client, peer = free_port(), free_port()
-    url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
-    log = open(os.path.join(workdir, "etcd.log"), "wb")
-    process = subprocess.Popen(
-        [etcd, "--name", "compare", "--data-dir", os.path.join(workdir, "etcd"),
-         "--listen-client-urls", url, "--advertise-client-urls", url,
-         "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-         "--initial-cluster", f"compare={peer_url}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    return Server("etcd", url, "v3", process, url + "/version")
-
-
-def start_metastore(workdir: str) -> Server:
-    """One MetaStore member (memory engine) from this checkout, on free
-    ports (not yet waited for)."""
-    peer, http = free_port(), free_port()
-    env = dict(os.environ, PYTHONPATH=CHECKOUT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    data_dir = os.path.join(workdir, "metastore")
-    os.makedirs(data_dir)
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--nodaemon", "--pidfile=",
-         f"--logfile={os.path.join(workdir, 'metastore.log')}", "metastore", "--id", "1",
-         "--cluster", f"http://127.0.0.1:{peer}", "--port", str(http), "--storage", "memory",
-         "--data-dir", data_dir],
-        cwd=data_dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{http}"
-    return Server("MetaStore", url, "seed", process, url + "/health")
-
-
 def bench(server: Server, arguments: list[str], duration: float) -> dict:
     """One ``metastore-bench`` run against ``server``; its JSON result."""
     argv = [sys.executable, "-m", "metastore.bench", *arguments, "--api", server.api, "--endpoints", server.url,
             "--duration", str(duration), "--pid", str(server.process.pid), "--json"]
-    output = subprocess.run(argv, cwd=CHECKOUT, capture_output=True, text=True, check=True, timeout=duration + 120)
-    return json.loads(output.stdout)
+    output = subprocess.run(argv, cwd=CHECKOUT, capture_output=True, text=True, timeout=duration + 120)
+    try:
+        return json.loads(output.stdout)  # also when nothing succeeded (exit status 1): the figures say so
+    except ValueError:
+        raise RuntimeError(f"{' '.join(argv)} failed ({output.returncode}):\n{output.stderr}") from None
 
 
 @dataclass(frozen=True)
@@ -138,7 +60,8 @@ class Figure:
         median = ordered[(len(ordered) - 1) // 2]
         assert median["requests_per_second"] == statistics.median_low([d["requests_per_second"] for d in ordered])
         server = median["servers"][0]
-        return cls(median["requests_per_second"], median["latency_ms"]["p99"],
+        latency = median["latency_ms"] or {"p99": float("nan")}
+        return cls(median["requests_per_second"], latency["p99"],
                    server["cpu_ms_per_1000_requests"], server["rss_after_mb"], median["errors"])
 
 
