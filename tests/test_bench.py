@@ -282,8 +282,9 @@ class OptionsTests(SynchronousTestCase):
                 (7, 2, 4, True, 16),
             )
         options = BenchOptions()
-        options.parseOptions(["txn-mixed", "-u", "http://a:1", "--read-ratio", "0.25", "--pid", "12,13"])
-        self.assertEqual((options.config.read_ratio, options.subOptions["pids"]), (0.25, [12, 13]))
+        pid = os.getpid()
+        options.parseOptions(["txn-mixed", "-u", "http://a:1", "--read-ratio", "0.25", "--pid", f"{pid},1"])
+        self.assertEqual((options.config.read_ratio, options.subOptions["pids"]), (0.25, [pid, 1]))
 
     def test_invalid(self) -> None:
         """Missing URLs, unknown subcommands, contradictory limits, and what
@@ -302,6 +303,7 @@ class OptionsTests(SynchronousTestCase):
             ["watch", "--url", "http://a:1"],
             ["lease-keepalive", "--url", "http://a:1"],
             ["put", "--url", "http://a:1", "--pid", "self"],
+            ["put", "--url", "http://a:1", "--pid", "99999999"],
         ):
             self.assertRaises(usage.UsageError, BenchOptions().parseOptions, argv)
 
@@ -818,6 +820,13 @@ class ProcTests(SynchronousTestCase):
         """VmRSS in kB becomes bytes; no VmRSS (a zombie) is 0."""
         self.assertEqual(parse_status_rss("Name:\tx\nVmRSS:\t  2048 kB\nThreads:\t1\n"), 2048 * 1024)
         self.assertEqual(parse_status_rss("Name:\tx\n"), 0)
+
+    def test_vanished_process(self) -> None:
+        """A process that does not exist (or exits mid-run) has no cost, and no error."""
+        meter = CostMeter((99999999,))
+        meter.start()
+        meter.stop()
+        self.assertEqual(meter.costs(10), [])
 
     def test_this_process(self) -> None:
         """Sampling this very process works, and CPU time never decreases."""

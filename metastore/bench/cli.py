@@ -113,7 +113,7 @@ class _CommonOptions(usage.Options):
             (self["key-space-size"] >= 1, "--key-space-size must be at least 1"),
             (self["warmup"] >= 0, "--warmup must not be negative"),
             (self["timeout"] > 0, "--timeout must be positive"),
-        ]
+        ] + [(os.path.exists(f"/proc/{pid}"), f"--pid {pid}: no such process") for pid in self["pids"]]
         for ok, message in checks:
             if not ok:
                 raise usage.UsageError(message)
@@ -287,8 +287,11 @@ async def run_command(reactor, options: BenchOptions, out: TextIO = sys.stdout, 
               else format_watch_report(config, sub["watchers"], result), file=out)
         return 1 if result.delivered == 0 else 0
 
-    meter = CostMeter(tuple(sub["pids"]) + (os.getpid(),))
-    hooks = {"on_measure_start": meter.start, "on_measure_end": meter.stop}
+    servers, client = CostMeter(tuple(sub["pids"])), CostMeter((os.getpid(),))
+    hooks = {
+        "on_measure_start": lambda: (servers.start(), client.start()),
+        "on_measure_end": lambda: (servers.stop(), client.stop()),
+    }
     if options.subCommand == "lease-keepalive":
         lease_ids, granted = await grant_leases(reactor, config, sub["leases"] or config.clients)
         print(f"granted {len(lease_ids)} leases in {granted.elapsed:.2f}s {granted.overall.outcomes}", file=err)
@@ -306,7 +309,8 @@ async def run_command(reactor, options: BenchOptions, out: TextIO = sys.stdout, 
             )
         run = benchmark_run(reactor, config, **hooks)
     result = await _measured(reactor, run, out)
-    *costs, client_cost = meter.costs(result.overall.requests)
+    costs = servers.costs(result.overall.requests)
+    client_cost = next(iter(client.costs(result.overall.requests)), None)
     if as_json:
         print(json.dumps(result_as_json(config, result, costs, client_cost), indent=2), file=out)
     else:

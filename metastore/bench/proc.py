@@ -85,11 +85,22 @@ class CostMeter:
 
     def start(self) -> None:
         """Take the before samples."""
-        self._before = {pid: sample(pid, self._proc_root) for pid in self._pids}
+        self._before = self._sample_all()
 
     def stop(self) -> None:
         """Take the after samples."""
-        self._after = {pid: sample(pid, self._proc_root) for pid in self._pids}
+        self._after = self._sample_all()
+
+    def _sample_all(self) -> dict[int, ProcessSample]:
+        """A sample of every process that still exists; one that has gone
+        simply has no cost to report."""
+        samples = {}
+        for pid in self._pids:
+            try:
+                samples[pid] = sample(pid, self._proc_root)
+            except OSError:
+                pass
+        return samples
 
     def costs(self, requests: int) -> list[ServerCost]:
         """Each process's cost over the measurement of ``requests`` requests."""
