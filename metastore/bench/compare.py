@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -74,6 +75,7 @@ def compare(runs: int, duration: float, etcd: str, out=sys.stdout) -> None:
         servers.append(start_metastore(workdir))
         for server in servers:
             wait_for(server.ready_url)
+        load_before = os.getloadavg()
         figures: dict[tuple[str, str], Figure] = {}
         populated: set[str] = set()
         for label, arguments in WORKLOADS:
@@ -95,6 +97,9 @@ def compare(runs: int, duration: float, etcd: str, out=sys.stdout) -> None:
             print(f"| {label} | {e.requests_per_second:,.0f} ({e.p99_ms:.1f}) | "
                   f"{m.requests_per_second:,.0f} ({m.p99_ms:.1f}) | {m.requests_per_second / e.requests_per_second:.2f} | "
                   f"{e.cpu_ms_per_1000:.0f} / {m.cpu_ms_per_1000:.0f} | {e.rss_mb:.0f} / {m.rss_mb:.0f} |", file=out)
+        load_after = os.getloadavg()
+        print(f"\n{runs} runs of {duration:g} s each, median by requests/s; load average "
+              f"{load_before[0]:.1f} before, {load_after[0]:.1f} after, on {os.cpu_count()} cores.", file=out)
         errors = {f"{k[0]} {k[1]}": f.errors for k, f in figures.items() if f.errors}
         if errors:
             print(f"\nerrors in the median runs: {errors}", file=out)
