@@ -163,6 +163,7 @@ class EtcdV3Tests(TestCase):
         """Every PUT reaches every one of 4 watchers, with a delivery latency."""
         status, document = await bench([
             "watch", "--api", "v3", "-u", self.url, "--watchers", "4", "-c", "2", "-n", "100",
+            "--pid", str(self.etcd.process.pid),
         ])
         self.assertEqual(status, 0)
         self.assertEqual(document["watchers_created"], 4)
@@ -171,3 +172,4 @@ class EtcdV3Tests(TestCase):
         self.assertGreaterEqual(document["events_delivered"], 400)
         self.assertEqual(document["watch_outcomes"], {"delivered": document["events_delivered"]})
         self.assertGreater(document["delivery_latency_ms"]["max"], 0)
+        self.assertGreater(document["puts"]["servers"][0]["cpu_ms"], 0)

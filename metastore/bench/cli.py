@@ -281,17 +281,18 @@ async def run_command(reactor, options: BenchOptions, out: TextIO = sys.stdout, 
     if sub["target-leader"]:
         config = replace(config, urls=(await find_leader(config.api, config.urls),))
         print(f"leader: {config.urls[0]}", file=err)
-    if options.subCommand == "watch":
-        result = await WatchRun(reactor, config, sub["watchers"]).run()
-        print(json.dumps(watch_result_as_json(config, sub["watchers"], result), indent=2) if as_json
-              else format_watch_report(config, sub["watchers"], result), file=out)
-        return 1 if result.delivered == 0 else 0
-
     servers, client = CostMeter(tuple(sub["pids"])), CostMeter((os.getpid(),))
     hooks = {
         "on_measure_start": lambda: (servers.start(), client.start()),
         "on_measure_end": lambda: (servers.stop(), client.stop()),
     }
+    if options.subCommand == "watch":
+        watched = await WatchRun(reactor, config, sub["watchers"]).run(**hooks)
+        requests = watched.puts.overall.requests
+        costs = (servers.costs(requests), next(iter(client.costs(requests)), None))
+        print(json.dumps(watch_result_as_json(config, sub["watchers"], watched, *costs), indent=2) if as_json
+              else format_watch_report(config, sub["watchers"], watched, *costs), file=out)
+        return 1 if watched.delivered == 0 else 0
     if options.subCommand == "lease-keepalive":
         lease_ids, granted = await grant_leases(reactor, config, sub["leases"] or config.clients)
         print(f"granted {len(lease_ids)} leases in {granted.elapsed:.2f}s {granted.overall.outcomes}", file=err)

@@ -189,8 +189,11 @@ class ProgressBar:
         self._out.flush()
 
 
-def watch_result_as_json(config: BenchConfig, watchers: int, result) -> dict:
-    """A :class:`~metastore.bench.watch.WatchResult` as JSON-ready data."""
+def watch_result_as_json(
+    config: BenchConfig, watchers: int, result, costs: list[ServerCost] = (), client: ServerCost | None = None
+) -> dict:
+    """A :class:`~metastore.bench.watch.WatchResult` as JSON-ready data
+    (the servers' and client's costs are over the writers' requests)."""
     return {
         "config": {**config_as_json(config), "op": "watch", "watchers": watchers},
         "watchers_created": result.watchers_created,
@@ -201,11 +204,13 @@ def watch_result_as_json(config: BenchConfig, watchers: int, result) -> dict:
         "events_per_second": round(result.events_per_second, 1),
         "delivery_latency_ms": latency_as_json(result.latency),
         "watch_outcomes": result.outcomes,
-        "puts": result_as_json(config, result.puts),
+        "puts": result_as_json(config, result.puts, costs, client),
     }
 
 
-def format_watch_report(config: BenchConfig, watchers: int, result) -> str:
+def format_watch_report(
+    config: BenchConfig, watchers: int, result, costs: list[ServerCost] = (), client: ServerCost | None = None
+) -> str:
     """A watch result as text: fan-out rate and delivery latency, then the writers' report."""
     lines = [
         f"watch via {config.api} API: {result.watchers_created}/{watchers} watchers created, "
@@ -218,5 +223,5 @@ def format_watch_report(config: BenchConfig, watchers: int, result) -> str:
     if result.latency is not None:
         lines.append("delivery latency histogram:")
         lines += format_histogram(result.latency)
-    lines += ["", "writers:", format_report(config, result.puts)]
+    lines += ["", "writers:", format_report(config, result.puts, costs, client)]
     return "\n".join(lines)

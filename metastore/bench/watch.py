@@ -171,8 +171,11 @@ class WatchRun:
             self._last_delivery = self.now()
             self.tally.record_success(WATCH_EVENT, DELIVERED, latency)
 
-    async def run(self) -> WatchResult:
-        """Open every watch, write, wait for delivery, close; the result."""
+    async def run(self, **hooks) -> WatchResult:
+        """Open every watch, write, wait for delivery, close; the result.
+
+        ``hooks`` (``on_measure_start``, ``on_measure_end``) are called when
+        the writers' measured phase begins and ends."""
         config = self._config
         prefix = config.key_prefix.encode()
         streams = []
@@ -195,7 +198,8 @@ class WatchRun:
         values = TimestampValues(max(config.value_size, 20), self.now)
         builders = {t: V3Requests(t, config.key_prefix, values, config.key_size) for t in config.targets}
         writers = benchmark_run(self.reactor, replace(config, operation=Operation.PUT), self.now,
-                                builders=builders, on_measure_start=self._start_measuring)
+                                builders=builders, on_measure_end=hooks.get("on_measure_end"),
+                                on_measure_start=lambda: self._start_measuring(hooks.get("on_measure_start")))
         puts = await writers.start()
         expected = puts.overall.succeeded * created
         deadline = self.now() + self._drain_timeout
@@ -218,7 +222,9 @@ class WatchRun:
             outcomes=summary.outcomes,
         )
 
-    def _start_measuring(self) -> None:
+    def _start_measuring(self, then=None) -> None:
+        if then is not None:
+            then()
         self._measuring = True
         self._measure_start = self.now()
 
