@@ -1,6 +1,6 @@
 """``metastore-bench`` against real servers: a MetaStore member through the
-seed API, and etcd 3.4 through its v3 JSON gateway (skipped when
-``/usr/bin/etcd`` is not installed).
+seed API, etcd 3.4 through its v3 JSON gateway (skipped when
+``/usr/bin/etcd`` is not installed), and the trivial ceiling server.
 
 Each run is bounded by a request count (``--total``), never by sleeping;
 the servers run on 127.0.0.1 free ports and are stopped by the cleanups.
@@ -12,6 +12,8 @@ import base64
 import io
 import json
 import os
+import subprocess
+import sys
 
 import treq
 from twisted.internet import reactor
@@ -173,3 +175,31 @@ class EtcdV3Tests(TestCase):
         self.assertEqual(document["watch_outcomes"], {"delivered": document["events_delivered"]})
         self.assertGreater(document["delivery_latency_ms"]["max"], 0)
         self.assertGreater(document["puts"]["servers"][0]["cpu_ms"], 0)
+
+
+class CeilingServerTests(TestCase):
+    """The trivial server of docs/benchmark.md answers every request, pipelined or not."""
+
+    timeout = 60
+
+    async def setUp(self) -> None:
+        output = os.path.abspath(self.mktemp())
+        with open(output, "wb") as out:
+            self.server = subprocess.Popen([sys.executable, "-m", "metastore.bench.ceiling"], stdout=out,
+                                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        self.addCleanup(self.server.wait, 15)
+        self.addCleanup(self.server.terminate)
+
+        def listening():
+            with open(output) as f:
+                words = f.read().split()
+            return words[2] if len(words) >= 3 else None
+
+        self.url = await wait_until(listening, timeout=20, what="the ceiling server to listen")
+
+    async def test_every_request_answered(self) -> None:
+        """Seed PUTs on 2 pipelined connections and v3 ranges all get their 200."""
+        for argv in (["put", "-c", "6", "--conns", "2"], ["range", "--api", "v3", "--no-populate", "-c", "3"]):
+            status, document = await bench(argv + ["-u", self.url, "-n", "500", "--pid", str(self.server.pid)])
+            self.assertEqual((status, document["outcomes"]), (0, {"200": 500}), argv)
+            self.assertGreaterEqual(document["servers"][0]["cpu_ms"], 0)

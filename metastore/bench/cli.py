@@ -262,11 +262,12 @@ class BenchOptions(usage.Options):
 
 async def _measured(reactor, run: LoadRun, out: TextIO):
     """Start ``run`` (with a progress bar on a terminal) and await its result."""
+    finished = run.start()
     progress = ProgressBar(reactor, run, out) if out.isatty() else None
     if progress is not None:
         progress.start()
     try:
-        return await run.start()
+        return await finished
     finally:
         if progress is not None:
             progress.stop()
