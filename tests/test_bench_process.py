@@ -203,3 +203,14 @@ class CeilingServerTests(TestCase):
             status, document = await bench(argv + ["-u", self.url, "-n", "500", "--pid", str(self.server.pid)])
             self.assertEqual((status, document["outcomes"]), (0, {"200": 500}), argv)
             self.assertGreaterEqual(document["servers"][0]["cpu_ms"], 0)
+
+    async def test_watch_never_confirmed(self) -> None:
+        """A server that ends the watch answer without confirming it: the
+        watchers are counted as ended and not created (after --timeout),
+        and the run ends with status 1 since no event was delivered."""
+        status, document = await bench(["watch", "--api", "v3", "-u", self.url, "--watchers", "2", "-n", "10",
+                                         "--timeout", "1"])
+        self.assertEqual(status, 1)
+        self.assertEqual(document["watchers_created"], 0)
+        self.assertEqual(document["watch_outcomes"], {"watch-ended": 2, "watch-not-created": 2})
+        self.assertEqual(document["puts"]["outcomes"], {"200": 10})

@@ -190,8 +190,10 @@ class WatchRun:
         connected = [s for ok, s in await DeferredList(streams, consumeErrors=True) if ok]
         for _ in range(len(streams) - len(connected)):
             self.tally.record_error(WATCH_EVENT, "connect-failed")
-        created_flags = await DeferredList([s.created for s in connected])
-        created = sum(1 for _, ok in created_flags if ok)
+        for stream in connected:  # a watch that is never confirmed must not hang the run
+            stream.created.addTimeout(config.request_timeout, self.reactor)
+        created_flags = await DeferredList([s.created for s in connected], consumeErrors=True)
+        created = sum(1 for fired, confirmed in created_flags if fired and confirmed)
         for _ in range(len(connected) - created):
             self.tally.record_error(WATCH_EVENT, WATCH_NOT_CREATED)
 
