@@ -95,6 +95,33 @@ class SeedMemberTests(TestCase):
         self.assertEqual((status, document["outcomes"]), (1, {"connect-failed": 10}))
 
 
+class SeedClusterTests(TestCase):
+    """Endpoints of a three-member cluster: the leader found, or all used."""
+
+    timeout = 120
+
+    async def test_leader_and_all_members(self) -> None:
+        """--target-leader picks the member that leads among three; without
+        it, serializable reads spread over all three all find their keys."""
+        cluster = Cluster(self, 3)
+        cluster.start()
+        leader = await cluster.leader()
+        urls = ",".join(m.url for m in cluster.members.values())
+        status, document = await bench(["put", "-u", urls, "--target-leader", "-n", "100", "-c", "4", "-k", "10"])
+        self.assertEqual((status, document["outcomes"]), (0, {"204": 100}))
+        self.assertEqual(document["config"]["urls"], [cluster.members[leader].url])
+
+        async def applied_everywhere():
+            statuses = [await cluster.status(i) for i in cluster.members]
+            return None not in statuses and len({s["applied_index"] for s in statuses}) == 1
+
+        await wait_until(applied_everywhere, timeout=30, interval=0.1, what="every member to apply the puts")
+        status, document = await bench(["range", "-u", urls, "--consistency", "s", "-n", "300", "-c", "6",
+                                        "-k", "10", "--no-populate", "--sequential-keys"])
+        self.assertEqual((status, document["outcomes"]), (0, {"200": 300}))
+        self.assertEqual(len(document["config"]["urls"]), 3)
+
+
 class EtcdV3Tests(TestCase):
     """Every v3 subcommand against a real etcd, through its JSON gateway."""
 
