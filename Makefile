@@ -60,7 +60,7 @@ test: $(STAMP) ## Run the whole test suite with trial
 	$(BIN)/python -m twisted.trial --jobs=2 tests
 
 bench: $(STAMP) ## Benchmark a running member: make bench URL=http://127.0.0.1:12380
-	$(BIN)/python -m metastore.bench --url $(or $(URL),http://127.0.0.1:12380)
+	$(BIN)/python -m metastore.bench put --endpoints $(or $(URL),http://127.0.0.1:12380)
 
 clean: ## Remove the virtual environment, build files and local data
 	rm -rf $(VENV) build dist *.egg-info _trial_temp* metaStore-* data $(RUN_DIR)

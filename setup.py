@@ -23,12 +23,14 @@ setup(
         "msgpack>=1.0.5",
         "treq>=23.11.0",
         "prometheus_client>=0.17.0",
+        "httptools>=0.6.0",
     ],
     extras_require={"test": ["hypothesis>=6.80.0"]},
     entry_points={
         "console_scripts": [
             "metastore = metastore.cli:main",
             "metastore-chaos = metastore.chaos.cli:main",
+            "metastore-bench = metastore.bench.cli:main",
         ]
     },
 )

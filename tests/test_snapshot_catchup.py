@@ -8,7 +8,7 @@ import json
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from metastore.bench.http import BenchConfig, Operation, run_benchmark
+from metastore.bench.load import BenchConfig, Operation, run_benchmark
 from tests.process import Cluster, wait_until
 
 WRITES = 50_000

@@ -1,5 +1,5 @@
-"""``python -m metastore.bench``: the HTTP load generator, see ``--help``."""
+"""``python -m metastore.bench``: the same command as ``metastore-bench``, see ``--help``."""
 
-from metastore.bench.http import main
+from metastore.bench.cli import main
 
 main()
