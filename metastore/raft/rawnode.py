@@ -19,7 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from metastore.raft.confchange import encode_conf_change
+from metastore.raft.confchange import (
+    ConfChangeRejection,
+    decode_and_validate_conf_change,
+    decode_conf_change,
+    encode_conf_change,
+)
 from metastore.raft.core import Raft, RandomSource
 from metastore.raft.errors import InvalidMessage, ProposalDropped
 from metastore.raft.progress import ProgressState
@@ -70,6 +75,11 @@ class Config:
     drawn from ``[election_tick, 2 * election_tick)`` with ``rng``.
     ``applied`` is the last index the application has already applied (on a
     restart); it must not exceed the persisted commit index.
+    ``applied_conf_state`` is the membership as of ``applied``, for an
+    application that keeps it durably with its applied index: raft then
+    takes it instead of replaying the conf change entries between the
+    snapshot and ``applied`` by raft's own rules (which would redo a change
+    the application skipped with ``skip_conf_change_entry``).
     """
 
     id: int
@@ -78,6 +88,7 @@ class Config:
     election_tick: int = 10
     heartbeat_tick: int = 1
     applied: int = 0
+    applied_conf_state: ConfState | None = None
     max_size_per_msg: int = 1024 * 1024
     max_inflight_msgs: int = 256
     check_quorum: bool = True
@@ -207,6 +218,7 @@ class RawNode:
             election_tick=config.election_tick,
             heartbeat_tick=config.heartbeat_tick,
             applied=config.applied,
+            applied_conf_state=config.applied_conf_state,
             max_size_per_msg=config.max_size_per_msg,
             max_inflight_msgs=config.max_inflight_msgs,
             check_quorum=config.check_quorum,
@@ -218,6 +230,9 @@ class RawNode:
         hard = self.raft.hard_state()
         self._prev_hard = (hard.term, hard.vote, hard.commit)
         self._ready_outstanding = False
+        # Bootstrap applies its entries at once; applying them again later is
+        # a no-op, not a rejection (see check_conf_change_entry).
+        self._bootstrap_entries = 0
 
     def bootstrap(self, peers: list[int] | tuple[int, ...]) -> None:
         """Start a brand-new cluster whose initial voters are ``peers``.
@@ -244,6 +259,7 @@ class RawNode:
         ]
         raft.log.append(entries)
         raft.log.committed = len(entries)
+        self._bootstrap_entries = len(entries)
         for peer in peers:
             raft.apply_conf_change(ConfChange(ConfChangeType.ConfChangeAddNode, peer))
 
@@ -299,8 +315,64 @@ class RawNode:
         self.raft.step(Message(type=MessageType.MsgProp, entries=(entry,)))
 
     def apply_conf_change(self, change: ConfChange) -> ConfState:
-        """Apply a committed membership change; returns the new membership."""
+        """Apply a committed membership change; returns the new membership.
+
+        A change ``validate_conf_change`` refuses against the current
+        membership leaves it unchanged.  Prefer ``apply_conf_change_entry``,
+        which also says why."""
         return self.raft.apply_conf_change(change)
+
+    def _check_committed_conf_entry(self, entry: Entry) -> None:
+        if entry.type != EntryType.EntryConfChange:
+            raise ValueError(f"entry {entry.index} is not a conf change entry")
+        log = self.raft.log
+        if not log.applied < entry.index <= log.committed:
+            raise ValueError(
+                f"entry {entry.index} is not committed and unapplied "
+                f"(applied {log.applied}, committed {log.committed})"
+            )
+
+    def check_conf_change_entry(self, entry: Entry) -> ConfChange | ConfChangeRejection:
+        """What applying the committed EntryConfChange ``entry`` would do:
+        the change it carries if it can be applied to the current membership,
+        else a ``ConfChangeRejection`` with the reason.  Changes nothing.
+
+        Committed entries applied in log order make the current membership
+        the one at ``entry.index - 1`` on every member, so every member
+        decides alike.  ValueError if ``entry`` is not a committed, unapplied
+        conf change entry (a driver bug, not a poison entry).
+        """
+        self._check_committed_conf_entry(entry)
+        if entry.index <= self._bootstrap_entries:
+            # bootstrap() applied these already; applying again changes nothing.
+            return decode_conf_change(entry.data)
+        return decode_and_validate_conf_change(entry.data, self.raft.tracker.conf_state())
+
+    def apply_conf_change_entry(self, entry: Entry) -> ConfChange | ConfChangeRejection:
+        """Apply the committed EntryConfChange ``entry``: the change it
+        carries if valid (``check_conf_change_entry``), else nothing at all,
+        as ``skip_conf_change_entry`` does.  Returns the applied change, or
+        the rejection the driver should report to the entry's proposer.
+        Never raises for the entry's contents."""
+        outcome = self.check_conf_change_entry(entry)
+        if isinstance(outcome, ConfChange):
+            self.raft.apply_conf_change(outcome)
+        return outcome
+
+    def skip_conf_change_entry(self, entry: Entry) -> ConfState:
+        """Apply the committed EntryConfChange ``entry`` as a no-op, whatever
+        it carries (for a change the application itself refuses); returns
+        the unchanged membership.
+
+        Raft counts the entry as applied once ``advance`` covers it, exactly
+        as for an applied change: the next membership change may then be
+        proposed, and a campaign waiting on unapplied changes may start.
+        A driver that skips a change raft would apply must restart with
+        ``Config.applied_conf_state``.  ValueError as for
+        ``check_conf_change_entry``.
+        """
+        self._check_committed_conf_entry(entry)
+        return self.raft.tracker.conf_state()
 
     def read_index(self, context: bytes) -> None:
         """Request a linearizable read; the answer is a ``ReadState`` with the
