@@ -104,6 +104,21 @@ def validate_conf_change(change: ConfChange, conf_state: ConfState) -> ConfChang
     return None
 
 
+def apply_to_conf_state(change: ConfChange, conf_state: ConfState) -> ConfState:
+    """The membership after applying ``change``, which
+    ``validate_conf_change`` accepted, to ``conf_state``."""
+    voters = set(conf_state.voters)
+    learners = set(conf_state.learners)
+    node_id = change.node_id
+    voters.discard(node_id)
+    learners.discard(node_id)
+    if change.type == ConfChangeType.ConfChangeAddNode:
+        voters.add(node_id)
+    elif change.type == ConfChangeType.ConfChangeAddLearnerNode:
+        learners.add(node_id)
+    return ConfState(voters=tuple(sorted(voters)), learners=tuple(sorted(learners)))
+
+
 def decode_and_validate_conf_change(data: bytes, conf_state: ConfState) -> ConfChange | ConfChangeRejection:
     """The change carried by an EntryConfChange entry's ``data`` if it can
     be applied to ``conf_state``, else a ``ConfChangeRejection`` saying why

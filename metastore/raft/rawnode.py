@@ -21,9 +21,10 @@ from typing import Any, Mapping
 
 from metastore.raft.confchange import (
     ConfChangeRejection,
+    apply_to_conf_state,
     decode_and_validate_conf_change,
-    decode_conf_change,
     encode_conf_change,
+    validate_conf_change,
 )
 from metastore.raft.core import Raft, RandomSource
 from metastore.raft.errors import InvalidMessage, ProposalDropped
@@ -230,9 +231,11 @@ class RawNode:
         hard = self.raft.hard_state()
         self._prev_hard = (hard.term, hard.vote, hard.commit)
         self._ready_outstanding = False
-        # Bootstrap applies its entries at once; applying them again later is
-        # a no-op, not a rejection (see check_conf_change_entry).
-        self._bootstrap_entries = 0
+        # The membership as of the application's applied index: conf change
+        # entries are judged against it.  Raft's own membership runs ahead of
+        # it after bootstrap (which applies its entries at once) and after a
+        # snapshot is restored, until the Ready carrying it is advanced.
+        self._applied_conf_state = self.raft.tracker.conf_state()
 
     def bootstrap(self, peers: list[int] | tuple[int, ...]) -> None:
         """Start a brand-new cluster whose initial voters are ``peers``.
@@ -259,7 +262,6 @@ class RawNode:
         ]
         raft.log.append(entries)
         raft.log.committed = len(entries)
-        self._bootstrap_entries = len(entries)
         for peer in peers:
             raft.apply_conf_change(ConfChange(ConfChangeType.ConfChangeAddNode, peer))
 
@@ -317,10 +319,20 @@ class RawNode:
     def apply_conf_change(self, change: ConfChange) -> ConfState:
         """Apply a committed membership change; returns the new membership.
 
-        A change ``validate_conf_change`` refuses against the current
-        membership leaves it unchanged.  Prefer ``apply_conf_change_entry``,
-        which also says why."""
-        return self.raft.apply_conf_change(change)
+        A change ``validate_conf_change`` refuses leaves it unchanged.
+        Prefer ``apply_conf_change_entry``, which also says why."""
+        if validate_conf_change(change, self._applied_conf_state) is None:
+            self._applied_conf_state = apply_to_conf_state(change, self._applied_conf_state)
+            if self.raft.log.unstable.snapshot is None:
+                # Otherwise raft restored a snapshot past this entry already.
+                self.raft.apply_conf_change(change)
+        return self._applied_conf_state
+
+    def applied_conf_state(self) -> ConfState:
+        """The membership as of the last entry the application applied (or
+        snapshot it installed): what to store with the applied index, and
+        to give back as ``Config.applied_conf_state`` on a restart."""
+        return self._applied_conf_state
 
     def _check_committed_conf_entry(self, entry: Entry) -> None:
         if entry.type != EntryType.EntryConfChange:
@@ -334,29 +346,28 @@ class RawNode:
 
     def check_conf_change_entry(self, entry: Entry) -> ConfChange | ConfChangeRejection:
         """What applying the committed EntryConfChange ``entry`` would do:
-        the change it carries if it can be applied to the current membership,
-        else a ``ConfChangeRejection`` with the reason.  Changes nothing.
+        the change it carries if it can be applied to the membership as of
+        the last applied entry, else a ``ConfChangeRejection`` with the
+        reason.  Changes nothing.
 
-        Committed entries applied in log order make the current membership
-        the one at ``entry.index - 1`` on every member, so every member
-        decides alike.  ValueError if ``entry`` is not a committed, unapplied
-        conf change entry (a driver bug, not a poison entry).
+        Committed entries applied in log order make that the membership at
+        ``entry.index - 1`` on every member, so every member decides alike.
+        ValueError if ``entry`` is not a committed, unapplied conf change
+        entry (a driver bug, not a poison entry).
         """
         self._check_committed_conf_entry(entry)
-        if entry.index <= self._bootstrap_entries:
-            # bootstrap() applied these already; applying again changes nothing.
-            return decode_conf_change(entry.data)
-        return decode_and_validate_conf_change(entry.data, self.raft.tracker.conf_state())
+        return decode_and_validate_conf_change(entry.data, self._applied_conf_state)
 
     def apply_conf_change_entry(self, entry: Entry) -> ConfChange | ConfChangeRejection:
         """Apply the committed EntryConfChange ``entry``: the change it
         carries if valid (``check_conf_change_entry``), else nothing at all,
         as ``skip_conf_change_entry`` does.  Returns the applied change, or
-        the rejection the driver should report to the entry's proposer.
-        Never raises for the entry's contents."""
+        the rejection the driver should report to the entry's proposer; the
+        membership after it is ``applied_conf_state()``.  Never raises for
+        the entry's contents."""
         outcome = self.check_conf_change_entry(entry)
         if isinstance(outcome, ConfChange):
-            self.raft.apply_conf_change(outcome)
+            self.apply_conf_change(outcome)
         return outcome
 
     def skip_conf_change_entry(self, entry: Entry) -> ConfState:
@@ -372,7 +383,7 @@ class RawNode:
         ``check_conf_change_entry``.
         """
         self._check_committed_conf_entry(entry)
-        return self.raft.tracker.conf_state()
+        return self._applied_conf_state
 
     def read_index(self, context: bytes) -> None:
         """Request a linearizable read; the answer is a ``ReadState`` with the
@@ -471,6 +482,7 @@ class RawNode:
             raft.on_persisted(last.index, last.term)
             log.stable_to(last.index, last.term)
         if rd.snapshot is not None:
+            self._applied_conf_state = rd.snapshot.metadata.conf_state
             index = rd.snapshot.metadata.index
             log.stable_snap_to(index)
             if index > log.applied:

@@ -217,7 +217,9 @@ class PoisonConfEntryTests(SynchronousTestCase):
                 if rd.hard_state is not None:
                     storage.set_hard_state(rd.hard_state)
                 for entry in rd.committed_entries:
-                    if entry.type == EntryType.EntryConfChange and entry.index > 1:
+                    if entry.type == EntryType.EntryConfChange and entry.index == 1:
+                        node.apply_conf_change_entry(entry)  # the bootstrap entry
+                    elif entry.type == EntryType.EntryConfChange:
                         conf_states.append(node.skip_conf_change_entry(entry))
                 node.advance(rd)
 
