@@ -145,7 +145,10 @@ class Raft:
         after the snapshot (storage's ConfState is the snapshot's): they will
         not be handed out again, so nobody else would apply them."""
         log = self.log
-        first = max(log.applied + 1, log.first_index())
+        # Storage may keep entries behind its snapshot (a log tail for slow
+        # followers): the snapshot's membership already includes them.
+        snapshot_index = log.storage.snapshot().metadata.index
+        first = max(log.applied + 1, log.first_index(), snapshot_index + 1)
         if applied < first:
             return
         for entry in log.slice(first, applied + 1):

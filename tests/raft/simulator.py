@@ -171,8 +171,8 @@ class Simulation:
         self.now = 0  # in micro-steps
         self.nodes: dict[int, SimNode] = {}
         self.next_id = 1
-        self.network: list[tuple[int, int, Message]] = []
-        self.sequence = 0
+        # Messages in flight, by the micro-step at which they arrive.
+        self.network: dict[int, list[Message]] = {}
         self.blocked: set[tuple[int, int]] = set()
         self.healed = False
         self.trace: deque = deque(maxlen=60)
@@ -320,8 +320,12 @@ class Simulation:
                     copies = 2
             for _ in range(copies):
                 delay = rng.randrange(config.max_delay + 1) if not self.healed else 0
-                self.sequence += 1
-                self.network.append((self.now + delay, self.sequence, message))
+                due = self.now + delay
+                in_flight = self.network.get(due)
+                if in_flight is None:
+                    self.network[due] = [message]
+                else:
+                    in_flight.append(message)
 
     def _report_lost(self, message: Message) -> None:
         sender = self.nodes.get(message.from_)
@@ -334,13 +338,20 @@ class Simulation:
             sender.raw.report_unreachable(message.to)
 
     def deliver_due(self) -> None:
-        """Deliver every message whose delay has elapsed, in random order."""
-        due = [item for item in self.network if item[0] <= self.now]
+        """Deliver every message whose delay has elapsed: in random order,
+        or in the order sent once the network has healed."""
+        network = self.network
+        if not network:
+            return
+        due = []
+        for arrival in [arrival for arrival in network if arrival <= self.now]:
+            due += network.pop(arrival)
         if not due:
             return
-        self.network = [item for item in self.network if item[0] > self.now]
-        self.rng.shuffle(due)
-        for _, _, message in due:
+        if not self.healed:
+            # Reordering is a fault too; a healed network is in order (TCP).
+            self.rng.shuffle(due)
+        for message in due:
             recipient = self.nodes.get(message.to)
             if (
                 recipient is None

@@ -22,6 +22,7 @@ from metastore.raft import (
     ConfState,
     Entry,
     EntryType,
+    HardState,
     MemoryStorage,
     Message,
     MessageType,
@@ -303,3 +304,23 @@ class PoisonConfEntryTests(SynchronousTestCase):
             )
         )
         self.assertEqual(given.status().conf_state, ConfState(voters=(1,)))
+
+    def test_restart_does_not_replay_entries_inside_the_snapshot(self) -> None:
+        """Entries storage keeps behind its snapshot (a log tail) are already
+        in the snapshot's membership; a restart must not apply them again
+        (here the application skipped entry 3, which raft would apply)."""
+        storage = MemoryStorage()
+        storage.append(
+            [
+                Entry(1, 1, EntryType.EntryConfChange, encode_conf_change(ConfChange(ADD, 1))),
+                Entry(1, 2, EntryType.EntryConfChange, encode_conf_change(ConfChange(ADD_LEARNER, 2))),
+                Entry(1, 3, EntryType.EntryConfChange, encode_conf_change(ConfChange(REMOVE, 2))),
+            ]
+        )
+        storage.set_hard_state(HardState(term=1, vote=1, commit=3))
+        kept = ConfState(voters=(1,), learners=(2,))
+        storage.create_snapshot(3, kept, b"")
+        storage.compact(1)
+        node = RawNode(Config(id=1, storage=storage, rng=random.Random(0), applied=3))
+        self.assertEqual(node.status().conf_state, kept)
+        self.assertEqual(node.applied_conf_state(), kept)
