@@ -8,6 +8,8 @@ The driver's cycle, one ``Ready`` at a time::
         # 2. persist rd.hard_state, rd.entries, rd.snapshot; fsync if must_sync
         # 3. append them to the Storage raft reads (e.g. MemoryStorage)
         # 4. send the other messages; apply rd.committed_entries in order
+        #    (an EntryConfChange through apply_conf_change_entry: one that
+        #    cannot be applied is a no-op that raft still counts as applied)
         node.advance(rd)
 
 Between ``ready()`` and ``advance()`` the driver may keep calling ``tick``,
@@ -111,6 +113,8 @@ class Config:
             raise ValueError("max_inflight_msgs must be positive")
         if self.storage is None:
             raise ValueError("storage is required")
+        if self.applied_conf_state is not None and not isinstance(self.applied_conf_state, ConfState):
+            raise ValueError("applied_conf_state must be a ConfState or None")
         if not callable(getattr(self.rng, "randrange", None)):
             raise ValueError("rng must have a randrange method (e.g. random.Random(seed))")
         if self.logger is not None and not (
@@ -198,8 +202,11 @@ class RawNode:
       ``Config.applied`` = what the application has already applied.
       ``initial_state()`` returns the snapshot's membership; the membership
       changes in the log between the snapshot and ``applied`` are replayed
-      by Raft itself, and those after ``applied`` come out again as committed
-      entries, to be applied (``apply_conf_change``) as usual.
+      by Raft itself (invalid ones skipped by the same rules), unless
+      ``Config.applied_conf_state`` gives the membership at ``applied``
+      (needed when the application skipped a change of its own accord),
+      and those after ``applied`` come out again as committed
+      entries, to be applied (``apply_conf_change_entry``) as usual.
     * Joining member: empty storage, no bootstrap.  It is not a member, so
       it never campaigns and refuses proposals; once the leader adds it, it
       learns the log (and the membership) from appends or a snapshot.

@@ -28,6 +28,8 @@ from metastore.raft import (
     MessageType,
     ProposalDropped,
     RawNode,
+    Snapshot,
+    SnapshotMetadata,
     StateType,
     decode_and_validate_conf_change,
     encode_conf_change,
@@ -324,3 +326,38 @@ class PoisonConfEntryTests(SynchronousTestCase):
         node = RawNode(Config(id=1, storage=storage, rng=random.Random(0), applied=3))
         self.assertEqual(node.status().conf_state, kept)
         self.assertEqual(node.applied_conf_state(), kept)
+
+    def test_entry_judged_against_applied_membership_while_snapshot_pending(self) -> None:
+        """A conf change entry handed out before a snapshot arrived is judged
+        against the membership as applied, not the snapshot's (raft's own
+        runs ahead until the Ready carrying the snapshot is advanced)."""
+        storage = MemoryStorage()
+        node = RawNode(Config(id=2, storage=storage, rng=random.Random(0)))
+        node.bootstrap([1, 2])
+        rd = node.ready()
+        storage.append(rd.entries)
+        for entry in rd.committed_entries:
+            node.apply_conf_change_entry(entry)
+        node.advance(rd)
+        add_learner = Entry(1, 3, EntryType.EntryConfChange, encode_conf_change(ConfChange(ADD_LEARNER, 3)))
+        node.step(Message(MessageType.MsgApp, 2, 1, 1, 1, 2, (add_learner,), 3))
+        rd = node.ready()
+        self.assertEqual(rd.committed_entries, (add_learner,))
+        with_learner = ConfState(voters=(1, 2), learners=(3,))
+        snapshot = Snapshot(SnapshotMetadata(index=10, term=1, conf_state=with_learner), b"")
+        node.step(Message(MessageType.MsgSnap, 2, 1, 1, snapshot=snapshot))
+        self.assertEqual(node.apply_conf_change_entry(add_learner), ConfChange(ADD_LEARNER, 3))
+        self.assertEqual(node.applied_conf_state(), with_learner)
+        storage.append(rd.entries)
+        node.advance(rd)
+        rd = node.ready()
+        self.assertEqual(rd.snapshot, snapshot)
+        storage.apply_snapshot(snapshot)
+        node.advance(rd)
+        self.assertEqual(node.applied_conf_state(), with_learner)
+        self.assertEqual(node.status().conf_state, with_learner)
+
+    def test_applied_conf_state_must_be_a_conf_state(self) -> None:
+        """Config refuses an applied_conf_state that is not a ConfState."""
+        with self.assertRaises(ValueError):
+            Config(id=1, storage=MemoryStorage(), rng=random.Random(0), applied_conf_state=(1, 2))
