@@ -56,7 +56,7 @@ def decode_conf_change(data: bytes) -> ConfChange:
         version, change_type, node_id, context = fields
     except Exception as error:  # msgpack raises several unrelated types
         raise ValueError(f"malformed conf change: {error}") from None
-    if version != _FORMAT_VERSION:
+    if type(version) is not int or version != _FORMAT_VERSION:
         raise ValueError(f"unknown conf change format version {version!r}")
     problem = _check_fields(change_type, node_id, context)
     if problem is not None:

@@ -758,8 +758,9 @@ class Simulation:
 
     def converged(self) -> bool:
         """Liveness target: a leader, every accepted proposal committed,
-        every member up to date with the leader's commit index, and a read
-        started on every member after healing answered."""
+        every member applied up to the leader's commit index (poison entries
+        included, as no-ops), and a read started on every member after
+        healing answered."""
         leader = self._leader()
         if leader is None:
             return False

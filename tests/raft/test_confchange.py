@@ -127,6 +127,7 @@ class DecodeAndValidateTests(SynchronousTestCase):
             msgpack.packb({"type": 0}): "malformed",
             msgpack.packb(5): "malformed",
             raw_conf_change(0, 5, version=2): "version",
+            raw_conf_change(0, 5, version=True): "version",
             raw_conf_change(0, 0): "node id",
             raw_conf_change(0, -7): "node id",
             raw_conf_change(0, -(2 ** 63)): "node id",
