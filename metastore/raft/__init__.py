@@ -5,7 +5,14 @@ randomness; the driver in ``metastore.node`` does all of that through
 ``RawNode`` (see ``metastore.raft.rawnode`` for the driver's cycle).
 """
 
-from metastore.raft.confchange import decode_conf_change, encode_conf_change
+from metastore.raft.confchange import (
+    MAX_NODE_ID,
+    ConfChangeRejection,
+    decode_and_validate_conf_change,
+    decode_conf_change,
+    encode_conf_change,
+    validate_conf_change,
+)
 from metastore.raft.errors import (
     CompactedError,
     InvalidMessage,
@@ -49,12 +56,14 @@ __all__ = [
     "CompactedError",
     "Config",
     "ConfChange",
+    "ConfChangeRejection",
     "ConfChangeType",
     "ConfState",
     "Entry",
     "EntryType",
     "HardState",
     "InvalidMessage",
+    "MAX_NODE_ID",
     "MESSAGES_SENT_BEFORE_PERSIST",
     "MemoryStorage",
     "Message",
@@ -76,6 +85,8 @@ __all__ = [
     "Storage",
     "StorageError",
     "UnavailableError",
+    "decode_and_validate_conf_change",
     "decode_conf_change",
     "encode_conf_change",
+    "validate_conf_change",
 ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 from typing import Callable, Protocol
 
-from metastore.raft.confchange import decode_conf_change
+from metastore.raft.confchange import decode_and_validate_conf_change, validate_conf_change
 from metastore.raft.errors import (
     CompactedError,
     ProposalDropped,
@@ -88,6 +88,7 @@ class Raft:
         election_tick: int,
         heartbeat_tick: int,
         applied: int,
+        applied_conf_state: ConfState | None = None,
         max_size_per_msg: int,
         max_inflight_msgs: int,
         check_quorum: bool,
@@ -132,7 +133,10 @@ class Raft:
         if applied > 0:
             if applied > self.log.committed:
                 raise ValueError(f"applied {applied} is beyond the commit index {self.log.committed}")
-            self._replay_applied_membership(applied)
+            if applied_conf_state is not None and applied > self.log.applied:
+                self.tracker.reset_membership(applied_conf_state, next_index)
+            else:
+                self._replay_applied_membership(applied)
             self.log.applied = max(applied, self.log.applied)
         self.become_follower(self.term, NONE)
 
@@ -141,12 +145,16 @@ class Raft:
         after the snapshot (storage's ConfState is the snapshot's): they will
         not be handed out again, so nobody else would apply them."""
         log = self.log
-        first = max(log.applied + 1, log.first_index())
+        # Storage may keep entries behind its snapshot (a log tail for slow
+        # followers): the snapshot's membership already includes them.
+        snapshot_index = log.storage.snapshot().metadata.index
+        first = max(log.applied + 1, log.first_index(), snapshot_index + 1)
         if applied < first:
             return
         for entry in log.slice(first, applied + 1):
             if entry.type == _CONF:
-                self.apply_conf_change(decode_conf_change(entry.data))
+                # An invalid change was applied as a no-op: it is skipped again.
+                self.apply_conf_change_entry_data(entry.data)
 
     # ----------------------------------------------------------------- state
 
@@ -891,25 +899,34 @@ class Raft:
     def apply_conf_change(self, change: ConfChange) -> ConfState:
         """Apply a committed single-step membership change (§6 / thesis §4.1).
 
-        Invalid changes (removing the last voter, demoting a voter) are
-        ignored identically on every node, so apply stays deterministic.
+        A change ``validate_conf_change`` refuses against the current
+        membership (re-adding a voter, removing the last voter, demoting a
+        voter...) leaves it unchanged, identically on every node, so apply
+        stays deterministic.
         """
         tracker = self.tracker
+        if validate_conf_change(change, tracker.conf_state()) is not None:
+            return tracker.conf_state()
         node_id = change.node_id
-        next_index = self.log.last_index() + 1
         if change.type == ConfChangeType.ConfChangeAddNode:
             if node_id in tracker.learners:
                 tracker.promote(node_id)
-            elif node_id not in tracker.voters:
-                tracker.add(node_id, next_index, learner=False)
+            else:
+                tracker.add(node_id, self.log.last_index() + 1, learner=False)
         elif change.type == ConfChangeType.ConfChangeAddLearnerNode:
-            if node_id not in tracker.voters and node_id not in tracker.learners:
-                tracker.add(node_id, next_index, learner=True)
-        elif change.type == ConfChangeType.ConfChangeRemoveNode:
-            if not (node_id in tracker.voters and len(tracker.voters) == 1):
-                tracker.remove(node_id)
+            tracker.add(node_id, self.log.last_index() + 1, learner=True)
+        else:
+            tracker.remove(node_id)
         self._after_membership_change()
         return tracker.conf_state()
+
+    def apply_conf_change_entry_data(self, data: bytes) -> ConfState:
+        """Apply the change an EntryConfChange entry carries, or nothing if
+        it is malformed or invalid against the current membership."""
+        change = decode_and_validate_conf_change(data, self.tracker.conf_state())
+        if isinstance(change, ConfChange):
+            return self.apply_conf_change(change)
+        return self.tracker.conf_state()
 
     def _after_membership_change(self) -> None:
         if self.state != _LEADER:
@@ -924,7 +941,3 @@ class Raft:
         self.maybe_commit()
         self.append_flush_pending = True
 
-
-def decode_committed_conf_change(entry: Entry) -> ConfChange:
-    """Decode the ConfChange carried by an EntryConfChange entry."""
-    return decode_conf_change(entry.data)

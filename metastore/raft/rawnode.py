@@ -8,6 +8,8 @@ The driver's cycle, one ``Ready`` at a time::
         # 2. persist rd.hard_state, rd.entries, rd.snapshot; fsync if must_sync
         # 3. append them to the Storage raft reads (e.g. MemoryStorage)
         # 4. send the other messages; apply rd.committed_entries in order
+        #    (an EntryConfChange through apply_conf_change_entry: one that
+        #    cannot be applied is a no-op that raft still counts as applied)
         node.advance(rd)
 
 Between ``ready()`` and ``advance()`` the driver may keep calling ``tick``,
@@ -19,7 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from metastore.raft.confchange import encode_conf_change
+from metastore.raft.confchange import (
+    ConfChangeRejection,
+    apply_to_conf_state,
+    decode_and_validate_conf_change,
+    encode_conf_change,
+    validate_conf_change,
+)
 from metastore.raft.core import Raft, RandomSource
 from metastore.raft.errors import InvalidMessage, ProposalDropped
 from metastore.raft.progress import ProgressState
@@ -70,6 +78,11 @@ class Config:
     drawn from ``[election_tick, 2 * election_tick)`` with ``rng``.
     ``applied`` is the last index the application has already applied (on a
     restart); it must not exceed the persisted commit index.
+    ``applied_conf_state`` is the membership as of ``applied``, for an
+    application that keeps it durably with its applied index: raft then
+    takes it instead of replaying the conf change entries between the
+    snapshot and ``applied`` by raft's own rules (which would redo a change
+    the application skipped with ``skip_conf_change_entry``).
     """
 
     id: int
@@ -78,6 +91,7 @@ class Config:
     election_tick: int = 10
     heartbeat_tick: int = 1
     applied: int = 0
+    applied_conf_state: ConfState | None = None
     max_size_per_msg: int = 1024 * 1024
     max_inflight_msgs: int = 256
     check_quorum: bool = True
@@ -99,6 +113,8 @@ class Config:
             raise ValueError("max_inflight_msgs must be positive")
         if self.storage is None:
             raise ValueError("storage is required")
+        if self.applied_conf_state is not None and not isinstance(self.applied_conf_state, ConfState):
+            raise ValueError("applied_conf_state must be a ConfState or None")
         if not callable(getattr(self.rng, "randrange", None)):
             raise ValueError("rng must have a randrange method (e.g. random.Random(seed))")
         if self.logger is not None and not (
@@ -186,8 +202,11 @@ class RawNode:
       ``Config.applied`` = what the application has already applied.
       ``initial_state()`` returns the snapshot's membership; the membership
       changes in the log between the snapshot and ``applied`` are replayed
-      by Raft itself, and those after ``applied`` come out again as committed
-      entries, to be applied (``apply_conf_change``) as usual.
+      by Raft itself (invalid ones skipped by the same rules), unless
+      ``Config.applied_conf_state`` gives the membership at ``applied``
+      (needed when the application skipped a change of its own accord),
+      and those after ``applied`` come out again as committed
+      entries, to be applied (``apply_conf_change_entry``) as usual.
     * Joining member: empty storage, no bootstrap.  It is not a member, so
       it never campaigns and refuses proposals; once the leader adds it, it
       learns the log (and the membership) from appends or a snapshot.
@@ -207,6 +226,7 @@ class RawNode:
             election_tick=config.election_tick,
             heartbeat_tick=config.heartbeat_tick,
             applied=config.applied,
+            applied_conf_state=config.applied_conf_state,
             max_size_per_msg=config.max_size_per_msg,
             max_inflight_msgs=config.max_inflight_msgs,
             check_quorum=config.check_quorum,
@@ -218,6 +238,11 @@ class RawNode:
         hard = self.raft.hard_state()
         self._prev_hard = (hard.term, hard.vote, hard.commit)
         self._ready_outstanding = False
+        # The membership as of the application's applied index: conf change
+        # entries are judged against it.  Raft's own membership runs ahead of
+        # it after bootstrap (which applies its entries at once) and after a
+        # snapshot is restored, until the Ready carrying it is advanced.
+        self._applied_conf_state = self.raft.tracker.conf_state()
 
     def bootstrap(self, peers: list[int] | tuple[int, ...]) -> None:
         """Start a brand-new cluster whose initial voters are ``peers``.
@@ -299,8 +324,73 @@ class RawNode:
         self.raft.step(Message(type=MessageType.MsgProp, entries=(entry,)))
 
     def apply_conf_change(self, change: ConfChange) -> ConfState:
-        """Apply a committed membership change; returns the new membership."""
-        return self.raft.apply_conf_change(change)
+        """Apply a committed membership change; returns the new membership.
+
+        A change ``validate_conf_change`` refuses leaves it unchanged.
+        Prefer ``apply_conf_change_entry``, which also says why."""
+        if validate_conf_change(change, self._applied_conf_state) is None:
+            self._applied_conf_state = apply_to_conf_state(change, self._applied_conf_state)
+            if self.raft.log.unstable.snapshot is None:
+                # Otherwise raft restored a snapshot past this entry already.
+                self.raft.apply_conf_change(change)
+        return self._applied_conf_state
+
+    def applied_conf_state(self) -> ConfState:
+        """The membership as of the last entry the application applied (or
+        snapshot it installed): what to store with the applied index, and
+        to give back as ``Config.applied_conf_state`` on a restart."""
+        return self._applied_conf_state
+
+    def _check_committed_conf_entry(self, entry: Entry) -> None:
+        if entry.type != EntryType.EntryConfChange:
+            raise ValueError(f"entry {entry.index} is not a conf change entry")
+        log = self.raft.log
+        if not log.applied < entry.index <= log.committed:
+            raise ValueError(
+                f"entry {entry.index} is not committed and unapplied "
+                f"(applied {log.applied}, committed {log.committed})"
+            )
+
+    def check_conf_change_entry(self, entry: Entry) -> ConfChange | ConfChangeRejection:
+        """What applying the committed EntryConfChange ``entry`` would do:
+        the change it carries if it can be applied to the membership as of
+        the last applied entry, else a ``ConfChangeRejection`` with the
+        reason.  Changes nothing.
+
+        Committed entries applied in log order make that the membership at
+        ``entry.index - 1`` on every member, so every member decides alike.
+        ValueError if ``entry`` is not a committed, unapplied conf change
+        entry (a driver bug, not a poison entry).
+        """
+        self._check_committed_conf_entry(entry)
+        return decode_and_validate_conf_change(entry.data, self._applied_conf_state)
+
+    def apply_conf_change_entry(self, entry: Entry) -> ConfChange | ConfChangeRejection:
+        """Apply the committed EntryConfChange ``entry``: the change it
+        carries if valid (``check_conf_change_entry``), else nothing at all,
+        as ``skip_conf_change_entry`` does.  Returns the applied change, or
+        the rejection the driver should report to the entry's proposer; the
+        membership after it is ``applied_conf_state()``.  Never raises for
+        the entry's contents."""
+        outcome = self.check_conf_change_entry(entry)
+        if isinstance(outcome, ConfChange):
+            self.apply_conf_change(outcome)
+        return outcome
+
+    def skip_conf_change_entry(self, entry: Entry) -> ConfState:
+        """Apply the committed EntryConfChange ``entry`` as a no-op, whatever
+        it carries (for a change the application itself refuses); returns
+        the unchanged membership.
+
+        Raft counts the entry as applied once ``advance`` covers it, exactly
+        as for an applied change: the next membership change may then be
+        proposed, and a campaign waiting on unapplied changes may start.
+        A driver that skips a change raft would apply must restart with
+        ``Config.applied_conf_state``.  ValueError as for
+        ``check_conf_change_entry``.
+        """
+        self._check_committed_conf_entry(entry)
+        return self._applied_conf_state
 
     def read_index(self, context: bytes) -> None:
         """Request a linearizable read; the answer is a ``ReadState`` with the
@@ -399,6 +489,7 @@ class RawNode:
             raft.on_persisted(last.index, last.term)
             log.stable_to(last.index, last.term)
         if rd.snapshot is not None:
+            self._applied_conf_state = rd.snapshot.metadata.conf_state
             index = rd.snapshot.metadata.index
             log.stable_snap_to(index)
             if index > log.applied:

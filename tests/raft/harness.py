@@ -20,7 +20,6 @@ from metastore.raft import (
     RawNode,
     Ready,
     StateType,
-    decode_conf_change,
 )
 
 
@@ -53,6 +52,7 @@ class Cluster:
         self.storages: dict[int, MemoryStorage] = {}
         self.applied: dict[int, list] = {}
         self.read_states: dict[int, list] = {}
+        self.conf_outcomes: dict[int, list] = {}
         self.cut_links: set[tuple[int, int]] = set()
         self.dropped_types: set[MessageType] = set()
         self.queue: list[Message] = []
@@ -78,6 +78,7 @@ class Cluster:
         self.storages[node_id] = storage
         self.applied.setdefault(node_id, [])
         self.read_states.setdefault(node_id, [])
+        self.conf_outcomes.setdefault(node_id, [])
         return node
 
     def restart(self, node_id: int) -> RawNode:
@@ -99,11 +100,13 @@ class Cluster:
             storage.set_hard_state(rd.hard_state)
 
     def apply(self, node_id: int, rd: Ready) -> None:
-        """Apply committed entries (membership changes included)."""
+        """Apply committed entries; a membership change goes through
+        ``apply_conf_change_entry``, its outcome recorded in ``conf_outcomes``
+        (an invalid one is a no-op)."""
         node = self.nodes[node_id]
         for entry in rd.committed_entries:
             if entry.type == EntryType.EntryConfChange:
-                node.apply_conf_change(decode_conf_change(entry.data))
+                self.conf_outcomes[node_id].append((entry.index, node.apply_conf_change_entry(entry)))
             self.applied[node_id].append(entry)
         self.read_states[node_id].extend(rd.read_states)
 

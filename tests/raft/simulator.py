@@ -6,6 +6,15 @@ duplicates, delays and reorders messages, with symmetric and one-way
 partitions, and nodes that crash and restart from what they had persisted.
 Then every fault heals and the cluster must make progress within a bound.
 
+Some proposals are poison: garbage bytes in normal entries, and conf change
+entries that are malformed or invalid against the membership at their
+index.  The simulated state machine applies them as no-ops (conf changes
+through ``RawNode.apply_conf_change_entry``); every member must decide the
+same at the same index, and still apply up to the commit index.  The
+application also refuses some valid changes itself
+(``skip_conf_change_entry``), and a durable state machine restarts with
+``Config.applied_conf_state``.
+
 The driver model is the real one: a ``Ready`` is taken, a leader's MsgApp /
 MsgHeartbeat / MsgSnap leave at once, and everything else (storage writes,
 other messages, applying, ``advance``) happens only when that node's
@@ -33,8 +42,10 @@ from metastore.raft import (
     CompactedError,
     Config,
     ConfChange,
+    ConfChangeRejection,
     ConfChangeType,
     ConfState,
+    Entry,
     EntryType,
     MemoryStorage,
     Message,
@@ -43,10 +54,14 @@ from metastore.raft import (
     RawNode,
     Ready,
     StateType,
-    decode_conf_change,
+    encode_conf_change,
 )
 
 REPLAY_COMMAND = "RAFT_SIM_SEED={seed} .venv/bin/python -m twisted.trial tests.raft.test_simulation"
+
+
+REFUSED_BY_APPLICATION = b"refused by the application"
+"""A conf change context the simulated application refuses to apply."""
 
 
 class Violation(AssertionError):
@@ -58,12 +73,17 @@ class SimConfig:
     """The shape of a schedule: its length and how hostile the world is.
 
     Probabilities are per simulated tick unless noted; delays are counted
-    in micro-steps (``micro_steps`` of them per tick).
+    in micro-steps (``micro_steps`` of them per tick).  One seed in
+    ``long_every`` (those divisible by it) has ``fault_ticks`` of faults,
+    for histories with many leader changes; the others, cheaper, have
+    ``short_fault_ticks``.
     """
 
     initial_voters: int = 3
     max_nodes: int = 8
     fault_ticks: int = 100
+    short_fault_ticks: int = 50
+    long_every: int = 3
     liveness_ticks: int = 150
     micro_steps: int = 3
     heal_micro_steps: int = 10
@@ -80,6 +100,8 @@ class SimConfig:
     proposals: float = 0.9
     reads: float = 0.6
     conf_changes: float = 0.05
+    poison: float = 0.06
+    application_refuses: float = 0.25
     transfers: float = 0.02
     snapshot_every: int = 12
     log_tail: int = 4
@@ -154,8 +176,8 @@ class Simulation:
         self.now = 0  # in micro-steps
         self.nodes: dict[int, SimNode] = {}
         self.next_id = 1
-        self.network: list[tuple[int, int, Message]] = []
-        self.sequence = 0
+        # Messages in flight, by the micro-step at which they arrive.
+        self.network: dict[int, list[Message]] = {}
         self.blocked: set[tuple[int, int]] = set()
         self.healed = False
         self.trace: deque = deque(maxlen=60)
@@ -177,6 +199,10 @@ class Simulation:
         self.liveness_reads: set[bytes] | None = None
         self.new_leaders: list[SimNode] = []
         self.reads: dict[bytes, int] = {}
+        # Poison entries, and what applying each conf change entry did.
+        self.poison_counter = 0
+        self.poison_conf: set[bytes] = set()
+        self.conf_outcome_at: dict[int, ConfChange | ConfChangeRejection] = {}
         self.stats = {
             "delivered": 0,
             "dropped": 0,
@@ -184,6 +210,10 @@ class Simulation:
             "reads_served": 0,
             "acked_writes": 0,
             "conf_changes": 0,
+            "poison_proposed": 0,
+            "poison_normal_applied": 0,
+            "conf_rejected": 0,
+            "conf_skipped": 0,
             "snapshots_sent": 0,
             "elections": 0,
             "ticks_to_recover": 0,
@@ -202,7 +232,7 @@ class Simulation:
 
     # ------------------------------------------------------------ nodes
 
-    def _new_raw(self, node: SimNode, applied: int) -> RawNode:
+    def _new_raw(self, node: SimNode, applied: int, applied_conf_state: ConfState | None = None) -> RawNode:
         config = self.config
         return RawNode(
             Config(
@@ -210,6 +240,7 @@ class Simulation:
                 storage=node.storage,
                 rng=random.Random(self.rng.getrandbits(32)),
                 applied=applied,
+                applied_conf_state=applied_conf_state,
                 election_tick=config.election_tick,
                 check_quorum=self.check_quorum,
                 pre_vote=self.pre_vote,
@@ -246,9 +277,13 @@ class Simulation:
         node.digest = self._snapshot_digest(snapshot.data)
         node.conf_state = snapshot.metadata.conf_state
         durable = node.durable_app
+        applied_conf_state = None
         if durable is not None and durable[0] > node.applied_index:
             node.applied_index, node.digest, node.conf_state = durable
-        node.raw = self._new_raw(node, node.applied_index)
+            # The application skipped some changes raft would apply: raft
+            # must take its membership rather than replay the log.
+            applied_conf_state = node.conf_state
+        node.raw = self._new_raw(node, node.applied_index, applied_conf_state)
         if node.id <= self.initial_voters and self._persisted_nothing(node):
             # An initial member that crashed before persisting its bootstrap
             # must bootstrap again: learning the bootstrap entries one by one
@@ -290,8 +325,12 @@ class Simulation:
                     copies = 2
             for _ in range(copies):
                 delay = rng.randrange(config.max_delay + 1) if not self.healed else 0
-                self.sequence += 1
-                self.network.append((self.now + delay, self.sequence, message))
+                due = self.now + delay
+                in_flight = self.network.get(due)
+                if in_flight is None:
+                    self.network[due] = [message]
+                else:
+                    in_flight.append(message)
 
     def _report_lost(self, message: Message) -> None:
         sender = self.nodes.get(message.from_)
@@ -304,13 +343,20 @@ class Simulation:
             sender.raw.report_unreachable(message.to)
 
     def deliver_due(self) -> None:
-        """Deliver every message whose delay has elapsed, in random order."""
-        due = [item for item in self.network if item[0] <= self.now]
+        """Deliver every message whose delay has elapsed: in random order,
+        or in the order sent once the network has healed."""
+        network = self.network
+        if not network:
+            return
+        due = []
+        for arrival in [arrival for arrival in network if arrival <= self.now]:
+            due += network.pop(arrival)
         if not due:
             return
-        self.network = [item for item in self.network if item[0] > self.now]
-        self.rng.shuffle(due)
-        for _, _, message in due:
+        if not self.healed:
+            # Reordering is a fault too; a healed network is in order (TCP).
+            self.rng.shuffle(due)
+        for message in due:
             recipient = self.nodes.get(message.to)
             if (
                 recipient is None
@@ -408,9 +454,9 @@ class Simulation:
         node.digest = zlib.crc32(entry.data, zlib.crc32(entry.term.to_bytes(8, "big"), node.digest))
         self.digest_at.setdefault(entry.index, node.digest)
         if entry.type == EntryType.EntryConfChange:
-            change = decode_conf_change(entry.data)
-            node.conf_state = node.raw.apply_conf_change(change)
-            self.stats["conf_changes"] += 1
+            self._apply_conf_change(node, entry)
+        elif entry.data and not entry.data.startswith(b"w"):
+            self.stats["poison_normal_applied"] += 1  # the state machine's no-op
         elif entry.data:
             self.committed_ids.add(entry.data)
             node.applied_ids.add(entry.data)
@@ -418,6 +464,33 @@ class Simulation:
             if origin == (node.id, node.incarnation) and entry.index > self.max_acked_index:
                 self.max_acked_index = entry.index
                 self.stats["acked_writes"] += 1
+
+    def _apply_conf_change(self, node: SimNode, entry: Entry) -> None:
+        """Apply a conf change entry as a driver would: raft's rules first
+        (a rejection is already a no-op), then the application's own (it
+        refuses changes whose context asks it to)."""
+        raw = node.raw
+        before = node.conf_state
+        outcome = raw.check_conf_change_entry(entry)
+        if isinstance(outcome, ConfChange) and outcome.context == REFUSED_BY_APPLICATION:
+            node.conf_state = raw.skip_conf_change_entry(entry)
+            outcome = ConfChangeRejection("refused by the application")
+            self.stats["conf_skipped"] += 1
+        else:
+            if raw.apply_conf_change_entry(entry) != outcome:
+                self.fail(f"node {node.id}: apply_conf_change_entry disagrees with check at {entry.index}")
+            node.conf_state = raw.applied_conf_state()
+        if isinstance(outcome, ConfChangeRejection):
+            self.stats["conf_rejected"] += 1
+            if node.conf_state != before:
+                self.fail(f"node {node.id}: rejected conf change at {entry.index} changed {before} to {node.conf_state}")
+        else:
+            self.stats["conf_changes"] += 1
+            if entry.data in self.poison_conf:
+                self.fail(f"node {node.id} applied poison conf change {outcome} at {entry.index}")
+        known = self.conf_outcome_at.setdefault(entry.index, outcome)
+        if known != outcome:
+            self.fail(f"node {node.id} decided {outcome} at {entry.index}, another node decided {known}")
 
     def _maybe_snapshot(self, node: SimNode) -> None:
         storage = node.storage
@@ -531,13 +604,69 @@ class Simulation:
         else:
             target = rng.choice(conf.voters)
             kind = ConfChangeType.ConfChangeRemoveNode
+        context = b""
+        if choice not in ("add", "add_learner") and rng.random() < self.config.application_refuses:
+            context = REFUSED_BY_APPLICATION
         try:
-            node.raw.propose_conf_change(ConfChange(kind, target))
+            node.raw.propose_conf_change(ConfChange(kind, target, context))
         except ProposalDropped:
             return
         self.trace.append((self.now, "conf", node.id, kind.name, target))
         if target == self.next_id:
             self.add_node()
+        self._check_node(node)
+
+    def propose_poison(self, node: SimNode) -> None:
+        """A buggy or hostile client gets an entry into the log that the
+        state machine cannot apply: garbage in a normal entry, or a conf
+        change entry that is malformed or invalid at any index it lands at
+        (it bypasses ``propose_conf_change``, as a bug past the API would)."""
+        rng = self.rng
+        self.poison_counter += 1
+        if rng.random() < 0.4:
+            data = b"\xc1%d:" % self.poison_counter + rng.randbytes(rng.randrange(8))
+            self._propose_entry(node, EntryType.EntryNormal, data)
+            return
+        data = self._poison_conf_data(node)
+        if data is not None:
+            self.poison_conf.add(data)
+            self._propose_entry(node, EntryType.EntryConfChange, data)
+
+    def _poison_conf_data(self, node: SimNode) -> bytes | None:
+        rng = self.rng
+        unique = b"poison %d" % self.poison_counter
+        malformed = (
+            b"\xc1" + unique,
+            encode_conf_change(ConfChange(ConfChangeType.ConfChangeAddNode, 9, unique))[:-1],
+            msgpack.packb([2, 0, 9, unique]),
+            msgpack.packb([1, 7, 9, unique]),
+            msgpack.packb([1, 0, 0, unique]),
+            msgpack.packb([1, 1, -5, unique]),
+            msgpack.packb([1, 0, 9, unique.decode()]),
+        )
+        raft = node.raw.raft
+        if rng.random() < 0.5 or raft.state != StateType.StateLeader:
+            return rng.choice(malformed)
+        # A leader that accepts a conf change has applied every earlier one,
+        # so its membership now is the membership at the entry's index.
+        conf = raft.tracker.conf_state()
+        invalid = [ConfChange(ConfChangeType.ConfChangeRemoveNode, 10_000 + self.poison_counter, unique)]
+        for voter in conf.voters:
+            invalid.append(ConfChange(ConfChangeType.ConfChangeAddNode, voter, unique))
+            invalid.append(ConfChange(ConfChangeType.ConfChangeAddLearnerNode, voter, unique))
+        for learner in conf.learners:
+            invalid.append(ConfChange(ConfChangeType.ConfChangeAddLearnerNode, learner, unique))
+        if len(conf.voters) == 1:
+            invalid.append(ConfChange(ConfChangeType.ConfChangeRemoveNode, conf.voters[0], unique))
+        return encode_conf_change(rng.choice(invalid))
+
+    def _propose_entry(self, node: SimNode, entry_type: EntryType, data: bytes) -> None:
+        try:
+            node.raw.raft.step(Message(type=MessageType.MsgProp, entries=(Entry(0, 0, entry_type, data),)))
+        except ProposalDropped:
+            return
+        self.stats["poison_proposed"] += 1
+        self.trace.append((self.now, "poison", node.id, entry_type.name, data[:24]))
         self._check_node(node)
 
     def client_ops(self) -> None:
@@ -554,6 +683,8 @@ class Simulation:
             self.read(rng.choice(live))
         if rng.random() < config.conf_changes:
             self.change_membership(rng.choice(live))
+        if rng.random() < config.poison:
+            self.propose_poison(rng.choice(live))
         if rng.random() < config.transfers:
             node = rng.choice(live)
             voters = node.conf_state.voters
@@ -632,8 +763,9 @@ class Simulation:
 
     def converged(self) -> bool:
         """Liveness target: a leader, every accepted proposal committed,
-        every member up to date with the leader's commit index, and a read
-        started on every member after healing answered."""
+        every member applied up to the leader's commit index (poison entries
+        included, as no-ops), and a read started on every member after
+        healing answered."""
         leader = self._leader()
         if leader is None:
             return False
@@ -690,7 +822,8 @@ class Simulation:
         config = self.config
         self.bootstrap()
         try:
-            for _ in range(config.fault_ticks):
+            long_schedule = self.seed % config.long_every == 0
+            for _ in range(config.fault_ticks if long_schedule else config.short_fault_ticks):
                 self.inject_faults()
                 self.client_ops()
                 self.tick()

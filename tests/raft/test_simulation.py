@@ -2,42 +2,110 @@
 
 Each schedule (see ``tests.raft.simulator``) mixes drops, duplicates,
 delays, reordering, symmetric and one-way partitions, crashes with restart
-from persisted state, proposals, reads, membership changes and leader
-transfers; safety is checked after every event and liveness after healing.
+from persisted state, proposals (some of them poison entries), reads,
+membership changes and leader transfers; safety is checked after every
+event and liveness after healing.
+
+Every run plays the fixed regression seeds (``REGRESSION_SEEDS``) and
+``DEFAULT_FRESH_SCHEDULES`` fresh seeds from a first seed drawn at random
+for this run, printed when this module is loaded:
+
+    raft simulation: fresh seeds 123456789..123466788 (RAFT_SIM_FIRST_SEED=123456789)
+
+A failure names each failing seed and the one command that replays it.
+One seed in three (divisible by 3) plays a long fault phase, the others a
+short one (``SimConfig.long_every``), so that 10,000 schedules fit the CI
+budget while long histories with many leader changes are still explored.
 
 Environment:
   RAFT_SIM_SEED=N        replay exactly one seed (the failure message says so)
-  RAFT_SIM_SCHEDULES=K   run K schedules instead of the default
-  RAFT_SIM_FIRST_SEED=S  start at seed S (to split long runs across cores)
+  RAFT_SIM_FIRST_SEED=S  play the fresh seeds from S (to replay a whole run)
+  RAFT_SIM_SCHEDULES=K   play K fresh seeds instead of the default
 """
 
 from __future__ import annotations
 
 import os
+import random
 from collections import Counter
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from tests.raft.simulator import REPLAY_COMMAND, SimConfig, Simulation, Violation
 
-DEFAULT_SCHEDULES = 2000
+DEFAULT_FRESH_SCHEDULES = 10_000
+
+FRESH_CHUNKS = 8
+"""The fresh seeds are split over this many test methods so that
+``trial --jobs`` spreads them over its workers."""
+
+_SNAPSHOT_PENDING = (
+    "a conf change entry handed out before a snapshot arrived was judged against the "
+    "snapshot's membership instead of the applied one, so members decided differently"
+)
+_REPLAY_INSIDE_SNAPSHOT = (
+    "a restart replayed conf changes its snapshot already held (storage keeps a log tail "
+    "behind the snapshot), redoing a change the application had refused"
+)
+REGRESSION_SEEDS: dict[int, str] = {
+    240: _SNAPSHOT_PENDING,
+    249: _SNAPSHOT_PENDING,
+    552: _REPLAY_INSIDE_SNAPSHOT,
+    1309: _SNAPSHOT_PENDING,
+    2272: _SNAPSHOT_PENDING,
+    2369: _REPLAY_INSIDE_SNAPSHOT,
+    2562: _REPLAY_INSIDE_SNAPSHOT,
+    2988: _REPLAY_INSIDE_SNAPSHOT,
+}
+"""Seeds that found bugs, with what they found; played on every run.
+
+Each was confirmed against the current simulator by putting its bug back:
+it fails with the bug and passes without it.
+"""
+
+FIRST_SEED_VARIABLE = "RAFT_SIM_FIRST_SEED"
+
+
+def _first_fresh_seed() -> int:
+    """This run's first fresh seed: ``RAFT_SIM_FIRST_SEED``, or a random one.
+
+    A random one is put into the environment, so that ``trial --jobs``
+    workers, which are started after this module is loaded and inherit the
+    environment, play the same seeds as the test names promise.
+    """
+    value = os.environ.get(FIRST_SEED_VARIABLE)
+    if value is None:
+        value = str(random.SystemRandom().randrange(10**9))
+        os.environ[FIRST_SEED_VARIABLE] = value
+    return int(value)
+
+
+REPLAY_SEED = os.environ.get("RAFT_SIM_SEED")
+FIRST_FRESH_SEED = _first_fresh_seed()
+FRESH_SCHEDULES = int(os.environ.get("RAFT_SIM_SCHEDULES", str(DEFAULT_FRESH_SCHEDULES)))
+if REPLAY_SEED is None:
+    # Printed once when trial loads the tests, so every run's output says
+    # which seeds it explored (a failure also names its own seed).
+    print(
+        f"raft simulation: fresh seeds {FIRST_FRESH_SEED}..{FIRST_FRESH_SEED + FRESH_SCHEDULES - 1} "
+        f"({FIRST_SEED_VARIABLE}={FIRST_FRESH_SEED})"
+    )
+
+
+def fresh_chunk(chunk: int) -> range:
+    """The fresh seeds the ``chunk``-th test method plays."""
+    size = -(-FRESH_SCHEDULES // FRESH_CHUNKS)
+    start = FIRST_FRESH_SEED + chunk * size
+    return range(start, min(start + size, FIRST_FRESH_SEED + FRESH_SCHEDULES))
 
 
 class SimulationTests(SynchronousTestCase):
     """Raft keeps its safety properties under every simulated schedule, and
     recovers once the faults heal."""
 
-    def test_seeded_schedules(self) -> None:
-        """Every schedule keeps: one leader per term, log matching, leader
-        completeness, state machine safety and linearizable reads; and after
-        healing a leader commits every pending proposal within the bound."""
-        replay = os.environ.get("RAFT_SIM_SEED")
-        if replay is not None:
-            seeds = [int(replay)]
-        else:
-            first = int(os.environ.get("RAFT_SIM_FIRST_SEED", "0"))
-            count = int(os.environ.get("RAFT_SIM_SCHEDULES", str(DEFAULT_SCHEDULES)))
-            seeds = range(first, first + count)
+    def play(self, seeds) -> None:
+        """Play ``seeds``; fail naming every failing seed; check that many
+        schedules together exercised the interesting paths."""
         totals: Counter = Counter()
         failures: list[Violation] = []
         for seed in seeds:
@@ -48,10 +116,27 @@ class SimulationTests(SynchronousTestCase):
         if failures:
             others = ", ".join(str(failure).split(":")[0] for failure in failures[1:])
             self.fail(f"{failures[0]}\n{len(failures)} failing schedules; also: {others or 'none'}")
-        # The schedules must actually exercise the interesting paths.
-        if replay is None and len(seeds) >= 200:
-            for counter in ("crashes", "reads_served", "conf_changes", "snapshots_sent", "elections"):
+        if len(seeds) >= 200:
+            for counter in (
+                "crashes",
+                "reads_served",
+                "conf_changes",
+                "snapshots_sent",
+                "elections",
+                "poison_proposed",
+                "poison_normal_applied",
+                "conf_rejected",
+                "conf_skipped",
+            ):
                 self.assertGreater(totals[counter], 0, counter)
+
+    def test_regression_seeds(self) -> None:
+        """The seeds that once found a bug (or the one ``RAFT_SIM_SEED``
+        names) keep every property."""
+        if REPLAY_SEED is not None:
+            self.play([int(REPLAY_SEED)])
+        else:
+            self.play(sorted(REGRESSION_SEEDS))
 
     def test_same_seed_same_schedule(self) -> None:
         """A seed fully determines a schedule: replaying gives identical runs."""
@@ -65,3 +150,27 @@ class SimulationTests(SynchronousTestCase):
         with self.assertRaises(Violation) as raised:
             simulation.fail("example")
         self.assertIn(REPLAY_COMMAND.format(seed=77), str(raised.exception))
+
+    def test_fresh_chunks_cover_the_run(self) -> None:
+        """The fresh chunks play each of this run's seeds exactly once."""
+        played = [seed for chunk in range(FRESH_CHUNKS) for seed in fresh_chunk(chunk)]
+        self.assertEqual(played, list(range(FIRST_FRESH_SEED, FIRST_FRESH_SEED + FRESH_SCHEDULES)))
+
+
+def _fresh_test(chunk: int):
+    def test(self: SimulationTests) -> None:
+        if REPLAY_SEED is not None:
+            raise SkipTest(f"replaying seed {REPLAY_SEED} only")
+        self.play(fresh_chunk(chunk))
+
+    test.__name__ = f"test_fresh_seeds_{chunk}"
+    test.__doc__ = (
+        f"Part {chunk + 1} of {FRESH_CHUNKS} of this run's fresh seeds keeps every "
+        "safety property and recovers after healing."
+    )
+    return test
+
+
+for _chunk in range(FRESH_CHUNKS):
+    setattr(SimulationTests, f"test_fresh_seeds_{_chunk}", _fresh_test(_chunk))
+del _chunk
