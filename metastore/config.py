@@ -41,6 +41,8 @@ class Config:
     election_ticks: int = 10
     heartbeat_ticks: int = 1
     cluster_token: str = "metastore"
+    grpc_port: int | None = None
+    """Port of etcd's gRPC API; None serves no gRPC (the default)."""
 
     def validate(self) -> "Config":
         """Return self, or raise ``ConfigError`` naming the offending flag."""
@@ -55,6 +57,8 @@ class Config:
             )
         if not 0 <= self.port <= 65535:
             raise ConfigError("--port must be between 0 and 65535")
+        if self.grpc_port is not None and not 0 <= self.grpc_port <= 65535:
+            raise ConfigError("--grpc-port must be between 0 and 65535")
         if self.storage not in STORAGE_ENGINES:
             raise ConfigError(f"--storage must be one of {', '.join(STORAGE_ENGINES)}")
         if self.snapshot_count < 1:

@@ -70,18 +70,24 @@ class MemberService(service.MultiService):
     ``removed`` fires once the member has applied its own removal from the
     cluster and stopped itself."""
 
-    def __init__(self, config: Config, node: Node, transport: PeerTransport, http: ListenerService) -> None:
+    def __init__(
+        self, config: Config, node: Node, transport: PeerTransport, http: ListenerService, grpc=None
+    ) -> None:
         super().__init__()
         self.config = config
         self.node = node
         self.transport = transport
         self.http = http
+        self.grpc = grpc
+        """The ``GrpcService`` when --grpc-port is given, else None."""
         self.removed: defer.Deferred = defer.Deferred()
         # Started in this order, stopped in reverse: the node answers no
         # request after the API stops, and sends nothing after the transport.
         transport.setServiceParent(self)
         node.setServiceParent(self)
         http.setServiceParent(self)
+        if grpc is not None:
+            grpc.setServiceParent(self)
         node.on_removed = self._on_removed
         http.listening.addCallback(self._publish_client_url)
 
@@ -174,6 +180,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
 
     ``fsync`` is the WAL's fault-injection hook (tests make it fail); keep
     the default in production."""
+    grpc = _grpc_service(config, reactor)
     paths = _paths(config)
     wal, state = _open_wal(config, paths.wal, fsync)
     engine = None
@@ -237,4 +244,18 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
     root = AdminAPI(node, reactor, api, config.storage).app.resource()
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
-    return MemberService(config, node, transport, ListenerService(endpoint, site))
+    return MemberService(config, node, transport, ListenerService(endpoint, site), grpc)
+
+
+def _grpc_service(config: Config, reactor):
+    """The gRPC listener when --grpc-port is given; ``StartupError`` when
+    the reactor cannot run it.  Imported only then: grpc starts threads."""
+    if config.grpc_port is None:
+        return None
+    from metastore.api.grpc.server import GrpcService, WrongReactor, asyncio_loop
+
+    try:
+        asyncio_loop(reactor)
+    except WrongReactor as e:
+        raise StartupError(f"--grpc-port: {e}") from None
+    return GrpcService(reactor, config.listen_host, config.grpc_port)

@@ -61,6 +61,7 @@ class Options(usage.Options):
         ["election-ticks", None, "10", "Ticks without a leader before an election (randomized up to twice that)."],
         ["heartbeat-ticks", None, "1", "Ticks between leader heartbeats."],
         ["cluster-token", None, "metastore", "Name of the cluster; members of different clusters refuse each other."],
+        ["grpc-port", None, None, "Port of etcd's gRPC API (off when not given); runs the member on the asyncio reactor."],
     ]
 
     def postOptions(self) -> None:
@@ -77,6 +78,11 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--request-timeout must be a number of seconds, got {self['request-timeout']!r}"
             ) from None
+        if self["grpc-port"] is not None:
+            try:
+                values["grpc_port"] = int(self["grpc-port"])
+            except ValueError:
+                raise usage.UsageError(f"--grpc-port must be an integer, got {self['grpc-port']!r}") from None
         cluster = tuple(u.strip() for u in self["cluster"].split(",") if u.strip())
         try:
             self.config = Config(
@@ -92,9 +98,22 @@ class Options(usage.Options):
             raise usage.UsageError(str(e)) from None
 
 
+def _reactor(config: Config):
+    """The running reactor; with gRPC on, the asyncio reactor, installed
+    here when twistd has installed none yet (it installs one only for
+    ``--reactor``)."""
+    if config.grpc_port is not None and "twisted.internet.reactor" not in sys.modules:
+        from twisted.internet import asyncioreactor
+
+        asyncioreactor.install()
+    from twisted.internet import reactor
+
+    return reactor
+
+
 def makeService(options: Options):
     """The member's service; exits with a clear message when it cannot start."""
-    from twisted.internet import reactor
+    reactor = _reactor(options.config)
 
     from metastore.faults import wal_fsync_from_environment
     from metastore.service import open_member

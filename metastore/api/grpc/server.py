@@ -80,7 +80,13 @@ class GrpcService(service.Service):
         self.host = host
         self.requested_port = port
         self.registrations = tuple(registrations)
-        self.options = (("grpc.max_receive_message_length", MAX_RECEIVE_BYTES), *options)
+        self.options = (
+            ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+            # gRPC sets SO_REUSEPORT by default, so a second member on the
+            # same port would bind silently and share its clients.
+            ("grpc.so_reuseport", 0),
+            *options,
+        )
         self.port: int | None = None
         self.listening: defer.Deferred = defer.Deferred()
         self._server: grpc.aio.Server | None = None
