@@ -9,6 +9,8 @@ STAMP  := $(VENV)/.installed
 SOURCES := setup.py $(shell find metastore twisted -name '*.py' 2>/dev/null)
 RUN_DIR := run
 CLUSTER := http://127.0.0.1:12379,http://127.0.0.1:22379,http://127.0.0.1:32379
+# Skipped under the default reactor, so run again on the asyncio reactor.
+ASYNCIO_TESTS := tests.test_grpc_server
 
 .DEFAULT_GOAL := help
 .PHONY: help build run run-memory run-rocksdb cluster-memory cluster-rocksdb _cluster stop-cluster test bench protos clean
@@ -56,8 +58,9 @@ stop-cluster: ## Stop exactly the members started by cluster-memory / cluster-ro
 	  rm -f "$$f"; \
 	done; true
 
-test: $(STAMP) ## Run the whole test suite with trial
+test: $(STAMP) ## Run the whole test suite with trial, then the tests that need the asyncio reactor on it
 	$(BIN)/python -m twisted.trial --jobs=2 tests
+	$(BIN)/python -m twisted.trial --reactor=asyncio $(ASYNCIO_TESTS)
 
 bench: $(STAMP) ## Benchmark a running member: make bench URL=http://127.0.0.1:12380
 	$(BIN)/python -m metastore.bench put --endpoints $(or $(URL),http://127.0.0.1:12380)
