@@ -26,6 +26,18 @@ MAX_RECEIVE_BYTES = 1536 * 1024 + 512 * 1024
 """The largest request message accepted: etcd's default 1.5 MiB request
 limit plus room for the envelope, like etcd's ``MaxCallRecvMsgSize``."""
 
+KEEPALIVE_OPTIONS = (
+    # etcd's --grpc-keepalive-min-time (5 s): clients may ping that often.
+    # gRPC's own default (5 min) strikes etcdctl's 10 s pings and sends
+    # GOAWAY after two strikes, which cut an idle ``etcdctl watch``.
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    # etcd's --grpc-keepalive-interval (2 h) and --grpc-keepalive-timeout
+    # (20 s): the server's own pings to find dead clients.
+    ("grpc.keepalive_time_ms", 2 * 3600 * 1000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+)
+"""Keepalive as etcd sets it, so clients tuned for etcd are not cut off."""
+
 STOP_GRACE_SECONDS = 1.0
 """How long in-flight unary calls may finish when the service stops; open
 streams are cancelled after it."""
@@ -85,6 +97,7 @@ class GrpcService(service.Service):
             # gRPC sets SO_REUSEPORT by default, so a second member on the
             # same port would bind silently and share its clients.
             ("grpc.so_reuseport", 0),
+            *KEEPALIVE_OPTIONS,
             *options,
         )
         self.port: int | None = None
