@@ -13,11 +13,13 @@ they are skipped with that command as the reason.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
 import threading
 
 import grpc
-from twisted.internet import reactor, task
+from twisted.internet import reactor, task, utils
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
@@ -26,6 +28,7 @@ from metastore.api.grpc.server import GrpcService, WrongReactor, as_deferred, as
 
 ASYNCIO_ONLY = "needs the asyncio reactor: python -m twisted.trial --reactor=asyncio tests.test_grpc_server"
 STREAMS = 1000
+ETCDCTL = "/usr/bin/etcdctl"
 CALL_TIMEOUT = 10.0
 
 
@@ -44,7 +47,13 @@ class FixedStatus(rpc_pb2_grpc.MaintenanceServicer):
 
     async def Status(self, request, context):
         applied = await as_future(task.deferLater(reactor, 0.01, lambda: 42), reactor)
-        return rpc_pb2.StatusResponse(version="3.4.23", leader=1, raftAppliedIndex=applied, raftIndex=applied)
+        return rpc_pb2.StatusResponse(
+            header=rpc_pb2.ResponseHeader(cluster_id=7, member_id=1, revision=5, raft_term=2),
+            version="3.4.23",
+            leader=1,
+            raftAppliedIndex=applied,
+            raftIndex=applied,
+        )
 
 
 class EchoWatch(rpc_pb2_grpc.WatchServicer):
@@ -102,6 +111,24 @@ class GrpcServiceTests(TestCase):
         status = await as_deferred(stub.Status(rpc_pb2.StatusRequest(), timeout=CALL_TIMEOUT), reactor)
         self.assertEqual(
             (status.version, status.leader, status.raftIndex, status.raftAppliedIndex), ("3.4.23", 1, 42, 42)
+        )
+
+    async def test_etcdctl_reads_status(self):
+        """Debian's etcdctl (a Go gRPC client) reads Maintenance.Status from
+        the service: ``endpoint status -w json`` prints its fields."""
+        if not os.access(ETCDCTL, os.X_OK):
+            raise SkipTest(f"{ETCDCTL} is missing: install Debian's etcd-client")
+        args = ["--endpoints", f"127.0.0.1:{self.service.port}", "--command-timeout=5s",
+                "endpoint", "status", "-w", "json"]
+        d = utils.getProcessOutputAndValue(ETCDCTL, args, env={"ETCDCTL_API": "3"}, reactor=reactor)
+        d.addTimeout(30, reactor)
+        out, err, code = await d
+        self.assertEqual(code, 0, err)
+        [endpoint] = json.loads(out)
+        status = endpoint["Status"]
+        self.assertEqual(
+            (status["header"]["member_id"], status["version"], status["leader"], status["raftIndex"]),
+            (1, "3.4.23", 1, 42),
         )
 
     async def test_many_watches_on_one_stream(self):
