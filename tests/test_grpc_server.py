@@ -24,7 +24,9 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from metastore.api.grpc.proto import rpc_pb2, rpc_pb2_grpc
+from metastore.errors import NoLeader
 from metastore.api.grpc.server import GrpcService, WrongReactor, as_deferred, as_future, asyncio_loop
+from metastore.api.grpc.status import answers_etcd_errors
 
 ASYNCIO_ONLY = "needs the asyncio reactor: python -m twisted.trial --reactor=asyncio tests.test_grpc_server"
 STREAMS = 1000
@@ -68,8 +70,17 @@ class EchoWatch(rpc_pb2_grpc.WatchServicer):
                 yield rpc_pb2.WatchResponse(watch_id=request.cancel_request.watch_id, canceled=True)
 
 
+class LeaderlessKV(rpc_pb2_grpc.KVServicer):
+    """A KV whose Range fails as a member without a leader does."""
+
+    @answers_etcd_errors
+    async def Range(self, request, context):
+        raise NoLeader("no leader known")
+
+
 def register_doubles(server: grpc.aio.Server) -> None:
     """The registration the tests start the service with."""
+    rpc_pb2_grpc.add_KVServicer_to_server(LeaderlessKV(), server)
     rpc_pb2_grpc.add_MaintenanceServicer_to_server(FixedStatus(), server)
     rpc_pb2_grpc.add_WatchServicer_to_server(EchoWatch(), server)
 
@@ -129,6 +140,22 @@ class GrpcServiceTests(TestCase):
         self.assertEqual(
             (status["header"]["member_id"], status["version"], status["leader"], status["raftIndex"]),
             (1, "3.4.23", 1, 42),
+        )
+
+    async def test_failure_answers_etcds_status(self):
+        """A servicer that raises NoLeader ends the call with etcd's
+        UNAVAILABLE and "etcdserver: no leader", which clients retry on."""
+        stub = rpc_pb2_grpc.KVStub(self.channel())
+
+        async def call_range():
+            try:
+                await stub.Range(rpc_pb2.RangeRequest(key=b"k"), timeout=CALL_TIMEOUT)
+            except grpc.aio.AioRpcError as e:
+                return e.code(), e.details()
+            return None
+
+        self.assertEqual(
+            await as_deferred(call_range(), reactor), (grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader")
         )
 
     async def test_many_watches_on_one_stream(self):
