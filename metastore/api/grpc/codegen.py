@@ -1,8 +1,9 @@
 """Regenerate the committed Python modules from ``proto/*.proto``.
 
 ``python -m metastore.api.grpc.codegen`` (or ``make protos``) rewrites
-them in place; ``generate(out_root)`` writes them under another root, which
-is how a test proves that the committed modules match the ``.proto`` files.
+them in place; ``generate(out_root)`` writes them under another root and
+``descriptor_set`` gives what they must embed, which is how a test proves
+that the committed modules match the ``.proto`` files.
 Needs ``grpcio-tools`` (the ``dev`` extra), which the installed server does
 not.
 """
@@ -43,6 +44,20 @@ def generate(out_root: Path) -> list[Path]:
             raise RuntimeError(f"protoc {' '.join(args)} exited with {status}")
     target = out_root / PROTO_DIR.relative_to(SOURCE_ROOT)
     return sorted(p for p in target.iterdir() if p.suffix in (".py", ".pyi") and p.name != "__init__.py")
+
+
+def descriptor_set(out_root: Path) -> bytes:
+    """The serialized ``FileDescriptorSet`` protoc builds from the
+    ``.proto`` files (written under ``out_root``): what the generated modules
+    embed, independent of the generator's version."""
+    from grpc_tools import protoc
+
+    out = Path(out_root) / "descriptors.pb"
+    args = [f"-I{SOURCE_ROOT}", f"--descriptor_set_out={out}", *map(_relative, MESSAGE_PROTOS)]
+    status = protoc.main(["protoc", *args])
+    if status != 0:
+        raise RuntimeError(f"protoc {' '.join(args)} exited with {status}")
+    return out.read_bytes()
 
 
 def main() -> None:
