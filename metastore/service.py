@@ -258,4 +258,4 @@ def _grpc_service(config: Config, reactor):
         asyncio_loop(reactor)
     except WrongReactor as e:
         raise StartupError(f"--grpc-port: {e}") from None
-    return GrpcService(reactor, config.listen_host, config.grpc_port)
+    return GrpcService(reactor, config.listen_host, config.grpc_port, max_request_bytes=config.max_request_bytes)

@@ -223,6 +223,29 @@ class GrpcServiceTests(TestCase):
 
         self.assertEqual(await as_deferred(call_status(), reactor), grpc.StatusCode.UNAVAILABLE)
 
+    async def test_request_size_limit(self):
+        """A request above max_request_bytes plus the 512 KiB envelope is
+        refused with RESOURCE_EXHAUSTED before the servicer; one below it
+        reaches the servicer (which answers "no leader")."""
+        small = GrpcService(reactor, "127.0.0.1", 0, [register_doubles], max_request_bytes=1024)
+        small.startService()
+        self.addCleanup(small.stopService)
+        port = await small.listening
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        self.addCleanup(lambda: as_deferred(channel.close(), reactor))
+        stub = rpc_pb2_grpc.KVStub(channel)
+
+        async def range_code(key_bytes: int):
+            try:
+                await stub.Range(rpc_pb2.RangeRequest(key=b"k" * key_bytes), timeout=CALL_TIMEOUT)
+            except grpc.aio.AioRpcError as e:
+                return e.code()
+            return None
+
+        limit = 1024 + 512 * 1024
+        self.assertEqual(await as_deferred(range_code(limit + 1), reactor), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertEqual(await as_deferred(range_code(limit - 64), reactor), grpc.StatusCode.UNAVAILABLE)
+
     async def test_busy_port_fails_listening(self):
         """A port another socket holds fails ``listening``; it is not shared
         through SO_REUSEPORT."""

@@ -3,7 +3,8 @@
 One process, one event loop: Twisted runs on the asyncio reactor
 (``twistd --reactor=asyncio``), and ``grpc.aio`` serves on the same loop,
 so a servicer's coroutine may await the node's Deferreds
-(``await as_future(d)``) and streams cost a coroutine each, not a thread.
+(``await as_future(d, reactor)``) and streams cost a coroutine each, not a
+thread.
 
 Servicers are added by *registrations*: callables that take the
 ``grpc.aio.Server`` and call the generated ``add_*Servicer_to_server``
@@ -22,9 +23,9 @@ from twisted.internet import defer
 Registration = Callable[[grpc.aio.Server], None]
 """Adds one servicer to a ``grpc.aio.Server`` before it starts."""
 
-MAX_RECEIVE_BYTES = 1536 * 1024 + 512 * 1024
-"""The largest request message accepted: etcd's default 1.5 MiB request
-limit plus room for the envelope, like etcd's ``MaxCallRecvMsgSize``."""
+GRPC_OVERHEAD_BYTES = 512 * 1024
+"""Room for the envelope above the request limit, as etcd allows: the
+largest message received is ``max_request_bytes`` plus this."""
 
 KEEPALIVE_OPTIONS = (
     # etcd's --grpc-keepalive-min-time (5 s): clients may ping that often.
@@ -73,6 +74,8 @@ def as_deferred(coroutine: Coroutine, reactor) -> defer.Deferred:
 
 class GrpcService(service.Service):
     """Serves gRPC on ``host:port`` while running (port 0 picks a free one).
+    A request larger than ``max_request_bytes`` (plus the envelope) is
+    refused with RESOURCE_EXHAUSTED before any servicer sees it.
 
     ``listening`` fires with the bound port once the server accepts calls,
     or fails if it cannot bind.  Starting on a reactor other than the
@@ -86,6 +89,7 @@ class GrpcService(service.Service):
         port: int,
         registrations: Sequence[Registration] = (),
         *,
+        max_request_bytes: int = 1536 * 1024,
         options: Sequence[tuple[str, object]] = (),
     ) -> None:
         self.reactor = reactor
@@ -93,7 +97,7 @@ class GrpcService(service.Service):
         self.requested_port = port
         self.registrations = tuple(registrations)
         self.options = (
-            ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+            ("grpc.max_receive_message_length", max_request_bytes + GRPC_OVERHEAD_BYTES),
             # gRPC sets SO_REUSEPORT by default, so a second member on the
             # same port would bind silently and share its clients.
             ("grpc.so_reuseport", 0),
