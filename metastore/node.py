@@ -46,17 +46,12 @@ from metastore.raft.types import (
     MessageType,
     StateType,
 )
-from metastore.snapshotting import Snapshotter
+from metastore.snapshots.snapshotter import Snapshotter
 from metastore.storage.engine import ClusterState, MemberRecord
 from metastore.storage.wal import WAL, WALError
 from metastore.waiters import AppliedWaiters, PendingRequests, ReadBatch, fail_after
 
 log = Logger()
-
-_SENT_BEFORE_FSYNC = frozenset(
-    {MessageType.MsgApp, MessageType.MsgHeartbeat, MessageType.MsgSnap}
-)
-
 
 class Node(service.Service):
     """A MetaStore member's driver; a Twisted service.
@@ -341,15 +336,11 @@ class Node(service.Service):
         try:
             if rd.hard_state is not None or rd.entries:
                 self.wal.save(rd.hard_state, rd.entries)
-            if rd.entries:
-                self.raft_storage.append(rd.entries)
-            if rd.hard_state is not None:
-                self.raft_storage.set_hard_state(rd.hard_state)
-        except Exception as e:  # WALError, or a broken invariant: stop acknowledging, loudly
+        except Exception as e:  # WALError: stop acknowledging, loudly
             self._fail_storage(e)
             return
-        early = [m for m in rd.messages if m.type in _SENT_BEFORE_FSYNC]
-        late = [m for m in rd.messages if m.type not in _SENT_BEFORE_FSYNC]
+        early = [m for m in rd.messages if m.type in raft.MESSAGES_SENT_BEFORE_PERSIST]
+        late = [m for m in rd.messages if m.type not in raft.MESSAGES_SENT_BEFORE_PERSIST]
         self._send(early)
         durable = [e for e in rd.committed_entries if e.index <= self._persisted_index]
         self._apply(durable)
@@ -362,6 +353,16 @@ class Node(service.Service):
 
     def _finish_cycle(self, rd: raft.Ready, late: list[Message], rest: Sequence[Entry]) -> None:
         if not self.running:
+            return
+        try:
+            # Raft's storage holds only what is durable (raft/storage.py);
+            # until advance, raft reads these entries from its unstable log.
+            if rd.entries:
+                self.raft_storage.append(rd.entries)
+            if rd.hard_state is not None:
+                self.raft_storage.set_hard_state(rd.hard_state)
+        except Exception as e:  # a broken invariant: stop acknowledging, loudly
+            self._fail_storage(e)
             return
         if rd.entries:
             self._persisted_index = rd.entries[-1].index

@@ -18,6 +18,7 @@ from metastore.raft.errors import (
 )
 from metastore.raft.progress import ProgressState
 from metastore.raft.rawnode import (
+    LOCAL_MESSAGE_TYPES,
     MESSAGES_SENT_BEFORE_PERSIST,
     Config,
     PeerProgress,
@@ -55,6 +56,7 @@ __all__ = [
     "EntryType",
     "HardState",
     "InvalidMessage",
+    "LOCAL_MESSAGE_TYPES",
     "MESSAGES_SENT_BEFORE_PERSIST",
     "MemoryStorage",
     "Message",
