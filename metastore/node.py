@@ -219,8 +219,6 @@ class Node(service.Service):
         for read_state in rd.read_states:
             self.requests.serve(read_state, self.store.applied_index)
         self.rawnode.advance(rd)
-        if self.failure is None:
-            self.compaction.maybe_snapshot()
         if self.leader_id == 0 and self.sole_voter:
             # A cluster of one need not wait an election timeout for its
             # leader; raft refuses to campaign until its membership entries
@@ -229,7 +227,11 @@ class Node(service.Service):
         self._end_cycle()
 
     def _end_cycle(self, _=None) -> None:
-        """The cycle is over: leave if removed, else look for the next one."""
+        """The cycle (a Ready's, or a WAL compaction's, after which the next
+        snapshot may already be due) is over: start a snapshot if one is due,
+        leave if removed, else look for the next cycle."""
+        if self.running and self.failure is None:
+            self.compaction.maybe_snapshot()
         self._cycle_running = False
         if self.removed or self.membership.self_removed:
             self.removed = True
@@ -238,11 +240,9 @@ class Node(service.Service):
         self._schedule_cycle()
 
     def _observe_soft_state(self, soft: raft.SoftState) -> None:
-        was_leader = self.role == StateType.StateLeader
-        self.leader_id, self.role = soft.lead, soft.raft_state
-        if was_leader != (self.role == StateType.StateLeader):
-            log.info("member {id} {what} the leader", id=self.member_id,
-                     what="became" if not was_leader else "is no longer")
+        was_leader, (self.leader_id, self.role) = self.is_leader, (soft.lead, soft.raft_state)
+        if was_leader != self.is_leader:
+            log.info("member {id} {what} the leader", id=self.member_id, what="is no longer" if was_leader else "became")
 
     def _send(self, messages: list[Message]) -> None:
         """Hand messages to the transport; a MsgSnap streams its file."""
