@@ -25,16 +25,16 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from metastore import raft
+from metastore.applier import EntryApplier
 from metastore.diskworker import DiskWorker
 from metastore.errors import StorageFailed, Stopping
-from metastore.applier import EntryApplier
 from metastore.kv.commands import Command
 from metastore.kv.store import KeyValueStore
 from metastore.membership import Membership
 from metastore.raft.types import Entry, Message, MessageType, StateType
+from metastore.requests import Requests
 from metastore.snapshots.compaction import Compaction
 from metastore.storage.wal import WAL
-from metastore.requests import Requests
 
 log = Logger()
 
