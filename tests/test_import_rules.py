@@ -26,6 +26,7 @@ NODE_AND_COLLABORATORS = {
     "facade.py",
     "snapshots/compaction.py",
     "kv/store.py",  # the state machine owns its engine
+    "bench/reactor_lag.py",  # a diagnostic: wraps the engine's methods to time them
 }
 """Where the node's parts may be touched."""
 
