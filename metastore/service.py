@@ -18,15 +18,21 @@ from twisted.internet import defer, endpoints
 
 from metastore import raft
 from metastore.api.admin import AdminAPI
+from metastore.api.peer_status import PeerStatusClient
 from metastore.api.rest import RestAPI
+from metastore.api.root import member_root
 from metastore.api.site import MetaStoreSite
 from metastore.config import Config
 from metastore.errors import StartupError
+from metastore.diskworker import DiskWorker
+from metastore.facade import MemberFacade
 from metastore.kv.store import KeyValueStore
+from metastore.membership import Membership
 from metastore.node import Node
-from metastore.recovery import RecoveredLog, recover, recover_durable_engine
-from metastore.snapshotting import SnapshotPolicy, Snapshotter
-from metastore.storage.snapshot import SnapshotDirectory
+from metastore.snapshots.compaction import Compaction
+from metastore.snapshots.recovery import RecoveredLog, recover, recover_durable_engine
+from metastore.snapshots.snapshotter import SnapshotPolicy, Snapshotter
+from metastore.snapshots.format import SnapshotDirectory
 from metastore.storage.errors import WALCorruptionError, WALError, WALLockedError
 from metastore.storage.memory import MemoryEngine
 from metastore.storage.rocksdb import EngineOpenError, RocksDBEngine, rocksdb_layout
@@ -70,10 +76,14 @@ class MemberService(service.MultiService):
     ``removed`` fires once the member has applied its own removal from the
     cluster and stopped itself."""
 
-    def __init__(self, config: Config, node: Node, transport: PeerTransport, http: ListenerService) -> None:
+    def __init__(
+        self, config: Config, node: Node, transport: PeerTransport, http: ListenerService, api: MemberFacade
+    ) -> None:
         super().__init__()
         self.config = config
         self.node = node
+        self.api = api
+        """What the APIs see of this member (``metastore.facade``)."""
         self.transport = transport
         self.http = http
         self.removed: defer.Deferred = defer.Deferred()
@@ -87,7 +97,7 @@ class MemberService(service.MultiService):
 
     def _publish_client_url(self, port):
         address = port.getHost()
-        self.node.client_url = f"http://{address.host}:{address.port}"
+        self.node.membership.client_url = f"http://{address.host}:{address.port}"
         return port
 
     def _on_removed(self) -> None:
@@ -200,18 +210,12 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
     )
     if fresh and not config.join:
         rawnode.bootstrap(list(range(1, len(config.cluster) + 1)))
-    node = Node(
-        member_id=config.member_id,
-        reactor=reactor,
-        rawnode=rawnode,
-        raft_storage=storage,
-        wal=wal,
-        store=KeyValueStore(engine),
-        initial_urls={i: url for i, url in enumerate(config.cluster, start=1)},
-        tick_seconds=config.tick_ms / 1000,
-        election_ticks=config.election_ticks,
-        request_timeout=config.request_timeout,
-        run_blocking=run_blocking,
+    store = KeyValueStore(engine)
+    membership = Membership(
+        config.member_id, {i: url for i, url in enumerate(config.cluster, start=1)}, engine.cluster_state
+    )
+    disk = DiskWorker(reactor, wal, run_blocking)
+    compaction = Compaction(
         snapshotter=Snapshotter(
             reactor,
             snapshots,
@@ -219,6 +223,27 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
             snapshot_index=recovered.applied_index,
             fsync=fsync,
         ),
+        raft_storage=storage,
+        wal=wal,
+        store=store,
+        membership=membership,
+        conf_state=lambda: rawnode.status().conf_state,
+        sync_wal=disk.sync_wal,
+        run_blocking=disk.run,
+    )
+    node = Node(
+        member_id=config.member_id,
+        reactor=reactor,
+        rawnode=rawnode,
+        raft_storage=storage,
+        wal=wal,
+        store=store,
+        membership=membership,
+        compaction=compaction,
+        disk=disk,
+        tick_seconds=config.tick_ms / 1000,
+        election_ticks=config.election_ticks,
+        request_timeout=config.request_timeout,
     )
     transport = PeerTransport(
         reactor,
@@ -227,14 +252,15 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
         config.cluster[config.member_id - 1],
         on_messages=node.receive,
         report_unreachable=node.report_unreachable,
-        is_member=node.accepts_peer,
-        was_removed=node.was_removed,
+        is_member=membership.accepts_peer,
+        was_removed=membership.was_removed,
         on_removed=node.removed_by_peer,
         snapshot_directory=snapshots,
     )
-    node.transport = transport
-    api = RestAPI(node)
-    root = AdminAPI(node, reactor, api, config.storage).app.resource()
+    node.transport = membership.transport = transport
+    api = MemberFacade(node, config.storage)
+    admin = AdminAPI(api, PeerStatusClient(reactor)).app.resource()
+    root = member_root(RestAPI(api).app.resource(), admin)
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
-    return MemberService(config, node, transport, ListenerService(endpoint, site))
+    return MemberService(config, node, transport, ListenerService(endpoint, site), api)

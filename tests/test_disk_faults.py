@@ -22,7 +22,7 @@ from metastore.faults import ENVIRONMENT_VARIABLE
 from metastore.raft.types import Entry, HardState
 from metastore.storage.engine import ClusterState, KeyValue, MemberRecord
 from metastore.storage.errors import WALCorruptionError
-from metastore.storage.snapshot import SnapshotCorruptionError, SnapshotHeader, read_snapshot, write_snapshot
+from metastore.snapshots.format import SnapshotCorruptionError, SnapshotHeader, read_snapshot, write_snapshot
 from metastore.storage.wal import WAL
 from tests.chaos.helpers import http_json, http_request, is_leader, poll
 from tests.process import Member, free_port

@@ -1,23 +1,18 @@
-"""Operator endpoints: ``/health``, ``/version``, ``/admin/status`` and
-``/admin/members``.  This is the root application; every other path goes
-to the REST API."""
+"""Operator endpoints: ``/health``, ``/version`` and ``/admin/*``
+(status, hashkv, snapshot, members); mounted by ``metastore.api.root``."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
-import treq
 from klein import Klein
 from twisted.internet import defer
-from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool
 
 from metastore import __version__
 from metastore.api.errors import write_error
-
-PEER_STATUS_TIMEOUT_SECONDS = 1.0
-
-log = Logger()
+from metastore.api.peer_status import PeerStatusClient
+from metastore.facade import MemberFacade
 
 
 def _json(request, value, status: int = 200) -> bytes:
@@ -27,28 +22,18 @@ def _json(request, value, status: int = 200) -> bytes:
 
 
 class AdminAPI:
-    """The root HTTP application of a member."""
+    """A member's operator endpoints."""
 
     app = Klein()
 
-    def __init__(self, node, reactor, rest, storage_name: str = "memory") -> None:
-        self.node = node
-        self.storage_name = storage_name
-        self.rest_resource = rest.app.resource()
-        self._http = treq.client.HTTPClient(
-            Agent(reactor, connectTimeout=PEER_STATUS_TIMEOUT_SECONDS, pool=HTTPConnectionPool(reactor, persistent=False))
-        )
-        self._reactor = reactor
+    def __init__(self, member: MemberFacade, peers: PeerStatusClient) -> None:
+        self.member = member
+        self._peers = peers
 
     @app.route("/health", methods=["GET", "HEAD"])
     def health(self, request):
         """200 ``{"health": "true"}`` while the member can serve; else 503 with the reason."""
-        node = self.node
-        reason = ""
-        if node.failure is not None:
-            reason = f"storage failed: {node.failure}"
-        elif node.leader_id == 0:
-            reason = "no leader"
+        reason = self.member.health()
         body = {"health": "false" if reason else "true", "reason": reason}
         return _json(request, body, 503 if reason else 200)
 
@@ -64,42 +49,24 @@ class AdminAPI:
 
     def status_document(self) -> dict:
         """What ``/admin/status`` answers."""
-        node = self.node
-        status = node.rawnode.status()
-        return {
-            "member_id": node.member_id,
-            "leader": node.leader_id,
-            "role": status.raft_state.name.removeprefix("State").lower(),
-            "term": status.term,
-            "commit_index": status.commit,
-            "applied_index": node.applied_index,
-            "snapshot_index": node.snapshotter.snapshot_index if node.snapshotter else 0,
-            "start_applied_index": node.start_applied_index,
-            "first_applied_index": node.first_applied_index,
-            "wal_syncs": node.wal_syncs,
-            "storage": self.storage_name,
-            "first_log_index": node.raft_storage.first_index(),
-            "revision": node.store.revision,
-            "healthy": node.healthy,
-            "storage_failure": None if node.failure is None else str(node.failure),
-        }
+        return asdict(self.member.status())
 
     @app.route("/admin/hashkv", methods=["GET"])
     def hashkv(self, request):
         """A hash of this member's whole keyspace, with the index it reflects."""
-        node = self.node
+        status = self.member.status()
         return _json(request, {
-            "member_id": node.member_id,
-            "applied_index": node.applied_index,
-            "revision": node.store.revision,
-            "hash": node.store.keyspace_hash(),
+            "member_id": status.member_id,
+            "applied_index": status.applied_index,
+            "revision": status.revision,
+            "hash": self.member.keyspace_hash(),
         })
 
     @app.route("/admin/snapshot", methods=["POST"])
     async def snapshot(self, request):
         """Take a snapshot now; answers with its index once the file is durable."""
         try:
-            index = await self.node.take_snapshot()
+            index = await self.member.take_snapshot()
         except RuntimeError as e:
             return write_error(request, 409, "snapshot_in_progress", str(e))
         return _json(request, {"snapshot_index": index})
@@ -108,19 +75,19 @@ class AdminAPI:
     async def members(self, request):
         """Every member: peer and client URLs, learner or voter, who leads,
         and each one's applied index (null when it cannot be reached)."""
-        node = self.node
-        listed = sorted(node.members.values(), key=lambda m: m.member_id)
+        listed = self.member.members()
+        leader = self.member.leader_id
         applied = await defer.gatherResults([defer.ensureDeferred(self._applied_index(m)) for m in listed])
         return _json(request, {
-            "member_id": node.member_id,
-            "leader": node.leader_id,
+            "member_id": self.member.member_id,
+            "leader": leader,
             "members": [
                 {
                     "id": m.member_id,
                     "peer_urls": [m.peer_url],
                     "client_urls": [m.client_url] if m.client_url else [],
                     "is_learner": m.is_learner,
-                    "is_leader": m.member_id == node.leader_id,
+                    "is_leader": m.member_id == leader,
                     "applied_index": index,
                 }
                 for m, index in zip(listed, applied)
@@ -128,26 +95,13 @@ class AdminAPI:
         })
 
     async def _applied_index(self, member) -> int | None:
-        if member.member_id == self.node.member_id:
-            return self.node.applied_index
+        if member.member_id == self.member.member_id:
+            return self.member.status().applied_index
         if not member.client_url:
             return None
-        try:
-            d = self._http.get(member.client_url + "/admin/status")
-            d.addTimeout(PEER_STATUS_TIMEOUT_SECONDS, self._reactor)
-            response = await d
-            body = await treq.json_content(response)
-            return int(body["applied_index"])
-        except Exception as e:  # unreachable, slow or confused: reported as unknown
-            log.debug("no status from member {id}: {e}", id=member.member_id, e=e)
-            return None
+        return await self._peers.applied_index(member.client_url)
 
     @app.route("/admin/", branch=True)
     def unknown_admin(self, request):
         """Unknown admin paths are 404."""
         return write_error(request, 404, "not_found", "no such admin endpoint")
-
-    @app.route("/", branch=True)
-    def everything_else(self, request):
-        """Keys and members: the seed REST API."""
-        return self.rest_resource

@@ -22,6 +22,7 @@ from metastore.api.errors import HTTPError, unavailable_error, write_error
 from metastore.api.members import MembershipAPI
 from metastore.config import MAX_KEY_BYTES
 from metastore.errors import Unavailable
+from metastore.facade import Consistency, DeleteResult, MemberFacade, PutResult, TxnResult
 from metastore.kv.commands import (
     Compare,
     CompareResult,
@@ -30,7 +31,6 @@ from metastore.kv.commands import (
     Put,
     Txn,
 )
-from metastore.kv.store import DeleteResult, PutResult, TxnResult
 
 RESERVED_PREFIXES = (b"/v3/", b"/admin/", b"/health", b"/metrics", b"/version")
 KEY_METHODS = b"GET, HEAD, PUT, DELETE"
@@ -74,13 +74,13 @@ def write_condition(request, key: bytes) -> tuple[Compare, ...]:
 
 
 class RestAPI:
-    """The seed REST API over a ``Node``; mount ``app.resource()``."""
+    """The seed REST API over a member's facade; mount ``app.resource()``."""
 
     app = Klein()
 
-    def __init__(self, node) -> None:
-        self.node = node
-        self.members = MembershipAPI(node)
+    def __init__(self, member: MemberFacade) -> None:
+        self.member = member
+        self.members = MembershipAPI(member)
 
     @app.handle_errors(HTTPError)
     def _http_error(self, request, failure):
@@ -120,7 +120,7 @@ class RestAPI:
         return key
 
     def _revision_headers(self, request, kv) -> None:
-        request.setHeader(b"X-MetaStore-Revision", str(self.node.store.revision).encode())
+        request.setHeader(b"X-MetaStore-Revision", str(self.member.revision).encode())
         if kv is not None:
             request.setHeader(b"ETag", b'"%d"' % kv.mod_revision)
             request.setHeader(b"X-MetaStore-Create-Revision", b"%d" % kv.create_revision)
@@ -128,11 +128,9 @@ class RestAPI:
             request.setHeader(b"X-MetaStore-Version", b"%d" % kv.version)
 
     async def _get(self, request, key: bytes):
-        if request.args.get(b"serializable", [b"false"])[0].lower() not in (b"true", b"1"):
-            await self.node.read_barrier()
-        elif self.node.restoring:
-            raise unavailable_error(Unavailable("this member is installing a snapshot; retry or read from another member"))
-        kv = self.node.store.get(key)
+        serializable = request.args.get(b"serializable", [b"false"])[0].lower() in (b"true", b"1")
+        await self.member.read(Consistency.SERIALIZABLE if serializable else Consistency.LINEARIZABLE)
+        kv = self.member.get(key)
         self._revision_headers(request, kv)
         if kv is None:
             raise HTTPError(404, "not_found", "no such key")
@@ -161,10 +159,10 @@ class RestAPI:
 
     async def _write(self, key: bytes, write, compares) -> PutResult | DeleteResult:
         if not compares:
-            return await self.node.propose(write)
-        result: TxnResult = await self.node.propose(Txn(compares, (write,)))
+            return await self.member.propose(write)
+        result: TxnResult = await self.member.propose(Txn(compares, (write,)))
         if not result.succeeded:
-            current = self.node.store.get(key)
+            current = self.member.get(key)
             headers = {b"ETag": b'"%d"' % current.mod_revision} if current else {}
             raise HTTPError(412, "precondition_failed", "the key changed or its presence differs from the condition", headers)
         return result.responses[0]

@@ -20,7 +20,7 @@ from twisted.internet import defer
 
 from metastore.raft.types import ConfState, Message, MessageType, Snapshot, SnapshotMetadata
 from metastore.storage.engine import ClusterState, KeyValue
-from metastore.storage.snapshot import SnapshotDirectory, SnapshotHeader, write_snapshot
+from metastore.snapshots.format import SnapshotDirectory, SnapshotHeader, write_snapshot
 from metastore.transport.peers import PeerTransport
 
 

@@ -21,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from metastore.raft.types import ConfState, Message, MessageType, Snapshot, SnapshotMetadata
 from metastore.storage.engine import ClusterState, KeyValue
-from metastore.storage.snapshot import SnapshotDirectory, SnapshotHeader, write_snapshot
+from metastore.snapshots.format import SnapshotDirectory, SnapshotHeader, write_snapshot
 from metastore.transport.codec import (
     MalformedFrame,
     SnapshotChunk,

@@ -1,4 +1,4 @@
-"""Tests for snapshot files and their directory, metastore.storage.snapshot."""
+"""Tests for snapshot files and their directory, metastore.snapshots.format."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import msgpack
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from metastore.storage import snapshot as snapshot_module
+from metastore.snapshots import format as snapshot_module
 from metastore.storage.engine import ClusterState, KeyValue, MemberRecord
-from metastore.storage.snapshot import (
+from metastore.snapshots.format import (
     MAGIC,
     SnapshotCorruptionError,
     SnapshotDirectory,
@@ -293,7 +293,7 @@ class DirectoryTests(SynchronousTestCase):
             """
             import os, signal, sys
             from metastore.storage.engine import ClusterState, KeyValue
-            from metastore.storage.snapshot import SnapshotHeader, write_snapshot
+            from metastore.snapshots.format import SnapshotHeader, write_snapshot
 
             def items():
                 for i in range(100000):

@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from metastore.errors import StartupError
 from metastore.raft.types import ConfState, Entry, HardState, SnapshotMetadata
 from metastore.storage.engine import Engine
-from metastore.storage.snapshot import SnapshotCorruptionError, SnapshotDirectory, read_snapshot
+from metastore.snapshots.format import SnapshotCorruptionError, SnapshotDirectory, read_snapshot
 from metastore.storage.wal import WALState
 
 log = Logger()

@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from metastore.storage.engine import ClusterState, Engine
-from metastore.storage.snapshot import SnapshotDirectory, SnapshotHeader, read_snapshot, write_snapshot
+from metastore.snapshots.format import SnapshotDirectory, SnapshotHeader, read_snapshot, write_snapshot
 
 log = Logger()
 

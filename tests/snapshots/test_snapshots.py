@@ -14,11 +14,11 @@ from metastore.config import Config
 from metastore.errors import StartupError
 from metastore.kv.commands import Put
 from metastore.raft.types import ConfState, Entry, HardState, SnapshotMetadata
-from metastore.recovery import recover
+from metastore.snapshots.recovery import recover
 from metastore.service import open_member
 from metastore.storage.engine import ClusterState, KeyValue, MemberRecord
 from metastore.storage.memory import MemoryEngine
-from metastore.storage.snapshot import SnapshotDirectory, SnapshotHeader, read_snapshot, write_snapshot
+from metastore.snapshots.format import SnapshotDirectory, SnapshotHeader, read_snapshot, write_snapshot
 from metastore.storage.wal import WALState
 from tests.process import start_healthy, wait_until
 
@@ -59,7 +59,7 @@ class EmbeddedMemberTestCase(TestCase):
         """Wait until no snapshot is being written and no WAL marker is pending."""
         node = member.node
         await wait_until(
-            lambda: not node.snapshotter.in_progress and node._pending_marker is None and not node._cycle_running,
+            lambda: not node.compaction.snapshotter.in_progress and node.compaction.pending_marker is None and not node._cycle_running,
             timeout=30, what="snapshot work to finish",
         )
 
@@ -75,9 +75,9 @@ class SnapshotTests(EmbeddedMemberTestCase):
         await self.write(member, 350)
         await self.settled(member)
         node = member.node
-        self.assertGreaterEqual(node.snapshotter.snapshot_index, 300)
+        self.assertGreaterEqual(node.compaction.snapshotter.snapshot_index, 300)
         self.assertGreater(node.raft_storage.first_index(), 200)
-        [(index, term, path)] = node.snapshotter.directory.snapshots()[-1:]
+        [(index, term, path)] = node.compaction.snapshotter.directory.snapshots()[-1:]
         header, items = read_snapshot(path)
         self.assertLessEqual(header.index, node.applied_index)
         items = list(items)
@@ -96,7 +96,7 @@ class SnapshotTests(EmbeddedMemberTestCase):
         again = await self.start(data_dir, snapshot_count=100, snapshot_catchup_entries=10)
         await wait_until(lambda: again.node.applied_index >= 333, timeout=20, what="replay")
         self.assertEqual((keyspace(again), again.node.store.revision), (before, revision))
-        self.assertGreater(again.node.snapshotter.snapshot_index, 0)
+        self.assertGreater(again.node.compaction.snapshotter.snapshot_index, 0)
 
     async def test_disk_stays_bounded(self):
         """200,000 writes over a few hot keys leave WAL + snapshots small."""
