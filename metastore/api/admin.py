@@ -14,7 +14,9 @@ import treq
 from klein import Klein
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
+from werkzeug.routing import RequestRedirect
 
 from metastore import __version__
 from metastore.api import health, validation
@@ -71,6 +73,11 @@ class AdminAPI:
 
     @app.handle_errors(Exception)
     def _error(self, request, failure):
+        if failure.check(RequestRedirect):
+            # Werkzeug would redirect POST /admin/members to the branch below it.
+            allowed = ROUTE_METHODS.get(request.path.decode("ascii", "replace"))
+            if allowed is not None:
+                failure = Failure(_method_not_allowed(request, allowed))
         return answer_failure(request, failure)
 
     @app.route("/health", methods=_methods("/health"))
