@@ -19,7 +19,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
-from metastore.api.site import IDLE_TIMEOUT_SECONDS, MetaStoreSite
+from metastore.api.site import HEADER_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, MetaStoreSite
 from metastore.transport import parse_peer_url
 from tests.chaos.helpers import exchange, http_json, http_request, poll, start_single_member
 
@@ -227,3 +227,95 @@ class IdleTimeoutTests(SynchronousTestCase):
         clock, channel, transport = self.connect()
         channel.dataReceived(b"GET /k HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertIn(b"hello", transport.value())
+
+
+class HeaderDeadlineTests(SynchronousTestCase):
+    """A request's line and headers must all arrive within the header
+    timeout, however often the client sends a byte."""
+
+    def connect(self, header_timeout=10, idle_timeout=60):
+        """A site on a Clock and one connection to it: (clock, channel, transport)."""
+        clock = task.Clock()
+        site = MetaStoreSite(_Hello(), 1024, reactor=clock, idle_timeout=idle_timeout, header_timeout=header_timeout)
+        channel = site.buildProtocol(address.IPv4Address("TCP", "127.0.0.1", 1))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        return clock, channel, transport
+
+    def test_default_is_ten_seconds(self):
+        """Without ``header_timeout`` the site allows HEADER_TIMEOUT_SECONDS, 10."""
+        self.assertEqual(HEADER_TIMEOUT_SECONDS, 10)
+        self.assertEqual(MetaStoreSite(_Hello(), 1024, reactor=task.Clock()).header_timeout, 10)
+
+    def test_trickled_headers_cut_off_at_the_deadline(self):
+        """Slowloris: one header byte every 3 s keeps the idle timer fresh,
+        but the head is cut off with a JSON 408 once 10 s have passed."""
+        clock, channel, transport = self.connect()
+        head = b"GET /k HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 20
+        for byte in head[:3]:
+            channel.dataReceived(bytes([byte]))
+            clock.advance(3)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(transport.value(), b"")
+        channel.dataReceived(head[3:4])
+        clock.advance(1.1)  # 10.1 s since the first byte
+        answer = transport.value()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 408 "), answer)
+        self.assertIn(b"Content-Type: application/json", answer)
+        self.assertEqual(json.loads(answer.partition(b"\r\n\r\n")[2])["error"], "request_head_timeout")
+        self.assertTrue(transport.disconnecting)
+        channel.dataReceived(b"more\r\n\r\n")  # ignored once refused
+        self.assertEqual(transport.value(), answer)
+
+    def test_deadline_is_a_flag(self):
+        """``header_timeout`` sets the deadline."""
+        clock, channel, transport = self.connect(header_timeout=2)
+        channel.dataReceived(b"GET /k HTTP/1.1\r\n")
+        clock.advance(1.9)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(0.2)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 408 "))
+
+    def test_head_in_time_is_answered_and_the_deadline_forgotten(self):
+        """A head that completes in time is answered; its deadline does not
+        fire later on the kept-alive connection."""
+        clock, channel, transport = self.connect()
+        channel.dataReceived(b"GET /k HTTP/1.1\r\n")
+        clock.advance(9)
+        channel.dataReceived(b"Host: x\r\n\r\n")
+        self.assertIn(b"hello", transport.value())
+        clock.advance(30)
+        self.assertFalse(transport.disconnecting)
+        self.assertNotIn(b"408", transport.value())
+
+    def test_each_request_on_a_connection_has_its_own_deadline(self):
+        """The next request's deadline starts with its first byte, not at
+        the connection's start."""
+        clock, channel, transport = self.connect()
+        channel.dataReceived(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        clock.advance(30)
+        channel.dataReceived(b"GET /b HTTP/1.1\r\n")
+        clock.advance(9)
+        channel.dataReceived(b"Host: x\r\n\r\n")
+        self.assertEqual(transport.value().count(b"hello"), 2)
+        channel.dataReceived(b"GET /c HTTP/1.1\r\n")
+        clock.advance(10.1)
+        self.assertIn(b"HTTP/1.1 408 ", transport.value())
+
+    def test_slow_body_is_not_the_header_deadline(self):
+        """The deadline covers the head only: a body may take longer (the
+        idle timeout bounds its silences)."""
+        clock, channel, transport = self.connect()
+        channel.dataReceived(b"PUT /k HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n")
+        for byte in b"abc":
+            clock.advance(8)
+            channel.dataReceived(bytes([byte]))
+        self.assertIn(b"hello", transport.value())
+        self.assertNotIn(b"408", transport.value())
+
+    def test_connection_lost_cancels_the_deadline(self):
+        """A client that leaves mid-head leaves no timer behind."""
+        clock, channel, transport = self.connect()
+        channel.dataReceived(b"GET /k HT")
+        channel.connectionLost(None)
+        self.assertEqual(clock.getDelayedCalls(), [])
