@@ -179,17 +179,23 @@ class _Hello(Resource):
         return b"hello"
 
 
+def connect_on_clock(**site_options):
+    """A ``MetaStoreSite`` (with ``site_options``) on a Clock and one
+    connection to it: (clock, channel, transport)."""
+    clock = task.Clock()
+    site = MetaStoreSite(_Hello(), 1024, reactor=clock, **site_options)
+    channel = site.buildProtocol(address.IPv4Address("TCP", "127.0.0.1", 1))
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    return clock, channel, transport
+
+
 class IdleTimeoutTests(SynchronousTestCase):
     """The site closes connections that go quiet, whatever state they are in."""
 
     def connect(self, idle_timeout=5):
-        """A site on a Clock and one connection to it: (clock, transport)."""
-        clock = task.Clock()
-        site = MetaStoreSite(_Hello(), 1024, reactor=clock, idle_timeout=idle_timeout)
-        channel = site.buildProtocol(address.IPv4Address("TCP", "127.0.0.1", 1))
-        transport = StringTransport()
-        channel.makeConnection(transport)
-        return clock, channel, transport
+        """A site on a Clock and one connection to it: (clock, channel, transport)."""
+        return connect_on_clock(idle_timeout=idle_timeout)
 
     def test_default_is_sixty_seconds(self):
         """Without ``idle_timeout`` the site uses IDLE_TIMEOUT_SECONDS, 60."""
@@ -233,14 +239,9 @@ class HeaderDeadlineTests(SynchronousTestCase):
     """A request's line and headers must all arrive within the header
     timeout, however often the client sends a byte."""
 
-    def connect(self, header_timeout=10, idle_timeout=60):
+    def connect(self, header_timeout=10):
         """A site on a Clock and one connection to it: (clock, channel, transport)."""
-        clock = task.Clock()
-        site = MetaStoreSite(_Hello(), 1024, reactor=clock, idle_timeout=idle_timeout, header_timeout=header_timeout)
-        channel = site.buildProtocol(address.IPv4Address("TCP", "127.0.0.1", 1))
-        transport = StringTransport()
-        channel.makeConnection(transport)
-        return clock, channel, transport
+        return connect_on_clock(header_timeout=header_timeout)
 
     def test_default_is_ten_seconds(self):
         """Without ``header_timeout`` the site allows HEADER_TIMEOUT_SECONDS, 10."""
