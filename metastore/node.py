@@ -650,6 +650,18 @@ class Node(service.Service):
 
     def _leave_cluster(self) -> None:
         log.info("member {id} was removed from the cluster; shutting down", id=self.member_id)
+        # A peer may tell us of our removal before we apply it: answer whoever
+        # asked for it here, and fail the other changes waiting, before stopping.
+        own_removal = (int(ConfChangeType.ConfChangeRemoveNode), self.member_id)
+        waiters, self._membership_waiters = self._membership_waiters, {}
+        for key, deferreds in waiters.items():
+            for d in deferreds:
+                if d.called:
+                    continue
+                if key == own_removal:
+                    d.callback(None)
+                else:
+                    d.errback(Stopping("this member was removed"))
         if self.on_removed is not None:
             self.on_removed()
 

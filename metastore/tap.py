@@ -20,6 +20,9 @@ from metastore.options import VersionOption
 
 USAGE_EXIT_STATUS = 2
 STARTUP_EXIT_STATUS = 1
+REMOVED_EXIT_GRACE_SECONDS = 1.0
+"""How long a removed member lingers before it exits, so that answers
+already written (among them the 204 to its own removal) reach their clients."""
 
 _INT_FLAGS = {
     "id": "member_id",
@@ -129,7 +132,7 @@ def makeService(options: Options):
     except (StartupError, ValueError) as e:
         _exit_with_one_line(f"cannot start: {e}", STARTUP_EXIT_STATUS)
     # A member removed from the cluster has nothing left to do: exit.
-    member.removed.addCallback(lambda _: reactor.stop())
+    member.removed.addCallback(lambda _: reactor.callLater(REMOVED_EXIT_GRACE_SECONDS, reactor.stop))
     return _CommandLineMember(member)
 
 
