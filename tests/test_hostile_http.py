@@ -381,3 +381,38 @@ class HeaderDeadlineTests(SynchronousTestCase):
         channel.dataReceived(b"GET /k HT")
         channel.connectionLost(None)
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class RefusedHeadTests(SynchronousTestCase):
+    """Heads the channel refuses by itself get a JSON answer, and the rest
+    of the packet is dropped unparsed."""
+
+    def answer(self, data: bytes) -> tuple[int, dict]:
+        """Feed ``data`` in one packet; the status and JSON body answered."""
+        _, channel, transport = connect_on_clock()
+        channel.dataReceived(data)
+        status, headers, body = parse_response(transport.value())
+        self.assertEqual(headers["content-type"], "application/json")
+        return status, json.loads(body)
+
+    def test_malformed_request_line_then_headers(self):
+        """A request line that does not parse (raw non-ASCII, extra spaces),
+        followed by headers in the same packet: 400 JSON, nothing logged
+        (the headers were once parsed anyway and raised AttributeError)."""
+        for line in (b"GET /\xff\xfe HTTP/1.1", b"GET /a b c HTTP/1.1", b"GET"):
+            status, body = self.answer(line + b"\r\nHost: x\r\nContent-Length: 2\r\n\r\nab")
+            self.assertEqual((status, body["error"]), (400, "bad_request"), line)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_head_over_the_total_size(self):
+        """Many headers, each short, together over Twisted's total: 431."""
+        headers = b"".join(b"X-%d: %s\r\n" % (i, b"v" * 1000) for i in range(20))
+        status, body = self.answer(b"GET /k HTTP/1.1\r\n" + headers + b"\r\n")
+        self.assertEqual((status, body["error"]), (431, "request_head_too_large"))
+
+    def test_star_target(self):
+        """``GET *`` is a JSON 405 that allows OPTIONS."""
+        _, channel, transport = connect_on_clock()
+        channel.dataReceived(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers, body = parse_response(transport.value())
+        self.assertEqual((status, headers["allow"], json.loads(body)["error"]), (405, "OPTIONS", "method_not_allowed"))

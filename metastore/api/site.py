@@ -23,7 +23,7 @@ import json
 
 from twisted.web import http, server
 
-from metastore.api.errors import internal_error
+from metastore.api.errors import internal_error, write_error
 
 IDLE_TIMEOUT_SECONDS = 60
 """Connections idle this long are closed (slow or abandoned clients)."""
@@ -65,6 +65,17 @@ class MetaStoreRequest(server.Request):
             return
         super().handleContentChunk(data)
 
+    def _handleStar(self) -> None:
+        """``*`` as the request target: ``OPTIONS *`` is an empty 200 (as
+        Twisted answers it); any other method a JSON 405."""
+        if self.method == b"OPTIONS":
+            super()._handleStar()
+            return
+        body = write_error(self, 405, "method_not_allowed", "only OPTIONS applies to *", {b"Allow": b"OPTIONS"})
+        self.setHeader(b"Content-Length", b"%d" % len(body))
+        self.write(body)
+        self.finish()
+
     def processingFailed(self, reason):
         """An exception nothing else answered: 500 with a JSON body and an
         error id, the traceback logged once under that id."""
@@ -81,6 +92,10 @@ HEAD_TOO_LARGE = (b"431 Request Header Fields Too Large", json.dumps({
     "error": "request_head_too_large",
     "message": "the request line and headers exceed 16384 bytes; keys are limited to 1536 bytes",
 }).encode())
+MALFORMED_REQUEST = (b"400 Bad Request", json.dumps({
+    "error": "bad_request",
+    "message": "the request line or a header is malformed (or the body's framing is)",
+}).encode())
 LINGER_SECONDS = 5
 """How long a refused connection may go on sending before it is cut."""
 
@@ -93,15 +108,15 @@ def _head_too_slow(seconds: float) -> tuple[bytes, bytes]:
 
 
 class MetaStoreChannel(http.HTTPChannel):
-    """An HTTP channel that refuses an oversized or too slow request head
-    politely.
+    """An HTTP channel that refuses a malformed, oversized or too slow
+    request head politely.
 
     Twisted answers a bare 400 and closes at once; with the client still
     sending, the kernel then resets the connection and the client never
-    sees an answer.  This channel answers 431 (too large) or 408 (not all
-    there within ``site.header_timeout`` seconds) with a JSON reason, stops
-    writing, reads and drops whatever else arrives, and cuts the connection
-    after ``LINGER_SECONDS``.
+    sees an answer.  This channel answers 400 (malformed), 431 (too large)
+    or 408 (not all there within ``site.header_timeout`` seconds) with a
+    JSON reason, stops writing, reads and drops whatever else arrives
+    (unparsed), and cuts the connection after ``LINGER_SECONDS``.
     """
 
     _refused = False
@@ -110,7 +125,7 @@ class MetaStoreChannel(http.HTTPChannel):
     _reading_head = True
 
     def _respondToBadRequestAndDisconnect(self) -> None:
-        self._refuse(*HEAD_TOO_LARGE)
+        self._refuse(*MALFORMED_REQUEST)
 
     def _refuse(self, status: bytes, body: bytes) -> None:
         if self._refused:
@@ -130,8 +145,8 @@ class MetaStoreChannel(http.HTTPChannel):
             self.transport.loseConnection()
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        """A request or header line over 16 KiB: refuse it the same way."""
-        self._respondToBadRequestAndDisconnect()
+        """A request or header line over 16 KiB: 431."""
+        self._refuse(*HEAD_TOO_LARGE)
 
     def connectionLost(self, reason) -> None:
         """Forget the timers along with the connection."""
@@ -139,6 +154,22 @@ class MetaStoreChannel(http.HTTPChannel):
             self._linger.cancel()
         self._cancel_head_deadline()
         super().connectionLost(reason)
+
+    def lineReceived(self, line: bytes) -> None:
+        """Parse a line of a request head, unless the request was refused
+        (further lines of the same packet are dropped, not parsed); a head
+        over Twisted's total size is 431."""
+        if self._refused:
+            return
+        if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
+            self._refuse(*HEAD_TOO_LARGE)
+            return
+        super().lineReceived(line)
+
+    def rawDataReceived(self, data: bytes) -> None:
+        """Take body bytes, unless the request was refused."""
+        if not self._refused:
+            super().rawDataReceived(data)
 
     def dataReceived(self, data: bytes) -> None:
         """Parse requests, or drop everything once a request was refused.
