@@ -50,6 +50,9 @@ ROUTES = st.one_of(
     PATH_TEXT.map(lambda p: "/" + p),
     st.tuples(RAW_KEY, PATH_TEXT).map(lambda t: f"/{t[0]}?{t[1]}"),
     st.text(alphabet="abc/%.", max_size=3000).map(lambda p: "/" + p),  # long paths and keys over the limit
+    st.text(alphabet=st.characters(min_codepoint=0x80, max_codepoint=0xFF), min_size=1, max_size=10).map(
+        lambda p: "/" + p),  # raw bytes that are not ASCII, and a request line that does not parse
+    st.sampled_from(["/a b", "*", "k", "http://127.0.0.1/k", "/kv/a b"]),
 )
 HEADER_NAMES = st.sampled_from(
     ["If-Match", "If-None-Match", "Content-Type", "Accept", "Range", "Expect", "Cookie", "Authorization",
@@ -211,6 +214,7 @@ class HostileHTTPTests(SynchronousTestCase):
         if raw:
             status, _, _ = parse_response(raw) if raw.startswith(b"HTTP/1.") else (400, None, None)
             self.assertLess(status, 500, repr(garbage))
+        self.assertNotIn("Traceback", self.member.log_text(), repr(garbage))
 
     def test_member_unharmed_after_hostile_requests(self):
         """After a burst of malformed requests the member still works."""
@@ -219,6 +223,23 @@ class HostileHTTPTests(SynchronousTestCase):
                         b"PUT /k HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\nx",
                         b"PUT /k HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"):
             exchange(self.member.http_port, request, wait_for_close=2)
+        self.assert_member_unharmed()
+
+    def test_raw_bytes_over_0x7f_in_the_path(self):
+        """A request target with raw (unescaped) bytes over 0x7F: Twisted
+        lets 0x80-0xB0 through, and they name the key of those bytes;
+        higher bytes are a malformed request line.  Every answer is JSON or
+        the value, and nothing is logged as a traceback."""
+        port = self.member.http_port
+        put = raw_request(port, build_request("PUT", "/\x80\xa9", [], b"raw"))
+        self.assertEqual(parse_response(put)[0], 204, put)
+        status, _, body = parse_response(raw_request(port, build_request("GET", "/kv/%80%A9", [], b"")))
+        self.assertEqual((status, body), (200, b"raw"))
+        for method, path, expected in (("GET", "/kv/\xa0(", 404), ("DELETE", "/\x81\x82", 404),
+                                       ("POST", "/admin/\x90", 404), ("GET", "/\xff", 400)):
+            status, headers, body = parse_response(raw_request(port, build_request(method, path, [], b"")))
+            self.assertEqual((status, headers["content-type"]), (expected, "application/json"), path)
+            json.loads(body)
         self.assert_member_unharmed()
 
     def test_idle_connections_do_not_block_others(self):

@@ -11,7 +11,8 @@ Departures from ``twisted.web.server.Site``:
 
 - Keys are binary-safe, but Klein refuses paths that do not percent-decode
   to UTF-8.  The site therefore routes on the still-encoded path segments
-  (always ASCII); handlers decode ``request.path`` to bytes themselves.
+  (made ASCII: a raw byte over 0x7F is routed as its ``%XX`` escape);
+  handlers decode ``request.path`` to bytes themselves.
 - A body over the size limit is discarded as it arrives instead of being
   buffered, and the request is marked so the handler answers 413.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 from twisted.web import http, server
 
@@ -29,6 +31,14 @@ IDLE_TIMEOUT_SECONDS = 60
 """Connections idle this long are closed (slow or abandoned clients)."""
 HEADER_TIMEOUT_SECONDS = 10.0
 """The longest a request's line and headers may take to arrive, in total."""
+
+
+_NOT_ASCII = re.compile(rb"[\x80-\xff]")
+
+
+def _ascii(path: bytes) -> bytes:
+    """``path`` with every byte over 0x7F percent-escaped."""
+    return _NOT_ASCII.sub(lambda m: b"%%%02X" % m.group()[0], path)
 
 
 class _DiscardedBody(io.BytesIO):
@@ -64,6 +74,13 @@ class MetaStoreRequest(server.Request):
             self.content = _DiscardedBody()
             return
         super().handleContentChunk(data)
+
+    def __repr__(self) -> str:
+        """Method and target, whatever bytes they hold (Twisted's own repr
+        raises on a target that is not ASCII)."""
+        method = self.method.decode("ascii", "backslashreplace")
+        uri = self.uri[:200].decode("ascii", "backslashreplace")
+        return f"<{type(self).__name__} at 0x{id(self):x} method={method} uri={uri}>"
 
     def _handleStar(self) -> None:
         """``*`` as the request target: ``OPTIONS *`` is an empty 200 (as
@@ -223,7 +240,7 @@ class MetaStoreSite(server.Site):
 
     def getResourceFor(self, request):
         """Route on the percent-encoded segments (see the module docstring)."""
-        request.postpath = request.path[1:].split(b"/")
+        request.postpath = _ascii(request.path[1:]).split(b"/")
         return super().getResourceFor(request)
 
     def log(self, request) -> None:
