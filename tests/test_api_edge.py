@@ -282,13 +282,29 @@ class ClusterEdgeTests(TestCase):
             self.assertEqual((code, json.loads(answer)["error"]), (409, error))
         code, body, _ = await self.cluster.request(3, "DELETE", "/admin/members/4")
         self.assertEqual(code, 204, body)
-        await wait_until(lambda: self._listed_everywhere([1, 2, 3]), timeout=10, what="member 4 gone everywhere")
+        await wait_until(lambda: self._listed_on([1, 2, 3], [1, 2, 3]), timeout=10, what="member 4 gone everywhere")
         code, answer, _ = await self.cluster.request(1, "POST", "/admin/members/4", url)
         self.assertEqual((code, json.loads(answer)["error"]), (409, "member_removed"))
         await self.assert_unharmed()
 
-    async def _listed_everywhere(self, expected: list[int]) -> bool:
-        return all([await self.members(m) == expected for m in (1, 2, 3)])
+    async def test_member_asked_to_remove_itself_answers_before_it_exits(self):
+        """``DELETE /{own id}`` sent to a follower itself: 204 (whether it
+        applies its removal or first hears of it from a peer), then the
+        process exits by itself and the other two carry on."""
+        leader = await self.cluster.leader()
+        follower = next(i for i in (1, 2, 3) if i != leader)
+        code, body, _ = await self.cluster.request(follower, "DELETE", f"/{follower}")
+        self.assertEqual(code, 204, body)
+        member = self.cluster.members[follower]
+        await wait_until(lambda: not member.running(), timeout=15, what=f"member {follower} to exit")
+        self.assertEqual(member.process.returncode, 0)
+        others = [i for i in (1, 2, 3) if i != follower]
+        await wait_until(lambda: self._listed_on(others, others), timeout=10, what="the removal everywhere")
+        await self.assert_unharmed()
+
+    async def _listed_on(self, asked: list[int], expected: list[int]) -> bool:
+        """Whether every member in ``asked`` lists exactly ``expected``."""
+        return all([await self.members(m) == expected for m in asked])
 
 
 class StartingMemberTests(TestCase):
