@@ -36,6 +36,7 @@ class Config:
     rocksdb_block_cache_bytes: int = 64 * 2**20
     rocksdb_write_buffer_bytes: int = 32 * 2**20
     request_timeout: float = 5.0
+    header_timeout: float = 10.0
     max_request_bytes: int = 1536 * 1024
     tick_ms: int = 100
     election_ticks: int = 10
@@ -69,6 +70,8 @@ class Config:
             raise ConfigError("--rocksdb-block-cache-bytes and --rocksdb-write-buffer-bytes must be at least 1048576")
         if not self.request_timeout > 0:
             raise ConfigError("--request-timeout must be a positive number of seconds")
+        if not self.header_timeout > 0:
+            raise ConfigError("--header-timeout must be a positive number of seconds")
         if self.max_request_bytes < 1024:
             raise ConfigError("--max-request-bytes must be at least 1024")
         if self.tick_ms < 1:

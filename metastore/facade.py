@@ -15,6 +15,7 @@ from typing import Iterator
 
 from twisted.internet import defer
 
+from metastore import health
 from metastore.errors import Unavailable
 from metastore.kv.commands import Command
 from metastore.kv.store import DeleteResult, PutResult, Result, TxnResult
@@ -130,11 +131,16 @@ class MemberFacade:
 
     def health(self) -> str:
         """Why this member cannot serve, or "" when it can."""
-        if self._node.failure is not None:
-            return f"storage failed: {self._node.failure}"
-        if self._node.leader_id == 0:
-            return "no leader"
-        return ""
+        return "; ".join(self.health_problems())
+
+    def health_problems(self) -> list[str]:
+        """Every reason this member cannot serve (``/health``); empty when it can."""
+        return health.problems(self.status(), health.HEALTH_CHECKS)
+
+    def readiness_problems(self) -> list[str]:
+        """Every reason this member is not ready (``/readyz``): those of
+        ``health_problems`` and an applied index behind commit."""
+        return health.problems(self.status(), health.READY_CHECKS)
 
     def status(self) -> MemberStatus:
         """This member's view now: role, leader, term, indexes, revision, health."""

@@ -12,18 +12,41 @@ module holds what raft does not know: URLs and removals.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import replace
 from typing import Callable
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from metastore.errors import Stopping
 from metastore.kv.commands import PublishMember
 from metastore.raft.types import ConfChange, ConfChangeType, ConfState
 from metastore.storage.engine import ClusterState, MemberRecord
 from metastore.transport.urls import parse_peer_url
 
 log = Logger()
+
+
+_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def _host_is_valid(host: str) -> bool:
+    """An IP address, or a DNS name of valid labels."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    return 0 < len(name) <= 253 and all(_DNS_LABEL.match(label) for label in name.split("."))
+
+
+def peer_address(url: str) -> tuple[str, int]:
+    """What makes two peer URLs the same member: (lower-cased host, port)."""
+    host, port = parse_peer_url(url)
+    return host.lower().rstrip("."), port
 
 
 class MembershipError(ValueError):
@@ -109,20 +132,36 @@ class Membership:
 
     def add_change(self, member_id: int, peer_url: str) -> ConfChange:
         """The change that adds ``member_id`` at ``peer_url``; raises
-        ``MembershipError`` (``bad_peer_url``, ``member_exists``)."""
+        ``MembershipError`` (``bad_peer_url``, ``member_exists``,
+        ``member_removed``, ``peer_url_exists``)."""
         try:
-            parse_peer_url(peer_url)
+            host, _ = parse_peer_url(peer_url)
         except ValueError as e:
             raise MembershipError("bad_peer_url", f"the body must be the new member's peer URL: {e}") from None
+        if not _host_is_valid(host):
+            raise MembershipError("bad_peer_url", f"peer URL {peer_url!r}: {host[:80]!r} is not a host name or IP address")
         if member_id in self.members:
             raise MembershipError("member_exists", f"member {member_id} is already in the cluster")
+        if member_id in self.removed_ids:
+            raise MembershipError("member_removed", f"member {member_id} was removed; a removed id is never reused")
+        address = peer_address(peer_url)
+        for m in self.members.values():
+            try:
+                taken = peer_address(m.peer_url)
+            except ValueError:
+                continue
+            if taken == address:
+                raise MembershipError("peer_url_exists", f"member {m.member_id} already uses peer URL {m.peer_url}")
         return ConfChange(ConfChangeType.ConfChangeAddNode, member_id, peer_url.encode())
 
     def remove_change(self, member_id: int) -> ConfChange:
         """The change that removes ``member_id``; raises ``MembershipError``
-        (``no_such_member``)."""
+        (``no_such_member``, ``last_member``)."""
         if member_id not in self.members:
             raise MembershipError("no_such_member", f"member {member_id} is not in the cluster")
+        voters = [m.member_id for m in self.members.values() if not m.is_learner]
+        if voters == [member_id]:
+            raise MembershipError("last_member", f"member {member_id} is the cluster's only voter; it cannot be removed")
         return ConfChange(ConfChangeType.ConfChangeRemoveNode, member_id)
 
     def wait_applied(self, change: ConfChange) -> defer.Deferred:
@@ -130,6 +169,21 @@ class Membership:
         d = defer.Deferred()
         self._waiters.setdefault((int(change.type), change.node_id), []).append(d)
         return d
+
+    def answer_waiters_on_leaving(self) -> None:
+        """This member is leaving the cluster: a request for its own removal
+        succeeded (a peer may tell of the removal before it is applied
+        here); every other change waiting fails with ``Stopping``."""
+        own_removal = (int(ConfChangeType.ConfChangeRemoveNode), self.member_id)
+        waiters, self._waiters = self._waiters, {}
+        for key, deferreds in waiters.items():
+            for d in deferreds:
+                if d.called:
+                    continue
+                if key == own_removal:
+                    d.callback(None)
+                else:
+                    d.errback(Stopping("this member was removed"))
 
     # -- applying -------------------------------------------------------------
 

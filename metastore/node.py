@@ -279,6 +279,7 @@ class Node(service.Service):
 
     def _leave_cluster(self) -> None:
         log.info("member {id} was removed from the cluster; shutting down", id=self.member_id)
+        self.membership.answer_waiters_on_leaving()
         if self.on_removed is not None:
             self.on_removed()
 

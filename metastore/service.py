@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import msgpack
 from twisted.application import service
 from twisted.internet import defer, endpoints
+from twisted.internet.error import CannotListenError
 
 from metastore import raft
 from metastore.api.admin import AdminAPI
@@ -40,26 +41,58 @@ from metastore.storage.wal import WAL, WALState
 from metastore.transport import PeerTransport, cluster_id_from_token
 
 
+def listen_error(what: str, e: BaseException) -> StartupError:
+    """A ``StartupError`` that says in one line why ``what`` cannot listen."""
+    if isinstance(e, CannotListenError):
+        reason = getattr(e.socketError, "strerror", None) or e.socketError
+        return StartupError(f"cannot listen for {what} on {e.interface or '*'}:{e.port}: {reason}")
+    return StartupError(f"cannot listen for {what}: {e}")
+
+
 class ListenerService(service.Service):
     """Listens on a server endpoint while running; ``listening`` fires with
-    the ``IListeningPort`` (useful with port 0)."""
+    the ``IListeningPort`` (useful with port 0), or fails with a
+    ``StartupError`` saying why the address cannot be used."""
 
-    def __init__(self, endpoint, factory) -> None:
+    def __init__(self, endpoint, factory, what: str = "HTTP") -> None:
         self.endpoint = endpoint
         self.factory = factory
+        self.what = what
         self.port = None
         self.listening: defer.Deferred = defer.Deferred()
 
-    def startService(self) -> None:
-        """Start listening; a failure to bind stops the reactor loudly."""
-        super().startService()
-        d = self.endpoint.listen(self.factory)
+    def privilegedStartService(self) -> None:
+        """Listen now (twistd calls this before starting services); raises
+        ``StartupError`` at once when the address cannot be used."""
+        super().privilegedStartService()
+        self.bind()
 
+    def bind(self) -> None:
+        """Listen now, before the service starts; raises ``StartupError``
+        at once when the address cannot be used (port in use, bad host)."""
+        if self.port is not None:
+            return
+        errors: list[StartupError] = []
+        self._listen(errors.append)
+        if errors:
+            raise errors[0]
+
+    def startService(self) -> None:
+        """Start listening (unless ``bind`` already did); a failure to bind
+        fails ``listening``."""
+        super().startService()
+        if self.port is None:
+            self._listen(self.listening.errback)
+
+    def _listen(self, report) -> None:
         def listened(port):
             self.port = port
             self.listening.callback(port)
 
-        d.addCallbacks(listened, self.listening.errback)
+        def failed(failure):
+            report(listen_error(self.what, failure.value))
+
+        self.endpoint.listen(self.factory).addCallbacks(listened, failed)
 
     def stopService(self):
         """Stop listening."""
@@ -94,6 +127,14 @@ class MemberService(service.MultiService):
         http.setServiceParent(self)
         node.on_removed = self._on_removed
         http.listening.addCallback(self._publish_client_url)
+
+    def privilegedStartService(self) -> None:
+        """Bind the peer and HTTP ports; raises ``StartupError`` when either
+        cannot be used."""
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            raise listen_error("peers", e) from None
 
     def _publish_client_url(self, port):
         address = port.getHost()
@@ -259,8 +300,9 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
     )
     node.transport = membership.transport = transport
     api = MemberFacade(node, config.storage)
-    admin = AdminAPI(api, PeerStatusClient(reactor)).app.resource()
-    root = member_root(RestAPI(api).app.resource(), admin)
-    site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor)
+    rest = RestAPI(api)
+    admin = AdminAPI(api, PeerStatusClient(reactor), rest.members).app.resource()
+    root = member_root(rest.app.resource(), admin)
+    site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
     return MemberService(config, node, transport, ListenerService(endpoint, site), api)

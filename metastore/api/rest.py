@@ -8,8 +8,13 @@
 - ``If-Match: "<rev>"`` / ``If-Match: *`` / ``If-None-Match: *`` make PUT and
   DELETE conditional (412 when the condition fails); the check happens when
   the write is applied, in log order, so it is a true compare-and-swap.
-- ``POST /{id}`` and ``DELETE /{id}`` (all-digit paths) are membership.
-- ``/v3/``, ``/admin/``, ``/health``, ``/metrics``, ``/version`` are reserved.
+- ``POST /{id}`` and ``DELETE /{id}`` (all-digit paths) are membership,
+  as in the seed: ``DELETE /7`` removes member 7 and never the key ``7``
+  (when 7 is no member the 404 says how to delete the key).
+- ``/kv/{key}`` (GET, HEAD, PUT, DELETE) is the same key API without that
+  ambiguity: any key, all-digit ones included.
+- ``/v3/``, ``/kv/``, ``/admin/``, ``/health``, ``/livez``, ``/readyz``,
+  ``/metrics``, ``/version`` are reserved: never keys at the root.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from urllib.parse import unquote_to_bytes
 
 from klein import Klein
 
-from metastore.api.errors import HTTPError, unavailable_error, write_error
+from metastore.api import validation
+from metastore.api.errors import HTTPError, answer_failure, unavailable_error
 from metastore.api.members import MembershipAPI
 from metastore.config import MAX_KEY_BYTES
 from metastore.errors import Unavailable
@@ -32,9 +38,10 @@ from metastore.kv.commands import (
     Txn,
 )
 
-RESERVED_PREFIXES = (b"/v3/", b"/admin/", b"/health", b"/metrics", b"/version")
+RESERVED_PREFIXES = (b"/v3/", b"/kv/", b"/admin/", b"/health", b"/livez", b"/readyz", b"/metrics", b"/version")
 KEY_METHODS = b"GET, HEAD, PUT, DELETE"
 MEMBER_METHODS = b"GET, HEAD, PUT, POST, DELETE"
+KV_PREFIX = b"/kv/"
 
 
 def _is_reserved(path: bytes) -> bool:
@@ -49,10 +56,7 @@ def _parse_revision_tag(value: bytes) -> int:
     text = value.strip()
     if text.startswith(b"W/"):
         text = text[2:]
-    text = text.strip(b'"')
-    if not text.isdigit():
-        raise HTTPError(400, "bad_precondition", f"If-Match wants a revision like \"12\", got {value!r}")
-    return int(text)
+    return validation.revision(text.strip(b'"'), "If-Match")
 
 
 def write_condition(request, key: bytes) -> tuple[Compare, ...]:
@@ -82,15 +86,15 @@ class RestAPI:
         self.member = member
         self.members = MembershipAPI(member)
 
-    @app.handle_errors(HTTPError)
-    def _http_error(self, request, failure):
-        e = failure.value
-        return write_error(request, e.status, e.error, e.message, e.headers)
+    @app.handle_errors(Exception)
+    def _error(self, request, failure):
+        return answer_failure(request, failure)
 
-    @app.handle_errors(Unavailable)
-    def _unavailable(self, request, failure):
-        e = unavailable_error(failure.value)
-        return write_error(request, e.status, e.error, e.message, e.headers)
+    @app.route("/kv/", branch=True)
+    async def key(self, request):
+        """``/kv/{key}``: the key API for any key, all-digit ones included."""
+        key = self._checked_key(unquote_to_bytes(request.path[len(KV_PREFIX):]))
+        return await self._key_request(request, key, KEY_METHODS)
 
     @app.route("/", branch=True)
     async def key_or_member(self, request):
@@ -101,20 +105,23 @@ class RestAPI:
         key = unquote_to_bytes(path[1:])
         method = request.method
         if key.isdigit() and method in (b"POST", b"DELETE"):
-            return await self._member(request, method, int(key))
+            return await self._member(request, method, key)
+        return await self._key_request(request, self._checked_key(key), MEMBER_METHODS if key.isdigit() else KEY_METHODS)
+
+    async def _key_request(self, request, key: bytes, allow: bytes):
+        method = request.method
         if method in (b"GET", b"HEAD"):
-            return await self._get(request, self._checked_key(key))
+            return await self._get(request, key)
         if method == b"PUT":
-            return await self._put(request, self._checked_key(key))
+            return await self._put(request, key)
         if method == b"DELETE":
-            return await self._delete(request, self._checked_key(key))
-        allow = MEMBER_METHODS if key.isdigit() else KEY_METHODS
+            return await self._delete(request, key)
         raise HTTPError(405, "method_not_allowed", f"{method.decode('ascii', 'replace')} is not allowed here", {b"Allow": allow})
 
     @staticmethod
     def _checked_key(key: bytes) -> bytes:
         if not key:
-            raise HTTPError(400, "empty_key", "the key is empty: use PUT /{key}")
+            raise HTTPError(400, "empty_key", "the key is empty: use PUT /{key} or PUT /kv/{key}")
         if len(key) > MAX_KEY_BYTES:
             raise HTTPError(413, "key_too_large", f"the key is {len(key)} bytes; the limit is {MAX_KEY_BYTES}")
         return key
@@ -167,7 +174,11 @@ class RestAPI:
             raise HTTPError(412, "precondition_failed", "the key changed or its presence differs from the condition", headers)
         return result.responses[0]
 
-    async def _member(self, request, method: bytes, member_id: int):
+    async def _member(self, request, method: bytes, digits: bytes):
+        member_id = validation.member_id(digits)
         if method == b"POST":
             return await self.members.add(request, member_id)
-        return await self.members.remove(request, member_id)
+        hint = ""
+        if self.member.get(digits) is not None:
+            hint = f"; to delete the key {digits.decode()!r}, use DELETE /kv/{digits.decode()}"
+        return await self.members.remove(request, member_id, hint)

@@ -1,9 +1,9 @@
 """The root of a member's HTTP tree: which API owns which path.
 
 Each API is mounted by its first path segment, either for everything under
-it (``admin``; later ``v3``) or for that one path and given methods only
-(``GET``/``HEAD`` of ``health`` and ``version``), and sees the request's path whole, as if it were the root;
-every other path belongs to the seed REST API.  A new API is one more
+it (``admin``; later ``v3``) or for that one path alone (``health``,
+``livez``, ``readyz``, ``version``), and sees the request's path whole, as
+if it were the root; every other path belongs to the seed REST API.  A new API is one more
 mount, without touching the others.
 """
 
@@ -19,7 +19,7 @@ class RootResource(Resource):
         self,
         default: IResource,
         mounts: dict[bytes, IResource],
-        exact: dict[bytes, tuple[IResource, frozenset[bytes]]] | None = None,
+        exact: dict[bytes, IResource] | None = None,
     ) -> None:
         super().__init__()
         self._default = default
@@ -30,14 +30,13 @@ class RootResource(Resource):
         """The API mounted at ``segment`` (else the default), given the whole path."""
         whole_path = not request.postpath
         request.postpath.insert(0, request.prepath.pop())
-        resource, methods = self._exact.get(segment, (None, frozenset()))
-        if whole_path and request.method in methods:
-            return resource
+        if whole_path and segment in self._exact:
+            return self._exact[segment]
         return self._mounts.get(segment, self._default)
 
 
 def member_root(seed: IResource, admin: IResource) -> RootResource:
-    """A member's tree: ``/admin/...``, ``/health`` and ``/version`` to
-    ``admin``, everything else to ``seed``."""
-    reads = frozenset({b"GET", b"HEAD"})
-    return RootResource(seed, {b"admin": admin}, exact={b"health": (admin, reads), b"version": (admin, reads)})
+    """A member's tree: ``/admin/...``, ``/health``, ``/livez``,
+    ``/readyz`` and ``/version`` to ``admin``, everything else to ``seed``."""
+    exact = {name: admin for name in (b"health", b"livez", b"readyz", b"version")}
+    return RootResource(seed, {b"admin": admin}, exact=exact)

@@ -260,6 +260,8 @@ class BadInputTests(SingleMemberTestCase):
 
     async def test_admin_status_and_members(self):
         """/admin/status and /admin/members describe this one-member cluster."""
+        # Publishing the client URL is a proposal of its own: let it apply first.
+        await wait_until(lambda: self.member.node.membership.members[1].client_url, timeout=10, what="the client URL published")
         status, body = await self.request("GET", "/admin/status")
         document = json.loads(body)
         self.assertEqual((status.code, document["role"], document["leader"]), (200, "leader", 1))

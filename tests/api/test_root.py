@@ -47,8 +47,11 @@ class RootTests(SynchronousTestCase):
         self.assertEqual(route(root, b"/health/x"), ("seed", [b"health", b"x"]))
         self.assertEqual(route(root, b"/version/"), ("seed", [b"version", b""]))
         self.assertEqual(route(root, b"/health", b"HEAD")[0], "admin")
-        self.assertEqual(route(root, b"/health", b"POST"), ("seed", [b"health"]))
-        self.assertEqual(route(root, b"/version", b"DELETE")[0], "seed")
+        # Every method reaches the endpoint's owner, which answers 405 for the wrong ones.
+        self.assertEqual(route(root, b"/health", b"POST"), ("admin", [b"health"]))
+        self.assertEqual(route(root, b"/version", b"DELETE")[0], "admin")
+        self.assertEqual(route(root, b"/readyz")[0], "admin")
+        self.assertEqual(route(root, b"/livez")[0], "admin")
 
     def test_a_new_api_is_one_more_mount(self) -> None:
         root = RootResource(Leaf("seed"), {b"v3": Leaf("v3")})
