@@ -16,7 +16,7 @@ from metastore.kv.commands import Put
 from metastore.raft.types import ConfState, Entry, HardState, SnapshotMetadata
 from metastore.recovery import recover
 from metastore.service import open_member
-from metastore.storage.engine import ClusterState, KeyValue, MemberRecord
+from metastore.storage.engine import ClusterState, Event, KeyValue, MemberRecord
 from metastore.storage.memory import MemoryEngine
 from metastore.storage.snapshot import SnapshotDirectory, SnapshotHeader, read_snapshot, write_snapshot
 from metastore.storage.wal import WALState
@@ -81,7 +81,7 @@ class SnapshotTests(EmbeddedMemberTestCase):
         header, items = read_snapshot(path)
         self.assertLessEqual(header.index, node.applied_index)
         items = list(items)
-        self.assertTrue(all(kv.mod_revision <= header.revision for kv in items))
+        self.assertTrue(all(event.kv.mod_revision <= header.revision for event in items))
         self.assertEqual(len(items), header.revision - 1)  # one new key per revision, revision 1 = empty
         self.assertEqual([m.member_id for m in header.cluster_state.members], [1])
 
@@ -121,8 +121,8 @@ def _cluster() -> ClusterState:
     return ClusterState(voters=(1,), members=(MemberRecord(1, "http://127.0.0.1:1"),))
 
 
-def _kv(n: int) -> KeyValue:
-    return KeyValue(b"k%03d" % n, b"v", n + 1, n + 1, 1)
+def _kv(n: int) -> Event:
+    return Event(KeyValue(b"k%03d" % n, b"v", n + 1, n + 1, 1), 0)
 
 
 class RecoveryRuleTests(SynchronousTestCase):

@@ -3,6 +3,14 @@
 - ``GET /{key}``: 200 with the raw value (linearizable; ``?serializable=true``
   answers from local state at once), 404 when absent.  Headers: ``ETag``
   (the key's mod_revision) and ``X-MetaStore-*`` revisions.
+  ``?revision=N`` reads the key as it was at revision N; a revision below
+  the compacted one, or above the current one, is 400 with etcd's message
+  (``compacted`` / ``future_revision``).
+- ``GET /{prefix}?list`` (``GET /?list`` for every key): 200 with JSON
+  ``{"revision", "count", "more", "kvs": [...]}``, the keys starting with
+  the prefix in key order, each with its value and revisions; also takes
+  ``revision=N`` and ``limit=N``.  A key or value is the JSON string
+  ``key``/``value`` when it is UTF-8, else ``key_base64``/``value_base64``.
 - ``PUT /{key}``: the body becomes the value; 204 once durable and applied.
 - ``DELETE /{key}``: 204, or 404 when there was no such key.
 - ``If-Match: "<rev>"`` / ``If-Match: *`` / ``If-None-Match: *`` make PUT and
@@ -14,6 +22,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from urllib.parse import unquote_to_bytes
 
 from klein import Klein
@@ -22,15 +32,21 @@ from metastore.api.errors import HTTPError, unavailable_error, write_error
 from metastore.api.members import MembershipAPI
 from metastore.config import MAX_KEY_BYTES
 from metastore.errors import Unavailable
-from metastore.kv.commands import (
+from metastore.kv.errors import CompactedError, FutureRevisionError, KVError
+from metastore.kv.messages import (
     Compare,
     CompareResult,
     CompareTarget,
     DeleteRange,
+    DeleteRangeResponse,
     Put,
+    PutResponse,
+    RangeRequest,
     Txn,
+    TxnResponse,
+    prefix_range_end,
 )
-from metastore.kv.store import DeleteResult, PutResult, TxnResult
+from metastore.storage.engine import KeyValue
 
 RESERVED_PREFIXES = (b"/v3/", b"/admin/", b"/health", b"/metrics", b"/version")
 KEY_METHODS = b"GET, HEAD, PUT, DELETE"
@@ -53,6 +69,37 @@ def _parse_revision_tag(value: bytes) -> int:
     if not text.isdigit():
         raise HTTPError(400, "bad_precondition", f"If-Match wants a revision like \"12\", got {value!r}")
     return int(text)
+
+
+_KV_ERRORS = {CompactedError: "compacted", FutureRevisionError: "future_revision"}
+
+
+def _non_negative_argument(request, name: bytes) -> int:
+    """The query argument ``name`` as an integer >= 0 (0 when absent)."""
+    raw = request.args.get(name, [b"0"])[0]
+    if not raw.isdigit():
+        raise HTTPError(400, f"bad_{name.decode()}", f"{name.decode()} must be a non-negative integer, got {raw!r}")
+    return int(raw)
+
+
+def _text_or_base64(name: str, data: bytes) -> dict:
+    """``{name: text}`` when ``data`` is UTF-8, else ``{name_base64: ...}``."""
+    try:
+        return {name: data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {f"{name}_base64": base64.b64encode(data).decode("ascii")}
+
+
+def kv_json(kv: KeyValue) -> dict:
+    """A key with its value and metadata, as the listing answers it."""
+    return {
+        **_text_or_base64("key", kv.key),
+        **_text_or_base64("value", kv.value),
+        "create_revision": kv.create_revision,
+        "mod_revision": kv.mod_revision,
+        "version": kv.version,
+        "lease": kv.lease,
+    }
 
 
 def write_condition(request, key: bytes) -> tuple[Compare, ...]:
@@ -87,6 +134,12 @@ class RestAPI:
         e = failure.value
         return write_error(request, e.status, e.error, e.message, e.headers)
 
+    @app.handle_errors(KVError)
+    def _kv_error(self, request, failure):
+        e = failure.value
+        error = _KV_ERRORS.get(type(e), "invalid_request")
+        return write_error(request, e.http_status, error, e.message)
+
     @app.handle_errors(Unavailable)
     def _unavailable(self, request, failure):
         e = unavailable_error(failure.value)
@@ -102,6 +155,8 @@ class RestAPI:
         method = request.method
         if key.isdigit() and method in (b"POST", b"DELETE"):
             return await self._member(request, method, int(key))
+        if method in (b"GET", b"HEAD") and b"list" in request.args:
+            return await self._list(request, key)
         if method in (b"GET", b"HEAD"):
             return await self._get(request, self._checked_key(key))
         if method == b"PUT":
@@ -127,17 +182,38 @@ class RestAPI:
             request.setHeader(b"X-MetaStore-Mod-Revision", b"%d" % kv.mod_revision)
             request.setHeader(b"X-MetaStore-Version", b"%d" % kv.version)
 
-    async def _get(self, request, key: bytes):
+    async def _read_barrier(self, request) -> None:
         if request.args.get(b"serializable", [b"false"])[0].lower() not in (b"true", b"1"):
             await self.node.read_barrier()
         elif self.node.restoring:
             raise unavailable_error(Unavailable("this member is installing a snapshot; retry or read from another member"))
-        kv = self.node.store.get(key)
+
+    async def _get(self, request, key: bytes):
+        revision = _non_negative_argument(request, b"revision")
+        await self._read_barrier(request)
+        kv = self.node.store.get(key, revision)
         self._revision_headers(request, kv)
         if kv is None:
             raise HTTPError(404, "not_found", "no such key")
         request.setHeader(b"Content-Type", b"application/octet-stream")
         return kv.value
+
+    async def _list(self, request, prefix: bytes):
+        revision = _non_negative_argument(request, b"revision")
+        limit = _non_negative_argument(request, b"limit")
+        if len(prefix) > MAX_KEY_BYTES:
+            raise HTTPError(413, "key_too_large", f"the prefix is {len(prefix)} bytes; the limit is {MAX_KEY_BYTES}")
+        await self._read_barrier(request)
+        found = self.node.store.range(RangeRequest(prefix, prefix_range_end(prefix), limit=limit, revision=revision))
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"X-MetaStore-Revision", b"%d" % found.header.revision)
+        body = {
+            "revision": found.header.revision,
+            "count": found.count,
+            "more": found.more,
+            "kvs": [kv_json(kv) for kv in found.kvs],
+        }
+        return json.dumps(body).encode() + b"\n"
 
     async def _put(self, request, key: bytes):
         if getattr(request, "body_too_large", False):
@@ -159,10 +235,10 @@ class RestAPI:
         request.setResponseCode(204)
         return b""
 
-    async def _write(self, key: bytes, write, compares) -> PutResult | DeleteResult:
+    async def _write(self, key: bytes, write, compares) -> PutResponse | DeleteRangeResponse:
         if not compares:
             return await self.node.propose(write)
-        result: TxnResult = await self.node.propose(Txn(compares, (write,)))
+        result: TxnResponse = await self.node.propose(Txn(compares, (write,)))
         if not result.succeeded:
             current = self.node.store.get(key)
             headers = {b"ETag": b'"%d"' % current.mod_revision} if current else {}
