@@ -22,6 +22,7 @@ from metastore.api.rest import RestAPI
 from metastore.api.site import MetaStoreSite
 from metastore.config import Config
 from metastore.errors import StartupError
+from metastore.compacting import CompactionService
 from metastore.kv.store import KeyValueStore
 from metastore.node import Node
 from metastore.recovery import RecoveredLog, recover, recover_durable_engine
@@ -70,17 +71,27 @@ class MemberService(service.MultiService):
     ``removed`` fires once the member has applied its own removal from the
     cluster and stopped itself."""
 
-    def __init__(self, config: Config, node: Node, transport: PeerTransport, http: ListenerService) -> None:
+    def __init__(
+        self,
+        config: Config,
+        node: Node,
+        transport: PeerTransport,
+        http: ListenerService,
+        compaction: CompactionService,
+    ) -> None:
         super().__init__()
         self.config = config
         self.node = node
         self.transport = transport
         self.http = http
+        self.compaction = compaction
         self.removed: defer.Deferred = defer.Deferred()
         # Started in this order, stopped in reverse: the node answers no
-        # request after the API stops, and sends nothing after the transport.
+        # request after the API stops, and sends nothing after the transport;
+        # compaction stops before the node closes the engine.
         transport.setServiceParent(self)
         node.setServiceParent(self)
+        compaction.setServiceParent(self)
         http.setServiceParent(self)
         node.on_removed = self._on_removed
         http.listening.addCallback(self._publish_client_url)
@@ -237,4 +248,5 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
     root = AdminAPI(node, reactor, api, config.storage).app.resource()
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
-    return MemberService(config, node, transport, ListenerService(endpoint, site))
+    compaction = CompactionService(reactor, node, config.auto_compaction_policy())
+    return MemberService(config, node, transport, ListenerService(endpoint, site), compaction)

@@ -13,6 +13,7 @@ import sys
 from twisted.python import usage
 
 from metastore.config import STORAGE_ENGINES, Config, ConfigError
+from metastore.kv.autocompaction import DEFAULT_MODE, DEFAULT_RETENTION, MODES
 from metastore.errors import StartupError
 
 _INT_FLAGS = {
@@ -61,6 +62,13 @@ class Options(usage.Options):
         ["election-ticks", None, "10", "Ticks without a leader before an election (randomized up to twice that)."],
         ["heartbeat-ticks", None, "1", "Ticks between leader heartbeats."],
         ["cluster-token", None, "metastore", "Name of the cluster; members of different clusters refuse each other."],
+        ["auto-compaction-mode", None, DEFAULT_MODE, f"When to compact history: {' or '.join(MODES)}."],
+        [
+            "auto-compaction-retention",
+            None,
+            DEFAULT_RETENTION,
+            "History kept: revisions (revision mode) or a duration such as 5m or 1h (periodic mode); 0 turns it off.",
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -86,6 +94,8 @@ class Options(usage.Options):
                 data_dir=self["data-dir"],
                 listen_host=self["listen-host"],
                 cluster_token=self["cluster-token"],
+                auto_compaction_mode=self["auto-compaction-mode"],
+                auto_compaction_retention=self["auto-compaction-retention"],
                 **values,
             ).validate()
         except ConfigError as e:
