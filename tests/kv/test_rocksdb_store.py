@@ -27,6 +27,7 @@ from metastore.storage.rocksdb import (
     EngineClosedError,
     EngineOpenError,
     RocksDBEngine,
+    encode_key_value,
     rocksdb_layout,
 )
 from tests.kv.test_store import KeyValueStoreBehaviour
@@ -103,6 +104,26 @@ class RocksDBEngineTests(SynchronousTestCase):
         self.assertEqual(
             (reopened.revision, reopened.applied_index, reopened.cluster_state), (5, 6, CLUSTER)
         )
+
+    def test_format_1_database_is_upgraded_on_open(self):
+        """A database written by the seed (live keys only, format 1) opens
+        with its keys as a history compacted at its revision."""
+        seed = rocksdict.Rdict(self.path, rocksdict.Options(raw_mode=True))
+        seed.put(b"m:format", (1).to_bytes(8, "big"))
+        seed.put(b"m:revision", (7).to_bytes(8, "big"))
+        seed.put(b"m:applied_index", (12).to_bytes(8, "big"))
+        for found in (kv(b"a", b"1", revision=4), kv(b"b", b"2", revision=7, lease=3)):
+            seed.put(b"k" + found.key, encode_key_value(found))
+        seed.close()
+        engine = self.open()
+        self.assertEqual((engine.revision, engine.applied_index, engine.compacted_revision), (7, 12, 7))
+        self.assertEqual(
+            [(e.revision, e.kv) for e in engine.history()],
+            [((4, 0), kv(b"a", b"1", revision=4)), ((7, 1), kv(b"b", b"2", revision=7, lease=3))],
+        )
+        self.assertEqual(engine.get(b"b", revision=7).lease, 3)
+        engine.close()
+        self.assertEqual(self.open().compacted_revision, 7)
 
     def test_new_database_has_no_cluster_state(self):
         """A fresh database reports no membership, revision 1, index 0."""
