@@ -82,6 +82,13 @@ def _non_negative_argument(request, name: bytes) -> int:
     return int(raw)
 
 
+def _has_query_flag(request, name: bytes) -> bool:
+    """Whether the query string names ``name``, with or without a value
+    (Twisted's ``request.args`` drops a bare ``?name``)."""
+    query = request.uri.partition(b"?")[2]
+    return any(item.partition(b"=")[0] == name for item in query.split(b"&"))
+
+
 def _text_or_base64(name: str, data: bytes) -> dict:
     """``{name: text}`` when ``data`` is UTF-8, else ``{name_base64: ...}``."""
     try:
@@ -155,7 +162,7 @@ class RestAPI:
         method = request.method
         if key.isdigit() and method in (b"POST", b"DELETE"):
             return await self._member(request, method, int(key))
-        if method in (b"GET", b"HEAD") and b"list" in request.args:
+        if method in (b"GET", b"HEAD") and _has_query_flag(request, b"list"):
             return await self._list(request, key)
         if method in (b"GET", b"HEAD"):
             return await self._get(request, self._checked_key(key))
