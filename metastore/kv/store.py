@@ -80,6 +80,8 @@ class _Batch:
             for event in reversed(written):
                 if revision <= 0 or event.kv.mod_revision <= revision:
                     return None if event.deleted else event.kv
+        if revision <= 0:
+            return self.engine.get(key)
         return self.engine.get(key, self._engine_revision(revision))
 
     def _engine_revision(self, revision: int) -> int:
@@ -238,7 +240,7 @@ class _TxnWriter:
         )
         self.batch.add(Event(kv, self.sub))
         self.sub += 1
-        return PutResponse(self.header, prev if request.prev_kv else None)
+        return PutResponse(ResponseHeader(self.revision), prev if request.prev_kv else None)
 
     def delete_range(self, request: DeleteRangeRequest) -> DeleteRangeResponse:
         deleted = self.batch.range(request.key, request.range_end or None)
@@ -317,7 +319,8 @@ class KeyValueStore:
     def get(self, key: bytes, revision: int = 0) -> KeyValue | None:
         """``key`` at ``revision`` (0: now), or None; raises
         ``CompactedError``/``FutureRevisionError`` for a revision out of reach."""
-        check_revision(revision, self.revision, self.compacted_revision)
+        if revision:
+            check_revision(revision, self.revision, self.compacted_revision)
         return self.engine.get(key, revision)
 
     def range(self, request: RangeRequest) -> RangeResponse:

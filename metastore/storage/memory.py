@@ -2,8 +2,11 @@
 
 Three structures, changed only on the reactor thread:
 
-- ``_history``: ``SortedDict`` of ``(main, sub)`` -> ``Event``, every
-  retained version in revision order;
+- ``_history``: dict of ``(main, sub)`` -> ``Event``, every retained
+  version, with ``_order``, the revisions in ascending order.  Commits only
+  ever add revisions above every other, so ``_order`` is appended to and
+  stays sorted (bisect finds a revision); compaction deletes from the dict
+  only, and ``_order`` drops the deleted revisions once they are half of it;
 - ``_index``: ``SortedDict`` of key -> ascending list of its retained
   revisions (tombstones included), the key index;
 - ``_live``: ``SortedDict`` of key -> its newest ``KeyValue``, for keys not
@@ -45,13 +48,15 @@ class SnapshotView:
     def __init__(self, engine: "MemoryEngine") -> None:
         self._engine = engine
         self._source = engine._history
-        self._revisions = engine._history.keys()[:]
+        self._revisions = engine._order[:]
 
     def __iter__(self) -> Iterator[Event]:
         source = self._source
         try:
             for revision in self._revisions:
-                yield source[revision]
+                event = source.get(revision)
+                if event is not None:  # else removed before the view was taken
+                    yield event
         finally:
             self._engine._end_view(self)
 
@@ -66,7 +71,8 @@ class MemoryEngine:
     """Rebuilt from snapshot + WAL on start (see ``Engine``)."""
 
     def __init__(self) -> None:
-        self._history: SortedDict = SortedDict()
+        self._history: dict[tuple[int, int], Event] = {}
+        self._order: list[tuple[int, int]] = []
         self._index: SortedDict = SortedDict()
         self._live: SortedDict = SortedDict()
         self._revision = INITIAL_REVISION
@@ -74,6 +80,7 @@ class MemoryEngine:
         self._compacted = 0
         self._physically_compacted = 0
         self._compact_cursor: tuple[int, int] = (0, MAX_SUB)
+        self._stale = 0
         self._cluster_state: ClusterState | None = None
         self._view: SnapshotView | None = None
 
@@ -154,8 +161,18 @@ class MemoryEngine:
 
     def history(self, start: tuple[int, int] = (0, 0)) -> Iterator[Event]:
         """Retained events from ``start`` on, in revision order."""
-        for revision in self._history.irange(minimum=start):
-            yield self._history[revision]
+        order, history = self._order, self._history
+        position = bisect.bisect_left(order, start)
+        while position < len(self._order):
+            if self._order is not order:  # rebuilt by compaction: find our place again
+                order = self._order
+                position = bisect.bisect_right(order, revision)
+                continue
+            revision = order[position]
+            position += 1
+            event = history.get(revision)
+            if event is not None:
+                yield event
 
     def commit(
         self,
@@ -167,11 +184,12 @@ class MemoryEngine:
     ) -> None:
         """Add ``events`` with the new revision, applied index, membership
         and compacted revision (see ``Engine``)."""
-        history, index, live = self._history, self._index, self._live
+        history, order, index, live = self._history, self._order, self._index, self._live
         for event in events:
             kv = event.kv
             at = (kv.mod_revision, event.sub)
             history[at] = event
+            order.append(at)
             revisions = index.get(kv.key)
             if revisions is None:
                 index[kv.key] = [at]
@@ -199,13 +217,11 @@ class MemoryEngine:
             return True
         if self._view is not None:
             return False
-        history, index = self._history, self._index
-        batch = list(
-            islice(
-                history.irange(self._compact_cursor, (target, MAX_SUB), inclusive=(False, True)),
-                limit,
-            )
-        )
+        history, index, order = self._history, self._index, self._order
+        start = bisect.bisect_right(order, self._compact_cursor)
+        end = bisect.bisect_right(order, (target, MAX_SUB))
+        batch = list(islice((at for at in islice(order, start, end) if at in history), limit))
+        removed = 0
         for at in batch:
             event = history.get(at)
             if event is None:
@@ -215,18 +231,30 @@ class MemoryEngine:
             older = bisect.bisect_left(revisions, at)
             for hidden in revisions[:older]:
                 del history[hidden]
+            removed += older
             del revisions[:older]
             if event.deleted and (len(revisions) == 1 or revisions[1][0] > target):
                 del history[at]
                 del revisions[0]
+                removed += 1
             if not revisions:
                 del index[key]
+        self._forget_removed(removed)
         if len(batch) < limit:
             self._physically_compacted = target
             self._compact_cursor = (target, MAX_SUB)
             return True
         self._compact_cursor = batch[-1]
         return False
+
+    def _forget_removed(self, removed: int) -> None:
+        """Drop removed revisions from ``_order`` once they are half of it
+        (a new list: an open ``history`` iterator notices and re-seeks)."""
+        self._stale += removed
+        if self._stale * 2 > len(self._order):
+            history = self._history
+            self._order = [at for at in self._order if at in history]
+            self._stale = 0
 
     def sync(self) -> None:
         """Nothing to do: the memory engine is rebuilt from snapshot + WAL."""
@@ -236,7 +264,7 @@ class MemoryEngine:
         time copies only the list of revisions; while it is open a second
         request copies the events themselves."""
         if self._view is not None:
-            return list(self._history.values())
+            return [self._history[at] for at in self._order if at in self._history]
         self._view = SnapshotView(self)
         return self._view
 
@@ -254,7 +282,7 @@ class MemoryEngine:
         physically_compacted_revision: int = 0,
     ) -> None:
         """Replace everything with ``items`` (see ``Engine``)."""
-        history: SortedDict = SortedDict()
+        history: dict[tuple[int, int], Event] = {}
         index: SortedDict = SortedDict()
         for event in items:
             at = event.revision
@@ -272,6 +300,7 @@ class MemoryEngine:
             if not newest.deleted:
                 live[key] = newest.kv
         self._history, self._index, self._live = history, index, live
+        self._order, self._stale = sorted(history), 0
         self._view = None  # an open view keeps reading the old, now frozen, history
         self._revision = revision
         self._applied_index = applied_index
