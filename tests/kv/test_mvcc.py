@@ -414,6 +414,20 @@ class MVCCBehaviour:
             self.assertEqual((store.revision, store.compacted_revision), (model.revision, model.compacted), where)
             if rng.random() < 0.3:
                 store.compact_step(rng.randint(1, 20))
+            if rng.random() < 0.005:
+                # Carry on from a snapshot of the history, as a member does
+                # after installing one.
+                engine, previous = self.make_engine(), engine
+                self.addCleanup(engine.close)
+                engine.restore(
+                    previous.snapshot_items(),
+                    previous.revision,
+                    previous.applied_index,
+                    ClusterState(),
+                    previous.compacted_revision,
+                    previous.physically_compacted_revision,
+                )
+                store = KeyValueStore(engine)
 
 
 class RandomRequests:
