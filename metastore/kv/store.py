@@ -23,6 +23,7 @@ change nothing.  Apply is deterministic: no clock, no randomness.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from typing import Iterator, Sequence
 
 import msgpack
@@ -295,6 +296,10 @@ def _check_path(txn: TxnRequest, path: Iterator[bool], batch: _Batch) -> None:
             _check_path(op, path, batch)
 
 
+def _hash_record(kv: KeyValue, deleted: bool) -> bytes:
+    return msgpack.packb([kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease, deleted])
+
+
 class KeyValueStore:
     """etcd's MVCC keyspace over a storage ``Engine``."""
 
@@ -355,6 +360,25 @@ class KeyValueStore:
         """Do a bounded slice of physical compaction (see ``Engine.compact_step``);
         True when there is none left."""
         return self.engine.compact_step(limit)
+
+    def hash_kv(self, revision: int = 0) -> tuple[int, int]:
+        """etcd's HashKV: ``(hash, compact_revision)``, a CRC-32 over the
+        keyspace at the compacted revision and every event after it up to
+        ``revision`` (0: now).  It depends only on the applied log, not on
+        how far physical compaction got, so members at the same revision
+        agree.  Raises ``CompactedError``/``FutureRevisionError``."""
+        revision = revision or self.revision
+        check_revision(revision, self.revision, self.compacted_revision)
+        compacted = self.compacted_revision
+        crc = 0
+        if compacted:
+            for kv in self.engine.range(b"", b"\0", compacted):
+                crc = zlib.crc32(_hash_record(kv, False), crc)
+        for event in self.engine.history((compacted + 1, 0)):
+            if event.kv.mod_revision > revision:
+                break
+            crc = zlib.crc32(_hash_record(event.kv, event.deleted), crc)
+        return crc, compacted
 
     def keyspace_hash(self) -> str:
         """A SHA-256 over every live key and its metadata, in key order: two
