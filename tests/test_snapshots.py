@@ -86,16 +86,20 @@ class SnapshotTests(EmbeddedMemberTestCase):
         self.assertEqual([m.member_id for m in header.cluster_state.members], [1])
 
     async def test_restart_from_snapshot_and_wal(self):
-        """A restarted member comes back with every key and revision intact."""
+        """A restarted member comes back with every key, revision and
+        retained past version intact (the snapshot carries the history)."""
         data_dir = self.mktemp()
         member = await self.start(data_dir, snapshot_count=100, snapshot_catchup_entries=10)
         await self.write(member, 333, keys=50)
         await self.settled(member)
         before, revision = keyspace(member), member.node.store.revision
+        history = list(member.node.store.engine.history())
         await member.stopService()
         again = await self.start(data_dir, snapshot_count=100, snapshot_catchup_entries=10)
         await wait_until(lambda: again.node.applied_index >= 333, timeout=20, what="replay")
         self.assertEqual((keyspace(again), again.node.store.revision), (before, revision))
+        self.assertEqual(list(again.node.store.engine.history()), history)
+        self.assertEqual(again.node.store.get(b"key-7", 9).value, b"value-7")
         self.assertGreater(again.node.snapshotter.snapshot_index, 0)
 
     async def test_disk_stays_bounded(self):
