@@ -9,6 +9,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from metastore.kv.autocompaction import (
+    DEFAULT_MODE,
+    DEFAULT_RETENTION,
+    MODES,
+    AutoCompactionPolicy,
+    parse_auto_compaction,
+)
+
 STORAGE_ENGINES = ("memory", "rocksdb")
 MAX_KEY_BYTES = 1536
 """The largest key accepted: 1.5 KiB."""
@@ -42,6 +50,14 @@ class Config:
     election_ticks: int = 10
     heartbeat_ticks: int = 1
     cluster_token: str = "metastore"
+    auto_compaction_mode: str = DEFAULT_MODE
+    auto_compaction_retention: str = DEFAULT_RETENTION
+    """Revisions to keep (revision mode) or a duration (periodic mode, e.g.
+    ``5m``; a bare number is hours, as in etcd); ``0`` turns it off."""
+
+    def auto_compaction_policy(self) -> AutoCompactionPolicy | None:
+        """The auto-compaction policy the flags ask for (None: off)."""
+        return parse_auto_compaction(self.auto_compaction_mode, self.auto_compaction_retention)
 
     def validate(self) -> "Config":
         """Return self, or raise ``ConfigError`` naming the offending flag."""
@@ -80,6 +96,10 @@ class Config:
             raise ConfigError("--heartbeat-ticks must be at least 1")
         if self.election_ticks <= self.heartbeat_ticks:
             raise ConfigError("--election-ticks must be greater than --heartbeat-ticks")
+        try:
+            self.auto_compaction_policy()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         return self
 
     @property

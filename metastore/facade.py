@@ -11,28 +11,26 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Iterator
 
 from twisted.internet import defer
 
 from metastore import health
 from metastore.errors import Unavailable
 from metastore.kv.commands import Command
-from metastore.kv.store import DeleteResult, PutResult, Result, TxnResult
+from metastore.kv.messages import RangeRequest, RangeResponse, TxnRequest, TxnResponse
+from metastore.kv.store import Result
 from metastore.membership import MembershipError
 from metastore.node import Node
 from metastore.storage.engine import KeyValue, MemberRecord
 
 __all__ = [
     "Consistency",
-    "DeleteResult",
+    "KeyValue",
     "MemberFacade",
     "MemberStatus",
     "MembershipError",
-    "PutResult",
     "Restoring",
     "Result",
-    "TxnResult",
 ]
 
 
@@ -105,18 +103,29 @@ class MemberFacade:
             return defer.fail(Restoring("this member is installing a snapshot; retry or read from another member"))
         return defer.succeed(None)
 
-    def get(self, key: bytes) -> KeyValue | None:
-        """The live key ``key`` in the applied state, or None."""
-        return self._node.store.get(key)
+    def get(self, key: bytes, revision: int = 0) -> KeyValue | None:
+        """The key ``key`` as of ``revision`` (0: now) in the applied state,
+        or None; raises ``CompactedError`` / ``FutureRevisionError``."""
+        return self._node.store.get(key, revision)
 
-    def range(self, key: bytes, range_end: bytes | None, limit: int = 0) -> Iterator[KeyValue]:
-        """Live keys in ``[key, range_end)`` in key order (etcd's range
-        conventions: None is just ``key``, ``b"\\0"`` is every key >= it)."""
-        return self._node.store.engine.range(key, range_end, limit)
+    def range_request(self, request: RangeRequest) -> RangeResponse:
+        """An etcd range over the applied state (after ``read``)."""
+        return self._node.store.range(request)
 
-    def count(self, key: bytes, range_end: bytes | None) -> int:
-        """How many live keys ``range`` would yield without a limit."""
-        return self._node.store.engine.count(key, range_end)
+    def read_request(self, request: RangeRequest | TxnRequest) -> RangeResponse | TxnResponse:
+        """A range, or a txn that only reads, served from the applied state
+        without a new revision (etcd serves read-only txns this way)."""
+        return self._node.store.read(request)
+
+    def hash_kv(self, revision: int = 0) -> tuple[int, int]:
+        """etcd's HashKV: (crc32 of the history up to ``revision``, the
+        compacted revision); equal on every member at the same revision."""
+        return self._node.store.hash_kv(revision)
+
+    @property
+    def compacted_revision(self) -> int:
+        """The revision history was compacted at."""
+        return self._node.store.compacted_revision
 
     @property
     def revision(self) -> int:

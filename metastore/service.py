@@ -25,6 +25,7 @@ from metastore.api.root import member_root
 from metastore.api.site import MetaStoreSite
 from metastore.config import Config
 from metastore.errors import StartupError
+from metastore.compacting import CompactionService
 from metastore.diskworker import DiskWorker
 from metastore.facade import MemberFacade
 from metastore.kv.store import KeyValueStore
@@ -110,7 +111,13 @@ class MemberService(service.MultiService):
     cluster and stopped itself."""
 
     def __init__(
-        self, config: Config, node: Node, transport: PeerTransport, http: ListenerService, api: MemberFacade
+        self,
+        config: Config,
+        node: Node,
+        transport: PeerTransport,
+        http: ListenerService,
+        api: MemberFacade,
+        history_compaction: CompactionService,
     ) -> None:
         super().__init__()
         self.config = config
@@ -119,11 +126,15 @@ class MemberService(service.MultiService):
         """What the APIs see of this member (``metastore.facade``)."""
         self.transport = transport
         self.http = http
+        self.history_compaction = history_compaction
+        """Compacts the MVCC history (``metastore.compacting``)."""
         self.removed: defer.Deferred = defer.Deferred()
         # Started in this order, stopped in reverse: the node answers no
-        # request after the API stops, and sends nothing after the transport.
+        # request after the API stops, and sends nothing after the transport;
+        # history compaction stops before the node closes the engine.
         transport.setServiceParent(self)
         node.setServiceParent(self)
+        history_compaction.setServiceParent(self)
         http.setServiceParent(self)
         node.on_removed = self._on_removed
         http.listening.addCallback(self._publish_client_url)
@@ -305,4 +316,5 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
     root = member_root(rest.app.resource(), admin)
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
-    return MemberService(config, node, transport, ListenerService(endpoint, site), api)
+    history_compaction = CompactionService(reactor, node, config.auto_compaction_policy())
+    return MemberService(config, node, transport, ListenerService(endpoint, site), api, history_compaction)

@@ -15,6 +15,7 @@ from twisted.application import service
 from twisted.python import usage
 
 from metastore.config import STORAGE_ENGINES, Config, ConfigError
+from metastore.kv.autocompaction import DEFAULT_MODE, DEFAULT_RETENTION, MODES
 from metastore.errors import StartupError
 from metastore.options import VersionOption
 
@@ -81,6 +82,13 @@ class Options(VersionOption, usage.Options):
         ["election-ticks", None, "10", "Ticks without a leader before an election (randomized up to twice that)."],
         ["heartbeat-ticks", None, "1", "Ticks between leader heartbeats."],
         ["cluster-token", None, "metastore", "Name of the cluster; members of different clusters refuse each other."],
+        ["auto-compaction-mode", None, DEFAULT_MODE, f"When to compact history: {' or '.join(MODES)}."],
+        [
+            "auto-compaction-retention",
+            None,
+            DEFAULT_RETENTION,
+            "History kept: revisions (revision mode) or a duration such as 5m or 1h (periodic mode); 0 turns it off.",
+        ],
     ]
 
     def parseOptions(self, options=None) -> None:
@@ -114,6 +122,8 @@ class Options(VersionOption, usage.Options):
                 data_dir=self["data-dir"],
                 listen_host=self["listen-host"],
                 cluster_token=self["cluster-token"],
+                auto_compaction_mode=self["auto-compaction-mode"],
+                auto_compaction_retention=self["auto-compaction-retention"],
                 **values,
             ).validate()
         except ConfigError as e:

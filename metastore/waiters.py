@@ -34,11 +34,16 @@ class PendingRequests:
         d.errback(RequestTimedOut("the request timed out; a write may still be applied"))
 
     def resolve(self, request_id: bytes, result: object) -> None:
-        """Fire the waiter of ``request_id`` (if this member has one) with ``result``."""
+        """Fire the waiter of ``request_id`` (if this member has one) with
+        ``result``; an exception (a command apply refused, such as a
+        ``KVError``) fails it instead."""
         found = self._waiting.pop(request_id, None)
         if found is not None:
             found[1].cancel()
-            found[0].callback(result)
+            if isinstance(result, Exception):
+                found[0].errback(result)
+            else:
+                found[0].callback(result)
 
     def fail_all(self, error: Exception) -> None:
         """Fail every waiter with ``error``."""

@@ -8,6 +8,7 @@ from twisted.trial.unittest import TestCase
 from metastore.config import Config
 from metastore.facade import Consistency, MembershipError, MemberStatus
 from metastore.kv.commands import Put
+from metastore.kv.messages import RangeRequest
 from metastore.service import open_member
 from tests.process import wait_until
 
@@ -32,8 +33,8 @@ class FacadeTests(TestCase):
         await api.read(Consistency.LINEARIZABLE)
         self.assertEqual(api.get(b"k").mod_revision, result.revision)
         await api.read(Consistency.SERIALIZABLE)
-        self.assertEqual([kv.key for kv in api.range(b"", b"\0")], [b"k"])
-        self.assertEqual(api.count(b"", b"\0"), 1)
+        found = api.range_request(RangeRequest(b"", b"\0"))
+        self.assertEqual(([kv.key for kv in found.kvs], found.count), ([b"k"], 1))
         self.assertEqual(api.revision, result.revision)
 
     async def test_status_is_a_dataclass_of_this_members_view(self) -> None:

@@ -36,6 +36,8 @@ API_MAY_IMPORT = {
     "metastore.errors",
     "metastore.config",
     "metastore.kv.commands",  # the command and result value types
+    "metastore.kv.messages",  # etcd's request and response value types
+    "metastore.kv.errors",  # etcd's key-value errors
 }
 """What ``metastore/api/`` may import from ``metastore`` besides itself."""
 

@@ -74,6 +74,23 @@ class PluginTests(SynchronousTestCase):
         error = self.assertRaises(usage.UsageError, Options().parseOptions, ["--rocksdb-write-buffer-bytes", "10"])
         self.assertIn("--rocksdb-write-buffer-bytes", str(error))
 
+    def test_auto_compaction_flags(self):
+        """Revision mode with 10,000 revisions is the default; periodic mode
+        takes a duration; a retention that does not fit the mode is refused."""
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(options.config.auto_compaction_policy().retention, 10_000)
+        options = Options()
+        options.parseOptions(["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "5m"])
+        self.assertEqual(options.config.auto_compaction_policy().retention, 300.0)
+        options = Options()
+        options.parseOptions(["--auto-compaction-retention", "0"])
+        self.assertIsNone(options.config.auto_compaction_policy())
+        error = self.assertRaises(usage.UsageError, Options().parseOptions, ["--auto-compaction-retention", "5m"])
+        self.assertIn("--auto-compaction-retention", str(error))
+        error = self.assertRaises(usage.UsageError, Options().parseOptions, ["--auto-compaction-mode", "hourly"])
+        self.assertIn("--auto-compaction-mode", str(error))
+
 
 class CommandLineTests(SynchronousTestCase):
     """twistd itself, in a child process."""

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import RequestRedirect
 
 from metastore.errors import ChangeRefused, MetaStoreError, NoLeader, RequestTimedOut, StorageFailed, Stopping, Unavailable
+from metastore.kv.errors import CompactedError, FutureRevisionError, KVError
 
 RETRY_AFTER_SECONDS = b"1"
 
@@ -55,6 +56,11 @@ _UNAVAILABLE = {
     StorageFailed: "storage_failed",
     Stopping: "stopping",
 }
+
+
+_KV_ERRORS = {CompactedError: "compacted", FutureRevisionError: "future_revision"}
+"""The ``error`` code of the key-value errors that have their own (etcd's
+text is the message either way)."""
 
 
 def unavailable_error(error: MetaStoreError) -> HTTPError:
@@ -104,6 +110,9 @@ def answer_failure(request, failure) -> bytes:
     e = failure.value
     if isinstance(e, HTTPError):
         return write_error(request, e.status, e.error, e.message, e.headers)
+    if isinstance(e, KVError):
+        error = _KV_ERRORS.get(type(e), "invalid_request")
+        return write_error(request, e.http_status, error, e.message)
     if isinstance(e, Unavailable):
         u = unavailable_error(e)
         return write_error(request, u.status, u.error, u.message, u.headers)

@@ -3,6 +3,14 @@
 - ``GET /{key}``: 200 with the raw value (linearizable; ``?serializable=true``
   answers from local state at once), 404 when absent.  Headers: ``ETag``
   (the key's mod_revision) and ``X-MetaStore-*`` revisions.
+  ``?revision=N`` reads the key as it was at revision N; a revision below
+  the compacted one, or above the current one, is 400 with etcd's message
+  (``compacted`` / ``future_revision``).
+- ``GET /{prefix}?list`` (``GET /?list`` for every key): 200 with JSON
+  ``{"revision", "count", "more", "kvs": [...]}``, the keys starting with
+  the prefix in key order, each with its value and revisions; also takes
+  ``revision=N`` and ``limit=N``.  A key or value is the JSON string
+  ``key``/``value`` when it is UTF-8, else ``key_base64``/``value_base64``.
 - ``PUT /{key}``: the body becomes the value; 204 once durable and applied.
 - ``DELETE /{key}``: 204, or 404 when there was no such key.
 - ``If-Match: "<rev>"`` / ``If-Match: *`` / ``If-None-Match: *`` make PUT and
@@ -19,23 +27,30 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from urllib.parse import unquote_to_bytes
 
 from klein import Klein
 
 from metastore.api import validation
-from metastore.api.errors import HTTPError, answer_failure, unavailable_error
+from metastore.api.errors import HTTPError, answer_failure
 from metastore.api.members import MembershipAPI
 from metastore.config import MAX_KEY_BYTES
 from metastore.errors import Unavailable
-from metastore.facade import Consistency, DeleteResult, MemberFacade, PutResult, TxnResult
-from metastore.kv.commands import (
+from metastore.facade import Consistency, KeyValue, MemberFacade
+from metastore.kv.messages import (
     Compare,
     CompareResult,
     CompareTarget,
     DeleteRange,
+    DeleteRangeResponse,
     Put,
+    PutResponse,
+    RangeRequest,
     Txn,
+    TxnResponse,
+    prefix_range_end,
 )
 
 RESERVED_PREFIXES = (b"/v3/", b"/kv/", b"/admin/", b"/health", b"/livez", b"/readyz", b"/metrics", b"/version")
@@ -57,6 +72,41 @@ def _parse_revision_tag(value: bytes) -> int:
     if text.startswith(b"W/"):
         text = text[2:]
     return validation.revision(text.strip(b'"'), "If-Match")
+
+
+def _non_negative_argument(request, name: bytes) -> int:
+    """The query argument ``name`` as an integer >= 0 (0 when absent)."""
+    raw = request.args.get(name, [b"0"])[0]
+    if not raw.isdigit():
+        raise HTTPError(400, f"bad_{name.decode()}", f"{name.decode()} must be a non-negative integer, got {raw!r}")
+    return int(raw)
+
+
+def _has_query_flag(request, name: bytes) -> bool:
+    """Whether the query string names ``name``, with or without a value
+    (Twisted's ``request.args`` drops a bare ``?name``)."""
+    query = request.uri.partition(b"?")[2]
+    return any(item.partition(b"=")[0] == name for item in query.split(b"&"))
+
+
+def _text_or_base64(name: str, data: bytes) -> dict:
+    """``{name: text}`` when ``data`` is UTF-8, else ``{name_base64: ...}``."""
+    try:
+        return {name: data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {f"{name}_base64": base64.b64encode(data).decode("ascii")}
+
+
+def kv_json(kv: KeyValue) -> dict:
+    """A key with its value and metadata, as the listing answers it."""
+    return {
+        **_text_or_base64("key", kv.key),
+        **_text_or_base64("value", kv.value),
+        "create_revision": kv.create_revision,
+        "mod_revision": kv.mod_revision,
+        "version": kv.version,
+        "lease": kv.lease,
+    }
 
 
 def write_condition(request, key: bytes) -> tuple[Compare, ...]:
@@ -93,8 +143,10 @@ class RestAPI:
     @app.route("/kv/", branch=True)
     async def key(self, request):
         """``/kv/{key}``: the key API for any key, all-digit ones included."""
-        key = self._checked_key(unquote_to_bytes(request.path[len(KV_PREFIX):]))
-        return await self._key_request(request, key, KEY_METHODS)
+        key = unquote_to_bytes(request.path[len(KV_PREFIX):])
+        if request.method in (b"GET", b"HEAD") and _has_query_flag(request, b"list"):
+            return await self._list(request, key)
+        return await self._key_request(request, self._checked_key(key), KEY_METHODS)
 
     @app.route("/", branch=True)
     async def key_or_member(self, request):
@@ -106,6 +158,8 @@ class RestAPI:
         method = request.method
         if key.isdigit() and method in (b"POST", b"DELETE"):
             return await self._member(request, method, key)
+        if method in (b"GET", b"HEAD") and _has_query_flag(request, b"list"):
+            return await self._list(request, key)
         return await self._key_request(request, self._checked_key(key), MEMBER_METHODS if key.isdigit() else KEY_METHODS)
 
     async def _key_request(self, request, key: bytes, allow: bytes):
@@ -134,15 +188,36 @@ class RestAPI:
             request.setHeader(b"X-MetaStore-Mod-Revision", b"%d" % kv.mod_revision)
             request.setHeader(b"X-MetaStore-Version", b"%d" % kv.version)
 
-    async def _get(self, request, key: bytes):
+    async def _read_barrier(self, request) -> None:
         serializable = request.args.get(b"serializable", [b"false"])[0].lower() in (b"true", b"1")
         await self.member.read(Consistency.SERIALIZABLE if serializable else Consistency.LINEARIZABLE)
-        kv = self.member.get(key)
+
+    async def _get(self, request, key: bytes):
+        revision = _non_negative_argument(request, b"revision")
+        await self._read_barrier(request)
+        kv = self.member.get(key, revision)
         self._revision_headers(request, kv)
         if kv is None:
             raise HTTPError(404, "not_found", "no such key")
         request.setHeader(b"Content-Type", b"application/octet-stream")
         return kv.value
+
+    async def _list(self, request, prefix: bytes):
+        revision = _non_negative_argument(request, b"revision")
+        limit = _non_negative_argument(request, b"limit")
+        if len(prefix) > MAX_KEY_BYTES:
+            raise HTTPError(413, "key_too_large", f"the prefix is {len(prefix)} bytes; the limit is {MAX_KEY_BYTES}")
+        await self._read_barrier(request)
+        found = self.member.range_request(RangeRequest(prefix, prefix_range_end(prefix), limit=limit, revision=revision))
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"X-MetaStore-Revision", b"%d" % found.header.revision)
+        body = {
+            "revision": found.header.revision,
+            "count": found.count,
+            "more": found.more,
+            "kvs": [kv_json(kv) for kv in found.kvs],
+        }
+        return json.dumps(body).encode() + b"\n"
 
     async def _put(self, request, key: bytes):
         if getattr(request, "body_too_large", False):
@@ -164,10 +239,10 @@ class RestAPI:
         request.setResponseCode(204)
         return b""
 
-    async def _write(self, key: bytes, write, compares) -> PutResult | DeleteResult:
+    async def _write(self, key: bytes, write, compares) -> PutResponse | DeleteRangeResponse:
         if not compares:
             return await self.member.propose(write)
-        result: TxnResult = await self.member.propose(Txn(compares, (write,)))
+        result: TxnResponse = await self.member.propose(Txn(compares, (write,)))
         if not result.succeeded:
             current = self.member.get(key)
             headers = {b"ETag": b'"%d"' % current.mod_revision} if current else {}
