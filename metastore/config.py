@@ -9,6 +9,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from metastore.kv.autocompaction import (
+    DEFAULT_MODE,
+    DEFAULT_RETENTION,
+    MODES,
+    AutoCompactionPolicy,
+    parse_auto_compaction,
+)
+
 STORAGE_ENGINES = ("memory", "rocksdb")
 MAX_KEY_BYTES = 1536
 """The largest key accepted: 1.5 KiB."""
@@ -36,6 +44,7 @@ class Config:
     rocksdb_block_cache_bytes: int = 64 * 2**20
     rocksdb_write_buffer_bytes: int = 32 * 2**20
     request_timeout: float = 5.0
+    header_timeout: float = 10.0
     max_request_bytes: int = 1536 * 1024
     tick_ms: int = 100
     election_ticks: int = 10
@@ -43,6 +52,14 @@ class Config:
     cluster_token: str = "metastore"
     grpc_port: int | None = None
     """Port of etcd's gRPC API; None serves no gRPC (the default)."""
+    auto_compaction_mode: str = DEFAULT_MODE
+    auto_compaction_retention: str = DEFAULT_RETENTION
+    """Revisions to keep (revision mode) or a duration (periodic mode, e.g.
+    ``5m``; a bare number is hours, as in etcd); ``0`` turns it off."""
+
+    def auto_compaction_policy(self) -> AutoCompactionPolicy | None:
+        """The auto-compaction policy the flags ask for (None: off)."""
+        return parse_auto_compaction(self.auto_compaction_mode, self.auto_compaction_retention)
 
     def validate(self) -> "Config":
         """Return self, or raise ``ConfigError`` naming the offending flag."""
@@ -73,6 +90,8 @@ class Config:
             raise ConfigError("--rocksdb-block-cache-bytes and --rocksdb-write-buffer-bytes must be at least 1048576")
         if not self.request_timeout > 0:
             raise ConfigError("--request-timeout must be a positive number of seconds")
+        if not self.header_timeout > 0:
+            raise ConfigError("--header-timeout must be a positive number of seconds")
         if self.max_request_bytes < 1024:
             raise ConfigError("--max-request-bytes must be at least 1024")
         if self.tick_ms < 1:
@@ -81,6 +100,10 @@ class Config:
             raise ConfigError("--heartbeat-ticks must be at least 1")
         if self.election_ticks <= self.heartbeat_ticks:
             raise ConfigError("--election-ticks must be greater than --heartbeat-ticks")
+        try:
+            self.auto_compaction_policy()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         return self
 
     @property

@@ -15,18 +15,26 @@ from dataclasses import dataclass
 import msgpack
 from twisted.application import service
 from twisted.internet import defer, endpoints
+from twisted.internet.error import CannotListenError
 
 from metastore import raft
 from metastore.api.admin import AdminAPI
+from metastore.api.peer_status import PeerStatusClient
 from metastore.api.rest import RestAPI
+from metastore.api.root import member_root
 from metastore.api.site import MetaStoreSite
 from metastore.config import Config
 from metastore.errors import StartupError
+from metastore.compacting import CompactionService
+from metastore.diskworker import DiskWorker
+from metastore.facade import MemberFacade
 from metastore.kv.store import KeyValueStore
+from metastore.membership import Membership
 from metastore.node import Node
-from metastore.recovery import RecoveredLog, recover, recover_durable_engine
-from metastore.snapshotting import SnapshotPolicy, Snapshotter
-from metastore.storage.snapshot import SnapshotDirectory
+from metastore.snapshots.compaction import Compaction
+from metastore.snapshots.recovery import RecoveredLog, recover, recover_durable_engine
+from metastore.snapshots.snapshotter import SnapshotPolicy, Snapshotter
+from metastore.snapshots.format import SnapshotDirectory
 from metastore.storage.errors import WALCorruptionError, WALError, WALLockedError
 from metastore.storage.memory import MemoryEngine
 from metastore.storage.rocksdb import EngineOpenError, RocksDBEngine, rocksdb_layout
@@ -34,26 +42,58 @@ from metastore.storage.wal import WAL, WALState
 from metastore.transport import PeerTransport, cluster_id_from_token
 
 
+def listen_error(what: str, e: BaseException) -> StartupError:
+    """A ``StartupError`` that says in one line why ``what`` cannot listen."""
+    if isinstance(e, CannotListenError):
+        reason = getattr(e.socketError, "strerror", None) or e.socketError
+        return StartupError(f"cannot listen for {what} on {e.interface or '*'}:{e.port}: {reason}")
+    return StartupError(f"cannot listen for {what}: {e}")
+
+
 class ListenerService(service.Service):
     """Listens on a server endpoint while running; ``listening`` fires with
-    the ``IListeningPort`` (useful with port 0)."""
+    the ``IListeningPort`` (useful with port 0), or fails with a
+    ``StartupError`` saying why the address cannot be used."""
 
-    def __init__(self, endpoint, factory) -> None:
+    def __init__(self, endpoint, factory, what: str = "HTTP") -> None:
         self.endpoint = endpoint
         self.factory = factory
+        self.what = what
         self.port = None
         self.listening: defer.Deferred = defer.Deferred()
 
-    def startService(self) -> None:
-        """Start listening; a failure to bind stops the reactor loudly."""
-        super().startService()
-        d = self.endpoint.listen(self.factory)
+    def privilegedStartService(self) -> None:
+        """Listen now (twistd calls this before starting services); raises
+        ``StartupError`` at once when the address cannot be used."""
+        super().privilegedStartService()
+        self.bind()
 
+    def bind(self) -> None:
+        """Listen now, before the service starts; raises ``StartupError``
+        at once when the address cannot be used (port in use, bad host)."""
+        if self.port is not None:
+            return
+        errors: list[StartupError] = []
+        self._listen(errors.append)
+        if errors:
+            raise errors[0]
+
+    def startService(self) -> None:
+        """Start listening (unless ``bind`` already did); a failure to bind
+        fails ``listening``."""
+        super().startService()
+        if self.port is None:
+            self._listen(self.listening.errback)
+
+    def _listen(self, report) -> None:
         def listened(port):
             self.port = port
             self.listening.callback(port)
 
-        d.addCallbacks(listened, self.listening.errback)
+        def failed(failure):
+            report(listen_error(self.what, failure.value))
+
+        self.endpoint.listen(self.factory).addCallbacks(listened, failed)
 
     def stopService(self):
         """Stop listening."""
@@ -71,29 +111,50 @@ class MemberService(service.MultiService):
     cluster and stopped itself."""
 
     def __init__(
-        self, config: Config, node: Node, transport: PeerTransport, http: ListenerService, grpc=None
+        self,
+        config: Config,
+        node: Node,
+        transport: PeerTransport,
+        http: ListenerService,
+        api: MemberFacade,
+        history_compaction: CompactionService,
+        grpc=None,
     ) -> None:
         super().__init__()
         self.config = config
         self.node = node
+        self.api = api
+        """What the APIs see of this member (``metastore.facade``)."""
         self.transport = transport
         self.http = http
+        self.history_compaction = history_compaction
+        """Compacts the MVCC history (``metastore.compacting``)."""
         self.grpc = grpc
         """The ``GrpcService`` when --grpc-port is given, else None."""
         self.removed: defer.Deferred = defer.Deferred()
         # Started in this order, stopped in reverse: the node answers no
-        # request after the API stops, and sends nothing after the transport.
+        # request after the API stops, and sends nothing after the transport;
+        # history compaction stops before the node closes the engine.
         transport.setServiceParent(self)
         node.setServiceParent(self)
+        history_compaction.setServiceParent(self)
         http.setServiceParent(self)
         if grpc is not None:
             grpc.setServiceParent(self)
         node.on_removed = self._on_removed
         http.listening.addCallback(self._publish_client_url)
 
+    def privilegedStartService(self) -> None:
+        """Bind the peer and HTTP ports; raises ``StartupError`` when either
+        cannot be used."""
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            raise listen_error("peers", e) from None
+
     def _publish_client_url(self, port):
         address = port.getHost()
-        self.node.client_url = f"http://{address.host}:{address.port}"
+        self.node.membership.client_url = f"http://{address.host}:{address.port}"
         return port
 
     def _on_removed(self) -> None:
@@ -207,18 +268,12 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
     )
     if fresh and not config.join:
         rawnode.bootstrap(list(range(1, len(config.cluster) + 1)))
-    node = Node(
-        member_id=config.member_id,
-        reactor=reactor,
-        rawnode=rawnode,
-        raft_storage=storage,
-        wal=wal,
-        store=KeyValueStore(engine),
-        initial_urls={i: url for i, url in enumerate(config.cluster, start=1)},
-        tick_seconds=config.tick_ms / 1000,
-        election_ticks=config.election_ticks,
-        request_timeout=config.request_timeout,
-        run_blocking=run_blocking,
+    store = KeyValueStore(engine)
+    membership = Membership(
+        config.member_id, {i: url for i, url in enumerate(config.cluster, start=1)}, engine.cluster_state
+    )
+    disk = DiskWorker(reactor, wal, run_blocking)
+    compaction = Compaction(
         snapshotter=Snapshotter(
             reactor,
             snapshots,
@@ -226,6 +281,27 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
             snapshot_index=recovered.applied_index,
             fsync=fsync,
         ),
+        raft_storage=storage,
+        wal=wal,
+        store=store,
+        membership=membership,
+        conf_state=lambda: rawnode.status().conf_state,
+        sync_wal=disk.sync_wal,
+        run_blocking=disk.run,
+    )
+    node = Node(
+        member_id=config.member_id,
+        reactor=reactor,
+        rawnode=rawnode,
+        raft_storage=storage,
+        wal=wal,
+        store=store,
+        membership=membership,
+        compaction=compaction,
+        disk=disk,
+        tick_seconds=config.tick_ms / 1000,
+        election_ticks=config.election_ticks,
+        request_timeout=config.request_timeout,
     )
     transport = PeerTransport(
         reactor,
@@ -234,17 +310,20 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
         config.cluster[config.member_id - 1],
         on_messages=node.receive,
         report_unreachable=node.report_unreachable,
-        is_member=node.accepts_peer,
-        was_removed=node.was_removed,
+        is_member=membership.accepts_peer,
+        was_removed=membership.was_removed,
         on_removed=node.removed_by_peer,
         snapshot_directory=snapshots,
     )
-    node.transport = transport
-    api = RestAPI(node)
-    root = AdminAPI(node, reactor, api, config.storage).app.resource()
-    site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor)
+    node.transport = membership.transport = transport
+    api = MemberFacade(node, config.storage)
+    rest = RestAPI(api)
+    admin = AdminAPI(api, PeerStatusClient(reactor), rest.members).app.resource()
+    root = member_root(rest.app.resource(), admin)
+    site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
-    return MemberService(config, node, transport, ListenerService(endpoint, site), grpc)
+    history_compaction = CompactionService(reactor, node, config.auto_compaction_policy())
+    return MemberService(config, node, transport, ListenerService(endpoint, site), api, history_compaction, grpc)
 
 
 def _grpc_service(config: Config, reactor):

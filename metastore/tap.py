@@ -1,19 +1,29 @@
 """``twistd metastore``: command-line options and ``makeService``.
 
 Flags and defaults are the original MetaStore's, plus MetaStore's own.
-Every bad value is a usage error that names its flag; a member that
-cannot start (unusable data directory, damaged WAL) prints one clear line
-and exits with status 1.
+Every bad value is a usage error that names its flag; under twistd it is
+one line on standard error and exit status 2.  A member that cannot start
+(unusable data directory, damaged WAL, a port in use) prints one clear
+line and exits with status 1.  ``--version`` prints MetaStore's version.
 """
 
 from __future__ import annotations
 
 import sys
 
+from twisted.application import service
 from twisted.python import usage
 
 from metastore.config import STORAGE_ENGINES, Config, ConfigError
+from metastore.kv.autocompaction import DEFAULT_MODE, DEFAULT_RETENTION, MODES
 from metastore.errors import StartupError
+from metastore.options import VersionOption
+
+USAGE_EXIT_STATUS = 2
+STARTUP_EXIT_STATUS = 1
+REMOVED_EXIT_GRACE_SECONDS = 1.0
+"""How long a removed member lingers before it exits, so that answers
+already written (among them the 204 to its own removal) reach their clients."""
 
 _INT_FLAGS = {
     "id": "member_id",
@@ -31,8 +41,18 @@ _INT_FLAGS = {
 }
 
 
-class Options(usage.Options):
-    """The options of a MetaStore member."""
+def _exit_with_one_line(message: str, status: int) -> None:
+    # The process's real standard error: once twistd runs, sys.stderr goes to its log file.
+    stream = sys.__stderr__ or sys.stderr
+    stream.write(f"metastore: {message}\n")
+    stream.flush()
+    raise SystemExit(status)
+
+
+class Options(VersionOption, usage.Options):
+    """The options of a MetaStore member.  Parsed directly, a bad flag is a
+    ``UsageError``; parsed by twistd (as its subcommand), one line on
+    standard error and exit status 2 instead of twistd's whole help."""
 
     synopsis = "[options]"
     longdesc = (
@@ -56,13 +76,30 @@ class Options(usage.Options):
         ["rocksdb-block-cache-bytes", None, str(64 * 2**20), "RocksDB block cache (with --storage rocksdb)."],
         ["rocksdb-write-buffer-bytes", None, str(32 * 2**20), "RocksDB memtable size (with --storage rocksdb)."],
         ["request-timeout", None, "5", "Seconds a request may wait for the cluster before a 503."],
+        ["header-timeout", None, "10", "Seconds a request's line and headers may take to arrive, in total (408 beyond)."],
         ["max-request-bytes", None, str(1536 * 1024), "Largest request body accepted, in bytes (413 beyond)."],
         ["tick-ms", None, "100", "Milliseconds per Raft tick."],
         ["election-ticks", None, "10", "Ticks without a leader before an election (randomized up to twice that)."],
         ["heartbeat-ticks", None, "1", "Ticks between leader heartbeats."],
         ["cluster-token", None, "metastore", "Name of the cluster; members of different clusters refuse each other."],
+        ["auto-compaction-mode", None, DEFAULT_MODE, f"When to compact history: {' or '.join(MODES)}."],
+        [
+            "auto-compaction-retention",
+            None,
+            DEFAULT_RETENTION,
+            "History kept: revisions (revision mode) or a duration such as 5m or 1h (periodic mode); 0 turns it off.",
+        ],
         ["grpc-port", None, None, "Port of etcd's gRPC API (off when not given); runs the member on the asyncio reactor."],
     ]
+
+    def parseOptions(self, options=None) -> None:
+        """Parse; under twistd a usage error is one line and exit status 2."""
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if getattr(self, "parent", None) is None:
+                raise
+            _exit_with_one_line(f"{e} (see --help)", USAGE_EXIT_STATUS)
 
     def postOptions(self) -> None:
         """Build and validate the ``Config``; every error names its flag."""
@@ -72,12 +109,11 @@ class Options(usage.Options):
                 values[field] = int(self[flag])
             except (TypeError, ValueError):
                 raise usage.UsageError(f"--{flag} must be an integer, got {self[flag]!r}") from None
-        try:
-            values["request_timeout"] = float(self["request-timeout"])
-        except ValueError:
-            raise usage.UsageError(
-                f"--request-timeout must be a number of seconds, got {self['request-timeout']!r}"
-            ) from None
+        for flag in ("request-timeout", "header-timeout"):
+            try:
+                values[flag.replace("-", "_")] = float(self[flag])
+            except ValueError:
+                raise usage.UsageError(f"--{flag} must be a number of seconds, got {self[flag]!r}") from None
         if self["grpc-port"] is not None:
             try:
                 values["grpc_port"] = int(self["grpc-port"])
@@ -92,6 +128,8 @@ class Options(usage.Options):
                 data_dir=self["data-dir"],
                 listen_host=self["listen-host"],
                 cluster_token=self["cluster-token"],
+                auto_compaction_mode=self["auto-compaction-mode"],
+                auto_compaction_retention=self["auto-compaction-retention"],
                 **values,
             ).validate()
         except ConfigError as e:
@@ -121,9 +159,24 @@ def makeService(options: Options):
     try:
         member = open_member(options.config, reactor, fsync=wal_fsync_from_environment())
     except (StartupError, ValueError) as e:
-        sys.stderr.write(f"metastore: cannot start: {e}\n")
-        sys.stderr.flush()
-        raise SystemExit(1)
+        _exit_with_one_line(f"cannot start: {e}", STARTUP_EXIT_STATUS)
     # A member removed from the cluster has nothing left to do: exit.
-    member.removed.addCallback(lambda _: reactor.stop())
-    return member
+    member.removed.addCallback(lambda _: reactor.callLater(REMOVED_EXIT_GRACE_SECONDS, reactor.stop))
+    return _CommandLineMember(member)
+
+
+class _CommandLineMember(service.MultiService):
+    """The member as twistd runs it: when its ports cannot be bound, one
+    line on standard error and exit status 1 instead of a traceback."""
+
+    def __init__(self, member) -> None:
+        super().__init__()
+        self.member = member
+        member.setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        """Bind the member's ports, or exit with one line saying why not."""
+        try:
+            super().privilegedStartService()
+        except StartupError as e:
+            _exit_with_one_line(f"cannot start: {e}", STARTUP_EXIT_STATUS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from typing import Callable
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
@@ -33,11 +34,16 @@ class PendingRequests:
         d.errback(RequestTimedOut("the request timed out; a write may still be applied"))
 
     def resolve(self, request_id: bytes, result: object) -> None:
-        """Fire the waiter of ``request_id`` (if this member has one) with ``result``."""
+        """Fire the waiter of ``request_id`` (if this member has one) with
+        ``result``; an exception (a command apply refused, such as a
+        ``KVError``) fails it instead."""
         found = self._waiting.pop(request_id, None)
         if found is not None:
             found[1].cancel()
-            found[0].callback(result)
+            if isinstance(result, Exception):
+                found[0].errback(result)
+            else:
+                found[0].callback(result)
 
     def fail_all(self, error: Exception) -> None:
         """Fail every waiter with ``error``."""
@@ -97,3 +103,78 @@ def fail_after(d: defer.Deferred, seconds: float, clock, error: Exception) -> de
         return result
 
     return d.addTimeout(seconds, clock, onTimeoutCancel=timed_out)
+
+
+class LinearizableReads:
+    """Linearizable reads, batched into ReadIndex rounds.
+
+    Reads that arrive while a round is in flight join the next one; a
+    round older than an election timeout no longer holds the next back.
+    Each read fires once the applied index reaches its round's read index
+    (``reached``), or fails with ``RequestTimedOut`` after ``timeout``."""
+
+    def __init__(
+        self,
+        clock,
+        timeout: float,
+        election_ticks: int,
+        new_context: Callable[[], bytes],
+        read_index: Callable[[bytes], None],
+    ) -> None:
+        self._clock = clock
+        self._timeout = timeout
+        self._election_ticks = election_ticks
+        self._new_context = new_context
+        self._read_index = read_index
+        self._ticks = 0
+        self._next: list[defer.Deferred] = []
+        self._batches: dict[bytes, ReadBatch] = {}
+        self._applied = AppliedWaiters()
+
+    def add(self) -> defer.Deferred:
+        """A read waiting for the next round; call ``maybe_start_round`` after."""
+        d = defer.Deferred()
+        self._next.append(d)
+        return fail_after(d, self._timeout, self._clock, RequestTimedOut("the linearizable read timed out"))
+
+    def tick(self) -> None:
+        """One raft tick passed (rounds age in ticks)."""
+        self._ticks += 1
+
+    def maybe_start_round(self, leader_known: bool) -> bool:
+        """Start a ReadIndex round for the waiting reads unless one is fresh
+        in flight or no leader is known; True when one was started."""
+        if not self._next or not leader_known:
+            return False
+        stale = self._ticks - self._election_ticks
+        if any(b.started_tick > stale for b in self._batches.values()):
+            return False
+        batch = ReadBatch(self._new_context(), self._ticks)
+        batch.waiters, self._next = self._next, []
+        self._batches[batch.context] = batch
+        self._read_index(batch.context)
+        return True
+
+    def serve(self, context: bytes, read_index: int, applied_index: int) -> None:
+        """Raft confirmed round ``context`` at ``read_index``: its reads wait
+        for that index to be applied."""
+        batch = self._batches.pop(context, None)
+        if batch is None:
+            return
+        for d in batch.waiters:
+            if not d.called:
+                self._applied.wait(read_index).chainDeferred(d)
+        self._applied.reached(applied_index)
+
+    def reached(self, applied_index: int) -> None:
+        """The applied index is now ``applied_index``."""
+        self._applied.reached(applied_index)
+
+    def fail_all(self, error: Exception) -> None:
+        """Fail every waiting read with ``error``."""
+        waiting = self._next + [d for b in self._batches.values() for d in b.waiters]
+        self._next, self._batches = [], {}
+        for d in waiting:
+            if not d.called:
+                d.errback(error)
+        self._applied.fail_all(error)

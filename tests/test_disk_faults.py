@@ -20,9 +20,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from metastore.faults import ENVIRONMENT_VARIABLE
 from metastore.raft.types import Entry, HardState
-from metastore.storage.engine import ClusterState, KeyValue, MemberRecord
+from metastore.storage.engine import ClusterState, Event, KeyValue, MemberRecord
 from metastore.storage.errors import WALCorruptionError
-from metastore.storage.snapshot import SnapshotCorruptionError, SnapshotHeader, read_snapshot, write_snapshot
+from metastore.snapshots.format import SnapshotCorruptionError, SnapshotHeader, read_snapshot, write_snapshot
 from metastore.storage.wal import WAL
 from tests.chaos.helpers import http_json, http_request, is_leader, poll
 from tests.process import Member, free_port
@@ -148,7 +148,7 @@ class SnapshotDamageTests(SynchronousTestCase):
         directory = self.mktemp()
         rng = random.Random(99)
         items = [
-            KeyValue(b"key-%04d" % i, rng.randbytes(rng.randint(0, 200)), i + 1, i + 1 + rng.randint(0, 5), 1)
+            Event(KeyValue(b"key-%04d" % i, rng.randbytes(rng.randint(0, 200)), i + 1, i + 1, 1), rng.randint(0, 5))
             for i in range(300)
         ]
         cluster = ClusterState((1, 2, 3), (), tuple(MemberRecord(i, f"http://127.0.0.1:{9000 + i}") for i in (1, 2, 3)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -12,8 +13,9 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
+from metastore import __version__
 from metastore.tap import Options
-from tests.process import run_to_exit, twistd_command
+from tests.process import free_port, run_to_exit, twistd_command
 
 
 class PluginTests(SynchronousTestCase):
@@ -72,6 +74,23 @@ class PluginTests(SynchronousTestCase):
         error = self.assertRaises(usage.UsageError, Options().parseOptions, ["--rocksdb-write-buffer-bytes", "10"])
         self.assertIn("--rocksdb-write-buffer-bytes", str(error))
 
+    def test_auto_compaction_flags(self):
+        """Revision mode with 10,000 revisions is the default; periodic mode
+        takes a duration; a retention that does not fit the mode is refused."""
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(options.config.auto_compaction_policy().retention, 10_000)
+        options = Options()
+        options.parseOptions(["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "5m"])
+        self.assertEqual(options.config.auto_compaction_policy().retention, 300.0)
+        options = Options()
+        options.parseOptions(["--auto-compaction-retention", "0"])
+        self.assertIsNone(options.config.auto_compaction_policy())
+        error = self.assertRaises(usage.UsageError, Options().parseOptions, ["--auto-compaction-retention", "5m"])
+        self.assertIn("--auto-compaction-retention", str(error))
+        error = self.assertRaises(usage.UsageError, Options().parseOptions, ["--auto-compaction-mode", "hourly"])
+        self.assertIn("--auto-compaction-mode", str(error))
+
 
 class CommandLineTests(SynchronousTestCase):
     """twistd itself, in a child process."""
@@ -98,3 +117,90 @@ class CommandLineTests(SynchronousTestCase):
         result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60, cwd="/")
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn("--snapshot-count", result.stdout)
+
+
+def _console_script(name: str, module: str) -> list[str]:
+    """The argv of an installed console script: the script itself when
+    installed beside this Python, else its entry point run the same way."""
+    script = shutil.which(name, path=os.path.dirname(sys.executable))
+    if script is not None:
+        return [script]
+    return [sys.executable, "-c", f"from {module} import main; main()"]
+
+
+class StartupErrorTests(SynchronousTestCase):
+    """Real commands that cannot start: one clear line on standard error and
+    an exit status, never a traceback."""
+
+    def assert_one_line(self, result, status: int, *fragments: str) -> None:
+        """Exit ``status``; standard error is one line holding every fragment."""
+        self.assertEqual(result.returncode, status, result.stdout + result.stderr)
+        lines = result.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        for fragment in fragments:
+            self.assertIn(fragment, lines[0])
+        self.assertNotIn("Traceback", result.stdout + result.stderr)
+
+    def metastore(self, *args: str, timeout: float = 60):
+        """Run the ``metastore`` console script with ``args`` until it exits."""
+        return run_to_exit(_console_script("metastore", "metastore.cli") + list(args), cwd=self.mktemp_dir(),
+                           timeout=timeout)
+
+    def mktemp_dir(self) -> str:
+        """A fresh directory for one command."""
+        path = self.mktemp()
+        os.makedirs(path)
+        return path
+
+    def test_http_port_in_use(self):
+        """The HTTP port is taken: one line naming it, exit status 1."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = self.metastore("--port", str(port), "--cluster", f"http://127.0.0.1:{free_port()}",
+                                    "--data-dir", self.mktemp())
+        self.assert_one_line(result, 1, "cannot listen for HTTP", str(port), "in use")
+
+    def test_peer_port_in_use(self):
+        """The peer port is taken: one line naming it, exit status 1 (twistd too)."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            args = ("--port", str(free_port()), "--cluster", f"http://127.0.0.1:{port}", "--data-dir", self.mktemp())
+            self.assert_one_line(self.metastore(*args), 1, "cannot listen for peers", str(port), "in use")
+            result = run_to_exit(twistd_command(*args, logfile=os.path.abspath(self.mktemp())), cwd=self.mktemp_dir())
+            self.assert_one_line(result, 1, "cannot listen for peers", str(port))
+
+    def test_unusable_data_dir(self):
+        """A data directory that cannot be created or read: one line naming it, exit 1."""
+        blocker = os.path.abspath(self.mktemp())
+        with open(blocker, "w") as f:
+            f.write("a file, not a directory")
+        result = self.metastore("--port", str(free_port()), "--cluster", f"http://127.0.0.1:{free_port()}",
+                                "--data-dir", os.path.join(blocker, "data"))
+        self.assert_one_line(result, 1, "cannot start", blocker)
+
+    def test_bad_flags(self):
+        """A bad value or an unknown flag: one line naming it, exit status 2,
+        from the console script and from twistd alike."""
+        for args, fragment in ((["--port", "notaport"], "--port"), (["--bogus"], "--bogus"),
+                               (["--header-timeout", "0"], "--header-timeout"), (["--id", "0"], "--id")):
+            self.assert_one_line(self.metastore(*args), 2, fragment)
+            self.assert_one_line(run_to_exit(twistd_command(*args), cwd=self.mktemp_dir()), 2, fragment)
+
+    def test_version_everywhere(self):
+        """``--version`` prints MetaStore's version on every console script
+        and on ``twistd metastore``."""
+        expected = f"MetaStore {__version__}"
+        commands = [
+            _console_script("metastore", "metastore.cli") + ["--version"],
+            _console_script("metastore-chaos", "metastore.chaos.cli") + ["--version"],
+            _console_script("metastore-chaos", "metastore.chaos.cli") + ["soak", "--version"],
+            twistd_command("--version"),
+        ]
+        for argv in commands:
+            result = run_to_exit(argv, cwd=self.mktemp_dir())
+            self.assertEqual((result.returncode, result.stdout.strip()), (0, expected), argv)
+            self.assertNotIn("Twisted", result.stdout)

@@ -1,23 +1,51 @@
-"""Operator endpoints: ``/health``, ``/version``, ``/admin/status`` and
-``/admin/members``.  This is the root application; every other path goes
-to the REST API."""
+"""Operator endpoints: ``/health``, ``/livez``, ``/readyz``, ``/version``,
+``/admin/status``, ``/admin/hashkv``, ``/admin/snapshot``, ``/admin/members``
+and ``/admin/members/{id}``; mounted by ``metastore.api.root``.
+
+A known endpoint asked with a method it does not serve answers 405 with
+``Allow``; every answer, errors included, has a JSON body.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
-import treq
 from klein import Klein
 from twisted.internet import defer
-from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.python.failure import Failure
+from werkzeug.routing import RequestRedirect
 
 from metastore import __version__
-from metastore.api.errors import write_error
+from metastore.api import validation
+from metastore.api.errors import RETRY_AFTER_SECONDS, HTTPError, answer_failure, write_error
+from metastore.api.members import MembershipAPI
+from metastore.api.peer_status import PeerStatusClient
+from metastore.facade import MemberFacade
 
-PEER_STATUS_TIMEOUT_SECONDS = 1.0
+MEMBERS_PREFIX = b"/admin/members/"
 
-log = Logger()
+ROUTE_METHODS: dict[str, tuple[str, ...]] = {
+    "/health": ("GET", "HEAD"),
+    "/livez": ("GET", "HEAD"),
+    "/readyz": ("GET", "HEAD"),
+    "/version": ("GET", "HEAD"),
+    "/admin/status": ("GET", "HEAD"),
+    "/admin/hashkv": ("GET",),
+    "/admin/snapshot": ("POST",),
+    "/admin/members": ("GET", "HEAD"),
+}
+"""Each fixed endpoint and the methods it serves (the one place they are named)."""
+
+
+def _methods(path: str) -> list[str]:
+    return list(ROUTE_METHODS[path])
+
+
+def _method_not_allowed(request, allowed) -> HTTPError:
+    return HTTPError(405, "method_not_allowed",
+                     f"{request.method.decode('ascii', 'replace')} is not allowed here",
+                     {b"Allow": ", ".join(allowed).encode("ascii")})
 
 
 def _json(request, value, status: int = 200) -> bytes:
@@ -27,100 +55,100 @@ def _json(request, value, status: int = 200) -> bytes:
 
 
 class AdminAPI:
-    """The root HTTP application of a member."""
+    """A member's operator endpoints."""
 
     app = Klein()
 
-    def __init__(self, node, reactor, rest, storage_name: str = "memory") -> None:
-        self.node = node
-        self.storage_name = storage_name
-        self.rest_resource = rest.app.resource()
-        self._http = treq.client.HTTPClient(
-            Agent(reactor, connectTimeout=PEER_STATUS_TIMEOUT_SECONDS, pool=HTTPConnectionPool(reactor, persistent=False))
-        )
-        self._reactor = reactor
+    def __init__(self, member: MemberFacade, peers: PeerStatusClient, membership: MembershipAPI) -> None:
+        self.member = member
+        self.membership = membership
+        self._peers = peers
 
-    @app.route("/health", methods=["GET", "HEAD"])
+    @app.handle_errors(Exception)
+    def _error(self, request, failure):
+        if failure.check(RequestRedirect):
+            # Werkzeug would redirect POST /admin/members to the branch below it.
+            allowed = ROUTE_METHODS.get(request.path.decode("ascii", "replace"))
+            if allowed is not None:
+                failure = Failure(_method_not_allowed(request, allowed))
+        return answer_failure(request, failure)
+
+    @app.route("/health", methods=_methods("/health"))
     def health(self, request):
-        """200 ``{"health": "true"}`` while the member can serve; else 503 with the reason."""
-        node = self.node
-        reason = ""
-        if node.failure is not None:
-            reason = f"storage failed: {node.failure}"
-        elif node.leader_id == 0:
-            reason = "no leader"
-        body = {"health": "false" if reason else "true", "reason": reason}
-        return _json(request, body, 503 if reason else 200)
+        """200 ``{"health": "true"}`` while the member can serve; else 503
+        with the reason (no leader, disk failed) and Retry-After."""
+        reasons = self.member.health_problems()
+        if reasons:
+            request.setHeader(b"Retry-After", RETRY_AFTER_SECONDS)
+        body = {"health": "false" if reasons else "true", "reason": "; ".join(reasons)}
+        return _json(request, body, 503 if reasons else 200)
 
-    @app.route("/version", methods=["GET", "HEAD"])
+    @app.route("/livez", methods=_methods("/livez"))
+    def livez(self, request):
+        """200 while the process serves HTTP at all (etcd 3.5's /livez)."""
+        return _json(request, {"live": True})
+
+    @app.route("/readyz", methods=_methods("/readyz"))
+    def readyz(self, request):
+        """200 when a leader is known, the disk is fine and everything known
+        committed is applied here (etcd 3.5's /readyz); else 503 with the
+        reasons and Retry-After."""
+        reasons = self.member.readiness_problems()
+        if reasons:
+            request.setHeader(b"Retry-After", RETRY_AFTER_SECONDS)
+        return _json(request, {"ready": not reasons, "reasons": reasons}, 503 if reasons else 200)
+
+    @app.route("/version", methods=_methods("/version"))
     def version(self, request):
         """The MetaStore version."""
         return _json(request, {"metastore": __version__})
 
-    @app.route("/admin/status", methods=["GET", "HEAD"])
+    @app.route("/admin/status", methods=_methods("/admin/status"))
     def status(self, request):
         """This member's view: role, leader, term, indexes, revision, health."""
         return _json(request, self.status_document())
 
     def status_document(self) -> dict:
         """What ``/admin/status`` answers."""
-        node = self.node
-        status = node.rawnode.status()
-        return {
-            "member_id": node.member_id,
-            "leader": node.leader_id,
-            "role": status.raft_state.name.removeprefix("State").lower(),
-            "term": status.term,
-            "commit_index": status.commit,
-            "applied_index": node.applied_index,
-            "snapshot_index": node.snapshotter.snapshot_index if node.snapshotter else 0,
-            "start_applied_index": node.start_applied_index,
-            "first_applied_index": node.first_applied_index,
-            "wal_syncs": node.wal_syncs,
-            "storage": self.storage_name,
-            "first_log_index": node.raft_storage.first_index(),
-            "revision": node.store.revision,
-            "healthy": node.healthy,
-            "storage_failure": None if node.failure is None else str(node.failure),
-        }
+        return asdict(self.member.status())
 
-    @app.route("/admin/hashkv", methods=["GET"])
+    @app.route("/admin/hashkv", methods=_methods("/admin/hashkv"))
     def hashkv(self, request):
         """A hash of this member's whole keyspace, with the index it reflects."""
-        node = self.node
+        status = self.member.status()
         return _json(request, {
-            "member_id": node.member_id,
-            "applied_index": node.applied_index,
-            "revision": node.store.revision,
-            "hash": node.store.keyspace_hash(),
+            "member_id": status.member_id,
+            "applied_index": status.applied_index,
+            "revision": status.revision,
+            "hash": self.member.keyspace_hash(),
         })
 
-    @app.route("/admin/snapshot", methods=["POST"])
+    @app.route("/admin/snapshot", methods=_methods("/admin/snapshot"))
     async def snapshot(self, request):
         """Take a snapshot now; answers with its index once the file is durable."""
         try:
-            index = await self.node.take_snapshot()
+            index = await self.member.take_snapshot()
         except RuntimeError as e:
             return write_error(request, 409, "snapshot_in_progress", str(e))
         return _json(request, {"snapshot_index": index})
 
-    @app.route("/admin/members", methods=["GET", "HEAD"])
+    @app.route("/admin/members", methods=_methods("/admin/members"))
     async def members(self, request):
         """Every member: peer and client URLs, learner or voter, who leads,
         and each one's applied index (null when it cannot be reached)."""
-        node = self.node
-        listed = sorted(node.members.values(), key=lambda m: m.member_id)
+        listed = self.member.members()
+        leader = self.member.leader_id
         applied = await defer.gatherResults([defer.ensureDeferred(self._applied_index(m)) for m in listed])
         return _json(request, {
-            "member_id": node.member_id,
-            "leader": node.leader_id,
+            "member_id": self.member.member_id,
+            "leader": leader,
             "members": [
                 {
                     "id": m.member_id,
                     "peer_urls": [m.peer_url],
                     "client_urls": [m.client_url] if m.client_url else [],
                     "is_learner": m.is_learner,
-                    "is_leader": m.member_id == node.leader_id,
+                    "is_leader": m.member_id == leader,
                     "applied_index": index,
                 }
                 for m, index in zip(listed, applied)
@@ -128,26 +156,38 @@ class AdminAPI:
         })
 
     async def _applied_index(self, member) -> int | None:
-        if member.member_id == self.node.member_id:
-            return self.node.applied_index
+        if member.member_id == self.member.member_id:
+            return self.member.status().applied_index
         if not member.client_url:
             return None
-        try:
-            d = self._http.get(member.client_url + "/admin/status")
-            d.addTimeout(PEER_STATUS_TIMEOUT_SECONDS, self._reactor)
-            response = await d
-            body = await treq.json_content(response)
-            return int(body["applied_index"])
-        except Exception as e:  # unreachable, slow or confused: reported as unknown
-            log.debug("no status from member {id}: {e}", id=member.member_id, e=e)
-            return None
+        return await self._peers.applied_index(member.client_url)
+
+    @app.route("/admin/members/", branch=True)
+    async def member(self, request):
+        """``POST /admin/members/{id}`` (body: peer URL) adds a member,
+        ``DELETE /admin/members/{id}`` removes one; 204 once applied here."""
+        if request.method not in (b"POST", b"DELETE"):
+            raise _method_not_allowed(request, ("POST", "DELETE"))
+        member_id = validation.member_id(request.path[len(MEMBERS_PREFIX):])
+        if request.method == b"POST":
+            return await self.membership.add(request, member_id)
+        return await self.membership.remove(request, member_id)
 
     @app.route("/admin/", branch=True)
     def unknown_admin(self, request):
-        """Unknown admin paths are 404."""
+        """Unknown admin paths are 404; a known one asked with another method, 405."""
+        self._refuse_wrong_method(request)
         return write_error(request, 404, "not_found", "no such admin endpoint")
 
     @app.route("/", branch=True)
-    def everything_else(self, request):
-        """Keys and members: the seed REST API."""
-        return self.rest_resource
+    def wrong_method(self, request):
+        """A fixed endpoint (mounted here by the root) asked with a method it
+        does not serve: 405 with ``Allow``."""
+        self._refuse_wrong_method(request)
+        return write_error(request, 404, "not_found", "no such endpoint")
+
+    @staticmethod
+    def _refuse_wrong_method(request) -> None:
+        allowed = ROUTE_METHODS.get(request.path.decode("ascii", "replace"))
+        if allowed is not None:
+            raise _method_not_allowed(request, allowed)

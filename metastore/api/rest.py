@@ -3,38 +3,60 @@
 - ``GET /{key}``: 200 with the raw value (linearizable; ``?serializable=true``
   answers from local state at once), 404 when absent.  Headers: ``ETag``
   (the key's mod_revision) and ``X-MetaStore-*`` revisions.
+  ``?revision=N`` reads the key as it was at revision N; a revision below
+  the compacted one, or above the current one, is 400 with etcd's message
+  (``compacted`` / ``future_revision``).
+- ``GET /{prefix}?list`` (``GET /?list`` for every key): 200 with JSON
+  ``{"revision", "count", "more", "kvs": [...]}``, the keys starting with
+  the prefix in key order, each with its value and revisions; also takes
+  ``revision=N`` and ``limit=N``.  A key or value is the JSON string
+  ``key``/``value`` when it is UTF-8, else ``key_base64``/``value_base64``.
 - ``PUT /{key}``: the body becomes the value; 204 once durable and applied.
 - ``DELETE /{key}``: 204, or 404 when there was no such key.
 - ``If-Match: "<rev>"`` / ``If-Match: *`` / ``If-None-Match: *`` make PUT and
   DELETE conditional (412 when the condition fails); the check happens when
   the write is applied, in log order, so it is a true compare-and-swap.
-- ``POST /{id}`` and ``DELETE /{id}`` (all-digit paths) are membership.
-- ``/v3/``, ``/admin/``, ``/health``, ``/metrics``, ``/version`` are reserved.
+- ``POST /{id}`` and ``DELETE /{id}`` (all-digit paths) are membership,
+  as in the seed: ``DELETE /7`` removes member 7 and never the key ``7``
+  (when 7 is no member the 404 says how to delete the key).
+- ``/kv/{key}`` (GET, HEAD, PUT, DELETE) is the same key API without that
+  ambiguity: any key, all-digit ones included.
+- ``/v3/``, ``/kv/``, ``/admin/``, ``/health``, ``/livez``, ``/readyz``,
+  ``/metrics``, ``/version`` are reserved: never keys at the root.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from urllib.parse import unquote_to_bytes
 
 from klein import Klein
 
-from metastore.api.errors import HTTPError, unavailable_error, write_error
+from metastore.api import validation
+from metastore.api.errors import HTTPError, answer_failure
 from metastore.api.members import MembershipAPI
 from metastore.config import MAX_KEY_BYTES
 from metastore.errors import Unavailable
-from metastore.kv.commands import (
+from metastore.facade import Consistency, KeyValue, MemberFacade
+from metastore.kv.messages import (
     Compare,
     CompareResult,
     CompareTarget,
     DeleteRange,
+    DeleteRangeResponse,
     Put,
+    PutResponse,
+    RangeRequest,
     Txn,
+    TxnResponse,
+    prefix_range_end,
 )
-from metastore.kv.store import DeleteResult, PutResult, TxnResult
 
-RESERVED_PREFIXES = (b"/v3/", b"/admin/", b"/health", b"/metrics", b"/version")
+RESERVED_PREFIXES = (b"/v3/", b"/kv/", b"/admin/", b"/health", b"/livez", b"/readyz", b"/metrics", b"/version")
 KEY_METHODS = b"GET, HEAD, PUT, DELETE"
 MEMBER_METHODS = b"GET, HEAD, PUT, POST, DELETE"
+KV_PREFIX = b"/kv/"
 
 
 def _is_reserved(path: bytes) -> bool:
@@ -49,10 +71,42 @@ def _parse_revision_tag(value: bytes) -> int:
     text = value.strip()
     if text.startswith(b"W/"):
         text = text[2:]
-    text = text.strip(b'"')
-    if not text.isdigit():
-        raise HTTPError(400, "bad_precondition", f"If-Match wants a revision like \"12\", got {value!r}")
-    return int(text)
+    return validation.revision(text.strip(b'"'), "If-Match")
+
+
+def _non_negative_argument(request, name: bytes) -> int:
+    """The query argument ``name`` as an integer >= 0 (0 when absent)."""
+    raw = request.args.get(name, [b"0"])[0]
+    if not raw.isdigit():
+        raise HTTPError(400, f"bad_{name.decode()}", f"{name.decode()} must be a non-negative integer, got {raw!r}")
+    return int(raw)
+
+
+def _has_query_flag(request, name: bytes) -> bool:
+    """Whether the query string names ``name``, with or without a value
+    (Twisted's ``request.args`` drops a bare ``?name``)."""
+    query = request.uri.partition(b"?")[2]
+    return any(item.partition(b"=")[0] == name for item in query.split(b"&"))
+
+
+def _text_or_base64(name: str, data: bytes) -> dict:
+    """``{name: text}`` when ``data`` is UTF-8, else ``{name_base64: ...}``."""
+    try:
+        return {name: data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {f"{name}_base64": base64.b64encode(data).decode("ascii")}
+
+
+def kv_json(kv: KeyValue) -> dict:
+    """A key with its value and metadata, as the listing answers it."""
+    return {
+        **_text_or_base64("key", kv.key),
+        **_text_or_base64("value", kv.value),
+        "create_revision": kv.create_revision,
+        "mod_revision": kv.mod_revision,
+        "version": kv.version,
+        "lease": kv.lease,
+    }
 
 
 def write_condition(request, key: bytes) -> tuple[Compare, ...]:
@@ -74,23 +128,25 @@ def write_condition(request, key: bytes) -> tuple[Compare, ...]:
 
 
 class RestAPI:
-    """The seed REST API over a ``Node``; mount ``app.resource()``."""
+    """The seed REST API over a member's facade; mount ``app.resource()``."""
 
     app = Klein()
 
-    def __init__(self, node) -> None:
-        self.node = node
-        self.members = MembershipAPI(node)
+    def __init__(self, member: MemberFacade) -> None:
+        self.member = member
+        self.members = MembershipAPI(member)
 
-    @app.handle_errors(HTTPError)
-    def _http_error(self, request, failure):
-        e = failure.value
-        return write_error(request, e.status, e.error, e.message, e.headers)
+    @app.handle_errors(Exception)
+    def _error(self, request, failure):
+        return answer_failure(request, failure)
 
-    @app.handle_errors(Unavailable)
-    def _unavailable(self, request, failure):
-        e = unavailable_error(failure.value)
-        return write_error(request, e.status, e.error, e.message, e.headers)
+    @app.route("/kv/", branch=True)
+    async def key(self, request):
+        """``/kv/{key}``: the key API for any key, all-digit ones included."""
+        key = unquote_to_bytes(request.path[len(KV_PREFIX):])
+        if request.method in (b"GET", b"HEAD") and _has_query_flag(request, b"list"):
+            return await self._list(request, key)
+        return await self._key_request(request, self._checked_key(key), KEY_METHODS)
 
     @app.route("/", branch=True)
     async def key_or_member(self, request):
@@ -101,43 +157,67 @@ class RestAPI:
         key = unquote_to_bytes(path[1:])
         method = request.method
         if key.isdigit() and method in (b"POST", b"DELETE"):
-            return await self._member(request, method, int(key))
+            return await self._member(request, method, key)
+        if method in (b"GET", b"HEAD") and _has_query_flag(request, b"list"):
+            return await self._list(request, key)
+        return await self._key_request(request, self._checked_key(key), MEMBER_METHODS if key.isdigit() else KEY_METHODS)
+
+    async def _key_request(self, request, key: bytes, allow: bytes):
+        method = request.method
         if method in (b"GET", b"HEAD"):
-            return await self._get(request, self._checked_key(key))
+            return await self._get(request, key)
         if method == b"PUT":
-            return await self._put(request, self._checked_key(key))
+            return await self._put(request, key)
         if method == b"DELETE":
-            return await self._delete(request, self._checked_key(key))
-        allow = MEMBER_METHODS if key.isdigit() else KEY_METHODS
+            return await self._delete(request, key)
         raise HTTPError(405, "method_not_allowed", f"{method.decode('ascii', 'replace')} is not allowed here", {b"Allow": allow})
 
     @staticmethod
     def _checked_key(key: bytes) -> bytes:
         if not key:
-            raise HTTPError(400, "empty_key", "the key is empty: use PUT /{key}")
+            raise HTTPError(400, "empty_key", "the key is empty: use PUT /{key} or PUT /kv/{key}")
         if len(key) > MAX_KEY_BYTES:
             raise HTTPError(413, "key_too_large", f"the key is {len(key)} bytes; the limit is {MAX_KEY_BYTES}")
         return key
 
     def _revision_headers(self, request, kv) -> None:
-        request.setHeader(b"X-MetaStore-Revision", str(self.node.store.revision).encode())
+        request.setHeader(b"X-MetaStore-Revision", str(self.member.revision).encode())
         if kv is not None:
             request.setHeader(b"ETag", b'"%d"' % kv.mod_revision)
             request.setHeader(b"X-MetaStore-Create-Revision", b"%d" % kv.create_revision)
             request.setHeader(b"X-MetaStore-Mod-Revision", b"%d" % kv.mod_revision)
             request.setHeader(b"X-MetaStore-Version", b"%d" % kv.version)
 
+    async def _read_barrier(self, request) -> None:
+        serializable = request.args.get(b"serializable", [b"false"])[0].lower() in (b"true", b"1")
+        await self.member.read(Consistency.SERIALIZABLE if serializable else Consistency.LINEARIZABLE)
+
     async def _get(self, request, key: bytes):
-        if request.args.get(b"serializable", [b"false"])[0].lower() not in (b"true", b"1"):
-            await self.node.read_barrier()
-        elif self.node.restoring:
-            raise unavailable_error(Unavailable("this member is installing a snapshot; retry or read from another member"))
-        kv = self.node.store.get(key)
+        revision = _non_negative_argument(request, b"revision")
+        await self._read_barrier(request)
+        kv = self.member.get(key, revision)
         self._revision_headers(request, kv)
         if kv is None:
             raise HTTPError(404, "not_found", "no such key")
         request.setHeader(b"Content-Type", b"application/octet-stream")
         return kv.value
+
+    async def _list(self, request, prefix: bytes):
+        revision = _non_negative_argument(request, b"revision")
+        limit = _non_negative_argument(request, b"limit")
+        if len(prefix) > MAX_KEY_BYTES:
+            raise HTTPError(413, "key_too_large", f"the prefix is {len(prefix)} bytes; the limit is {MAX_KEY_BYTES}")
+        await self._read_barrier(request)
+        found = self.member.range_request(RangeRequest(prefix, prefix_range_end(prefix), limit=limit, revision=revision))
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"X-MetaStore-Revision", b"%d" % found.header.revision)
+        body = {
+            "revision": found.header.revision,
+            "count": found.count,
+            "more": found.more,
+            "kvs": [kv_json(kv) for kv in found.kvs],
+        }
+        return json.dumps(body).encode() + b"\n"
 
     async def _put(self, request, key: bytes):
         if getattr(request, "body_too_large", False):
@@ -159,17 +239,21 @@ class RestAPI:
         request.setResponseCode(204)
         return b""
 
-    async def _write(self, key: bytes, write, compares) -> PutResult | DeleteResult:
+    async def _write(self, key: bytes, write, compares) -> PutResponse | DeleteRangeResponse:
         if not compares:
-            return await self.node.propose(write)
-        result: TxnResult = await self.node.propose(Txn(compares, (write,)))
+            return await self.member.propose(write)
+        result: TxnResponse = await self.member.propose(Txn(compares, (write,)))
         if not result.succeeded:
-            current = self.node.store.get(key)
+            current = self.member.get(key)
             headers = {b"ETag": b'"%d"' % current.mod_revision} if current else {}
             raise HTTPError(412, "precondition_failed", "the key changed or its presence differs from the condition", headers)
         return result.responses[0]
 
-    async def _member(self, request, method: bytes, member_id: int):
+    async def _member(self, request, method: bytes, digits: bytes):
+        member_id = validation.member_id(digits)
         if method == b"POST":
             return await self.members.add(request, member_id)
-        return await self.members.remove(request, member_id)
+        hint = ""
+        if self.member.get(digits) is not None:
+            hint = f"; to delete the key {digits.decode()!r}, use DELETE /kv/{digits.decode()}"
+        return await self.members.remove(request, member_id, hint)

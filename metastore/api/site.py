@@ -1,10 +1,18 @@
 """The HTTP ``Site`` every MetaStore API is served from.
 
-Two departures from ``twisted.web.server.Site``, both for the key API:
+Departures from ``twisted.web.server.Site``:
+
+- Every answer the site writes itself has a JSON body: an oversized head
+  (431), a head that takes too long (408), an unexpected exception (500,
+  logged with an error id the body repeats).
+- A request's line and headers must arrive within ``header_timeout``
+  seconds in total (a client trickling one byte at a time is cut off
+  then), besides the idle timeout that restarts on every byte.
 
 - Keys are binary-safe, but Klein refuses paths that do not percent-decode
   to UTF-8.  The site therefore routes on the still-encoded path segments
-  (always ASCII); handlers decode ``request.path`` to bytes themselves.
+  (made ASCII: a raw byte over 0x7F is routed as its ``%XX`` escape);
+  handlers decode ``request.path`` to bytes themselves.
 - A body over the size limit is discarded as it arrives instead of being
   buffered, and the request is marked so the handler answers 413.
 """
@@ -13,11 +21,24 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 from twisted.web import http, server
 
+from metastore.api.errors import internal_error, write_error
+
 IDLE_TIMEOUT_SECONDS = 60
 """Connections idle this long are closed (slow or abandoned clients)."""
+HEADER_TIMEOUT_SECONDS = 10.0
+"""The longest a request's line and headers may take to arrive, in total."""
+
+
+_NOT_ASCII = re.compile(rb"[\x80-\xff]")
+
+
+def _ascii(path: bytes) -> bytes:
+    """``path`` with every byte over 0x7F percent-escaped."""
+    return _NOT_ASCII.sub(lambda m: b"%%%02X" % m.group()[0], path)
 
 
 class _DiscardedBody(io.BytesIO):
@@ -54,35 +75,83 @@ class MetaStoreRequest(server.Request):
             return
         super().handleContentChunk(data)
 
+    def __repr__(self) -> str:
+        """Method and target, whatever bytes they hold (Twisted's own repr
+        raises on a target that is not ASCII)."""
+        method = self.method.decode("ascii", "backslashreplace")
+        uri = self.uri[:200].decode("ascii", "backslashreplace")
+        return f"<{type(self).__name__} at 0x{id(self):x} method={method} uri={uri}>"
 
-HEAD_TOO_LARGE_BODY = json.dumps({
+    def _handleStar(self) -> None:
+        """``*`` as the request target: ``OPTIONS *`` is an empty 200 (as
+        Twisted answers it); any other method a JSON 405."""
+        if self.method == b"OPTIONS":
+            super()._handleStar()
+            return
+        body = write_error(self, 405, "method_not_allowed", "only OPTIONS applies to *", {b"Allow": b"OPTIONS"})
+        self.setHeader(b"Content-Length", b"%d" % len(body))
+        self.write(body)
+        self.finish()
+
+    def processingFailed(self, reason):
+        """An exception nothing else answered: 500 with a JSON body and an
+        error id, the traceback logged once under that id."""
+        body = internal_error(self, reason)
+        if not self.startedWriting:
+            self.setHeader(b"Content-Length", b"%d" % len(body))
+            self.write(body)
+        if not self.finished:
+            self.finish()
+        return reason
+
+
+HEAD_TOO_LARGE = (b"431 Request Header Fields Too Large", json.dumps({
     "error": "request_head_too_large",
     "message": "the request line and headers exceed 16384 bytes; keys are limited to 1536 bytes",
-}).encode()
+}).encode())
+MALFORMED_REQUEST = (b"400 Bad Request", json.dumps({
+    "error": "bad_request",
+    "message": "the request line or a header is malformed (or the body's framing is)",
+}).encode())
 LINGER_SECONDS = 5
 """How long a refused connection may go on sending before it is cut."""
 
 
+def _head_too_slow(seconds: float) -> tuple[bytes, bytes]:
+    return b"408 Request Timeout", json.dumps({
+        "error": "request_head_timeout",
+        "message": f"the request line and headers did not arrive within {seconds:g} seconds",
+    }).encode()
+
+
 class MetaStoreChannel(http.HTTPChannel):
-    """An HTTP channel that refuses an oversized request head politely.
+    """An HTTP channel that refuses a malformed, oversized or too slow
+    request head politely.
 
     Twisted answers a bare 400 and closes at once; with the client still
     sending, the kernel then resets the connection and the client never
-    sees an answer.  This channel answers 431 with a JSON reason, stops
-    writing, reads and drops whatever else arrives, and cuts the connection
-    after ``LINGER_SECONDS``.
+    sees an answer.  This channel answers 400 (malformed), 431 (too large)
+    or 408 (not all there within ``site.header_timeout`` seconds) with a
+    JSON reason, stops writing, reads and drops whatever else arrives
+    (unparsed), and cuts the connection after ``LINGER_SECONDS``.
     """
 
     _refused = False
     _linger = None
+    _head_deadline = None
+    _reading_head = True
 
     def _respondToBadRequestAndDisconnect(self) -> None:
+        self._refuse(*MALFORMED_REQUEST)
+
+    def _refuse(self, status: bytes, body: bytes) -> None:
         if self._refused:
             return
         self._refused = True
+        self._cancel_head_deadline()
         self.transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(HEAD_TOO_LARGE_BODY), HEAD_TOO_LARGE_BODY)
+            b"HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (status, len(body), body)
         )
         self.setTimeout(None)
         self._linger = self.callLater(LINGER_SECONDS, self.transport.abortConnection)
@@ -93,19 +162,58 @@ class MetaStoreChannel(http.HTTPChannel):
             self.transport.loseConnection()
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        """A request or header line over 16 KiB: refuse it the same way."""
-        self._respondToBadRequestAndDisconnect()
+        """A request or header line over 16 KiB: 431."""
+        self._refuse(*HEAD_TOO_LARGE)
 
     def connectionLost(self, reason) -> None:
-        """Forget the linger timer along with the connection."""
+        """Forget the timers along with the connection."""
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
+        self._cancel_head_deadline()
         super().connectionLost(reason)
 
-    def dataReceived(self, data: bytes) -> None:
-        """Parse requests, or drop everything once a request was refused."""
+    def lineReceived(self, line: bytes) -> None:
+        """Parse a line of a request head, unless the request was refused
+        (further lines of the same packet are dropped, not parsed); a head
+        over Twisted's total size is 431."""
+        if self._refused:
+            return
+        if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
+            self._refuse(*HEAD_TOO_LARGE)
+            return
+        super().lineReceived(line)
+
+    def rawDataReceived(self, data: bytes) -> None:
+        """Take body bytes, unless the request was refused."""
         if not self._refused:
-            super().dataReceived(data)
+            super().rawDataReceived(data)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Parse requests, or drop everything once a request was refused.
+        The first byte of a request's head starts its deadline."""
+        if self._refused:
+            return
+        if self._reading_head and self._head_deadline is None and data:
+            timeout = self.site.header_timeout
+            self._head_deadline = self.callLater(timeout, self._refuse, *_head_too_slow(timeout))
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        """The head arrived in time: its deadline no longer applies."""
+        self._reading_head = False
+        self._cancel_head_deadline()
+        super().allHeadersReceived()
+
+    def requestDone(self, request) -> None:
+        """The next bytes on this connection start a new request head."""
+        self._reading_head = True
+        super().requestDone(request)
+
+    def _cancel_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            if self._head_deadline.active():
+                self._head_deadline.cancel()
+            self._head_deadline = None
 
 
 class MetaStoreSite(server.Site):
@@ -113,22 +221,26 @@ class MetaStoreSite(server.Site):
 
     A connection that sends nothing for ``idle_timeout`` seconds (by
     default ``IDLE_TIMEOUT_SECONDS``), including one stuck in the middle of
-    a request's headers or body, is closed.
+    a request's headers or body, is closed; a request whose line and
+    headers take over ``header_timeout`` seconds in total (by default
+    ``HEADER_TIMEOUT_SECONDS``) is answered 408 and its connection closed.
     """
 
     requestFactory = MetaStoreRequest
     protocol = MetaStoreChannel
 
     def __init__(self, resource, max_request_bytes: int, reactor=None,
-                 idle_timeout: float = IDLE_TIMEOUT_SECONDS) -> None:
+                 idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+                 header_timeout: float = HEADER_TIMEOUT_SECONDS) -> None:
         super().__init__(resource, timeout=idle_timeout, reactor=reactor)
         self.max_request_bytes = max_request_bytes
+        self.header_timeout = header_timeout
         self.displayTracebacks = False
         self.noisy = False
 
     def getResourceFor(self, request):
         """Route on the percent-encoded segments (see the module docstring)."""
-        request.postpath = request.path[1:].split(b"/")
+        request.postpath = _ascii(request.path[1:]).split(b"/")
         return super().getResourceFor(request)
 
     def log(self, request) -> None:

@@ -101,13 +101,13 @@ async def run(reactor, options: Options) -> None:
     probe = ReactorLagProbe(reactor)
     probe.start()
     started = time.perf_counter()
-    index = await member.node.take_snapshot()
+    index = await member.api.take_snapshot()
     snapshot_seconds = time.perf_counter() - started
     worst = probe.stop()
-    path = member.node.snapshotter.directory.snapshots()[-1][2]
+    path = member.node.compaction.snapshotter.directory.snapshots()[-1][2]
     print(f"snapshot at index {index}: {snapshot_seconds:.2f}s, {os.path.getsize(path) / 1e6:.1f} MB")
     print(f"longest reactor pause during the snapshot: {worst * 1000:.1f} ms "
-          f"(taking the consistent view: {member.node.snapshotter.longest_pause_seconds * 1000:.1f} ms)")
+          f"(taking the consistent view: {member.node.compaction.snapshotter.longest_pause_seconds * 1000:.1f} ms)")
 
     await _write(member, keys, tail, value, options["batch"])
     expected = member.node.applied_index

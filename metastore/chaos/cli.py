@@ -28,9 +28,10 @@ from metastore.chaos.checker import Operation, check_history
 from metastore.chaos.nemesis import NEMESES
 from metastore.chaos.runner import ChaosRun, RunConfig
 from metastore.chaos import failover, soak
+from metastore.options import VersionOption
 
 
-class ChaosOptions(usage.Options):
+class ChaosOptions(VersionOption, usage.Options):
     """The command line of ``metastore-chaos``."""
 
     optParameters = [

@@ -51,6 +51,7 @@ from twisted.python import usage
 
 from metastore.chaos.cluster import ProxiedCluster
 from metastore.chaos.runner import _http_client
+from metastore.options import VersionOption
 
 OK = "ok"
 UNAVAILABLE = "unavailable"
@@ -630,7 +631,7 @@ class SoakRun:
 # -- command line -----------------------------------------------------------
 
 
-class SoakOptions(usage.Options):
+class SoakOptions(VersionOption, usage.Options):
     """The command line of ``metastore-chaos soak``."""
 
     synopsis = "Usage: metastore-chaos soak [options]"

@@ -1,85 +1,48 @@
 """Commands the state machine applies, and their explicit wire encoding.
 
-A command travels inside a raft entry as a msgpack list that starts with a
-format version and the request id, so the node that proposed it can find
-the caller waiting on it.  The set mirrors etcd's: Put, DeleteRange, and
-Txn (compares, then the success or the failure operations).  The seed REST
-API's compare-and-swap is a Txn with one compare.
+A command travels inside a raft entry as a msgpack list
+``[format version, request id, operation]``; the request id lets the node
+that proposed it find the caller waiting on it.  The commands are etcd's
+KV requests (``metastore.kv.messages``) plus ``PublishMember``.
+
+Format 2 (written now) encodes every field of the requests, ranges and
+nested txns included.  Format 1 (the seed's, still read from old WAL
+entries and snapshots of the log) had Put ``[1, key, value, lease]``,
+DeleteRange ``[2, key, range_end or nil]``, Txn ``[3, compares, success,
+failure]`` with compares ``[target, result, key, operand]`` and no nesting,
+and PublishMember ``[4, member_id, client_url]``.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Union
 
 import msgpack
 
-FORMAT_VERSION = 1
+from metastore.kv.messages import (  # noqa: F401  (re-exported for callers of the seed's names)
+    CompactionRequest,
+    Compare,
+    CompareResult,
+    CompareTarget,
+    DeleteRange,
+    DeleteRangeRequest,
+    Put,
+    PutRequest,
+    RangeRequest,
+    RequestOp,
+    SortOrder,
+    SortTarget,
+    Txn,
+    TxnRequest,
+)
+
+FORMAT_VERSION = 2
+"""The command format this version writes; ``decode_command`` reads 1 and 2."""
 
 
 class CommandError(ValueError):
     """Bytes that do not decode to a valid command."""
-
-
-class CompareTarget(enum.IntEnum):
-    """Which attribute of a key a compare looks at (etcd's names)."""
-
-    VERSION = 0
-    CREATE = 1
-    MOD = 2
-    VALUE = 3
-    LEASE = 4
-
-
-class CompareResult(enum.IntEnum):
-    """How a compare relates the key's attribute to the operand."""
-
-    EQUAL = 0
-    GREATER = 1
-    LESS = 2
-    NOT_EQUAL = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Compare:
-    """``attribute(key) <result> operand``; an absent key has version,
-    create and mod revision 0, lease 0 and an empty value."""
-
-    target: CompareTarget
-    result: CompareResult
-    key: bytes
-    operand: int | bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Put:
-    """Set ``key`` to ``value``."""
-
-    key: bytes
-    value: bytes
-    lease: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteRange:
-    """Delete ``key``, or every key in ``[key, range_end)`` when given."""
-
-    key: bytes
-    range_end: bytes | None = None
-
-
-Operation = Union[Put, DeleteRange]
-
-
-@dataclass(frozen=True, slots=True)
-class Txn:
-    """If every compare holds, run ``success``; otherwise run ``failure``.
-    The whole transaction is one revision."""
-
-    compares: tuple[Compare, ...]
-    success: tuple[Operation, ...]
-    failure: tuple[Operation, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,23 +54,31 @@ class PublishMember:
     client_url: str
 
 
-Command = Union[Put, DeleteRange, Txn, PublishMember]
+Command = Union[PutRequest, DeleteRangeRequest, TxnRequest, RangeRequest, CompactionRequest, PublishMember]
 
-_PUT, _DELETE_RANGE, _TXN, _PUBLISH_MEMBER = 1, 2, 3, 4
+_PUT, _DELETE_RANGE, _TXN, _PUBLISH_MEMBER, _RANGE, _COMPACTION = 1, 2, 3, 4, 5, 6
 
 
 def _encode_operation(op: Command) -> list:
-    if isinstance(op, Put):
-        return [_PUT, op.key, op.value, op.lease]
-    if isinstance(op, DeleteRange):
-        return [_DELETE_RANGE, op.key, op.range_end]
-    if isinstance(op, Txn):
+    if isinstance(op, PutRequest):
+        return [_PUT, op.key, op.value, op.lease, op.prev_kv, op.ignore_value, op.ignore_lease]
+    if isinstance(op, DeleteRangeRequest):
+        return [_DELETE_RANGE, op.key, op.range_end or b"", op.prev_kv]
+    if isinstance(op, TxnRequest):
         return [
             _TXN,
-            [[int(c.target), int(c.result), c.key, c.operand] for c in op.compares],
+            [[int(c.target), int(c.result), c.key, c.operand, c.range_end] for c in op.compare],
             [_encode_operation(o) for o in op.success],
             [_encode_operation(o) for o in op.failure],
         ]
+    if isinstance(op, RangeRequest):
+        return [
+            _RANGE, op.key, op.range_end, op.limit, op.revision, int(op.sort_order), int(op.sort_target),
+            op.serializable, op.keys_only, op.count_only,
+            op.min_mod_revision, op.max_mod_revision, op.min_create_revision, op.max_create_revision,
+        ]  # fmt: skip
+    if isinstance(op, CompactionRequest):
+        return [_COMPACTION, op.revision, op.physical]
     if isinstance(op, PublishMember):
         return [_PUBLISH_MEMBER, op.member_id, op.client_url]
     raise TypeError(f"not a command: {op!r}")
@@ -124,40 +95,75 @@ def _decode_bytes(value: object, what: str) -> bytes:
     return value
 
 
-def _decode_operation(raw: object, nested: bool = False) -> Command:
+def _ints(values: list, what: str) -> list:
+    for value in values:
+        if type(value) not in (int, bool):
+            raise CommandError(f"{what} must be integers or booleans")
+    return values
+
+
+def _decode_compare(raw: object, version: int) -> Compare:
+    try:
+        if version == 1:
+            target, result, key, operand = raw
+            end = b""
+        else:
+            target, result, key, operand, end = raw
+        return Compare(CompareTarget(target), CompareResult(result), _decode_bytes(key, "key"), operand, _decode_bytes(end, "range_end"))
+    except (TypeError, ValueError) as e:
+        raise CommandError(f"bad compare: {e}") from None
+
+
+def _decode_operation(raw: object, version: int, nested: bool = False) -> Command:
     if not isinstance(raw, list) or not raw:
         raise CommandError("operation must be a non-empty list")
-    code = raw[0]
-    if code == _PUT and len(raw) == 4 and isinstance(raw[3], int):
-        return Put(_decode_bytes(raw[1], "key"), _decode_bytes(raw[2], "value"), raw[3])
-    if code == _DELETE_RANGE and len(raw) == 3:
-        end = None if raw[2] is None else _decode_bytes(raw[2], "range_end")
-        return DeleteRange(_decode_bytes(raw[1], "key"), end)
-    if code == _TXN and len(raw) == 4 and not nested:
-        try:
-            compares = tuple(
-                Compare(CompareTarget(t), CompareResult(r), _decode_bytes(k, "key"), operand)
-                for t, r, k, operand in raw[1]
-            )
-        except (TypeError, ValueError) as e:
-            raise CommandError(f"bad compare: {e}") from None
-        return Txn(
-            compares,
-            tuple(_decode_operation(o, nested=True) for o in raw[2]),
-            tuple(_decode_operation(o, nested=True) for o in raw[3]),
+    code, fields = raw[0], raw[1:]
+    if code == _PUT and version == 1 and len(fields) == 3 and type(fields[2]) is int:
+        return PutRequest(_decode_bytes(fields[0], "key"), _decode_bytes(fields[1], "value"), fields[2])
+    if code == _PUT and version == 2 and len(fields) == 6:
+        key, value, lease, prev_kv, ignore_value, ignore_lease = fields
+        _ints([lease, prev_kv, ignore_value, ignore_lease], "put fields")
+        return PutRequest(_decode_bytes(key, "key"), _decode_bytes(value, "value"), lease, bool(prev_kv), bool(ignore_value), bool(ignore_lease))
+    if code == _DELETE_RANGE and version == 1 and len(fields) == 2:
+        end = b"" if fields[1] is None else _decode_bytes(fields[1], "range_end")
+        return DeleteRangeRequest(_decode_bytes(fields[0], "key"), end)
+    if code == _DELETE_RANGE and version == 2 and len(fields) == 3:
+        return DeleteRangeRequest(_decode_bytes(fields[0], "key"), _decode_bytes(fields[1], "range_end"), bool(fields[2]))
+    if code == _TXN and len(fields) == 3 and not (nested and version == 1):
+        if not all(isinstance(f, list) for f in fields):
+            raise CommandError("txn parts must be lists")
+        return TxnRequest(
+            tuple(_decode_compare(c, version) for c in fields[0]),
+            tuple(_decode_operation(o, version, nested=True) for o in fields[1]),
+            tuple(_decode_operation(o, version, nested=True) for o in fields[2]),
         )
-    if code == _PUBLISH_MEMBER and len(raw) == 3 and not nested:
-        if isinstance(raw[1], int) and isinstance(raw[2], str):
-            return PublishMember(raw[1], raw[2])
+    if code == _RANGE and version == 2 and len(fields) == 13:
+        key, end, *numbers = fields
+        _ints(numbers, "range fields")
+        limit, revision, order, target, serializable, keys_only, count_only, *filters = numbers
+        try:
+            return RangeRequest(
+                _decode_bytes(key, "key"), _decode_bytes(end, "range_end"), limit, revision,
+                SortOrder(order), SortTarget(target), bool(serializable), bool(keys_only), bool(count_only), *filters,
+            )  # fmt: skip
+        except ValueError as e:
+            raise CommandError(f"bad range: {e}") from None
+    if code == _COMPACTION and version == 2 and len(fields) == 2 and not nested:
+        _ints(fields, "compaction fields")
+        return CompactionRequest(fields[0], bool(fields[1]))
+    if code == _PUBLISH_MEMBER and len(fields) == 2 and not nested:
+        if isinstance(fields[0], int) and isinstance(fields[1], str):
+            return PublishMember(fields[0], fields[1])
     raise CommandError(f"unknown or malformed operation {code!r}")
 
 
 def decode_command(data: bytes) -> tuple[bytes, Command]:
-    """``(request_id, command)`` from entry data; raises ``CommandError``."""
+    """``(request_id, command)`` from entry data of format 1 or 2; raises
+    ``CommandError``."""
     try:
         raw = msgpack.unpackb(data)
     except Exception as e:  # msgpack raises several unrelated types
         raise CommandError(f"undecodable command: {e}") from None
-    if not isinstance(raw, list) or len(raw) != 3 or raw[0] != FORMAT_VERSION:
+    if not isinstance(raw, list) or len(raw) != 3 or raw[0] not in (1, 2):
         raise CommandError("unknown command format")
-    return _decode_bytes(raw[1], "request id"), _decode_operation(raw[2])
+    return _decode_bytes(raw[1], "request id"), _decode_operation(raw[2], raw[0])

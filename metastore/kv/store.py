@@ -1,100 +1,145 @@
-"""The replicated key-value state machine.
+"""The replicated key-value state machine: etcd's MVCC model.
 
 ``KeyValueStore.apply`` takes committed commands in log order and turns
-them into one batch of changes for the engine, with etcd's revision rules:
-the store's revision grows by one for each command that changes something;
-a key's ``version`` counts writes since it was created; deleting a key
-forgets its history.  Apply is deterministic: no clock, no randomness.
+them into one batch of events for the engine, with etcd's rules:
+
+- the store's revision grows by one for each command that changes
+  something; the changes of one command share that revision and are told
+  apart by sub-revisions 0, 1, 2... in the order they happen;
+- a key's ``version`` counts its puts since it was (re)created; its
+  ``create_revision`` is the revision that created it; deleting it writes a
+  tombstone, and a later put starts again at version 1;
+- a txn evaluates every compare of every nested level against the state
+  before it (``_choose_path``), checks its puts and ranges, then runs the
+  chosen operations in order; a range inside it sees the writes before it;
+- a compaction refuses reads below its revision from then on.
+
+Errors etcd decides at apply time (``ignore_value`` on an absent key, a
+txn range at a compacted or future revision, compacting a compacted or
+future revision) are returned as the command's result, a ``KVError``, and
+change nothing.  Apply is deterministic: no clock, no randomness.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+import zlib
+from typing import Iterator, Sequence
 
 import msgpack
 
-from metastore.kv.commands import (
-    Command,
+from metastore.kv.errors import CompactedError, FutureRevisionError, KeyNotFoundError, KVError
+from metastore.kv.messages import (
+    CompactionRequest,
+    CompactionResponse,
     Compare,
     CompareResult,
     CompareTarget,
-    DeleteRange,
-    Put,
-    Txn,
+    DeleteRangeRequest,
+    DeleteRangeResponse,
+    PutRequest,
+    PutResponse,
+    RangeRequest,
+    RangeResponse,
+    RequestOp,
+    ResponseHeader,
+    ResponseOp,
+    SortOrder,
+    SortTarget,
+    TxnRequest,
+    TxnResponse,
 )
-from metastore.storage.engine import ClusterState, Engine, KeyValue
+from metastore.kv.validation import is_read_only
+from metastore.storage.engine import ClusterState, Engine, Event, KeyValue, tombstone
+
+Result = ResponseOp | CompactionResponse | KVError
+"""What applying one command gives: its response, or the error etcd answers."""
 
 
-@dataclass(frozen=True, slots=True)
-class PutResult:
-    """A put happened at ``revision``; ``prev`` is the key before it."""
-
-    revision: int
-    prev: KeyValue | None
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteResult:
-    """``deleted`` keys are gone as of ``revision``."""
-
-    revision: int
-    deleted: tuple[KeyValue, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class TxnResult:
-    """Whether the compares held, and the results of the operations run."""
-
-    revision: int
-    succeeded: bool
-    responses: tuple[PutResult | DeleteResult, ...]
-
-
-Result = PutResult | DeleteResult | TxnResult
+def _in_range(name: bytes, key: bytes, range_end: bytes | None) -> bool:
+    if not range_end:
+        return name == key
+    return name >= key and (range_end == b"\0" or name < range_end)
 
 
 class _Batch:
-    """Changes of one apply call, readable before they reach the engine."""
+    """The events of one apply call, readable (at any revision) before they
+    reach the engine; with nothing written it is a plain reader of the engine."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.changes: dict[bytes, KeyValue | None] = {}
+        self.events: list[Event] = []
         self.revision = engine.revision
+        self.compacted_revision = engine.compacted_revision
+        self.compaction_changed = False
+        self._written: dict[bytes, list[Event]] = {}
 
-    def get(self, key: bytes) -> KeyValue | None:
-        if key in self.changes:
-            return self.changes[key]
-        return self.engine.get(key)
+    def get(self, key: bytes, revision: int = 0) -> KeyValue | None:
+        """``key`` as visible at ``revision`` (0: now), batch included."""
+        written = self._written.get(key)
+        if written:
+            for event in reversed(written):
+                if revision <= 0 or event.kv.mod_revision <= revision:
+                    return None if event.deleted else event.kv
+        if revision <= 0:
+            return self.engine.get(key)
+        return self.engine.get(key, self._engine_revision(revision))
 
-    def keys_in(self, key: bytes, range_end: bytes | None) -> list[KeyValue]:
-        """Live keys in the range as the batch sees them, in key order."""
-        if range_end is None:
-            found = self.get(key)
-            return [found] if found is not None else []
-        live = {kv.key: kv for kv in self.engine.range(key, range_end)}
-        for name, kv in self.changes.items():
-            if name >= key and (range_end == b"\0" or name < range_end):
+    def _engine_revision(self, revision: int) -> int:
+        return 0 if revision > self.engine.revision else revision
+
+    def range(self, key: bytes, range_end: bytes | None, revision: int = 0, limit: int = 0) -> list[KeyValue]:
+        """Visible keys in the range at ``revision``, in key order, batch included."""
+        if not range_end:
+            found = self.get(key, revision)
+            return [] if found is None else [found]
+        engine_revision = self._engine_revision(revision)
+        if not self._written or (0 < revision <= self.engine.revision):
+            return list(self.engine.range(key, range_end, engine_revision, limit))
+        visible = {kv.key: kv for kv in self.engine.range(key, range_end, engine_revision)}
+        for name in self._written:
+            if _in_range(name, key, range_end):
+                kv = self.get(name, revision)
                 if kv is None:
-                    live.pop(name, None)
+                    visible.pop(name, None)
                 else:
-                    live[name] = kv
-        return [live[name] for name in sorted(live)]
+                    visible[name] = kv
+        found = [visible[name] for name in sorted(visible)]
+        return found[:limit] if limit else found
+
+    def count(self, key: bytes, range_end: bytes | None, revision: int = 0) -> int:
+        """How many keys ``range`` would give without a limit."""
+        if not self._written or (0 < revision <= self.engine.revision):
+            return self.engine.count(key, range_end, self._engine_revision(revision))
+        return len(self.range(key, range_end, revision))
+
+    def add(self, event: Event) -> None:
+        """Record ``event`` as written by this batch."""
+        self.events.append(event)
+        self._written.setdefault(event.kv.key, []).append(event)
 
 
-def _compare_holds(compare: Compare, kv: KeyValue | None) -> bool:
+def _compare_holds(compare: Compare, batch: _Batch) -> bool:
+    found = batch.range(compare.key, compare.range_end or None)
+    if not found:
+        if compare.target == CompareTarget.VALUE:
+            return False  # etcd: a value compare on an absent key always fails
+        return _compare_kv(compare, KeyValue(compare.key, b"", 0, 0, 0, 0))
+    return all(_compare_kv(compare, kv) for kv in found)
+
+
+def _compare_kv(compare: Compare, kv: KeyValue) -> bool:
     target = compare.target
     if target == CompareTarget.VALUE:
-        actual: int | bytes = kv.value if kv else b""
+        actual: int | bytes = kv.value
     elif target == CompareTarget.VERSION:
-        actual = kv.version if kv else 0
+        actual = kv.version
     elif target == CompareTarget.CREATE:
-        actual = kv.create_revision if kv else 0
+        actual = kv.create_revision
     elif target == CompareTarget.MOD:
-        actual = kv.mod_revision if kv else 0
+        actual = kv.mod_revision
     else:
-        actual = kv.lease if kv else 0
+        actual = kv.lease
     operand = compare.operand
     if type(actual) is not type(operand):
         return False
@@ -108,8 +153,155 @@ def _compare_holds(compare: Compare, kv: KeyValue | None) -> bool:
     return actual < operand
 
 
+_SORT_KEYS = {
+    SortTarget.KEY: lambda kv: kv.key,
+    SortTarget.VERSION: lambda kv: kv.version,
+    SortTarget.CREATE: lambda kv: kv.create_revision,
+    SortTarget.MOD: lambda kv: kv.mod_revision,
+    SortTarget.VALUE: lambda kv: kv.value,
+}
+
+
+def check_revision(revision: int, current: int, compacted: int) -> None:
+    """Raise etcd's error for reading at ``revision`` (0: now) when the
+    store is at ``current`` and compacted at ``compacted``."""
+    if revision > current:
+        raise FutureRevisionError()
+    if 0 < revision < compacted:
+        raise CompactedError()
+
+
+def _range(batch: _Batch, request: RangeRequest, header: int) -> RangeResponse:
+    """etcd's range over ``batch`` (revision already checked), answered
+    with ``header`` as the header revision."""
+    filtered = bool(
+        request.min_mod_revision or request.max_mod_revision or request.min_create_revision or request.max_create_revision
+    )
+    key, end, at = request.key, request.range_end or None, request.revision
+    if request.count_only:
+        return RangeResponse(ResponseHeader(header), count=batch.count(key, end, at))
+    # etcd fetches one key past the limit to learn ``more``, unless it has to
+    # sort or filter the whole range first.
+    limit = 0 if request.sort_order != SortOrder.NONE or filtered else request.limit
+    kvs = batch.range(key, end, at, limit + 1 if limit > 0 else 0)
+    count = batch.count(key, end, at) if limit > 0 and len(kvs) > limit else len(kvs)
+    if filtered:
+        kvs = [kv for kv in kvs if _passes_filters(request, kv)]
+    order = request.sort_order
+    if order == SortOrder.NONE and request.sort_target != SortTarget.KEY:
+        order = SortOrder.ASCEND
+    if order != SortOrder.NONE and not (order == SortOrder.ASCEND and request.sort_target == SortTarget.KEY):
+        # Python's sort is stable even reversed: equal sort values keep
+        # ascending key order, as etcd's do.
+        kvs.sort(key=_SORT_KEYS[request.sort_target], reverse=order == SortOrder.DESCEND)
+    more = False
+    if request.limit > 0 and len(kvs) > request.limit:
+        kvs, more = kvs[: request.limit], True
+    if request.keys_only:
+        kvs = [KeyValue(kv.key, b"", kv.create_revision, kv.mod_revision, kv.version, kv.lease) for kv in kvs]
+    return RangeResponse(ResponseHeader(header), tuple(kvs), more, count)
+
+
+def _passes_filters(request: RangeRequest, kv: KeyValue) -> bool:
+    if request.max_mod_revision and kv.mod_revision > request.max_mod_revision:
+        return False
+    if request.min_mod_revision and kv.mod_revision < request.min_mod_revision:
+        return False
+    if request.max_create_revision and kv.create_revision > request.max_create_revision:
+        return False
+    if request.min_create_revision and kv.create_revision < request.min_create_revision:
+        return False
+    return True
+
+
+class _TxnWriter:
+    """Runs the operations of one command at one new revision."""
+
+    def __init__(self, batch: _Batch) -> None:
+        self.batch = batch
+        self.revision = batch.revision + 1
+        self.sub = 0
+
+    @property
+    def header(self) -> ResponseHeader:
+        """etcd's header for an operation: the new revision once something changed."""
+        return ResponseHeader(self.revision if self.sub else self.batch.revision)
+
+    def put(self, request: PutRequest) -> PutResponse:
+        prev = self.batch.get(request.key)
+        value = prev.value if request.ignore_value and prev else request.value
+        lease = prev.lease if request.ignore_lease and prev else request.lease
+        kv = KeyValue(
+            key=request.key,
+            value=value,
+            create_revision=prev.create_revision if prev else self.revision,
+            mod_revision=self.revision,
+            version=prev.version + 1 if prev else 1,
+            lease=lease,
+        )
+        self.batch.add(Event(kv, self.sub))
+        self.sub += 1
+        return PutResponse(ResponseHeader(self.revision), prev if request.prev_kv else None)
+
+    def delete_range(self, request: DeleteRangeRequest) -> DeleteRangeResponse:
+        deleted = self.batch.range(request.key, request.range_end or None)
+        for kv in deleted:
+            self.batch.add(tombstone(kv.key, self.revision, self.sub))
+            self.sub += 1
+        return DeleteRangeResponse(self.header, len(deleted), tuple(deleted) if request.prev_kv else ())
+
+    def range(self, request: RangeRequest) -> RangeResponse:
+        return _range(self.batch, request, self.header.revision)
+
+    def txn(self, txn: TxnRequest, path: Iterator[bool], nested: bool) -> TxnResponse:
+        succeeded = next(path)
+        responses = []
+        for op in txn.success if succeeded else txn.failure:
+            if isinstance(op, PutRequest):
+                responses.append(self.put(op))
+            elif isinstance(op, DeleteRangeRequest):
+                responses.append(self.delete_range(op))
+            elif isinstance(op, RangeRequest):
+                responses.append(self.range(op))
+            else:
+                responses.append(self.txn(op, path, nested=True))
+        return TxnResponse(None if nested else self.header, succeeded, tuple(responses))
+
+    def finish(self) -> None:
+        """The command's revision becomes the store's if it changed anything."""
+        if self.sub:
+            self.batch.revision = self.revision
+
+
+def _choose_path(txn: TxnRequest, batch: _Batch, path: list[bool]) -> list[bool]:
+    """Every compare's outcome, depth first in execution order, all against
+    the state before the txn (etcd's ``compareToPath``)."""
+    succeeded = all(_compare_holds(c, batch) for c in txn.compare)
+    path.append(succeeded)
+    for op in txn.success if succeeded else txn.failure:
+        if isinstance(op, TxnRequest):
+            _choose_path(op, batch, path)
+    return path
+
+
+def _check_path(txn: TxnRequest, path: Iterator[bool], batch: _Batch) -> None:
+    """etcd's checks of the chosen operations before any runs."""
+    for op in txn.success if next(path) else txn.failure:
+        if isinstance(op, PutRequest) and (op.ignore_value or op.ignore_lease):
+            if batch.get(op.key) is None:
+                raise KeyNotFoundError()
+        elif isinstance(op, RangeRequest):
+            check_revision(op.revision, batch.revision, batch.compacted_revision)
+        elif isinstance(op, TxnRequest):
+            _check_path(op, path, batch)
+
+
+def _hash_record(kv: KeyValue, deleted: bool) -> bytes:
+    return msgpack.packb([kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease, deleted])
+
+
 class KeyValueStore:
-    """etcd's keyspace model over a storage ``Engine``."""
+    """etcd's MVCC keyspace over a storage ``Engine``."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -120,13 +312,79 @@ class KeyValueStore:
         return self.engine.revision
 
     @property
+    def compacted_revision(self) -> int:
+        """Reads below this revision are refused (0: never compacted)."""
+        return self.engine.compacted_revision
+
+    @property
+    def physically_compacted_revision(self) -> int:
+        """Versions hidden by a compaction at or below this revision are
+        gone from the engine (physical compaction trails the logical one)."""
+        return self.engine.physically_compacted_revision
+
+    @property
     def applied_index(self) -> int:
         """The raft index the keyspace reflects."""
         return self.engine.applied_index
 
-    def get(self, key: bytes) -> KeyValue | None:
-        """The live key ``key``, or None (from applied state only)."""
-        return self.engine.get(key)
+    def get(self, key: bytes, revision: int = 0) -> KeyValue | None:
+        """``key`` at ``revision`` (0: now), or None; raises
+        ``CompactedError``/``FutureRevisionError`` for a revision out of reach."""
+        if revision:
+            check_revision(revision, self.revision, self.compacted_revision)
+        return self.engine.get(key, revision)
+
+    def range(self, request: RangeRequest) -> RangeResponse:
+        """Answer ``request`` from the applied state (etcd's Range); raises
+        ``CompactedError``/``FutureRevisionError``.  The header revision is
+        the store's current one, whatever revision was read."""
+        check_revision(request.revision, self.revision, self.compacted_revision)
+        return _range(_Batch(self.engine), request, self.revision)
+
+    def read(self, request: RangeRequest | TxnRequest) -> RangeResponse | TxnResponse:
+        """Answer a range or a read-only txn (``validation.is_read_only``)
+        from the applied state, as etcd does without a new revision; raises
+        a ``KVError`` as apply would, ``ValueError`` for a txn that writes."""
+        if isinstance(request, RangeRequest):
+            return self.range(request)
+        if not is_read_only(request):
+            raise ValueError("only a read-only txn can be served without being applied")
+        result = self._apply_one(_Batch(self.engine), request)
+        if isinstance(result, KVError):
+            raise result
+        return result
+
+    def history(self, start_revision: int) -> Iterator[Event]:
+        """The retained events from ``start_revision`` on, in revision order;
+        raises ``CompactedError`` below the compacted revision."""
+        check_revision(0, self.revision, self.compacted_revision)
+        if 0 < start_revision < self.compacted_revision:
+            raise CompactedError()
+        return self.engine.history((start_revision, 0))
+
+    def compact_step(self, limit: int = 1000) -> bool:
+        """Do a bounded slice of physical compaction (see ``Engine.compact_step``);
+        True when there is none left."""
+        return self.engine.compact_step(limit)
+
+    def hash_kv(self, revision: int = 0) -> tuple[int, int]:
+        """etcd's HashKV: ``(hash, compact_revision)``, a CRC-32 over the
+        keyspace at the compacted revision and every event after it up to
+        ``revision`` (0: now).  It depends only on the applied log, not on
+        how far physical compaction got, so members at the same revision
+        agree.  Raises ``CompactedError``/``FutureRevisionError``."""
+        revision = revision or self.revision
+        check_revision(revision, self.revision, self.compacted_revision)
+        compacted = self.compacted_revision
+        crc = 0
+        if compacted:
+            for kv in self.engine.range(b"", b"\0", compacted):
+                crc = zlib.crc32(_hash_record(kv, False), crc)
+        for event in self.engine.history((compacted + 1, 0)):
+            if event.kv.mod_revision > revision:
+                break
+            crc = zlib.crc32(_hash_record(event.kv, event.deleted), crc)
+        return crc, compacted
 
     def keyspace_hash(self) -> str:
         """A SHA-256 over every live key and its metadata, in key order: two
@@ -140,58 +398,56 @@ class KeyValueStore:
     def apply(
         self,
         index: int,
-        commands: Sequence[Command | None],
+        commands: Sequence[RequestOp | CompactionRequest | None],
         cluster_state: ClusterState | None = None,
     ) -> list[Result | None]:
         """Apply ``commands`` (None for an entry with no command) as one
         engine batch ending at raft ``index``, with the membership when it
-        changed; one result per command."""
+        changed; one result per command (a response, or the ``KVError``
+        etcd would answer, in which case the command changed nothing)."""
         batch = _Batch(self.engine)
         results = [None if c is None else self._apply_one(batch, c) for c in commands]
-        self.engine.commit(batch.changes, batch.revision, index, cluster_state)
+        self.engine.commit(
+            batch.events,
+            batch.revision,
+            index,
+            cluster_state,
+            batch.compacted_revision if batch.compaction_changed else None,
+        )
         return results
 
-    def _apply_one(self, batch: _Batch, command: Command) -> Result:
-        if isinstance(command, Txn):
-            held = all(_compare_holds(c, batch.get(c.key)) for c in command.compares)
-            ops = command.success if held else command.failure
-            return self._write(batch, ops, lambda rev, out: TxnResult(rev, held, out))
-        return self._write(batch, (command,), lambda rev, out: out[0])
+    def _apply_one(self, batch: _Batch, command: RequestOp | CompactionRequest) -> Result:
+        if isinstance(command, CompactionRequest):
+            return self._compact(batch, command)
+        if isinstance(command, RangeRequest):
+            try:
+                check_revision(command.revision, batch.revision, batch.compacted_revision)
+            except KVError as error:
+                return error
+            return _range(batch, command, batch.revision)
+        writer = _TxnWriter(batch)
+        if isinstance(command, PutRequest):
+            if (command.ignore_value or command.ignore_lease) and batch.get(command.key) is None:
+                return KeyNotFoundError()
+            response: ResponseOp = writer.put(command)
+        elif isinstance(command, DeleteRangeRequest):
+            response = writer.delete_range(command)
+        else:
+            path = _choose_path(command, batch, [])
+            try:
+                _check_path(command, iter(path), batch)
+            except KVError as error:
+                return error
+            response = writer.txn(command, iter(path), nested=False)
+        writer.finish()
+        return response
 
-    def _write(self, batch: _Batch, ops: Iterable[Put | DeleteRange], wrap) -> Result:
-        # One command is one revision however many operations it runs, and
-        # no revision at all when it changes nothing (etcd's rule).
-        revision = batch.revision + 1
-        changed = False
-        out: list[PutResult | DeleteResult] = []
-        for op in ops:
-            if isinstance(op, Put):
-                prev = batch.get(op.key)
-                batch.changes[op.key] = KeyValue(
-                    key=op.key,
-                    value=op.value,
-                    create_revision=prev.create_revision if prev else revision,
-                    mod_revision=revision,
-                    version=prev.version + 1 if prev else 1,
-                    lease=op.lease,
-                )
-                changed = True
-                out.append(PutResult(revision, prev))
-            else:
-                deleted = tuple(batch.keys_in(op.key, op.range_end))
-                for kv in deleted:
-                    batch.changes[kv.key] = None
-                changed = changed or bool(deleted)
-                out.append(DeleteResult(revision, deleted))
-        if changed:
-            batch.revision = revision
-        final = batch.revision
-        return wrap(final, tuple(_at_revision(r, final) for r in out))
-
-
-def _at_revision(result: PutResult | DeleteResult, revision: int) -> PutResult | DeleteResult:
-    if result.revision == revision:
-        return result
-    if isinstance(result, PutResult):
-        return PutResult(revision, result.prev)
-    return DeleteResult(revision, result.deleted)
+    @staticmethod
+    def _compact(batch: _Batch, request: CompactionRequest) -> Result:
+        if request.revision <= batch.compacted_revision:
+            return CompactedError()
+        if request.revision > batch.revision:
+            return FutureRevisionError()
+        batch.compacted_revision = request.revision
+        batch.compaction_changed = True
+        return CompactionResponse(ResponseHeader(batch.revision))

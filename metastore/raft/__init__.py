@@ -25,6 +25,7 @@ from metastore.raft.errors import (
 )
 from metastore.raft.progress import ProgressState
 from metastore.raft.rawnode import (
+    LOCAL_MESSAGE_TYPES,
     MESSAGES_SENT_BEFORE_PERSIST,
     Config,
     PeerProgress,
@@ -63,6 +64,7 @@ __all__ = [
     "EntryType",
     "HardState",
     "InvalidMessage",
+    "LOCAL_MESSAGE_TYPES",
     "MAX_NODE_ID",
     "MESSAGES_SENT_BEFORE_PERSIST",
     "MemoryStorage",

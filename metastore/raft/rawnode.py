@@ -46,7 +46,7 @@ from metastore.raft.types import (
     StateType,
 )
 
-_LOCAL_ONLY = frozenset(
+LOCAL_MESSAGE_TYPES = frozenset(
     {
         MessageType.MsgHup,
         MessageType.MsgBeat,
@@ -55,6 +55,9 @@ _LOCAL_ONLY = frozenset(
         MessageType.MsgCheckQuorum,
     }
 )
+"""Message types a node only ever gives itself: ``step`` refuses them, and
+the transport drops a connection that carries one (a peer sending one is
+broken or hostile: it could start elections on us)."""
 
 MESSAGES_SENT_BEFORE_PERSIST = frozenset(
     {MessageType.MsgApp, MessageType.MsgHeartbeat, MessageType.MsgSnap}
@@ -290,7 +293,7 @@ class RawNode:
         forwarded proposal the leader cannot take is dropped silently (the
         proposer times out).
         """
-        if message.type in _LOCAL_ONLY:
+        if message.type in LOCAL_MESSAGE_TYPES:
             raise InvalidMessage(f"{message.type.name} is not a network message")
         if message.from_ == NONE or message.from_ == self.raft.id:
             raise InvalidMessage("a network message must name another sender")

@@ -3,6 +3,9 @@
 Raft only ever *reads* storage.  The driver writes to it: after it has made a
 ``Ready``'s hard state, entries and snapshot durable it appends them here, and
 only then calls ``RawNode.advance``.
+
+This is raft's *log* storage; ``metastore.storage`` is the member's disk
+(WAL, engines).  The node calls an instance of this ``raft_storage``.
 """
 
 from __future__ import annotations

@@ -1,16 +1,24 @@
 """The storage-engine interface shared by the memory and RocksDB engines.
 
-An engine holds the applied keyspace: every live key with etcd's metadata,
-the store's revision, and the raft index the keyspace reflects.  The state
-machine in ``metastore.kv`` computes each batch of changes and hands it to
-``commit`` in one call, so an engine can make the batch atomic (RocksDB
-writes it as one WriteBatch together with the applied index).
+An engine holds the applied keyspace with its history, as etcd's MVCC
+store does: every version of every key, addressed by its revision
+``(main, sub)`` (``main`` the write transaction's revision, ``sub`` the
+change's position inside it), back to the compacted revision.  A key index
+(key -> its revisions) answers "which version of this key at revision R";
+the versions themselves are kept in revision order, which is also the order
+in which a watch replays them.  Deleting a key writes a tombstone.
+
+The state machine in ``metastore.kv`` decides every version's metadata and
+hands each batch of events to ``commit`` in one call, so an engine can make
+the batch atomic (RocksDB writes it as one WriteBatch together with the
+applied index).  Engines do not check revisions against the compacted one:
+the store does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Protocol
+from typing import Iterable, Iterator, Protocol, Sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +58,42 @@ class ClusterState:
     members: tuple[MemberRecord, ...] = ()
 
 
+MAX_SUB = (1 << 63) - 1
+"""Larger than any sub-revision: ``(main, MAX_SUB)`` follows every change of ``main``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One version in the history: at revision ``(kv.mod_revision, sub)``
+    key ``kv.key`` was put (``kv`` is its new version) or, when
+    ``deleted``, deleted (a tombstone: ``kv`` holds the key and
+    ``mod_revision``, every other field zero)."""
+
+    kv: KeyValue
+    sub: int
+    deleted: bool = False
+
+    @property
+    def revision(self) -> tuple[int, int]:
+        """``(main, sub)``: the event's place in the history."""
+        return (self.kv.mod_revision, self.sub)
+
+
+def tombstone(key: bytes, revision: int, sub: int) -> Event:
+    """The event deleting ``key`` at ``(revision, sub)``."""
+    return Event(KeyValue(key, b"", 0, revision, 0, 0), sub, True)
+
+
 class Engine(Protocol):
-    """What the key-value state machine needs from a storage engine."""
+    """What the key-value state machine needs from a storage engine.
+
+    Reads take a ``revision``: 0 means the newest state; otherwise the
+    answer is, for each key, its newest version at or below ``revision``
+    unless that is a tombstone.  A ``range_end`` of ``b""`` (or None) means
+    just ``key``; ``b"\\0"`` means every key >= ``key``.  Reads below
+    ``compacted_revision`` answer what is left and are the caller's to
+    refuse.
+    """
 
     keeps_applied_state: bool
     """True when the applied state survives a restart by itself (after
@@ -66,16 +108,28 @@ class Engine(Protocol):
     def applied_index(self) -> int:
         """The raft index of the last entry whose effects this engine holds."""
 
-    def get(self, key: bytes) -> KeyValue | None:
-        """The live key ``key``, or None."""
+    @property
+    def compacted_revision(self) -> int:
+        """The newest compaction committed (0 for none): reads below it are refused."""
 
-    def range(self, key: bytes, range_end: bytes | None, limit: int = 0) -> Iterator[KeyValue]:
-        """Live keys in ``[key, range_end)`` in key order; ``range_end`` None
-        means just ``key``, ``b"\\0"`` means every key >= ``key``; ``limit``
-        0 means no limit."""
+    @property
+    def physically_compacted_revision(self) -> int:
+        """No version hidden by a compaction at this revision is left in the
+        engine; ``compact_step`` works until it equals ``compacted_revision``."""
 
-    def count(self, key: bytes, range_end: bytes | None) -> int:
-        """How many live keys ``range`` would yield without a limit."""
+    def get(self, key: bytes, revision: int = 0) -> KeyValue | None:
+        """The version of ``key`` visible at ``revision``, or None."""
+
+    def range(self, key: bytes, range_end: bytes | None, revision: int = 0, limit: int = 0) -> Iterator[KeyValue]:
+        """The visible versions of keys in ``[key, range_end)`` at
+        ``revision``, in key order; ``limit`` 0 means no limit."""
+
+    def count(self, key: bytes, range_end: bytes | None, revision: int = 0) -> int:
+        """How many keys ``range`` would yield without a limit."""
+
+    def history(self, start: tuple[int, int] = (0, 0)) -> Iterator[Event]:
+        """The retained events from revision ``start`` on, in revision order,
+        read lazily on the calling thread (a watch replays from here)."""
 
     @property
     def cluster_state(self) -> ClusterState | None:
@@ -83,33 +137,45 @@ class Engine(Protocol):
 
     def commit(
         self,
-        changes: Mapping[bytes, KeyValue | None],
+        events: Sequence[Event],
         revision: int,
         applied_index: int,
         cluster_state: ClusterState | None = None,
+        compacted_revision: int | None = None,
     ) -> None:
-        """Apply ``changes`` (None deletes) atomically, together with the new
-        revision, applied index and, when given, membership."""
+        """Add ``events`` (in revision order, all above the current revision)
+        to the history and the newest state atomically, together with the
+        new revision, applied index and, when given, membership and
+        compacted revision."""
+
+    def compact_step(self, limit: int) -> bool:
+        """Physically remove some of the versions that the compacted
+        revision hides (about ``limit`` events' worth, so the calling
+        thread is held only briefly); True when none are left."""
 
     def sync(self) -> None:
         """Make every commit so far durable; blocking, and safe on a worker
         thread while the reactor thread commits."""
 
-    def snapshot_items(self) -> Iterable[KeyValue]:
-        """Every live key as of now, in key order, unaffected by later
-        commits and safe to consume on another thread.  Taking it must be
-        cheap on the calling (reactor) thread."""
+    def snapshot_items(self) -> Iterable[Event]:
+        """The retained history as of now, in revision order, unaffected by
+        later commits and compaction steps and safe to consume on another
+        thread; ``compacted_revision`` and ``physically_compacted_revision``
+        read at the same moment describe it.  Cheap on the calling thread."""
 
     def restore(
         self,
-        items: Iterable[KeyValue],
+        items: Iterable[Event],
         revision: int,
         applied_index: int,
         cluster_state: ClusterState,
+        compacted_revision: int = 0,
+        physically_compacted_revision: int = 0,
     ) -> None:
-        """Replace the whole keyspace with ``items`` (in key order) and the
-        given revision, applied index and membership, atomically: a crash
-        leaves either the old state or the new one."""
+        """Replace the whole history with ``items`` (in revision order, or
+        at most one event per key) and the given revision, applied index,
+        membership and compaction state, atomically: a crash leaves either
+        the old state or the new one."""
 
     def close(self) -> None:
         """Release the engine's resources."""

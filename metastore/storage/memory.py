@@ -1,69 +1,86 @@
-"""The memory engine: the applied keyspace in a ``SortedDict``.
+"""The memory engine: the keyspace and its history in ``sortedcontainers``.
+
+Three structures, changed only on the reactor thread:
+
+- ``_history``: dict of ``(main, sub)`` -> ``Event``, every retained
+  version, with ``_order``, the revisions in ascending order.  Commits only
+  ever add revisions above every other, so ``_order`` is appended to and
+  stays sorted (bisect finds a revision); compaction deletes from the dict
+  only, and ``_order`` drops the deleted revisions once they are half of it;
+- ``_index``: ``SortedDict`` of key -> ascending list of its retained
+  revisions (tombstones included), the key index;
+- ``_live``: ``SortedDict`` of key -> its newest ``KeyValue``, for keys not
+  deleted: reads of the newest state never touch the history.
 
 Durability comes from the WAL, not from this engine: on start the node
-rebuilds the keyspace by applying the log (and, later, a snapshot).  The
-dictionary is changed only on the reactor thread.
+rebuilds it from a snapshot and the log.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Mapping
+import bisect
+from itertools import islice
+from typing import Iterable, Iterator, Sequence
 
 from sortedcontainers import SortedDict
 
-from metastore.storage.engine import ClusterState, KeyValue
+from metastore.storage.engine import MAX_SUB, ClusterState, Event, KeyValue
 
 INITIAL_REVISION = 1
 """An empty store's revision, as in etcd: the first write gets revision 2."""
 
-_UNCHANGED = object()
+
+def _key_bounds(key: bytes, range_end: bytes | None) -> tuple[bytes, bytes | None]:
+    """``irange`` bounds (inclusive min, exclusive max or None for no end)."""
+    return key, None if range_end == b"\0" else range_end
 
 
 class SnapshotView:
-    """The keyspace as of the view's creation, readable on another thread
-    while the reactor thread goes on committing (copy-on-write).
+    """The history as of the view's creation, readable on another thread
+    while the reactor thread goes on committing.
 
-    Creating it copies only the sorted list of keys.  Until the view is
-    exhausted, ``MemoryEngine.commit`` records the value a key had before
-    its first change, and the view prefers that recorded value to the live
-    one.  The live value is read first and the record checked second:
-    commit records before it changes the key, so either read order sees the
-    value from before the view.
+    Creating it copies the list of revisions (pointers only).  Commits only
+    add revisions after the copied ones, and compaction steps wait while
+    the view is open (``MemoryEngine.compact_step``), so every copied
+    revision is still there when the view reads it.
     """
 
     def __init__(self, engine: "MemoryEngine") -> None:
         self._engine = engine
-        self._source = engine._keys
-        self._names = engine._keys.keys()[:]
-        self.previous: dict[bytes, KeyValue | None] = {}
+        self._source = engine._history
+        self._revisions = engine._order[:]
 
-    def __iter__(self) -> Iterator[KeyValue]:
-        source, previous = self._source, self.previous
+    def __iter__(self) -> Iterator[Event]:
+        source = self._source
         try:
-            for name in self._names:
-                kv = source.get(name)
-                before = previous.get(name, _UNCHANGED)
-                if before is not _UNCHANGED:
-                    kv = before
-                if kv is not None:
-                    yield kv
+            for revision in self._revisions:
+                event = source.get(revision)
+                if event is not None:  # else removed before the view was taken
+                    yield event
         finally:
             self._engine._end_view(self)
 
     def __len__(self) -> int:
-        return len(self._names)
+        return len(self._revisions)
 
 
 class MemoryEngine:
-    """An in-memory ``Engine`` over a sorted dictionary of live keys."""
+    """An in-memory ``Engine`` (see ``metastore.storage.engine``)."""
 
     keeps_applied_state = False
     """Rebuilt from snapshot + WAL on start (see ``Engine``)."""
 
     def __init__(self) -> None:
-        self._keys: SortedDict = SortedDict()
+        self._history: dict[tuple[int, int], Event] = {}
+        self._order: list[tuple[int, int]] = []
+        self._index: SortedDict = SortedDict()
+        self._live: SortedDict = SortedDict()
         self._revision = INITIAL_REVISION
         self._applied_index = 0
+        self._compacted = 0
+        self._physically_compacted = 0
+        self._compact_cursor: tuple[int, int] = (0, MAX_SUB)
+        self._stale = 0
         self._cluster_state: ClusterState | None = None
         self._view: SnapshotView | None = None
 
@@ -77,71 +94,177 @@ class MemoryEngine:
         """The raft index of the last applied entry."""
         return self._applied_index
 
-    def get(self, key: bytes) -> KeyValue | None:
-        """The live key ``key``, or None."""
-        return self._keys.get(key)
+    @property
+    def compacted_revision(self) -> int:
+        """The newest compaction committed (0 for none)."""
+        return self._compacted
 
-    def range(self, key: bytes, range_end: bytes | None, limit: int = 0) -> Iterator[KeyValue]:
-        """Live keys in ``[key, range_end)`` in key order (see ``Engine``)."""
-        if range_end is None:
-            found = self._keys.get(key)
-            if found is not None:
-                yield found
-            return
-        maximum = None if range_end == b"\0" else range_end
-        names = self._keys.irange(key, maximum, inclusive=(True, False))
-        for produced, name in enumerate(names):
-            if limit and produced >= limit:
-                return
-            yield self._keys[name]
-
-    def count(self, key: bytes, range_end: bytes | None) -> int:
-        """How many live keys lie in ``[key, range_end)``."""
-        if range_end is None:
-            return 1 if key in self._keys else 0
-        start = self._keys.bisect_left(key)
-        end = len(self._keys) if range_end == b"\0" else self._keys.bisect_left(range_end)
-        return max(0, end - start)
+    @property
+    def physically_compacted_revision(self) -> int:
+        """No version hidden at this revision is left (see ``Engine``)."""
+        return self._physically_compacted
 
     @property
     def cluster_state(self) -> ClusterState | None:
         """The membership last committed, or None."""
         return self._cluster_state
 
+    def _visible(self, key: bytes, revision: int) -> KeyValue | None:
+        revisions = self._index.get(key)
+        if not revisions:
+            return None
+        position = bisect.bisect_right(revisions, (revision, MAX_SUB))
+        if position == 0:
+            return None
+        event = self._history[revisions[position - 1]]
+        return None if event.deleted else event.kv
+
+    def _is_current(self, revision: int) -> bool:
+        return revision <= 0 or revision >= self._revision
+
+    def get(self, key: bytes, revision: int = 0) -> KeyValue | None:
+        """The version of ``key`` visible at ``revision`` (0: newest), or None."""
+        if self._is_current(revision):
+            return self._live.get(key)
+        return self._visible(key, revision)
+
+    def range(self, key: bytes, range_end: bytes | None, revision: int = 0, limit: int = 0) -> Iterator[KeyValue]:
+        """Visible versions in ``[key, range_end)`` in key order (see ``Engine``)."""
+        if not range_end:
+            found = self.get(key, revision)
+            if found is not None:
+                yield found
+            return
+        low, high = _key_bounds(key, range_end)
+        if high is not None and high <= low:
+            return
+        current = self._is_current(revision)
+        source = self._live if current else self._index
+        produced = 0
+        for name in source.irange(low, high, inclusive=(True, False)):
+            kv = self._live[name] if current else self._visible(name, revision)
+            if kv is None:
+                continue
+            yield kv
+            produced += 1
+            if produced == limit:
+                return
+
+    def count(self, key: bytes, range_end: bytes | None, revision: int = 0) -> int:
+        """How many keys are visible in ``[key, range_end)`` at ``revision``."""
+        if not self._is_current(revision) or not range_end:
+            return sum(1 for _ in self.range(key, range_end, revision))
+        low, high = _key_bounds(key, range_end)
+        start = self._live.bisect_left(low)
+        end = len(self._live) if high is None else self._live.bisect_left(high)
+        return max(0, end - start)
+
+    def history(self, start: tuple[int, int] = (0, 0)) -> Iterator[Event]:
+        """Retained events from ``start`` on, in revision order."""
+        order, history = self._order, self._history
+        position = bisect.bisect_left(order, start)
+        while position < len(self._order):
+            if self._order is not order:  # rebuilt by compaction: find our place again
+                order = self._order
+                position = bisect.bisect_right(order, revision)
+                continue
+            revision = order[position]
+            position += 1
+            event = history.get(revision)
+            if event is not None:
+                yield event
+
     def commit(
         self,
-        changes: Mapping[bytes, KeyValue | None],
+        events: Sequence[Event],
         revision: int,
         applied_index: int,
         cluster_state: ClusterState | None = None,
+        compacted_revision: int | None = None,
     ) -> None:
-        """Apply ``changes`` with the new revision, applied index and membership."""
+        """Add ``events`` with the new revision, applied index, membership
+        and compacted revision (see ``Engine``)."""
+        history, order, index, live = self._history, self._order, self._index, self._live
+        for event in events:
+            kv = event.kv
+            at = (kv.mod_revision, event.sub)
+            history[at] = event
+            order.append(at)
+            revisions = index.get(kv.key)
+            if revisions is None:
+                index[kv.key] = [at]
+            else:
+                revisions.append(at)
+            if event.deleted:
+                live.pop(kv.key, None)
+            else:
+                live[kv.key] = kv
         if cluster_state is not None:
             self._cluster_state = cluster_state
-        keys = self._keys
-        view = self._view
-        if view is not None:
-            previous = view.previous
-            for name in changes:
-                if name not in previous:
-                    previous[name] = keys.get(name)
-        for name, kv in changes.items():
-            if kv is None:
-                keys.pop(name, None)
-            else:
-                keys[name] = kv
+        if compacted_revision is not None:
+            self._compacted = compacted_revision
         self._revision = revision
         self._applied_index = applied_index
+
+    def compact_step(self, limit: int) -> bool:
+        """Remove the versions hidden by the compacted revision, going
+        through the events above the last finished compaction ``limit`` at a
+        time: each removes the older versions of its key, and a tombstone
+        that is its key's newest version at the compacted revision goes too.
+        Does nothing while a snapshot view is open."""
+        target = self._compacted
+        if self._physically_compacted >= target:
+            return True
+        if self._view is not None:
+            return False
+        history, index, order = self._history, self._index, self._order
+        start = bisect.bisect_right(order, self._compact_cursor)
+        end = bisect.bisect_right(order, (target, MAX_SUB))
+        batch = list(islice((at for at in islice(order, start, end) if at in history), limit))
+        removed = 0
+        for at in batch:
+            event = history.get(at)
+            if event is None:
+                continue
+            key = event.kv.key
+            revisions = index[key]
+            older = bisect.bisect_left(revisions, at)
+            for hidden in revisions[:older]:
+                del history[hidden]
+            removed += older
+            del revisions[:older]
+            if event.deleted and (len(revisions) == 1 or revisions[1][0] > target):
+                del history[at]
+                del revisions[0]
+                removed += 1
+            if not revisions:
+                del index[key]
+        self._forget_removed(removed)
+        if len(batch) < limit:
+            self._physically_compacted = target
+            self._compact_cursor = (target, MAX_SUB)
+            return True
+        self._compact_cursor = batch[-1]
+        return False
+
+    def _forget_removed(self, removed: int) -> None:
+        """Drop removed revisions from ``_order`` once they are half of it
+        (a new list: an open ``history`` iterator notices and re-seeks)."""
+        self._stale += removed
+        if self._stale * 2 > len(self._order):
+            history = self._history
+            self._order = [at for at in self._order if at in history]
+            self._stale = 0
 
     def sync(self) -> None:
         """Nothing to do: the memory engine is rebuilt from snapshot + WAL."""
 
-    def snapshot_items(self) -> Iterable[KeyValue]:
-        """The live keys as of now, in key order.  One view at a time is
-        copy-on-write (cheap: it copies the list of keys); while it is open
-        a second request copies every value instead."""
+    def snapshot_items(self) -> Iterable[Event]:
+        """The retained history as of now, in revision order.  One view at a
+        time copies only the list of revisions; while it is open a second
+        request copies the events themselves."""
         if self._view is not None:
-            return list(self._keys.values())
+            return [self._history[at] for at in self._order if at in self._history]
         self._view = SnapshotView(self)
         return self._view
 
@@ -151,20 +274,43 @@ class MemoryEngine:
 
     def restore(
         self,
-        items: Iterable[KeyValue],
+        items: Iterable[Event],
         revision: int,
         applied_index: int,
         cluster_state: ClusterState,
+        compacted_revision: int = 0,
+        physically_compacted_revision: int = 0,
     ) -> None:
-        """Replace everything with ``items`` (in key order)."""
-        self._keys = SortedDict((kv.key, kv) for kv in items)
-        self._view = None  # an open view keeps reading the old, now frozen, dictionary
+        """Replace everything with ``items`` (see ``Engine``)."""
+        history: dict[tuple[int, int], Event] = {}
+        index: SortedDict = SortedDict()
+        for event in items:
+            at = event.revision
+            history[at] = event
+            revisions = index.get(event.kv.key)
+            if revisions is None:
+                index[event.kv.key] = [at]
+            elif revisions[-1] < at:
+                revisions.append(at)
+            else:
+                bisect.insort(revisions, at)
+        live: SortedDict = SortedDict()
+        for key, revisions in index.items():
+            newest = history[revisions[-1]]
+            if not newest.deleted:
+                live[key] = newest.kv
+        self._history, self._index, self._live = history, index, live
+        self._order, self._stale = sorted(history), 0
+        self._view = None  # an open view keeps reading the old, now frozen, history
         self._revision = revision
         self._applied_index = applied_index
         self._cluster_state = cluster_state
+        self._compacted = compacted_revision
+        self._physically_compacted = min(physically_compacted_revision, compacted_revision)
+        self._compact_cursor = (self._physically_compacted, MAX_SUB)
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._live)
 
     def close(self) -> None:
         """Nothing to release: the keyspace lives in this process."""

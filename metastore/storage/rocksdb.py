@@ -3,16 +3,28 @@
 Everything the state machine needs after a restart lives in one RocksDB
 database, in the default column family, told apart by a one-byte prefix:
 
-- ``b"k" + key`` -> a 32-byte header (create_revision, mod_revision, version,
-  lease; four big-endian signed 64-bit integers) followed by the value;
+- ``b"i" + escaped(key) + main + sub`` -> ``b"p"`` (a put) or ``b"t"`` (a
+  tombstone): the key index, one entry per retained version.  ``escaped``
+  doubles every zero byte as ``00 ff`` and ends with ``00 01``, so entries
+  sort by key, then revision; ``main`` and ``sub`` are big-endian u64;
+- ``b"k" + key`` -> the newest version of a live key: a 32-byte header
+  (create_revision, mod_revision, version, lease; four big-endian signed
+  64-bit integers) followed by the value.  Reads of the newest state scan
+  only this;
 - ``b"l" + ...``  -> reserved for leases (not written yet);
 - ``b"m:" + name`` -> engine metadata: ``format`` (layout version),
-  ``revision`` and ``applied_index`` (big-endian unsigned 64-bit integers)
-  and ``cluster_state`` (msgpack).
+  ``revision``, ``applied_index``, ``compacted`` and ``physically_compacted``
+  and ``compact_cursor`` (big-endian unsigned 64-bit integers; the cursor is
+  main + sub) and ``cluster_state`` (msgpack);
+- ``b"r" + main + sub`` -> one event of the history: a flag byte (``p`` or
+  ``t``), the 32-byte header, a u32 key length, the key and the value.
 
-Prefixes keep every key in one column family, so a ``WriteBatch`` and an
-iterator cover data and metadata alike, and the keyspace ``b"k"..b"l"`` can
-be scanned with a plain upper bound.
+Nothing about keys is kept in Python memory: a read at a past revision
+seeks the key index (``seek_for_prev`` to the newest version at or below
+the revision), compaction walks the events above the last finished
+compaction in bounded steps, and its progress is stored with each step.
+A database of format 1 (the seed's: only ``k`` entries) is upgraded on
+open: its keys become the history, compacted at its revision.
 
 Atomicity and durability: each ``commit`` is one ``WriteBatch`` holding the
 changed keys together with the revision, the applied index and (when given)
@@ -37,12 +49,12 @@ import struct
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Iterator, Sequence
 
 import msgpack
 import rocksdict
 
-from metastore.storage.engine import ClusterState, KeyValue, MemberRecord
+from metastore.storage.engine import MAX_SUB, ClusterState, Event, KeyValue, MemberRecord
 from metastore.storage.fileutil import fsync_dir, makedirs_durable
 
 MiB = 1024 * 1024
@@ -50,21 +62,32 @@ MiB = 1024 * 1024
 INITIAL_REVISION = 1
 """An empty store's revision, as in etcd: the first write gets revision 2."""
 
-FORMAT_VERSION = 1
-"""The on-disk layout described in this module's docstring."""
+FORMAT_VERSION = 2
+"""The on-disk layout described in this module's docstring (1: the seed's, upgraded on open)."""
 
+INDEX_PREFIX = b"i"
+INDEX_END = b"j"
 KEY_PREFIX = b"k"
 LEASE_PREFIX = b"l"
 """Reserved for leases; also the exclusive upper bound of the keyspace."""
 META_PREFIX = b"m:"
+HISTORY_PREFIX = b"r"
+HISTORY_END = b"s"
 
 META_FORMAT = META_PREFIX + b"format"
 META_REVISION = META_PREFIX + b"revision"
 META_APPLIED_INDEX = META_PREFIX + b"applied_index"
 META_CLUSTER_STATE = META_PREFIX + b"cluster_state"
+META_COMPACTED = META_PREFIX + b"compacted"
+META_PHYSICALLY_COMPACTED = META_PREFIX + b"physically_compacted"
+META_COMPACT_CURSOR = META_PREFIX + b"compact_cursor"
 
 _HEADER = struct.Struct(">qqqq")
 _U64 = struct.Struct(">Q")
+_REVISION = struct.Struct(">QQ")
+_KEY_LENGTH = struct.Struct(">I")
+_PUT_FLAG, _TOMBSTONE_FLAG = b"p", b"t"
+_AFTER_REVISIONS = b"\xff" * _REVISION.size
 
 RESTORE_TMP_SUFFIX = ".restore-tmp"
 """A restore being built; incomplete by definition, deleted on open."""
@@ -131,6 +154,69 @@ def decode_key_value(key: bytes, stored: bytes) -> KeyValue:
     return KeyValue(key, stored[_HEADER.size:], create_revision, mod_revision, version, lease)
 
 
+def escape_key(key: bytes) -> bytes:
+    """``key`` in the key index's order-preserving, self-delimiting form."""
+    return key.replace(b"\0", b"\0\xff") + b"\0\x01"
+
+
+def unescape_key(escaped: bytes) -> bytes:
+    """The key whose ``escape_key`` form is ``escaped``."""
+    return escaped[:-2].replace(b"\0\xff", b"\0")
+
+
+def index_entry(key: bytes, main: int, sub: int) -> bytes:
+    """The key-index entry of ``key``'s version at ``(main, sub)``."""
+    return INDEX_PREFIX + escape_key(key) + _REVISION.pack(main, sub)
+
+
+def history_entry(main: int, sub: int) -> bytes:
+    """The stored key of the event at ``(main, sub)``."""
+    return HISTORY_PREFIX + _REVISION.pack(main, sub)
+
+
+def encode_event(event: Event) -> bytes:
+    """The stored form of ``event`` (under ``history_entry``)."""
+    kv = event.kv
+    return b"".join(
+        (
+            _TOMBSTONE_FLAG if event.deleted else _PUT_FLAG,
+            _HEADER.pack(kv.create_revision, kv.mod_revision, kv.version, kv.lease),
+            _KEY_LENGTH.pack(len(kv.key)),
+            kv.key,
+            kv.value,
+        )
+    )
+
+
+def decode_event(sub: int, stored: bytes) -> Event:
+    """The ``Event`` at sub-revision ``sub`` from its stored form."""
+    create_revision, mod_revision, version, lease = _HEADER.unpack_from(stored, 1)
+    start = 1 + _HEADER.size
+    (length,) = _KEY_LENGTH.unpack_from(stored, start)
+    start += _KEY_LENGTH.size
+    key = stored[start : start + length]
+    kv = KeyValue(key, stored[start + length :], create_revision, mod_revision, version, lease)
+    return Event(kv, sub, stored[:1] == _TOMBSTONE_FLAG)
+
+
+def _decode_history_item(stored_key: bytes, stored: bytes) -> Event:
+    _, sub = _REVISION.unpack_from(stored_key, len(HISTORY_PREFIX))
+    return decode_event(sub, stored)
+
+
+def _put_event(batch: rocksdict.WriteBatch, event: Event) -> None:
+    """Write ``event`` into ``batch``: its history entry, its key-index
+    entry, and the key's newest state."""
+    kv = event.kv
+    batch.put(history_entry(kv.mod_revision, event.sub), encode_event(event))
+    if event.deleted:
+        batch.put(index_entry(kv.key, kv.mod_revision, event.sub), _TOMBSTONE_FLAG)
+        batch.delete(KEY_PREFIX + kv.key)
+    else:
+        batch.put(index_entry(kv.key, kv.mod_revision, event.sub), _PUT_FLAG)
+        batch.put(KEY_PREFIX + kv.key, encode_key_value(kv))
+
+
 def encode_cluster_state(state: ClusterState) -> bytes:
     """The stored (msgpack) form of a membership."""
     members = [[m.member_id, m.peer_url, m.client_url, m.is_learner] for m in state.members]
@@ -145,6 +231,11 @@ def decode_cluster_state(stored: bytes) -> ClusterState:
         learners=tuple(learners),
         members=tuple(MemberRecord(i, peer, client, learner) for i, peer, client, learner in members),
     )
+
+
+def _get_u64(db: rocksdict.Rdict, name: bytes) -> int:
+    stored = db.get(name)
+    return 0 if stored is None else _U64.unpack(stored)[0]
 
 
 def _engine_options(block_cache_bytes: int, write_buffer_bytes: int) -> rocksdict.Options:
@@ -281,7 +372,7 @@ class _Cursor:
 
 
 class SnapshotItems:
-    """Every live key as of the moment this was made, in key order.
+    """The retained history as of the moment this was made, in revision order.
 
     Iterate it once, on any thread; later commits do not show.  ``close``
     (or finishing the iteration) releases the view early; closing or
@@ -293,7 +384,7 @@ class SnapshotItems:
         self._cursor = cursor
         self._iterated = False
 
-    def __iter__(self) -> Iterator[KeyValue]:
+    def __iter__(self) -> Iterator[Event]:
         """The items, read in chunks as they are consumed (once only)."""
         # A second pass would silently yield nothing: refuse it loudly.
         if self._iterated:
@@ -301,12 +392,11 @@ class SnapshotItems:
         self._iterated = True
         return self._items()
 
-    def _items(self) -> Iterator[KeyValue]:
-        skip = len(KEY_PREFIX)
+    def _items(self) -> Iterator[Event]:
         while True:
             chunk = self._cursor.fetch(_CURSOR_CHUNK)
             for stored_key, stored in chunk:
-                yield decode_key_value(stored_key[skip:], stored)
+                yield _decode_history_item(stored_key, stored)
             if len(chunk) < _CURSOR_CHUNK:
                 return
 
@@ -381,12 +471,47 @@ class RocksDBEngine:
             db.write(batch, self._write_options)
             stored_format = _U64.pack(FORMAT_VERSION)
         (found_format,) = _U64.unpack(stored_format)
-        if found_format != FORMAT_VERSION:
+        if found_format == 1:
+            self._upgrade_from_format_1(db)
+        elif found_format != FORMAT_VERSION:
             raise EngineOpenError(self.path, f"on-disk format {found_format}, expected {FORMAT_VERSION}")
         (self._revision,) = _U64.unpack(db.get(META_REVISION))
         (self._applied_index,) = _U64.unpack(db.get(META_APPLIED_INDEX))
         stored_cluster = db.get(META_CLUSTER_STATE)
         self._cluster_state = None if stored_cluster is None else decode_cluster_state(stored_cluster)
+        self._compacted = _get_u64(db, META_COMPACTED)
+        self._physically_compacted = _get_u64(db, META_PHYSICALLY_COMPACTED)
+        cursor = db.get(META_COMPACT_CURSOR)
+        self._compact_cursor = (
+            (self._physically_compacted, MAX_SUB) if cursor is None else _REVISION.unpack(cursor)
+        )
+
+    def _upgrade_from_format_1(self, db: rocksdict.Rdict) -> None:
+        """Give every key of a format-1 database its history entry (one
+        version each, at its mod_revision), compacted at the revision; in
+        bounded batches, the format marker last, so an interrupted upgrade
+        is simply done again."""
+        (revision,) = _U64.unpack(db.get(META_REVISION))
+        cursor = _Cursor(db, KEY_PREFIX, LEASE_PREFIX)
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        sub = 0
+        while True:
+            chunk = cursor.fetch(_CURSOR_CHUNK)
+            for stored_key, stored in chunk:
+                kv = decode_key_value(stored_key[len(KEY_PREFIX) :], stored)
+                # The seed kept no sub-revisions: a running count keeps
+                # (mod_revision, sub) unique and the order deterministic.
+                _put_event(batch, Event(kv, sub))
+                sub += 1
+            if batch.size_in_bytes() >= _RESTORE_BATCH_BYTES:
+                db.write(batch, self._write_options)
+                batch = rocksdict.WriteBatch(raw_mode=True)
+            if len(chunk) < _CURSOR_CHUNK:
+                break
+        batch.put(META_COMPACTED, _U64.pack(revision))
+        batch.put(META_PHYSICALLY_COMPACTED, _U64.pack(revision))
+        batch.put(META_FORMAT, _U64.pack(FORMAT_VERSION))
+        db.write(batch, self._write_options)
 
     def _live_db(self) -> rocksdict.Rdict:
         if self._db is None:
@@ -408,10 +533,43 @@ class RocksDBEngine:
         """The membership last committed (or restored), or None."""
         return self._cluster_state
 
-    def get(self, key: bytes) -> KeyValue | None:
-        """The live key ``key``, or None (one RocksDB point lookup)."""
-        stored = self._live_db().get(KEY_PREFIX + key)
-        return None if stored is None else decode_key_value(key, stored)
+    @property
+    def compacted_revision(self) -> int:
+        """The newest compaction committed (0 for none)."""
+        return self._compacted
+
+    @property
+    def physically_compacted_revision(self) -> int:
+        """No version hidden at this revision is left (see ``Engine``)."""
+        return self._physically_compacted
+
+    def _is_current(self, revision: int) -> bool:
+        return revision <= 0 or revision >= self._revision
+
+    def get(self, key: bytes, revision: int = 0) -> KeyValue | None:
+        """The version of ``key`` visible at ``revision`` (0: newest), or
+        None: one point lookup for the newest state, a key-index seek and a
+        point lookup for a past one."""
+        db = self._live_db()
+        if self._is_current(revision):
+            stored = db.get(KEY_PREFIX + key)
+            return None if stored is None else decode_key_value(key, stored)
+        iterator = db.iter(rocksdict.ReadOptions())
+        return self._visible(db, iterator, INDEX_PREFIX + escape_key(key), revision)
+
+    @staticmethod
+    def _visible(db: rocksdict.Rdict, iterator, prefix: bytes, revision: int) -> KeyValue | None:
+        """The version under key-index ``prefix`` visible at ``revision``."""
+        iterator.seek_for_prev(prefix + _REVISION.pack(revision, MAX_SUB))
+        if not iterator.valid():
+            return None
+        entry = iterator.key()
+        if len(entry) != len(prefix) + _REVISION.size or not entry.startswith(prefix):
+            return None
+        if iterator.value() != _PUT_FLAG:
+            return None
+        main, sub = _REVISION.unpack_from(entry, len(prefix))
+        return decode_event(sub, db.get(history_entry(main, sub))).kv
 
     def _key_bounds(self, key: bytes, range_end: bytes) -> tuple[bytes, bytes]:
         upper = LEASE_PREFIX if range_end == b"\0" else KEY_PREFIX + range_end
@@ -422,14 +580,17 @@ class RocksDBEngine:
         self._cursors.add(cursor)
         return cursor
 
-    def range(self, key: bytes, range_end: bytes | None, limit: int = 0) -> Iterator[KeyValue]:
-        """Live keys in ``[key, range_end)`` in key order (see ``Engine``),
-        read from RocksDB with an upper bound as they are consumed; with a
-        ``limit``, nothing after the last yielded key is read."""
-        if range_end is None:
-            found = self.get(key)
+    def range(self, key: bytes, range_end: bytes | None, revision: int = 0, limit: int = 0) -> Iterator[KeyValue]:
+        """Visible versions in ``[key, range_end)`` at ``revision`` in key
+        order (see ``Engine``), read from RocksDB as they are consumed; with
+        a ``limit``, nothing after the last yielded key is read."""
+        if not range_end:
+            found = self.get(key, revision)
             if found is not None:
                 yield found
+            return
+        if not self._is_current(revision):
+            yield from self._range_at(key, range_end, revision, limit)
             return
         lower, upper = self._key_bounds(key, range_end)
         if upper <= lower:
@@ -449,11 +610,38 @@ class RocksDBEngine:
         finally:
             cursor.release()
 
-    def count(self, key: bytes, range_end: bytes | None) -> int:
-        """How many live keys lie in ``[key, range_end)``: a key-only scan
-        of the range (RocksDB keeps no exact counts)."""
-        if range_end is None:
-            return 0 if self._live_db().get(KEY_PREFIX + key) is None else 1
+    def _range_at(self, key: bytes, range_end: bytes, revision: int, limit: int) -> Iterator[KeyValue]:
+        """A past range: for each key in the index, seek to its newest
+        version at ``revision``, then past its other versions."""
+        db = self._live_db()
+        lower = INDEX_PREFIX + escape_key(key)
+        upper = INDEX_END if range_end == b"\0" else INDEX_PREFIX + escape_key(range_end)
+        if upper <= lower:
+            return
+        read_options = rocksdict.ReadOptions()
+        read_options.set_iterate_upper_bound(upper)
+        walker = db.iter(read_options)
+        finder = db.iter(rocksdict.ReadOptions())
+        produced = 0
+        walker.seek(lower)
+        while walker.valid():
+            prefix = walker.key()[: -_REVISION.size]
+            kv = self._visible(db, finder, prefix, revision)
+            if kv is not None:
+                yield kv
+                produced += 1
+                if produced == limit:
+                    return
+            walker.seek(prefix + _AFTER_REVISIONS)
+        walker.status()
+
+    def count(self, key: bytes, range_end: bytes | None, revision: int = 0) -> int:
+        """How many keys are visible in ``[key, range_end)`` at
+        ``revision``: a scan of the range (RocksDB keeps no exact counts)."""
+        if not range_end:
+            return 0 if self.get(key, revision) is None else 1
+        if not self._is_current(revision):
+            return sum(1 for _ in self._range_at(key, range_end, revision, 0))
         lower, upper = self._key_bounds(key, range_end)
         if upper <= lower:
             return 0
@@ -468,32 +656,110 @@ class RocksDBEngine:
         finally:
             cursor.release()
 
+    def history(self, start: tuple[int, int] = (0, 0)) -> Iterator[Event]:
+        """Retained events from ``start`` on, in revision order, read in
+        chunks as they are consumed."""
+        cursor = self._cursor(history_entry(*start), HISTORY_END)
+        try:
+            while True:
+                chunk = cursor.fetch(_CURSOR_CHUNK)
+                for stored_key, stored in chunk:
+                    yield _decode_history_item(stored_key, stored)
+                if len(chunk) < _CURSOR_CHUNK:
+                    return
+        finally:
+            cursor.release()
+
     def commit(
         self,
-        changes: Mapping[bytes, KeyValue | None],
+        events: Sequence[Event],
         revision: int,
         applied_index: int,
         cluster_state: ClusterState | None = None,
+        compacted_revision: int | None = None,
     ) -> None:
-        """Write ``changes`` (None deletes), the revision, the applied index
-        and, when given, the membership as one WriteBatch: after a crash all
-        of it is there or none.  Not fsynced (see ``sync``)."""
+        """Write ``events`` (history, key index and newest state), the
+        revision, the applied index and, when given, the membership and
+        compacted revision as one WriteBatch: after a crash all of it is
+        there or none.  Not fsynced (see ``sync``)."""
         db = self._live_db()
         batch = rocksdict.WriteBatch(raw_mode=True)
-        for key, kv in changes.items():
-            if kv is None:
-                batch.delete(KEY_PREFIX + key)
-            else:
-                batch.put(KEY_PREFIX + key, encode_key_value(kv))
+        for event in events:
+            _put_event(batch, event)
         batch.put(META_REVISION, _U64.pack(revision))
         batch.put(META_APPLIED_INDEX, _U64.pack(applied_index))
         if cluster_state is not None:
             batch.put(META_CLUSTER_STATE, encode_cluster_state(cluster_state))
+        if compacted_revision is not None:
+            batch.put(META_COMPACTED, _U64.pack(compacted_revision))
         db.write(batch, self._write_options)
         self._revision = revision
         self._applied_index = applied_index
         if cluster_state is not None:
             self._cluster_state = cluster_state
+        if compacted_revision is not None:
+            self._compacted = compacted_revision
+
+    def compact_step(self, limit: int) -> bool:
+        """Remove versions hidden by the compacted revision, going through
+        up to ``limit`` events above the last finished compaction: each
+        removes the older versions of its key, and a tombstone that is its
+        key's newest version at the compacted revision goes too.  The
+        removals and the progress are one WriteBatch."""
+        target = self._compacted
+        if self._physically_compacted >= target:
+            return True
+        db = self._live_db()
+        read_options = rocksdict.ReadOptions()
+        read_options.set_iterate_upper_bound(history_entry(target, MAX_SUB))
+        events = db.iter(read_options)
+        index = db.iter(rocksdict.ReadOptions())
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        events.seek(history_entry(*self._compact_cursor))
+        if events.valid() and events.key() == history_entry(*self._compact_cursor):
+            events.next()
+        processed = 0
+        last = self._compact_cursor
+        while events.valid() and processed < limit:
+            event = _decode_history_item(events.key(), events.value())
+            self._remove_hidden(index, batch, event, target)
+            last = event.revision
+            processed += 1
+            events.next()
+        finished = not events.valid()
+        if finished:
+            events.status()
+            self._physically_compacted = target
+            last = (target, MAX_SUB)
+            batch.put(META_PHYSICALLY_COMPACTED, _U64.pack(target))
+        batch.put(META_COMPACT_CURSOR, _REVISION.pack(*last))
+        db.write(batch, self._write_options)
+        self._compact_cursor = last
+        return finished
+
+    @staticmethod
+    def _remove_hidden(index, batch: rocksdict.WriteBatch, event: Event, target: int) -> None:
+        """Delete (in ``batch``) the versions of ``event``'s key older than
+        it, and ``event`` itself if it is a tombstone nothing follows by ``target``."""
+        prefix = INDEX_PREFIX + escape_key(event.kv.key)
+        mine = prefix + _REVISION.pack(*event.revision)
+        index.seek(prefix)
+        while index.valid() and index.key() < mine:
+            entry = index.key()
+            batch.delete(entry)
+            batch.delete(HISTORY_PREFIX + entry[len(prefix) :])
+            index.next()
+        if not event.deleted:
+            return
+        index.seek(mine)
+        if index.valid():
+            index.next()
+        if index.valid() and index.key().startswith(prefix) and len(index.key()) == len(mine):
+            (next_main, _) = _REVISION.unpack_from(index.key(), len(prefix))
+            if next_main <= target:
+                return
+        batch.delete(mine)
+        batch.delete(history_entry(*event.revision))
 
     def sync(self) -> None:
         """Make every commit that has returned so far durable (fsync
@@ -503,20 +769,24 @@ class RocksDBEngine:
             self._live_db().flush_wal(True)
 
     def snapshot_items(self) -> SnapshotItems:
-        """Every live key as of now, in key order, read lazily from a
-        RocksDB point-in-time view; cheap to take (no I/O), safe to iterate
-        on another thread while commits go on.  See ``SnapshotItems``."""
-        return SnapshotItems(self._cursor(KEY_PREFIX, LEASE_PREFIX))
+        """The retained history as of now, in revision order, read lazily
+        from a RocksDB point-in-time view; cheap to take (no I/O), safe to
+        iterate on another thread while commits and compaction steps go on.
+        See ``SnapshotItems``."""
+        return SnapshotItems(self._cursor(HISTORY_PREFIX, HISTORY_END))
 
     def restore(
         self,
-        items: Iterable[KeyValue],
+        items: Iterable[Event],
         revision: int,
         applied_index: int,
         cluster_state: ClusterState,
+        compacted_revision: int = 0,
+        physically_compacted_revision: int = 0,
     ) -> None:
-        """Replace the whole database with ``items`` (in key order) and the
-        given revision, applied index and membership; a crash at any point
+        """Replace the whole database with the history ``items`` (in
+        revision order, or at most one event per key) and the given
+        revision, applied index, membership and compaction state; a crash at any point
         leaves the old database or the new one (``open`` finishes the job).
 
         The new database is built at ``<path>.restore-tmp`` in bounded
@@ -538,7 +808,15 @@ class RocksDBEngine:
             if os.path.exists(leftover):
                 _remove_tree(leftover)
         try:
-            self._build_database(tmp, items, revision, applied_index, cluster_state)
+            self._build_database(
+                tmp,
+                items,
+                revision,
+                applied_index,
+                cluster_state,
+                compacted_revision,
+                min(physically_compacted_revision, compacted_revision),
+            )
         except Exception:
             if os.path.exists(tmp):
                 _remove_tree(tmp)
@@ -574,16 +852,18 @@ class RocksDBEngine:
     def _build_database(
         self,
         path: str,
-        items: Iterable[KeyValue],
+        items: Iterable[Event],
         revision: int,
         applied_index: int,
         cluster_state: ClusterState,
+        compacted_revision: int,
+        physically_compacted_revision: int,
     ) -> None:
         db = _open_rdict(path, self._options)
         try:
             batch = rocksdict.WriteBatch(raw_mode=True)
-            for kv in items:
-                batch.put(KEY_PREFIX + kv.key, encode_key_value(kv))
+            for event in items:
+                _put_event(batch, event)
                 if batch.size_in_bytes() >= _RESTORE_BATCH_BYTES:
                     db.write(batch, self._write_options)
                     batch = rocksdict.WriteBatch(raw_mode=True)
@@ -591,6 +871,8 @@ class RocksDBEngine:
             batch.put(META_REVISION, _U64.pack(revision))
             batch.put(META_APPLIED_INDEX, _U64.pack(applied_index))
             batch.put(META_CLUSTER_STATE, encode_cluster_state(cluster_state))
+            batch.put(META_COMPACTED, _U64.pack(compacted_revision))
+            batch.put(META_PHYSICALLY_COMPACTED, _U64.pack(physically_compacted_revision))
             db.write(batch, self._write_options)
             db.flush(True)
             db.flush_wal(True)

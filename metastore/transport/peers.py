@@ -59,7 +59,7 @@ from .snapshots import IncomingSnapshots, RunBlocking, SnapshotStream, deferred_
 from .urls import is_ip_literal, is_ipv6_literal, parse_peer_url
 
 if TYPE_CHECKING:
-    from metastore.storage.snapshot import SnapshotDirectory
+    from metastore.snapshots.format import SnapshotDirectory
 
 log = Logger()
 

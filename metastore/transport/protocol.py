@@ -42,6 +42,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import Int32StringReceiver
 from zope.interface import implementer
 
+from metastore.raft import LOCAL_MESSAGE_TYPES
 from metastore.raft.types import Message, MessageType
 
 from .codec import (
@@ -93,19 +94,6 @@ _BATCH_OVERHEAD = 1 + len(batch_body([])) + 4  # kind, envelope, array32 header
 
 MAX_MESSAGE_LENGTH = MAX_FRAME_LENGTH - _BATCH_OVERHEAD
 """The largest single encoded message a sender may put in a frame."""
-
-LOCAL_MESSAGE_TYPES = frozenset(
-    {
-        MessageType.MsgHup,
-        MessageType.MsgBeat,
-        MessageType.MsgUnreachable,
-        MessageType.MsgSnapStatus,
-        MessageType.MsgCheckQuorum,
-    }
-)
-"""Message types a node only ever gives itself; a peer sending one is broken
-or hostile (it could start elections on us), so its connection is dropped."""
-
 
 def handshake_frame(handshake: Handshake) -> bytes:
     """Return the complete frame (prefix included) carrying ``handshake``."""

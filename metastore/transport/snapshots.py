@@ -38,7 +38,7 @@ from .codec import MalformedFrame, SnapshotChunk, encode_message
 from .protocol import OutboundPeerProtocol, message_frames, snapshot_chunk_frame
 
 if TYPE_CHECKING:
-    from metastore.storage.snapshot import SnapshotDirectory
+    from metastore.snapshots.format import SnapshotDirectory
 
 log = Logger()
 

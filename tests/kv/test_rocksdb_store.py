@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from metastore.kv.commands import Put
 from metastore.kv.store import KeyValueStore
-from metastore.storage.engine import ClusterState, KeyValue, MemberRecord
+from metastore.storage.engine import ClusterState, Event, KeyValue, MemberRecord, tombstone
 from metastore.storage.rocksdb import (
     RESTORE_OLD_SUFFIX,
     RESTORE_READY_SUFFIX,
@@ -27,6 +27,7 @@ from metastore.storage.rocksdb import (
     EngineClosedError,
     EngineOpenError,
     RocksDBEngine,
+    encode_key_value,
     rocksdb_layout,
 )
 from tests.kv.test_store import KeyValueStoreBehaviour
@@ -47,6 +48,16 @@ CLUSTER = ClusterState(
 def kv(key: bytes, value: bytes = b"v", revision: int = 2, version: int = 1, lease: int = 0) -> KeyValue:
     """A live key created and last modified at ``revision``."""
     return KeyValue(key, value, revision, revision, version, lease)
+
+
+def commit_changes(engine, changes: dict, revision: int, index: int, cluster: ClusterState | None = None) -> None:
+    """Commit ``changes`` (key -> new KeyValue, or None to delete) as the
+    events of one write at ``revision``."""
+    events = [
+        tombstone(key, revision, sub) if found is None else Event(found, sub)
+        for sub, (key, found) in enumerate(changes.items())
+    ]
+    engine.commit(events, revision, index, cluster)
 
 
 def child_env() -> dict:
@@ -83,7 +94,7 @@ class RocksDBEngineTests(SynchronousTestCase):
         store = KeyValueStore(engine)
         store.apply(3, [Put(b"a", b"1"), Put(b"b", b"2")])
         store.apply(4, [Put(b"a", b"3")])
-        engine.commit({b"c": kv(b"c", b"leased", revision=5, lease=77)}, 5, 6, CLUSTER)
+        commit_changes(engine, {b"c": kv(b"c", b"leased", revision=5, lease=77)}, 5, 6, CLUSTER)
         engine.close()
 
         reopened = self.open()
@@ -93,6 +104,26 @@ class RocksDBEngineTests(SynchronousTestCase):
         self.assertEqual(
             (reopened.revision, reopened.applied_index, reopened.cluster_state), (5, 6, CLUSTER)
         )
+
+    def test_format_1_database_is_upgraded_on_open(self):
+        """A database written by the seed (live keys only, format 1) opens
+        with its keys as a history compacted at its revision."""
+        seed = rocksdict.Rdict(self.path, rocksdict.Options(raw_mode=True))
+        seed.put(b"m:format", (1).to_bytes(8, "big"))
+        seed.put(b"m:revision", (7).to_bytes(8, "big"))
+        seed.put(b"m:applied_index", (12).to_bytes(8, "big"))
+        for found in (kv(b"a", b"1", revision=4), kv(b"b", b"2", revision=7, lease=3)):
+            seed.put(b"k" + found.key, encode_key_value(found))
+        seed.close()
+        engine = self.open()
+        self.assertEqual((engine.revision, engine.applied_index, engine.compacted_revision), (7, 12, 7))
+        self.assertEqual(
+            [(e.revision, e.kv) for e in engine.history()],
+            [((4, 0), kv(b"a", b"1", revision=4)), ((7, 1), kv(b"b", b"2", revision=7, lease=3))],
+        )
+        self.assertEqual(engine.get(b"b", revision=7).lease, 3)
+        engine.close()
+        self.assertEqual(self.open().compacted_revision, 7)
 
     def test_new_database_has_no_cluster_state(self):
         """A fresh database reports no membership, revision 1, index 0."""
@@ -117,10 +148,10 @@ class RocksDBEngineTests(SynchronousTestCase):
         """A commit that fails while its batch is built writes no key and
         moves neither the revision nor the applied index."""
         engine = self.open()
-        engine.commit({b"a": kv(b"a")}, 2, 1)
+        commit_changes(engine, {b"a": kv(b"a")}, 2, 1)
         broken = KeyValue(b"z", "not bytes", 3, 3, 1)
         with self.assertRaises(TypeError):
-            engine.commit({b"b": kv(b"b", revision=3), b"z": broken}, 3, 2)
+            commit_changes(engine, {b"b": kv(b"b", revision=3), b"z": broken}, 3, 2)
         engine.close()
         reopened = self.open()
         self.assertEqual((reopened.revision, reopened.applied_index), (2, 1))
@@ -131,10 +162,10 @@ class RocksDBEngineTests(SynchronousTestCase):
         means to the end; metadata never shows up as a key."""
         engine = self.open()
         names = [b"", b"\x00", b"\x00\xff", b"a", b"\xfe", b"\xff", b"\xff\x00", b"\xff\xff", b"\xff\xff\xff"]
-        engine.commit({name: kv(name) for name in names}, 2, 1, CLUSTER)
+        commit_changes(engine, {name: kv(name) for name in names}, 2, 1, CLUSTER)
 
         def keys(key, range_end, limit=0):
-            return [found.key for found in engine.range(key, range_end, limit)]
+            return [found.key for found in engine.range(key, range_end, limit=limit)]
 
         self.assertEqual(keys(b"", b"\0"), names)
         self.assertEqual(engine.count(b"", b"\0"), len(names))
@@ -151,7 +182,7 @@ class RocksDBEngineTests(SynchronousTestCase):
         """A limit larger than one internal read chunk yields exactly limit
         keys in order; count agrees with an unlimited range."""
         engine = self.open()
-        engine.commit({b"%05d" % i: kv(b"%05d" % i) for i in range(1000)}, 2, 1)
+        commit_changes(engine, {b"%05d" % i: kv(b"%05d" % i) for i in range(1000)}, 2, 1)
         limited = [found.key for found in engine.range(b"00100", b"\0", limit=300)]
         self.assertEqual(limited, [b"%05d" % i for i in range(100, 400)])
         self.assertEqual(engine.count(b"00100", b"\0"), 900)
@@ -162,13 +193,13 @@ class RocksDBEngineTests(SynchronousTestCase):
         thread during that burst, yields exactly the keys as they were."""
         engine = self.open()
         before = {b"k%04d" % i: kv(b"k%04d" % i, b"old") for i in range(2000)}
-        engine.commit(before, 2, 1)
+        commit_changes(engine, before, 2, 1)
         items = engine.snapshot_items()
         consumed: list[KeyValue] = []
         consumer = threading.Thread(target=lambda: consumed.extend(items))
         consumer.start()
         for step in range(200):
-            engine.commit(
+            commit_changes(engine, 
                 {
                     b"k%04d" % (step * 10): kv(b"k%04d" % (step * 10), b"new", revision=3 + step),
                     b"k%04d" % (step * 10 + 1): None,
@@ -179,15 +210,15 @@ class RocksDBEngineTests(SynchronousTestCase):
             )
         consumer.join(timeout=60)
         self.assertFalse(consumer.is_alive())
-        self.assertEqual(consumed, list(before.values()))
+        self.assertEqual([event.kv for event in consumed], list(before.values()))
         self.assertEqual(engine.count(b"", b"\0"), 2000)
 
     def test_snapshot_items_are_single_pass(self):
         """A second iteration of one snapshot stream is refused, not empty."""
         engine = self.open()
-        engine.commit({b"a": kv(b"a")}, 2, 1)
+        commit_changes(engine, {b"a": kv(b"a")}, 2, 1)
         items = engine.snapshot_items()
-        self.assertEqual([found.key for found in items], [b"a"])
+        self.assertEqual([found.kv.key for found in items], [b"a"])
         with self.assertRaises(RuntimeError):
             iter(items)
 
@@ -195,7 +226,7 @@ class RocksDBEngineTests(SynchronousTestCase):
         """Closing the engine ends an unfinished stream with
         EngineClosedError and really releases the database for reopening."""
         engine = RocksDBEngine.open(self.path)
-        engine.commit({b"k%04d" % i: kv(b"k%04d" % i) for i in range(600)}, 2, 1)
+        commit_changes(engine, {b"k%04d" % i: kv(b"k%04d" % i) for i in range(600)}, 2, 1)
         items = iter(engine.snapshot_items())
         next(items)
         engine.close()
@@ -222,7 +253,7 @@ class RocksDBEngineTests(SynchronousTestCase):
         syncer = threading.Thread(target=sync_repeatedly)
         syncer.start()
         for index in range(1, 301):
-            engine.commit({b"k%d" % index: kv(b"k%d" % index, revision=index + 1)}, index + 1, index)
+            commit_changes(engine, {b"k%d" % index: kv(b"k%d" % index, revision=index + 1)}, index + 1, index)
         done.set()
         syncer.join(timeout=60)
         self.assertEqual((errors, syncer.is_alive(), engine.applied_index), ([], False, 300))
@@ -280,15 +311,15 @@ class RocksDBEngineTests(SynchronousTestCase):
         a returned sync() is there and the applied index matches the data
         exactly: keys n1..nA present, nA+1 absent, revision A+1."""
         script = textwrap.dedent(f"""
-            from metastore.storage.engine import KeyValue
+            from metastore.storage.engine import Event, KeyValue
             from metastore.storage.rocksdb import RocksDBEngine
             engine = RocksDBEngine.open({self.path!r})
             value = bytes(range(256)) * 4
             for index in range(1, 200001):
-                changes = {{b"n%07d" % index: KeyValue(b"n%07d" % index, value, index + 1, index + 1, 1)}}
+                changes = [Event(KeyValue(b"n%07d" % index, value, index + 1, index + 1, 1), 0)]
                 for filler in range(20):
                     name = b"f%02d" % filler
-                    changes[name] = KeyValue(name, value, 2, index + 1, index)
+                    changes.append(Event(KeyValue(name, value, 2, index + 1, index), filler + 1))
                 engine.commit(changes, index + 1, index)
                 if index % 50 == 0:
                     engine.sync()
@@ -321,11 +352,12 @@ class RestoreTests(SynchronousTestCase):
 
     OLD = {b"old%d" % i: kv(b"old%d" % i, b"x") for i in range(5)}
     NEW = [kv(b"new%03d" % i, b"y" * 100, revision=9) for i in range(300)]
+    NEW_EVENTS = [Event(found, sub) for sub, found in enumerate(NEW)]
 
     def setUp(self):
         self.path = os.path.abspath(os.path.join(self.mktemp(), "db"))
         engine = RocksDBEngine.open(self.path)
-        engine.commit(self.OLD, 2, 10, ClusterState(voters=(1,)))
+        commit_changes(engine, self.OLD, 2, 10, ClusterState(voters=(1,)))
         engine.close()
 
     def assert_old_state(self, engine):
@@ -353,9 +385,9 @@ class RestoreTests(SynchronousTestCase):
     def test_restore_replaces_and_survives_reopen(self):
         """A finished restore is the whole new state, also after reopening."""
         engine = RocksDBEngine.open(self.path)
-        engine.restore(iter(self.NEW), 9, 40, CLUSTER)
+        engine.restore(iter(self.NEW_EVENTS), 9, 40, CLUSTER)
         self.assert_new_state(engine)
-        engine.commit({b"after": kv(b"after", revision=10)}, 10, 41)
+        commit_changes(engine, {b"after": kv(b"after", revision=10)}, 10, 41)
         engine.close()
         reopened = self.reopen()
         self.assertEqual((reopened.revision, reopened.applied_index), (10, 41))
@@ -366,7 +398,7 @@ class RestoreTests(SynchronousTestCase):
         """Items streamed from another engine's snapshot restore as-is."""
         source = RocksDBEngine.open(os.path.join(self.mktemp(), "source"))
         self.addCleanup(source.close)
-        source.commit({found.key: found for found in self.NEW}, 9, 40, CLUSTER)
+        commit_changes(source, {found.key: found for found in self.NEW}, 9, 40, CLUSTER)
         engine = self.reopen()
         engine.restore(source.snapshot_items(), 9, 40, CLUSTER)
         self.assert_new_state(engine)
@@ -375,7 +407,7 @@ class RestoreTests(SynchronousTestCase):
         """If the items fail midway, nothing changes and the engine works on."""
 
         def failing_items():
-            yield from self.NEW[:100]
+            yield from self.NEW_EVENTS[:100]
             raise ValueError("snapshot file damaged")
 
         engine = self.reopen()
@@ -383,17 +415,17 @@ class RestoreTests(SynchronousTestCase):
             engine.restore(failing_items(), 9, 40, CLUSTER)
         self.assert_old_state(engine)
         self.assert_no_leftovers()
-        engine.commit({}, 2, 11)
+        commit_changes(engine, {}, 2, 11)
         self.assertEqual(engine.applied_index, 11)
 
     def test_restore_cuts_off_open_streams(self):
         """A stream of the replaced database ends with EngineClosedError
         (it holds more keys than one internal read chunk)."""
         engine = self.reopen()
-        engine.commit({b"more%04d" % i: kv(b"more%04d" % i) for i in range(600)}, 3, 11)
+        commit_changes(engine, {b"more%04d" % i: kv(b"more%04d" % i) for i in range(600)}, 3, 11)
         items = iter(engine.snapshot_items())
         next(items)
-        engine.restore(iter(self.NEW), 9, 40, CLUSTER)
+        engine.restore(iter(self.NEW_EVENTS), 9, 40, CLUSTER)
         with self.assertRaises(EngineClosedError):
             list(items)
         self.assert_new_state(engine)
@@ -415,7 +447,7 @@ class RestoreTests(SynchronousTestCase):
 
         engine = CrashingEngine.open(self.path)
         if items is None:
-            items = iter(self.NEW)
+            items = iter(self.NEW_EVENTS)
         else:
             items = items(SimulatedCrash)
         with self.assertRaises(SimulatedCrash):
@@ -427,7 +459,7 @@ class RestoreTests(SynchronousTestCase):
         tmp database and finds the old state."""
 
         def dying_items(crash):
-            yield from self.NEW[:150]
+            yield from self.NEW_EVENTS[:150]
             raise crash("killed")
 
         self.crash_during_restore(None, dying_items)
@@ -469,10 +501,10 @@ class RestoreTests(SynchronousTestCase):
         engine = FailingEngine.open(self.path)
         self.addCleanup(engine.close)
         with self.assertRaises(OSError):
-            engine.restore(iter(self.NEW), 9, 40, CLUSTER)
+            engine.restore(iter(self.NEW_EVENTS), 9, 40, CLUSTER)
         self.assert_new_state(engine)
         self.assert_no_leftovers()
-        engine.commit({}, 9, 41)
+        commit_changes(engine, {}, 9, 41)
         self.assertEqual(engine.applied_index, 41)
 
     def test_lone_old_database_is_put_back(self):

@@ -7,9 +7,9 @@ an engine.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from metastore.kv.commands import Compare, CompareResult, CompareTarget, DeleteRange, Put, Txn
+from metastore.kv.commands import CompactionRequest, Compare, CompareResult, CompareTarget, DeleteRange, Put, Txn
 from metastore.kv.store import KeyValueStore
-from metastore.storage.engine import ClusterState, KeyValue, MemberRecord
+from metastore.storage.engine import ClusterState, Event, KeyValue, MemberRecord
 from metastore.storage.memory import MemoryEngine
 
 
@@ -33,18 +33,18 @@ class KeyValueStoreBehaviour:
         [result] = self.store.apply(5, [Put(b"k", b"v")])
         kv = self.store.get(b"k")
         self.assertEqual((kv.value, kv.create_revision, kv.mod_revision, kv.version), (b"v", 2, 2, 1))
-        self.assertEqual((result.revision, result.prev), (2, None))
+        self.assertEqual((result.revision, result.prev_kv), (2, None))
         self.assertEqual(self.store.applied_index, 5)
 
     def test_overwrite_keeps_create_revision_and_counts_versions(self):
         """A second put bumps mod_revision and version, keeps create_revision."""
         self.store.apply(1, [Put(b"k", b"1")])
-        [result] = self.store.apply(2, [Put(b"k", b"2")])
+        [result] = self.store.apply(2, [Put(b"k", b"2", prev_kv=True)])
         kv = self.store.get(b"k")
         self.assertEqual((kv.value, kv.create_revision, kv.mod_revision, kv.version), (b"2", 2, 3, 2))
-        self.assertEqual(result.prev.value, b"1")
+        self.assertEqual(result.prev_kv.value, b"1")
 
-    def test_delete_forgets_history(self):
+    def test_recreated_key_starts_a_new_generation(self):
         """A deleted then re-created key starts again at version 1."""
         self.store.apply(1, [Put(b"k", b"1"), DeleteRange(b"k"), Put(b"k", b"2")])
         kv = self.store.get(b"k")
@@ -53,13 +53,14 @@ class KeyValueStoreBehaviour:
     def test_delete_of_absent_key_changes_no_revision(self):
         """Deleting nothing is no write: the revision stays."""
         [result] = self.store.apply(1, [DeleteRange(b"absent")])
-        self.assertEqual((result.deleted, result.revision, self.store.revision), ((), 1, 1))
+        self.assertEqual((result.deleted, result.revision, self.store.revision), (0, 1, 1))
 
     def test_delete_range(self):
         """DeleteRange removes exactly the keys in [key, range_end)."""
         self.store.apply(1, [Put(k, b"") for k in (b"a", b"b", b"c", b"d")])
-        [result] = self.store.apply(2, [DeleteRange(b"b", b"d")])
-        self.assertEqual([kv.key for kv in result.deleted], [b"b", b"c"])
+        [result] = self.store.apply(2, [DeleteRange(b"b", b"d", prev_kv=True)])
+        self.assertEqual([kv.key for kv in result.prev_kvs], [b"b", b"c"])
+        self.assertEqual(result.deleted, 2)
         self.assertEqual([kv.key for kv in self.engine.range(b"a", b"\0")], [b"a", b"d"])
 
     def test_txn_success_branch_is_one_revision(self):
@@ -120,13 +121,13 @@ class KeyValueStoreBehaviour:
         self.store.apply(1, [Put(b"a", b"1"), Put(b"b", b"2")])
         items = self.engine.snapshot_items()
         self.store.apply(2, [Put(b"a", b"changed"), DeleteRange(b"b"), Put(b"c", b"3")])
-        self.assertEqual([(kv.key, kv.value) for kv in items], [(b"a", b"1"), (b"b", b"2")])
+        self.assertEqual([(e.kv.key, e.kv.value) for e in items], [(b"a", b"1"), (b"b", b"2")])
 
     def test_restore_replaces_everything(self):
         """restore swaps in a whole keyspace with revision, index and membership."""
         self.store.apply(1, [Put(b"old", b"x")])
         cluster = ClusterState(voters=(1, 2), members=(MemberRecord(1, "http://a:1"), MemberRecord(2, "http://b:2", "http://b:3")))
-        items = [KeyValue(b"k%d" % i, b"v", 2, 5 + i, 1) for i in range(3)]
+        items = [Event(KeyValue(b"k%d" % i, b"v", 2, 5 + i, 1), 0) for i in range(3)]
         self.engine.restore(items, 9, 40, cluster)
         self.assertIsNone(self.engine.get(b"old"))
         self.assertEqual([kv.key for kv in self.engine.range(b"", b"\0")], [b"k0", b"k1", b"k2"])
@@ -135,8 +136,8 @@ class KeyValueStoreBehaviour:
     def test_cluster_state_is_committed_with_the_batch(self):
         """Membership given to commit is what cluster_state returns."""
         cluster = ClusterState(voters=(1,), members=(MemberRecord(1, "http://a:1"),))
-        self.engine.commit({}, 1, 3, cluster)
-        self.engine.commit({}, 1, 4)
+        self.engine.commit([], 1, 3, cluster)
+        self.engine.commit([], 1, 4)
         self.assertEqual((self.engine.cluster_state, self.engine.applied_index), (cluster, 4))
 
 
@@ -157,7 +158,7 @@ class MemorySnapshotViewTests(SynchronousTestCase):
         store.apply(1, [Put(b"k%d" % i, b"old") for i in range(5)])
         view = engine.snapshot_items()
         store.apply(2, [Put(b"k1", b"new"), DeleteRange(b"k2"), Put(b"k9", b"inserted"), Put(b"k1", b"newer")])
-        self.assertEqual([(kv.key, kv.value) for kv in view], [(b"k%d" % i, b"old") for i in range(5)])
+        self.assertEqual([(e.kv.key, e.kv.value) for e in view], [(b"k%d" % i, b"old") for i in range(5)])
 
     def test_interleaved_reads_and_commits(self):
         """A view read a bit at a time between commits stays at its point."""
@@ -170,7 +171,7 @@ class MemorySnapshotViewTests(SynchronousTestCase):
             seen.extend(next(iterator) for _ in range(10))
             store.apply(round_number + 1, [Put(b"k%03d" % i, b"v%d" % round_number) for i in range(0, 100, 3)]
                         + [DeleteRange(b"k%03d" % (99 - round_number))])
-        self.assertEqual([(kv.key, kv.value) for kv in seen], [(b"k%03d" % i, b"v0") for i in range(100)])
+        self.assertEqual([(e.kv.key, e.kv.value) for e in seen], [(b"k%03d" % i, b"v0") for i in range(100)])
 
     def test_second_view_while_one_is_open_is_a_full_copy(self):
         """Two views at once are both consistent."""
@@ -179,11 +180,31 @@ class MemorySnapshotViewTests(SynchronousTestCase):
         store.apply(1, [Put(b"a", b"1")])
         first, second = engine.snapshot_items(), engine.snapshot_items()
         store.apply(2, [Put(b"a", b"2")])
-        self.assertEqual(([kv.value for kv in first], [kv.value for kv in second]), ([b"1"], [b"1"]))
+        self.assertEqual(([e.kv.value for e in first], [e.kv.value for e in second]), ([b"1"], [b"1"]))
 
     def test_view_ends_when_exhausted(self):
-        """After a view is read to the end, commits record nothing more."""
+        """After a view is read to the end it no longer holds compaction back."""
         engine = MemoryEngine()
         KeyValueStore(engine).apply(1, [Put(b"a", b"1")])
         list(engine.snapshot_items())
         self.assertIsNone(engine._view)
+
+
+class MemoryHistoryTests(SynchronousTestCase):
+    """The memory engine's history iterator across compaction."""
+
+    def test_history_iterator_survives_compaction(self):
+        """An iterator paused while compaction removes most versions (and
+        rebuilds the revision list) resumes after the last event it gave,
+        without repeats, and sees what is left."""
+        engine = MemoryEngine()
+        store = KeyValueStore(engine)
+        store.apply(1, [Put(b"k", b"%d" % i) for i in range(100)])  # revisions 2..101
+        iterator = engine.history()
+        first = [next(iterator).revision for _ in range(3)]
+        store.apply(2, [CompactionRequest(90)])
+        while not store.compact_step(1000):
+            pass
+        rest = [event.revision for event in iterator]
+        self.assertEqual(first, [(2, 0), (3, 0), (4, 0)])
+        self.assertEqual(rest, [(main, 0) for main in range(90, 102)])

@@ -19,8 +19,8 @@ import time
 from twisted.internet import defer
 
 from metastore.raft.types import ConfState, Message, MessageType, Snapshot, SnapshotMetadata
-from metastore.storage.engine import ClusterState, KeyValue
-from metastore.storage.snapshot import SnapshotDirectory, SnapshotHeader, write_snapshot
+from metastore.storage.engine import ClusterState, Event, KeyValue
+from metastore.snapshots.format import SnapshotDirectory, SnapshotHeader, write_snapshot
 from metastore.transport.peers import PeerTransport
 
 
@@ -29,7 +29,7 @@ def transfer(reactor, base: str, keys: int):
     """Write the source snapshot, stream it, and print the figures."""
     value = os.urandom(1000)
     header = SnapshotHeader(100, 2, keys, ClusterState((1, 2)))
-    items = (KeyValue(b"k%09d" % i, value, i + 1, i + 1, 1) for i in range(keys))
+    items = (Event(KeyValue(b"k%09d" % i, value, i + 1, i + 1, 1), 0) for i in range(keys))
     source = write_snapshot(os.path.join(base, "source"), header, items)
     size = os.path.getsize(source)
     batches = [defer.Deferred(), defer.Deferred()]

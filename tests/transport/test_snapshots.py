@@ -20,8 +20,8 @@ from twisted.test.iosim import ConnectionCompleter, IOPump
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from metastore.raft.types import ConfState, Message, MessageType, Snapshot, SnapshotMetadata
-from metastore.storage.engine import ClusterState, KeyValue
-from metastore.storage.snapshot import SnapshotDirectory, SnapshotHeader, write_snapshot
+from metastore.storage.engine import ClusterState, Event, KeyValue
+from metastore.snapshots.format import SnapshotDirectory, SnapshotHeader, write_snapshot
 from metastore.transport.codec import (
     MalformedFrame,
     SnapshotChunk,
@@ -42,7 +42,7 @@ CHUNK = 16 * 1024
 def make_snapshot_file(directory: str, keys: int = 3000, index: int = INDEX, term: int = TERM) -> str:
     """A real snapshot file (about 130 bytes per key) at ``index``/``term``."""
     header = SnapshotHeader(index, term, keys + 1, ClusterState(voters=(1, 2, 3)))
-    items = (KeyValue(b"key/%08d" % i, b"v" * 100, i + 1, i + 1, 1) for i in range(keys))
+    items = (Event(KeyValue(b"key/%08d" % i, b"v" * 100, i + 1, i + 1, 1), 0) for i in range(keys))
     return write_snapshot(directory, header, items)
 
 

@@ -1,4 +1,4 @@
-"""Tests for snapshot files and their directory, metastore.storage.snapshot."""
+"""Tests for snapshot files and their directory, metastore.snapshots.format."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import msgpack
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from metastore.storage import snapshot as snapshot_module
-from metastore.storage.engine import ClusterState, KeyValue, MemberRecord
-from metastore.storage.snapshot import (
+from metastore.snapshots import format as snapshot_module
+from metastore.storage.engine import ClusterState, Event, KeyValue, MemberRecord
+from metastore.snapshots.format import (
     MAGIC,
     SnapshotCorruptionError,
     SnapshotDirectory,
@@ -45,16 +45,17 @@ def header(index: int = 10, term: int = 2, revision: int = 7) -> SnapshotHeader:
     return SnapshotHeader(index, term, revision, MEMBERSHIP)
 
 
-def keys(count: int, value_size: int = 20) -> list[KeyValue]:
-    """``count`` keys in key order with distinct metadata."""
+def keys(count: int, value_size: int = 20) -> list[Event]:
+    """``count`` events in revision order with distinct metadata, every
+    seventh a tombstone."""
     return [
-        KeyValue(b"k%06d" % i, bytes([i % 256]) * value_size, i + 1, i + 2, i % 5 + 1, i % 3)
+        Event(KeyValue(b"k%06d" % i, bytes([i % 256]) * value_size, i + 1, i + 2, i % 5 + 1, i % 3), i % 2, i % 7 == 0)
         for i in range(count)
     ]
 
 
-def read_all(path: str) -> tuple[SnapshotHeader, list[KeyValue]]:
-    """The header and every key of the snapshot at ``path``."""
+def read_all(path: str) -> tuple[SnapshotHeader, list[Event]]:
+    """The header and every event of the snapshot at ``path``."""
     head, items = read_snapshot(path)
     return head, list(items)
 
@@ -76,13 +77,7 @@ class RoundTripTests(SynchronousTestCase):
 
     def test_binary_keys(self) -> None:
         """Keys and values with every byte value, including empty values, survive."""
-        written = sorted(
-            (
-                KeyValue(bytes([i, 255 - i, 0]), bytes(range(i)), 1, 1, 1)
-                for i in range(256)
-            ),
-            key=lambda kv: kv.key,
-        )
+        written = [Event(KeyValue(bytes([i, 255 - i, 0]), bytes(range(i)), 1, 1, 1), i) for i in range(256)]
         path = write_snapshot(self.directory, header(), written)
         self.assertEqual(read_all(path)[1], written)
 
@@ -94,13 +89,13 @@ class RoundTripTests(SynchronousTestCase):
 
     def test_large_value(self) -> None:
         """A value bigger than a batch gets a record of its own."""
-        written = [KeyValue(b"a", b"x" * 300_000, 1, 1, 1), KeyValue(b"b", b"y", 2, 2, 1)]
+        written = [Event(KeyValue(b"a", b"x" * 300_000, 1, 1, 1), 0), Event(KeyValue(b"b", b"y", 2, 2, 1), 0)]
         path = write_snapshot(self.directory, header(), written)
         self.assertEqual(read_all(path)[1], written)
 
     def test_out_of_order_items_refused(self) -> None:
-        """Items not in strictly increasing key order are a ValueError and leave no file."""
-        written = [KeyValue(b"b", b"", 1, 1, 1), KeyValue(b"a", b"", 1, 1, 1)]
+        """Items not in strictly increasing revision order are a ValueError and leave no file."""
+        written = [Event(KeyValue(b"b", b"", 1, 1, 1), 0), Event(KeyValue(b"a", b"", 1, 1, 1), 0)]
         self.assertRaises(ValueError, write_snapshot, self.directory, header(), written)
         self.assertEqual(os.listdir(self.directory), [])
 
@@ -218,11 +213,11 @@ class CorruptionTests(SynchronousTestCase):
         records[0] = _record(1, msgpack.packb(fields))
         path = self.damaged(_with_new_footer(records))
         self.assertEqual(verify_snapshot(path), header())
-        fields["format"] = 2
+        fields["format"] = 3
         records[0] = _record(1, msgpack.packb(fields))
         path = self.damaged(_with_new_footer(records))
         error = self.assertRaises(UnsupportedSnapshotError, read_snapshot, path)
-        self.assertIn("format 2", error.reason)
+        self.assertIn("format 3", error.reason)
 
 
 def _split_records(data: bytes) -> list[bytes]:
@@ -292,14 +287,14 @@ class DirectoryTests(SynchronousTestCase):
         script = textwrap.dedent(
             """
             import os, signal, sys
-            from metastore.storage.engine import ClusterState, KeyValue
-            from metastore.storage.snapshot import SnapshotHeader, write_snapshot
+            from metastore.storage.engine import ClusterState, Event, KeyValue
+            from metastore.snapshots.format import SnapshotHeader, write_snapshot
 
             def items():
                 for i in range(100000):
                     if i == 50000:
                         os.kill(os.getpid(), signal.SIGKILL)
-                    yield KeyValue(b"%08d" % i, b"v" * 100, 1, 1, 1)
+                    yield Event(KeyValue(b"%08d" % i, b"v" * 100, 1, 1, 1), i)
 
             write_snapshot(sys.argv[1], SnapshotHeader(9, 1, 1, ClusterState()), items())
             """
@@ -411,3 +406,36 @@ class BatchingTests(SynchronousTestCase):
         self.assertLess(
             max(len(r) for r in records), snapshot_module.ITEMS_BATCH_BYTES + 2048
         )
+
+
+def write_format_1(path: str, index: int, term: int, revision: int, items: list[KeyValue]) -> None:
+    """Write a snapshot file exactly as the seed (format 1) did: live keys
+    in key order, ``[key, value, create, mod, version, lease]`` each."""
+    seed_header = {
+        "format": 1, "index": index, "term": term, "revision": revision,
+        "voters": [1], "learners": [], "members": [[1, "http://a:2380", "", False]],
+    }  # fmt: skip
+    records = [_record(1, msgpack.packb(seed_header))]
+    records.append(_record(2, msgpack.packb([[kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease] for kv in items])))
+    records.append(_record(3, msgpack.packb((len(items), 0, 0))))
+    with open(path, "wb") as out:
+        out.write(_with_new_footer(records))
+
+
+class FormatOneTests(SynchronousTestCase):
+    """A snapshot written by the seed (format 1) still loads."""
+
+    def test_seed_snapshot_reads_as_compacted_history(self) -> None:
+        """Its keys come back as one event each (sub-revisions in file
+        order), and the history counts as compacted at its revision."""
+        directory = self.mktemp()
+        os.mkdir(directory)
+        path = os.path.join(directory, snapshot_file_name(3, 20))
+        seed_keys = [KeyValue(b"a", b"1", 2, 5, 2), KeyValue(b"b", b"2", 5, 5, 1, 9)]
+        write_format_1(path, 20, 3, 6, seed_keys)
+        head, events = read_all(path)
+        self.assertEqual((head.index, head.term, head.revision, head.format), (20, 3, 6, 1))
+        self.assertEqual((head.compacted_revision, head.physically_compacted_revision), (6, 6))
+        self.assertEqual(events, [Event(seed_keys[0], 0), Event(seed_keys[1], 1)])
+        self.assertEqual(verify_snapshot(path), head)
+        self.assertEqual([(h.index, p) for h, p in SnapshotDirectory(directory).iter_valid()], [(20, path)])

@@ -15,6 +15,7 @@ from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
 from metastore.config import Config
+from metastore.kv.messages import CompactionRequest
 from metastore.service import open_member
 from tests.process import wait_until
 
@@ -116,6 +117,78 @@ class KeyValueTests(SingleMemberTestCase):
         self.assertEqual(response.code, 404)
         response, _ = await self.request("DELETE", "/gone")
         self.assertEqual(response.code, 404)
+
+    async def test_read_at_past_revisions(self):
+        """``?revision=N`` answers the key as it was at N: its value then, or
+        404 when it did not exist; a future revision is 400 with etcd's message."""
+        await self.request("PUT", "/h", b"1")
+        await self.request("PUT", "/h", b"2")
+        await self.request("DELETE", "/h")
+        for revision, expected in ((2, (200, b"1")), (3, (200, b"2"))):
+            response, body = await self.request("GET", f"/h?revision={revision}")
+            self.assertEqual((response.code, body), expected)
+        response, body = await self.request("GET", "/h?revision=3")
+        self.assertEqual(self.header(response, "X-MetaStore-Mod-Revision"), "3")
+        response, body = await self.request("GET", "/h?revision=4")
+        self.assertEqual(response.code, 404)
+        response, body = await self.request("GET", "/h?revision=5")
+        self.assertEqual(response.code, 400)
+        self.assertEqual(
+            json.loads(body),
+            {"error": "future_revision", "message": "etcdserver: mvcc: required revision is a future revision"},
+        )
+        response, body = await self.request("GET", "/h?revision=two")
+        self.assertEqual((response.code, json.loads(body)["error"]), (400, "bad_revision"))
+
+    async def test_compacted_revision_is_400(self):
+        """Below the compacted revision a read is refused with etcd's message;
+        at it, it is answered."""
+        for value in (b"1", b"2", b"3"):
+            await self.request("PUT", "/c", value)
+        await self.member.node.propose(CompactionRequest(3))
+        response, body = await self.request("GET", "/c?revision=2")
+        self.assertEqual(response.code, 400)
+        self.assertEqual(
+            json.loads(body),
+            {"error": "compacted", "message": "etcdserver: mvcc: required revision has been compacted"},
+        )
+        response, body = await self.request("GET", "/c?revision=3")
+        self.assertEqual((response.code, body), (200, b"2"))
+        response, body = await self.request("GET", "/?list&revision=2")
+        self.assertEqual((response.code, json.loads(body)["error"]), (400, "compacted"))
+
+    async def test_list_a_prefix(self):
+        """``GET /{prefix}?list`` lists the keys under the prefix in key
+        order with values and revisions; ``limit`` sets ``more``; a value
+        that is not UTF-8 comes as base64; ``GET /?list`` lists every key."""
+        await self.request("PUT", "/p/b", b"2")
+        await self.request("PUT", "/p/a", b"1")
+        await self.request("PUT", "/q", b"\xff\x00")
+        response, body = await self.request("GET", "/p/?list")
+        self.assertEqual((response.code, self.header(response, "Content-Type")), (200, "application/json"))
+        self.assertEqual(
+            json.loads(body),
+            {
+                "revision": 4,
+                "count": 2,
+                "more": False,
+                "kvs": [
+                    {"key": "p/a", "value": "1", "create_revision": 3, "mod_revision": 3, "version": 1, "lease": 0},
+                    {"key": "p/b", "value": "2", "create_revision": 2, "mod_revision": 2, "version": 1, "lease": 0},
+                ],
+            },
+        )
+        response, body = await self.request("GET", "/p/?list&limit=1")
+        listed = json.loads(body)
+        self.assertEqual(([kv["key"] for kv in listed["kvs"]], listed["more"], listed["count"]), (["p/a"], True, 2))
+        response, body = await self.request("GET", "/?list")
+        listed = json.loads(body)
+        self.assertEqual([kv["key"] for kv in listed["kvs"]], ["p/a", "p/b", "q"])
+        self.assertEqual(listed["kvs"][2]["value_base64"], "/wA=")
+        response, body = await self.request("GET", "/p/?list&revision=2")
+        self.assertEqual([kv["key"] for kv in json.loads(body)["kvs"]], ["p/b"])
+        response, body = await self.request("GET", "/p/?list&limit=-1")
+        self.assertEqual((response.code, json.loads(body)["error"]), (400, "bad_limit"))
 
     async def test_serializable_read(self):
         """``?serializable=true`` reads local state."""
@@ -260,6 +333,8 @@ class BadInputTests(SingleMemberTestCase):
 
     async def test_admin_status_and_members(self):
         """/admin/status and /admin/members describe this one-member cluster."""
+        # Publishing the client URL is a proposal of its own: let it apply first.
+        await wait_until(lambda: self.member.node.membership.members[1].client_url, timeout=10, what="the client URL published")
         status, body = await self.request("GET", "/admin/status")
         document = json.loads(body)
         self.assertEqual((status.code, document["role"], document["leader"]), (200, "leader", 1))

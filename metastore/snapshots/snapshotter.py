@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from metastore.storage.engine import ClusterState, Engine
-from metastore.storage.snapshot import SnapshotDirectory, SnapshotHeader, read_snapshot, write_snapshot
+from metastore.snapshots.format import SnapshotDirectory, SnapshotHeader, restore_from_snapshot, write_snapshot
 
 log = Logger()
 
@@ -64,7 +64,14 @@ class Snapshotter:
         """Snapshot ``engine`` (whose applied index is ``index``); fires with
         the header once the file is durable."""
         started = time.perf_counter()
-        header = SnapshotHeader(index=index, term=term, revision=engine.revision, cluster_state=cluster_state)
+        header = SnapshotHeader(
+            index=index,
+            term=term,
+            revision=engine.revision,
+            cluster_state=cluster_state,
+            compacted_revision=engine.compacted_revision,
+            physically_compacted_revision=engine.physically_compacted_revision,
+        )
         items = engine.snapshot_items()
         self.longest_pause_seconds = max(self.longest_pause_seconds, time.perf_counter() - started)
         self.in_progress = True
@@ -100,12 +107,7 @@ class Snapshotter:
         thread off the engine until then.  Fails with
         ``SnapshotCorruptionError`` or ``OSError``, leaving the engine as it was."""
 
-        def restore() -> SnapshotHeader:
-            header, items = read_snapshot(self.directory.path_for(term, index))
-            engine.restore(items, header.revision, index, header.cluster_state)
-            return header
-
-        return self._in_thread(restore)
+        return self._in_thread(restore_from_snapshot, engine, self.directory.path_for(term, index), index)
 
     def path_for(self, term: int, index: int) -> str | None:
         """The file of snapshot (term, index), or None when it is not here."""

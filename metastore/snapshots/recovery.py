@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from metastore.errors import StartupError
 from metastore.raft.types import ConfState, Entry, HardState, SnapshotMetadata
 from metastore.storage.engine import Engine
-from metastore.storage.snapshot import SnapshotCorruptionError, SnapshotDirectory, read_snapshot
+from metastore.snapshots.format import SnapshotCorruptionError, SnapshotDirectory, restore_from_snapshot
 from metastore.storage.wal import WALState
 
 log = Logger()
@@ -60,8 +60,7 @@ def recover(state: WALState, snapshots: SnapshotDirectory, engine: Engine, wal_d
             problems.append(f"{path} is older than the WAL's first entry {first_available}")
             continue
         try:
-            header, items = read_snapshot(path)
-            engine.restore(items, header.revision, index, header.cluster_state)
+            header = restore_from_snapshot(engine, path, index)
         except (SnapshotCorruptionError, OSError) as e:
             log.error("snapshot {path} is unusable, trying an older one: {e}", path=path, e=e)
             problems.append(str(e))

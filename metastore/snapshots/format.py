@@ -1,7 +1,8 @@
 """Snapshot files: a logical, engine-neutral copy of the applied state.
 
-A snapshot holds every live key with its revisions, the store's revision,
-the membership and the raft index and term it reflects.  Any engine can
+A snapshot holds the retained history (every version of every key back to
+the compacted revision, tombstones included), the store's revision and
+compaction state, the membership and the raft index and term it reflects.  Any engine can
 write one (from ``Engine.snapshot_items()``) and any engine can restore one,
 so members with different engines can share a cluster.
 
@@ -13,13 +14,20 @@ File layout: an 8-byte magic, then records, each framed as::
 
 * HEADER, once: a msgpack map with ``format`` (the version of this layout),
   ``index``, ``term``, ``revision``, ``voters``, ``learners`` and
-  ``members``.  Keys a reader does not know are ignored, so later versions
-  may add informational fields without a format bump.
-* ITEMS, zero or more: a msgpack array of keys, each a positional array
-  ``[key, value, create_revision, mod_revision, version, lease]``, in
-  strictly increasing key order across the whole file.  One record holds a
-  batch of about ``ITEMS_BATCH_BYTES``, which keeps memory bounded on both
-  sides and lets the reader decode a batch in one C call.
+  ``members``, and from format 2 ``compacted_revision`` and
+  ``physically_compacted_revision``.  Keys a reader does not know are
+  ignored, so later versions may add informational fields without a
+  format bump.
+* ITEMS, zero or more: a msgpack array of events.  Format 2: each event is
+  ``[main, sub, deleted, key, value, create_revision, version, lease]``
+  (its mod_revision is ``main``), in strictly increasing ``(main, sub)``
+  order across the whole file.  Format 1 (the seed's, still read): each is
+  a live key ``[key, value, create_revision, mod_revision, version,
+  lease]`` in strictly increasing key order; it is read as a history
+  compacted at the snapshot's revision, with sub-revisions numbered in file
+  order.  One record holds a batch of about ``ITEMS_BATCH_BYTES``, which
+  keeps memory bounded on both sides and lets the reader decode a batch in
+  one C call.
 * FOOTER, once, last: ``[item count, record count, chained crc]`` where the
   chained crc is CRC-32 over the crc fields of every record before it, so a
   dropped, repeated or reordered record is noticed even when each record is
@@ -46,11 +54,13 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 import msgpack
 from twisted.logger import Logger
 
-from metastore.storage.engine import ClusterState, KeyValue, MemberRecord
+from metastore.storage.engine import ClusterState, Engine, Event, KeyValue, MemberRecord
 from metastore.storage.fileutil import fsync_dir, makedirs_durable
 
-FORMAT_VERSION = 1
-"""The version of the layout and encodings this module writes and reads."""
+FORMAT_VERSION = 2
+"""The version of the layout and encodings this module writes (it reads 1 and 2)."""
+
+READABLE_FORMATS = (1, 2)
 
 MAGIC = b"MSSNAP\r\n"
 """The first eight bytes of every snapshot file."""
@@ -69,7 +79,7 @@ _WRITE_BUFFER = 1 << 20
 _ITEM_OVERHEAD = 24
 _SNAPSHOT_NAME = re.compile(r"\A([0-9a-f]{16})-([0-9a-f]{16})\.snap\Z")
 _LEFTOVER_SUFFIXES = (".tmp", ".part")
-_log = Logger(namespace="metastore.storage.snapshot")
+_log = Logger(namespace="metastore.snapshots.format")
 
 Fsync = Callable[[int], None]
 
@@ -86,6 +96,12 @@ class SnapshotHeader:
     """The store's revision at ``index``."""
     cluster_state: ClusterState
     """The membership committed at or before ``index``."""
+    compacted_revision: int = 0
+    """Reads below this revision are refused (0: never compacted)."""
+    physically_compacted_revision: int = 0
+    """No version hidden by a compaction at this revision is in the file."""
+    format: int = FORMAT_VERSION
+    """The layout version of the file (set by the reader)."""
 
 
 class SnapshotCorruptionError(Exception):
@@ -134,6 +150,8 @@ def _encode_header(header: SnapshotHeader) -> bytes:
             "members": [
                 [m.member_id, m.peer_url, m.client_url, m.is_learner] for m in cs.members
             ],
+            "compacted_revision": header.compacted_revision,
+            "physically_compacted_revision": header.physically_compacted_revision,
         }
     )
 
@@ -148,10 +166,10 @@ def _decode_header(payload: bytes) -> SnapshotHeader:
     if not isinstance(fields, dict):
         raise TypeError("header is not a map")
     version = fields["format"]
-    if version != FORMAT_VERSION:
+    if version not in READABLE_FORMATS:
         raise _UnsupportedFormat(
             f"snapshot format {version!r} is not supported (this version reads "
-            f"format {FORMAT_VERSION}); was it written by a newer MetaStore?"
+            f"formats {READABLE_FORMATS}); was it written by a newer MetaStore?"
         )
     members = tuple(
         MemberRecord(int(mid), str(peer), str(client), bool(learner))
@@ -163,10 +181,21 @@ def _decode_header(payload: bytes) -> SnapshotHeader:
         members,
     )
     index, term, revision = fields["index"], fields["term"], fields["revision"]
-    for name, value in (("index", index), ("term", term), ("revision", revision)):
+    if version == 1:
+        compacted = physically_compacted = revision  # no history before it
+    else:
+        compacted, physically_compacted = fields["compacted_revision"], fields["physically_compacted_revision"]
+    numbers = (
+        ("index", index),
+        ("term", term),
+        ("revision", revision),
+        ("compacted_revision", compacted),
+        ("physically_compacted_revision", physically_compacted),
+    )
+    for name, value in numbers:
         if type(value) is not int or value < 0:
             raise ValueError(f"header field {name} is {value!r}")
-    return SnapshotHeader(index, term, revision, cluster_state)
+    return SnapshotHeader(index, term, revision, cluster_state, compacted, physically_compacted, version)
 
 
 class _UnsupportedFormat(Exception):
@@ -182,13 +211,14 @@ def _frame(kind: int, payload: bytes) -> tuple[bytes, int]:
 def write_snapshot(
     directory: str,
     header: SnapshotHeader,
-    items: Iterable[KeyValue],
+    items: Iterable[Event],
     fsync: Fsync = os.fsync,
 ) -> str:
-    """Write a snapshot of ``header`` and ``items`` into ``directory``; return its path.
+    """Write a snapshot of ``header`` and the history ``items`` into
+    ``directory`` in the current format; return its path.
 
     Blocking (run it in a worker thread).  ``items`` must come in strictly
-    increasing key order (``ValueError`` otherwise) and are consumed as a
+    increasing revision order (``ValueError`` otherwise) and are consumed as a
     stream: memory stays bounded by one batch plus the write buffer.  The
     file is written as ``<name>.tmp``, fsynced, renamed to
     ``snapshot_file_name(header.term, header.index)`` and the directory is
@@ -215,7 +245,7 @@ def write_snapshot(
     return path
 
 
-def _write_records(out: BinaryIO, header: SnapshotHeader, items: Iterable[KeyValue]) -> None:
+def _write_records(out: BinaryIO, header: SnapshotHeader, items: Iterable[Event]) -> None:
     """Write the magic and every record of a snapshot to ``out``."""
     out.write(MAGIC)
     chain = 0
@@ -235,14 +265,15 @@ def _write_records(out: BinaryIO, header: SnapshotHeader, items: Iterable[KeyVal
     append = batch.append
     batch_bytes = 0
     item_count = 0
-    previous: bytes | None = None
-    for kv in items:
-        key = kv.key
-        if previous is not None and key <= previous:
-            raise ValueError(f"snapshot items out of key order: {key!r} after {previous!r}")
-        previous = key
-        value = kv.value
-        append((key, value, kv.create_revision, kv.mod_revision, kv.version, kv.lease))
+    previous = (-1, -1)
+    for event in items:
+        kv = event.kv
+        at = (kv.mod_revision, event.sub)
+        if at <= previous:
+            raise ValueError(f"snapshot items out of revision order: {at} after {previous}")
+        previous = at
+        key, value = kv.key, kv.value
+        append((at[0], at[1], event.deleted, key, value, kv.create_revision, kv.version, kv.lease))
         # An estimate is enough: it only bounds the batch, msgpack adds a few bytes per field.
         batch_bytes += len(key) + len(value) + _ITEM_OVERHEAD
         if batch_bytes >= ITEMS_BATCH_BYTES:
@@ -377,42 +408,73 @@ def _check_footer(reader: _RecordReader, offset: int, payload: bytes, item_count
         raise reader.damage(reader.offset, f"{reader.size - reader.offset} bytes after the footer")
 
 
-def _key_order_damage(reader: _RecordReader, offset: int, key: object, previous: object):
-    """The error for a key that does not follow ``previous``."""
-    return reader.damage(offset, f"key {key!r} is not after {previous!r}")
+def _events(reader: _RecordReader, version: int) -> Iterator[Event]:
+    """Every event of the file, checking each item's shape and order (and,
+    through ``_batches``, every record and the footer) as it goes."""
+    previous: tuple = (-1, -1) if version >= 2 else (b"",)
+    first = True
+    sub = 0
+    for offset, batch in _batches(reader):
+        try:
+            for fields in batch:
+                if version >= 2:
+                    main, sub, deleted, key, value, create_revision, version_, lease = fields
+                    order: tuple = (main, sub)
+                    event = Event(KeyValue(key, value, create_revision, main, version_, lease), sub, bool(deleted))
+                else:
+                    key, value, create_revision, mod_revision, version_, lease = fields
+                    order = (key,)
+                    event = Event(KeyValue(key, value, create_revision, mod_revision, version_, lease), sub)
+                    sub += 1
+                if type(key) is not bytes or type(value) is not bytes:
+                    raise reader.damage(offset, f"malformed entry {fields!r:.80}")
+                if not first and not order > previous:
+                    raise reader.damage(offset, f"entry {order!r:.80} is not after {previous!r:.80}")
+                first, previous = False, order
+                yield event
+        except (ValueError, TypeError) as e:
+            raise reader.damage(offset, f"malformed entry in items record: {e!r}") from None
 
 
-def _items(reader: _RecordReader, source: BinaryIO) -> Iterator[KeyValue]:
-    """Every KeyValue of the file, verified; closes ``source`` when done."""
+def _items(reader: _RecordReader, source: BinaryIO, version: int) -> Iterator[Event]:
+    """Every event of the file, verified; closes ``source`` when done."""
     try:
-        previous = None
-        for offset, batch in _batches(reader):
-            try:
-                for fields in batch:
-                    key = fields[0]
-                    if previous is not None and not key > previous:
-                        raise _key_order_damage(reader, offset, key, previous)
-                    previous = key
-                    yield KeyValue(*fields)
-            except (IndexError, TypeError) as e:
-                raise reader.damage(offset, f"malformed key in items record: {e!r}") from None
+        yield from _events(reader, version)
     finally:
         source.close()
 
 
-def read_snapshot(path: str) -> tuple[SnapshotHeader, Iterator[KeyValue]]:
-    """Open the snapshot at ``path``: its header, checked now, and its keys.
+def read_snapshot(path: str) -> tuple[SnapshotHeader, Iterator[Event]]:
+    """Open the snapshot at ``path``: its header, checked now, and its history.
 
-    The iterator yields the keys in key order and checks every record, the
-    key order and the footer as it goes, raising ``SnapshotCorruptionError``
-    at the first problem; a consumer must not treat what it read as a
-    snapshot until the iterator is exhausted.  The file stays open until the
+    The iterator yields the events in revision order (a format-1 file: its
+    keys, one event each, in key order) and checks every record, the order
+    and the footer as it goes, raising ``SnapshotCorruptionError`` at the
+    first problem; a consumer must not treat what it read as a snapshot
+    until the iterator is exhausted.  The file stays open until the
     iterator is exhausted or closed.  Raises ``SnapshotCorruptionError`` at
     once if the magic or header is bad, ``OSError`` if the file cannot be
     opened.
     """
     header, reader, source = _open_checked(path)
-    return header, _items(reader, source)
+    return header, _items(reader, source, header.format)
+
+
+def restore_from_snapshot(engine: Engine, path: str, index: int) -> SnapshotHeader:
+    """Replace ``engine``'s whole state with the snapshot at ``path`` (as of
+    raft ``index``) and return its header.  Blocking; raises
+    ``SnapshotCorruptionError`` or ``OSError``, and then the engine keeps
+    its old state (``Engine.restore`` is atomic)."""
+    header, items = read_snapshot(path)
+    engine.restore(
+        items,
+        header.revision,
+        index,
+        header.cluster_state,
+        header.compacted_revision,
+        header.physically_compacted_revision,
+    )
+    return header
 
 
 def verify_snapshot(path: str) -> SnapshotHeader:
@@ -423,18 +485,8 @@ def verify_snapshot(path: str) -> SnapshotHeader:
     """
     header, reader, source = _open_checked(path)
     with source:
-        previous = None
-        for offset, batch in _batches(reader):
-            try:
-                for fields in batch:
-                    key = fields[0]
-                    if previous is not None and not key > previous:
-                        raise _key_order_damage(reader, offset, key, previous)
-                    if type(key) is not bytes or len(fields) != 6:
-                        raise reader.damage(offset, f"malformed key entry {fields!r:.80}")
-                    previous = key
-            except (IndexError, TypeError) as e:
-                raise reader.damage(offset, f"malformed key in items record: {e!r}") from None
+        for _ in _events(reader, header.format):
+            pass
     return header
 
 

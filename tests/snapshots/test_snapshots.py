@@ -14,11 +14,11 @@ from metastore.config import Config
 from metastore.errors import StartupError
 from metastore.kv.commands import Put
 from metastore.raft.types import ConfState, Entry, HardState, SnapshotMetadata
-from metastore.recovery import recover
+from metastore.snapshots.recovery import recover
 from metastore.service import open_member
-from metastore.storage.engine import ClusterState, KeyValue, MemberRecord
+from metastore.storage.engine import ClusterState, Event, KeyValue, MemberRecord
 from metastore.storage.memory import MemoryEngine
-from metastore.storage.snapshot import SnapshotDirectory, SnapshotHeader, read_snapshot, write_snapshot
+from metastore.snapshots.format import SnapshotDirectory, SnapshotHeader, read_snapshot, write_snapshot
 from metastore.storage.wal import WALState
 from tests.process import start_healthy, wait_until
 
@@ -59,7 +59,7 @@ class EmbeddedMemberTestCase(TestCase):
         """Wait until no snapshot is being written and no WAL marker is pending."""
         node = member.node
         await wait_until(
-            lambda: not node.snapshotter.in_progress and node._pending_marker is None and not node._cycle_running,
+            lambda: not node.compaction.snapshotter.in_progress and node.compaction.pending_marker is None and not node._cycle_running,
             timeout=30, what="snapshot work to finish",
         )
 
@@ -75,45 +75,58 @@ class SnapshotTests(EmbeddedMemberTestCase):
         await self.write(member, 350)
         await self.settled(member)
         node = member.node
-        self.assertGreaterEqual(node.snapshotter.snapshot_index, 300)
+        self.assertGreaterEqual(node.compaction.snapshotter.snapshot_index, 300)
         self.assertGreater(node.raft_storage.first_index(), 200)
-        [(index, term, path)] = node.snapshotter.directory.snapshots()[-1:]
+        [(index, term, path)] = node.compaction.snapshotter.directory.snapshots()[-1:]
         header, items = read_snapshot(path)
         self.assertLessEqual(header.index, node.applied_index)
         items = list(items)
-        self.assertTrue(all(kv.mod_revision <= header.revision for kv in items))
+        self.assertTrue(all(event.kv.mod_revision <= header.revision for event in items))
         self.assertEqual(len(items), header.revision - 1)  # one new key per revision, revision 1 = empty
         self.assertEqual([m.member_id for m in header.cluster_state.members], [1])
 
     async def test_restart_from_snapshot_and_wal(self):
-        """A restarted member comes back with every key and revision intact."""
+        """A restarted member comes back with every key, revision and
+        retained past version intact (the snapshot carries the history)."""
         data_dir = self.mktemp()
         member = await self.start(data_dir, snapshot_count=100, snapshot_catchup_entries=10)
         await self.write(member, 333, keys=50)
         await self.settled(member)
         before, revision = keyspace(member), member.node.store.revision
+        history = list(member.node.store.engine.history())
         await member.stopService()
         again = await self.start(data_dir, snapshot_count=100, snapshot_catchup_entries=10)
         await wait_until(lambda: again.node.applied_index >= 333, timeout=20, what="replay")
         self.assertEqual((keyspace(again), again.node.store.revision), (before, revision))
-        self.assertGreater(again.node.snapshotter.snapshot_index, 0)
+        self.assertEqual(list(again.node.store.engine.history()), history)
+        self.assertEqual(again.node.store.get(b"key-7", 9).value, b"value-7")
+        self.assertGreater(again.node.compaction.snapshotter.snapshot_index, 0)
 
     async def test_disk_stays_bounded(self):
         """200,000 writes over a few hot keys leave WAL + snapshots small."""
         data_dir = self.mktemp()
         segment = 256 * 1024
+        retention = 100
         member = await self.start(
-            data_dir, snapshot_count=1000, snapshot_catchup_entries=500, max_snapshots=2, wal_segment_bytes=segment
+            data_dir,
+            snapshot_count=1000,
+            snapshot_catchup_entries=500,
+            max_snapshots=2,
+            wal_segment_bytes=segment,
+            auto_compaction_retention=str(retention),
         )
         await self.write(member, 200_000, keys=8, batch=1000)
         await self.settled(member)
         config = member.config
         wal, snaps = directory_bytes(config.wal_dir), directory_bytes(config.snap_dir)
         live = sum(len(kv.key) + len(kv.value) for kv in keyspace(member))
+        # Auto-compaction lags the writes by at most two batches of 1,000 between
+        # its checks; each retained version costs its key, value and revisions.
+        history = (retention + 2 * 1000) * (live // 8 + 40)
         # The bound does not grow with the number of writes: a few segments
-        # (the tail kept for followers) plus two tiny snapshot files.
+        # (the tail kept for followers) plus two small snapshot files.
         self.assertLess(wal, 4 * segment, f"WAL {wal} bytes")
-        self.assertLess(snaps, 2 * (1024 + 100 * live), f"snapshots {snaps} bytes")
+        self.assertLess(snaps, 2 * (1024 + 100 * live + history), f"snapshots {snaps} bytes")
         self.assertLessEqual(len(glob.glob(os.path.join(config.snap_dir, "*.snap"))), 2)
 
 
@@ -121,8 +134,8 @@ def _cluster() -> ClusterState:
     return ClusterState(voters=(1,), members=(MemberRecord(1, "http://127.0.0.1:1"),))
 
 
-def _kv(n: int) -> KeyValue:
-    return KeyValue(b"k%03d" % n, b"v", n + 1, n + 1, 1)
+def _kv(n: int) -> Event:
+    return Event(KeyValue(b"k%03d" % n, b"v", n + 1, n + 1, 1), 0)
 
 
 class RecoveryRuleTests(SynchronousTestCase):

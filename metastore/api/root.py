@@ -1,0 +1,42 @@
+"""The root of a member's HTTP tree: which API owns which path.
+
+Each API is mounted by its first path segment, either for everything under
+it (``admin``; later ``v3``) or for that one path alone (``health``,
+``livez``, ``readyz``, ``version``), and sees the request's path whole, as
+if it were the root; every other path belongs to the seed REST API.  A new API is one more
+mount, without touching the others.
+"""
+
+from __future__ import annotations
+
+from twisted.web.resource import IResource, Resource
+
+
+class RootResource(Resource):
+    """Routes each request by its first path segment to a mounted API."""
+
+    def __init__(
+        self,
+        default: IResource,
+        mounts: dict[bytes, IResource],
+        exact: dict[bytes, IResource] | None = None,
+    ) -> None:
+        super().__init__()
+        self._default = default
+        self._mounts = dict(mounts)
+        self._exact = dict(exact or {})
+
+    def getChildWithDefault(self, segment: bytes, request) -> IResource:
+        """The API mounted at ``segment`` (else the default), given the whole path."""
+        whole_path = not request.postpath
+        request.postpath.insert(0, request.prepath.pop())
+        if whole_path and segment in self._exact:
+            return self._exact[segment]
+        return self._mounts.get(segment, self._default)
+
+
+def member_root(seed: IResource, admin: IResource) -> RootResource:
+    """A member's tree: ``/admin/...``, ``/health``, ``/livez``,
+    ``/readyz`` and ``/version`` to ``admin``, everything else to ``seed``."""
+    exact = {name: admin for name in (b"health", b"livez", b"readyz", b"version")}
+    return RootResource(seed, {b"admin": admin}, exact=exact)

@@ -1,0 +1,267 @@
+"""The cluster's membership as applied on this member (etcd's RaftCluster).
+
+One home for who the members are: it applies committed membership changes
+and member attributes (a published client URL), answers who is a member and
+who was removed, tells the transport whom to connect to, builds the
+``ConfChange`` a member operation proposes, and produces and restores the
+engine's stored record of it (``ClusterState``, stored unchanged).
+
+Raft's own tracker (voters, learners) is applied by the driver; this
+module holds what raft does not know: URLs and removals.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import replace
+from typing import Callable
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from metastore.errors import Stopping
+from metastore.kv.commands import PublishMember
+from metastore.raft.types import ConfChange, ConfChangeType, ConfState
+from metastore.storage.engine import ClusterState, MemberRecord
+from metastore.transport.urls import parse_peer_url
+
+log = Logger()
+
+
+_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def _host_is_valid(host: str) -> bool:
+    """An IP address, or a DNS name of valid labels."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    return 0 < len(name) <= 253 and all(_DNS_LABEL.match(label) for label in name.split("."))
+
+
+def peer_address(url: str) -> tuple[str, int]:
+    """What makes two peer URLs the same member: (lower-cased host, port)."""
+    host, port = parse_peer_url(url)
+    return host.lower().rstrip("."), port
+
+
+class MembershipError(ValueError):
+    """A member operation that cannot be proposed; ``code`` names why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Membership:
+    """The members as of the last applied entry, and the changes in flight.
+
+    ``transport`` (set once it exists) is told of every peer added or
+    removed; ``self_removed`` turns true once this member's own removal is
+    applied."""
+
+    def __init__(self, member_id: int, initial_urls: dict[int, str], record: ClusterState | None = None) -> None:
+        self.member_id = member_id
+        self.initial_urls = dict(initial_urls)
+        """The --cluster list: who the peers are until a membership is applied."""
+        self.members: dict[int, MemberRecord] = {}
+        self.removed_ids: set[int] = set()
+        self.self_removed = False
+        self.transport = None
+        self.client_url = ""
+        """This member's own client URL, published once a leader is known."""
+        self._changed = False
+        self._publishing = False
+        self._waiters: dict[tuple[int, int], list[defer.Deferred]] = {}
+        if record is not None:
+            self.restore(record)
+
+    # -- questions ----------------------------------------------------------
+
+    def peer_urls(self) -> dict[int, str]:
+        """Who the peers are: the applied membership once it is known
+        (restored or replayed), the --cluster list before that."""
+        if self.members:
+            return {i: m.peer_url for i, m in self.members.items()}
+        return dict(self.initial_urls)
+
+    def listing(self) -> list[MemberRecord]:
+        """Every member, by id."""
+        return sorted(self.members.values(), key=lambda m: m.member_id)
+
+    def is_member(self, member_id: int) -> bool:
+        """Whether ``member_id`` is in the applied membership."""
+        return member_id in self.members
+
+    def was_removed(self, peer_id: int) -> bool:
+        """Whether ``peer_id`` was removed from the cluster (as applied here,
+        or absent from a known membership although --cluster lists it)."""
+        if peer_id in self.removed_ids:
+            return True
+        return bool(self.members) and peer_id in self.initial_urls and peer_id not in self.members
+
+    def accepts_peer(self, peer_id: int) -> bool:
+        """Whether a peer connection from ``peer_id`` may be accepted."""
+        return peer_id in self.peer_urls() and peer_id not in self.removed_ids
+
+    def invalid_reason(self, change: ConfChange) -> str | None:
+        """Why ``change`` cannot apply to the membership as it stands, or
+        None when it can.  (Not yet enforced at apply time: a later change
+        makes an invalid entry a deterministic no-op that fails its proposer.)"""
+        if change.type == ConfChangeType.ConfChangeRemoveNode:
+            if change.node_id not in self.members:
+                return f"member {change.node_id} is not in the cluster"
+            voters = [i for i, m in self.members.items() if not m.is_learner]
+            if voters == [change.node_id]:
+                return f"member {change.node_id} is the cluster's only voter"
+            return None
+        if change.node_id in self.removed_ids:
+            return f"member id {change.node_id} was removed and cannot be reused"
+        if change.type == ConfChangeType.ConfChangeAddNode and change.node_id in self.members:
+            if not self.members[change.node_id].is_learner:
+                return f"member {change.node_id} is already in the cluster"
+        if change.type == ConfChangeType.ConfChangeAddLearnerNode and change.node_id in self.members:
+            return f"member {change.node_id} is already in the cluster"
+        return None
+
+    # -- building proposals ---------------------------------------------------
+
+    def add_change(self, member_id: int, peer_url: str) -> ConfChange:
+        """The change that adds ``member_id`` at ``peer_url``; raises
+        ``MembershipError`` (``bad_peer_url``, ``member_exists``,
+        ``member_removed``, ``peer_url_exists``)."""
+        try:
+            host, _ = parse_peer_url(peer_url)
+        except ValueError as e:
+            raise MembershipError("bad_peer_url", f"the body must be the new member's peer URL: {e}") from None
+        if not _host_is_valid(host):
+            raise MembershipError("bad_peer_url", f"peer URL {peer_url!r}: {host[:80]!r} is not a host name or IP address")
+        if member_id in self.members:
+            raise MembershipError("member_exists", f"member {member_id} is already in the cluster")
+        if member_id in self.removed_ids:
+            raise MembershipError("member_removed", f"member {member_id} was removed; a removed id is never reused")
+        address = peer_address(peer_url)
+        for m in self.members.values():
+            try:
+                taken = peer_address(m.peer_url)
+            except ValueError:
+                continue
+            if taken == address:
+                raise MembershipError("peer_url_exists", f"member {m.member_id} already uses peer URL {m.peer_url}")
+        return ConfChange(ConfChangeType.ConfChangeAddNode, member_id, peer_url.encode())
+
+    def remove_change(self, member_id: int) -> ConfChange:
+        """The change that removes ``member_id``; raises ``MembershipError``
+        (``no_such_member``, ``last_member``)."""
+        if member_id not in self.members:
+            raise MembershipError("no_such_member", f"member {member_id} is not in the cluster")
+        voters = [m.member_id for m in self.members.values() if not m.is_learner]
+        if voters == [member_id]:
+            raise MembershipError("last_member", f"member {member_id} is the cluster's only voter; it cannot be removed")
+        return ConfChange(ConfChangeType.ConfChangeRemoveNode, member_id)
+
+    def wait_applied(self, change: ConfChange) -> defer.Deferred:
+        """A Deferred that fires with ``change`` once it is applied here."""
+        d = defer.Deferred()
+        self._waiters.setdefault((int(change.type), change.node_id), []).append(d)
+        return d
+
+    def answer_waiters_on_leaving(self) -> None:
+        """This member is leaving the cluster: a request for its own removal
+        succeeded (a peer may tell of the removal before it is applied
+        here); every other change waiting fails with ``Stopping``."""
+        own_removal = (int(ConfChangeType.ConfChangeRemoveNode), self.member_id)
+        waiters, self._waiters = self._waiters, {}
+        for key, deferreds in waiters.items():
+            for d in deferreds:
+                if d.called:
+                    continue
+                if key == own_removal:
+                    d.callback(None)
+                else:
+                    d.errback(Stopping("this member was removed"))
+
+    # -- applying -------------------------------------------------------------
+
+    def apply_conf_change(self, change: ConfChange) -> None:
+        """A committed membership change (already applied to raft): update
+        the members, the transport's peers, and wake its proposer."""
+        self._changed = True
+        for d in self._waiters.pop((int(change.type), change.node_id), []):
+            if not d.called:
+                d.callback(change)
+        if change.type == ConfChangeType.ConfChangeRemoveNode:
+            self.members.pop(change.node_id, None)
+            self.removed_ids.add(change.node_id)
+            if self.transport is not None and change.node_id != self.member_id:
+                self.transport.remove_peer(change.node_id)
+            if change.node_id == self.member_id:
+                self.self_removed = True
+            return
+        # Bootstrap entries carry no URL: it comes from --cluster.
+        url = change.context.decode("utf-8", "replace") or self.initial_urls.get(change.node_id, "")
+        learner = change.type == ConfChangeType.ConfChangeAddLearnerNode
+        known = self.members.get(change.node_id)
+        client_url = known.client_url if known else ""
+        self.members[change.node_id] = MemberRecord(change.node_id, url, client_url, learner)
+        self.removed_ids.discard(change.node_id)
+        if self.transport is not None and change.node_id != self.member_id:
+            if url:
+                self.transport.add_peer(change.node_id, url)
+            else:
+                log.warn("member {id} was added without a peer URL", id=change.node_id)
+
+    def apply_attributes(self, command: PublishMember) -> None:
+        """A committed ``PublishMember``: record the member's client URL."""
+        known = self.members.get(command.member_id)
+        if known is not None:
+            self.members[command.member_id] = replace(known, client_url=command.client_url)
+            self._changed = True
+
+    # -- the engine's record ---------------------------------------------------
+
+    def record(self, conf: ConfState) -> ClusterState:
+        """The membership as applied here, in the engine's terms, with
+        raft's voters and learners ``conf``."""
+        return ClusterState(tuple(conf.voters), tuple(conf.learners), tuple(self.listing()))
+
+    def changed_record(self, conf: Callable[[], ConfState]) -> ClusterState | None:
+        """``record(conf())`` if anything changed since the last one taken, else None."""
+        if not self._changed:
+            return None
+        self._changed = False
+        return self.record(conf())
+
+    def connect_peers(self) -> None:
+        """Tell the transport of every peer (at start)."""
+        if self.transport is not None:
+            for peer_id, url in self.peer_urls().items():
+                if peer_id != self.member_id and url:
+                    self.transport.add_peer(peer_id, url)
+
+    def restore(self, record: ClusterState) -> None:
+        """Replace the members with a stored record (the engine's, or a
+        snapshot's) and connect to them."""
+        self.members = {m.member_id: m for m in record.members}
+        if self.transport is not None:
+            for m in record.members:
+                if m.member_id != self.member_id and m.peer_url:
+                    self.transport.add_peer(m.member_id, m.peer_url)
+
+    # -- publishing this member's attributes --------------------------------
+
+    def maybe_publish(self, propose: Callable[[PublishMember], defer.Deferred]) -> None:
+        """Make this member's client URL part of the replicated membership
+        (as etcd publishes its attributes), one attempt at a time; the
+        caller retries (every tick) until it is applied."""
+        me = self.members.get(self.member_id)
+        if self._publishing or not self.client_url or me is None or me.client_url == self.client_url:
+            return
+        self._publishing = True
+        d = propose(PublishMember(self.member_id, self.client_url))
+        d.addErrback(lambda f: log.debug("publishing the client URL failed, will retry: {f}", f=f.value))
+        d.addBoth(lambda _: setattr(self, "_publishing", False))
