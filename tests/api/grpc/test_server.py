@@ -4,7 +4,7 @@ The servicers here are test doubles (a fixed Maintenance.Status that
 awaits a Deferred, a Watch that echoes creates and cancels); they prove
 the bridge, not etcd's semantics.  Most tests need the asyncio reactor:
 
-    python -m twisted.trial --reactor=asyncio tests.test_grpc_server
+    python -m twisted.trial --reactor=asyncio tests.api.grpc.test_server
 
 (the Makefile's ``test`` target runs them so); under another reactor
 they are skipped with that command as the reason.
@@ -28,7 +28,7 @@ from metastore.errors import NoLeader
 from metastore.api.grpc.server import GrpcService, WrongReactor, as_deferred, as_future, asyncio_loop
 from metastore.api.grpc.status import answers_etcd_errors
 
-ASYNCIO_ONLY = "needs the asyncio reactor: python -m twisted.trial --reactor=asyncio tests.test_grpc_server"
+ASYNCIO_ONLY = "needs the asyncio reactor: python -m twisted.trial --reactor=asyncio tests.api.grpc.test_server"
 STREAMS = 1000
 ETCDCTL = "/usr/bin/etcdctl"
 CALL_TIMEOUT = 10.0

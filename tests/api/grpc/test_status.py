@@ -7,13 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from metastore.api.grpc.status import EtcdStatus, status_of
 from metastore.errors import ChangeRefused, NoLeader, RequestTimedOut, Stopping
-
-
-class CompactedLike(Exception):
-    """An error carrying etcd's wire form, as ``metastore.kv`` errors do."""
-
-    grpc_code = 11
-    message = "etcdserver: mvcc: required revision has been compacted"
+from metastore.kv.errors import CompactedError
 
 
 class StatusOfTests(SynchronousTestCase):
@@ -40,9 +34,9 @@ class StatusOfTests(SynchronousTestCase):
         )
 
     def test_error_with_its_wire_form(self):
-        """An error that names its gRPC code and message answers with them."""
+        """A KV error answers with the gRPC code and message it carries."""
         self.assertEqual(
-            status_of(CompactedLike()),
+            status_of(CompactedError()),
             EtcdStatus(grpc.StatusCode.OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted"),
         )
 
