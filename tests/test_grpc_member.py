@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 
 import grpc
 from twisted.internet.testing import MemoryReactorClock
@@ -86,6 +87,25 @@ class GrpcMemberProcessTests(SynchronousTestCase):
         # twistd re-raises SIGTERM once it has shut down cleanly.
         self.assertEqual(member.stop(), -signal.SIGTERM)
         self.assertIn("Server Shut Down", member.log_text())
+
+    def test_busy_grpc_port_exits_with_one_line(self):
+        """A gRPC port already in use stops the member before it serves:
+        exit status 1 and one line that names gRPC, the address and why."""
+        workdir = os.path.abspath(self.mktemp())
+        os.makedirs(workdir)
+        holder = socket.socket()
+        self.addCleanup(holder.close)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        grpc_port = holder.getsockname()[1]
+        argv = twistd_command("--grpc-port", str(grpc_port), "--cluster", f"http://127.0.0.1:{free_port()}",
+                              "--port", str(free_port()), "--data-dir", workdir)
+        done = run_to_exit(argv, cwd=workdir)
+        self.assertEqual(done.returncode, 1, done.stderr)
+        self.assertEqual(
+            done.stderr.strip(),
+            f"metastore: cannot start: cannot listen for gRPC on 127.0.0.1:{grpc_port}: Address already in use",
+        )
 
     def test_member_on_another_reactor_exits_with_one_line(self):
         """``twistd --reactor=epoll metastore --grpc-port N`` exits 1 with

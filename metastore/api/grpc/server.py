@@ -14,11 +14,14 @@ Servicers are added by *registrations*: callables that take the
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Callable, Coroutine, Sequence
 
 import grpc
 from twisted.application import service
 from twisted.internet import defer
+
+from metastore.errors import StartupError
 
 Registration = Callable[[grpc.aio.Server], None]
 """Adds one servicer to a ``grpc.aio.Server`` before it starts."""
@@ -72,13 +75,32 @@ def as_deferred(coroutine: Coroutine, reactor) -> defer.Deferred:
     return defer.Deferred.fromFuture(asyncio.ensure_future(coroutine, loop=asyncio_loop(reactor)))
 
 
+def _check_free(host: str, port: int) -> None:
+    """``StartupError`` with the OS's reason when ``host:port`` cannot be
+    bound.  Asked first because gRPC itself would only log its reason to
+    standard error, around the one line a member prints when it cannot
+    start."""
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            # As gRPC does: a port whose old connections linger is usable.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(sockaddr)
+    except OSError as e:
+        raise StartupError(f"cannot listen for gRPC on {host}:{port}: {e.strerror or e}") from None
+
+
 class GrpcService(service.Service):
     """Serves gRPC on ``host:port`` while running (port 0 picks a free one).
     A request larger than ``max_request_bytes`` (plus the envelope) is
     refused with RESOURCE_EXHAUSTED before any servicer sees it.
 
-    ``listening`` fires with the bound port once the server accepts calls,
-    or fails if it cannot bind.  Starting on a reactor other than the
+    The port is bound by ``bind`` (twistd calls it through
+    ``privilegedStartService``, before anything starts), which raises
+    ``StartupError`` when the address cannot be used; ``listening`` fires
+    with the bound port once the server accepts calls.  Any reactor but the
     asyncio reactor raises ``WrongReactor``.  Stopping lets unary calls
     finish for ``STOP_GRACE_SECONDS`` and cancels open streams."""
 
@@ -105,31 +127,53 @@ class GrpcService(service.Service):
             *options,
         )
         self.port: int | None = None
+        """The bound port once ``bind`` has run, else None."""
         self.listening: defer.Deferred = defer.Deferred()
         self._server: grpc.aio.Server | None = None
 
-    def startService(self) -> None:
-        """Build the server, bind it and start it on the reactor's loop."""
-        asyncio_loop(self.reactor)
-        super().startService()
-        as_deferred(self._start(), self.reactor).addCallbacks(self._started, self.listening.errback)
+    def privilegedStartService(self) -> None:
+        """Bind now; raises ``StartupError`` when the address cannot be used."""
+        super().privilegedStartService()
+        self.bind()
 
-    async def _start(self) -> int | None:
-        if not self.running:
-            return None  # stopped before the loop got to start it
+    def bind(self) -> None:
+        """Build the server with its servicers and bind its port (once);
+        ``StartupError`` when the address cannot be used."""
+        if self._server is not None:
+            return
+        asyncio_loop(self.reactor)
         server = grpc.aio.server(options=list(self.options))
         for register in self.registrations:
             register(server)
-        port = server.add_insecure_port(f"{self.host}:{self.requested_port}")
+        address = f"{self.host}:{self.requested_port}"
+        _check_free(self.host, self.requested_port)
+        try:
+            self.port = server.add_insecure_port(address)
+        except RuntimeError as e:
+            raise StartupError(f"cannot listen for gRPC on {address}: {e}") from None
         self._server = server
-        await server.start()
-        return port
 
-    def _started(self, port: int | None) -> None:
-        if port is None:
+    def startService(self) -> None:
+        """Bind (unless done) and start serving on the reactor's loop; a
+        failure to bind fails ``listening``."""
+        asyncio_loop(self.reactor)
+        super().startService()
+        try:
+            self.bind()
+        except StartupError as e:
+            self.listening.errback(e)
             return
-        self.port = port
-        self.listening.callback(port)
+        as_deferred(self._start(self._server), self.reactor).addCallbacks(self._started, self.listening.errback)
+
+    async def _start(self, server: grpc.aio.Server) -> bool:
+        if self._server is not server:
+            return False  # stopped before the loop got to start it
+        await server.start()
+        return True
+
+    def _started(self, started: bool) -> None:
+        if started:
+            self.listening.callback(self.port)
 
     def stopService(self) -> defer.Deferred:
         """Stop accepting calls; the Deferred fires once the server is stopped."""

@@ -24,7 +24,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from metastore.api.grpc.proto import rpc_pb2, rpc_pb2_grpc
-from metastore.errors import NoLeader
+from metastore.errors import NoLeader, StartupError
 from metastore.api.grpc.server import GrpcService, WrongReactor, as_deferred, as_future, asyncio_loop
 from metastore.api.grpc.status import answers_etcd_errors
 
@@ -246,20 +246,27 @@ class GrpcServiceTests(TestCase):
         self.assertEqual(await as_deferred(range_code(limit + 1), reactor), grpc.StatusCode.RESOURCE_EXHAUSTED)
         self.assertEqual(await as_deferred(range_code(limit - 64), reactor), grpc.StatusCode.UNAVAILABLE)
 
-    async def test_busy_port_fails_listening(self):
-        """A port another socket holds fails ``listening``; it is not shared
-        through SO_REUSEPORT."""
+    async def test_busy_port_is_a_startup_error(self):
+        """A port another socket holds is a StartupError naming gRPC and the
+        address, raised by ``bind`` before anything starts (twistd turns it
+        into one line); it is not shared through SO_REUSEPORT.  Started
+        without binding first, the same failure fails ``listening``."""
         holder = socket.socket()
         self.addCleanup(holder.close)
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         holder.bind(("127.0.0.1", 0))
         holder.listen()
-        second = GrpcService(reactor, "127.0.0.1", holder.getsockname()[1], [register_doubles])
-        second.startService()
-        self.addCleanup(second.stopService)
-        with self.assertRaises(RuntimeError):
-            await second.listening
+        port = holder.getsockname()[1]
+        second = GrpcService(reactor, "127.0.0.1", port, [register_doubles])
+        with self.assertRaises(StartupError) as caught:
+            second.privilegedStartService()
+        self.assertEqual(str(caught.exception), f"cannot listen for gRPC on 127.0.0.1:{port}: Address already in use")
         self.assertIsNone(second.port)
+        third = GrpcService(reactor, "127.0.0.1", port, [register_doubles])
+        third.startService()
+        self.addCleanup(third.stopService)
+        with self.assertRaises(StartupError):
+            await third.listening
 
 
 class WrongReactorTests(SynchronousTestCase):
