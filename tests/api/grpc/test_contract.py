@@ -233,6 +233,10 @@ class EtcdWireContractTests(SynchronousTestCase):
         self.assertEqual([r.WhichOneof("response") for r in won.responses], ["response_put", "response_range"])
         self.assertEqual(won.responses[0].response_put.prev_kv.value, b"v1")
         self.assertEqual(won.responses[1].response_range.kvs[0].value, b"v2")
+        # Inside a txn etcd sends each response's revision alone.
+        self.assertEqual(won.responses[0].response_put.header, rpc_pb2.ResponseHeader(revision=won.header.revision))
+        self.assertEqual(won.responses[1].response_range.header,
+                         rpc_pb2.ResponseHeader(revision=won.header.revision))
         lost = self.decoded(self.kv.Txn(txn, timeout=CALL_TIMEOUT))
         self.assertFalse(lost.succeeded)
         self.assertEqual(lost.responses[0].response_delete_range.deleted, 1)
@@ -247,6 +251,19 @@ class EtcdWireContractTests(SynchronousTestCase):
         inner = self.decoded(self.kv.Txn(nested, timeout=CALL_TIMEOUT))
         self.assertFalse(inner.succeeded)
         self.assertTrue(inner.responses[0].response_txn.succeeded)
+        # A nested txn's header is present and empty.
+        self.assertTrue(inner.responses[0].response_txn.HasField("header"))
+        self.assertEqual(inner.responses[0].response_txn.header, rpc_pb2.ResponseHeader())
+
+    def test_txn_with_an_empty_operation(self):
+        """etcd 3.4 refuses an operation that names no request with
+        INVALID_ARGUMENT "etcdserver: key not found"."""
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.kv.Txn(rpc_pb2.TxnRequest(success=[rpc_pb2.RequestOp()]), timeout=CALL_TIMEOUT)
+        self.assertEqual(
+            (caught.exception.code(), caught.exception.details()),
+            (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: key not found"),
+        )
 
     def test_delete_range_and_compact(self):
         """DeleteRange counts and returns what it removed; after Compact a
