@@ -68,6 +68,22 @@ class Requests:
         error = RequestTimedOut("the membership change timed out; it may still apply")
         return fail_after(d, node.request_timeout, node.reactor, error)
 
+    def propose_raw(self, data: bytes, conf_change: bool) -> defer.Deferred:
+        """Test-only (``metastore.faults``): propose ``data`` as it is, as a
+        normal or a conf change entry, bypassing every check; fires once
+        applied, fails with ``EntryRejected`` once applied as a no-op."""
+        node = self._node
+        if node.failure is not None or not node.running:
+            return defer.fail(Stopping("the member is not accepting proposals"))
+        entry = raft.Entry(0, 0, raft.EntryType.EntryConfChange if conf_change else raft.EntryType.EntryNormal, data)
+        try:
+            node.rawnode.raft.step(raft.Message(type=raft.MessageType.MsgProp, entries=(entry,)))
+        except raft.ProposalDropped as e:
+            return defer.fail(NoLeader(f"proposal dropped: {e}"))
+        d = node.membership.wait_entry(data) if conf_change else self.pending.add(data)
+        node.wake()
+        return fail_after(d, node.request_timeout, node.reactor, RequestTimedOut("the raw proposal timed out"))
+
     def read_barrier(self) -> defer.Deferred:
         """Fires once local state reflects every write acknowledged before
         this call (linearizable read, through batched ReadIndex)."""

@@ -230,12 +230,14 @@ def _open_engine(config: Config):
     return engine, recover_durable_engine
 
 
-def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -> MemberService:
+def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
+                raw_proposals: bool = False) -> MemberService:
     """Open the member's storage and wire its parts; nothing runs until the
     returned service is started.  Raises ``StartupError``.
 
-    ``fsync`` is the WAL's fault-injection hook (tests make it fail); keep
-    the default in production."""
+    ``fsync`` is the WAL's fault-injection hook (tests make it fail) and
+    ``raw_proposals`` turns on the test-only raw proposal route
+    (``metastore.faults``); keep the defaults in production."""
     paths = _paths(config)
     wal, state = _open_wal(config, paths.wal, fsync)
     engine = None
@@ -257,6 +259,10 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
             heartbeat_tick=config.heartbeat_ticks,
             storage=storage,
             applied=recovered.applied_index,
+            # The membership as applied at that index (the engine's or the
+            # snapshot's record): the applier may have skipped changes raft
+            # alone would apply.
+            applied_conf_state=None if recovered.snapshot is None else recovered.snapshot.conf_state,
             rng=random.Random(),
         )
     )
@@ -279,7 +285,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
         wal=wal,
         store=store,
         membership=membership,
-        conf_state=lambda: rawnode.status().conf_state,
+        conf_state=rawnode.applied_conf_state,
         sync_wal=disk.sync_wal,
         run_blocking=disk.run,
     )
@@ -312,7 +318,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
     node.transport = membership.transport = transport
     api = MemberFacade(node, config.storage)
     rest = RestAPI(api)
-    admin = AdminAPI(api, PeerStatusClient(reactor), rest.members).app.resource()
+    admin = AdminAPI(api, PeerStatusClient(reactor), rest.members, raw_proposals).app.resource()
     root = member_root(rest.app.resource(), admin)
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)

@@ -134,11 +134,12 @@ def makeService(options: Options):
     """The member's service; exits with a clear message when it cannot start."""
     from twisted.internet import reactor
 
-    from metastore.faults import wal_fsync_from_environment
+    from metastore.faults import raw_proposals_from_environment, wal_fsync_from_environment
     from metastore.service import open_member
 
     try:
-        member = open_member(options.config, reactor, fsync=wal_fsync_from_environment())
+        member = open_member(options.config, reactor, fsync=wal_fsync_from_environment(),
+                             raw_proposals=raw_proposals_from_environment())
     except (StartupError, ValueError) as e:
         _exit_with_one_line(f"cannot start: {e}", STARTUP_EXIT_STATUS)
     # A member removed from the cluster has nothing left to do: exit.

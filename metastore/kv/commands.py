@@ -95,10 +95,13 @@ def _decode_bytes(value: object, what: str) -> bytes:
     return value
 
 
+_INT64 = range(-(1 << 63), 1 << 63)
+
+
 def _ints(values: list, what: str) -> list:
     for value in values:
-        if type(value) not in (int, bool):
-            raise CommandError(f"{what} must be integers or booleans")
+        if type(value) not in (int, bool) or value not in _INT64:
+            raise CommandError(f"{what} must be int64 integers or booleans")
     return values
 
 
@@ -109,6 +112,8 @@ def _decode_compare(raw: object, version: int) -> Compare:
             end = b""
         else:
             target, result, key, operand, end = raw
+        if not isinstance(operand, bytes):
+            _ints([operand], "compare operand")
         return Compare(CompareTarget(target), CompareResult(result), _decode_bytes(key, "key"), operand, _decode_bytes(end, "range_end"))
     except (TypeError, ValueError) as e:
         raise CommandError(f"bad compare: {e}") from None
@@ -118,7 +123,7 @@ def _decode_operation(raw: object, version: int, nested: bool = False) -> Comman
     if not isinstance(raw, list) or not raw:
         raise CommandError("operation must be a non-empty list")
     code, fields = raw[0], raw[1:]
-    if code == _PUT and version == 1 and len(fields) == 3 and type(fields[2]) is int:
+    if code == _PUT and version == 1 and len(fields) == 3 and type(fields[2]) is int and fields[2] in _INT64:
         return PutRequest(_decode_bytes(fields[0], "key"), _decode_bytes(fields[1], "value"), fields[2])
     if code == _PUT and version == 2 and len(fields) == 6:
         key, value, lease, prev_kv, ignore_value, ignore_lease = fields

@@ -49,13 +49,15 @@ class MemberRecord:
 
 @dataclass(frozen=True, slots=True)
 class ClusterState:
-    """The membership at an applied index: raft's voters and learners, and
-    every member's URLs.  Stored with the keyspace so that a restart or a
-    snapshot restores it without replaying the log."""
+    """The membership at an applied index: raft's voters and learners,
+    every member's URLs, and the ids removed (never reused).  Stored with
+    the keyspace so that a restart or a snapshot restores it without
+    replaying the log, and every member judges a later change alike."""
 
     voters: tuple[int, ...] = ()
     learners: tuple[int, ...] = ()
     members: tuple[MemberRecord, ...] = ()
+    removed: tuple[int, ...] = ()
 
 
 MAX_SUB = (1 << 63) - 1
