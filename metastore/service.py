@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import msgpack
 from twisted.application import service
-from twisted.internet import defer, endpoints
+from twisted.internet import defer, endpoints, task
 from twisted.internet.error import CannotListenError
 
 from metastore import raft
@@ -24,7 +24,7 @@ from metastore.api.rest import RestAPI
 from metastore.api.root import member_root
 from metastore.api.site import MetaStoreSite
 from metastore.config import Config
-from metastore.errors import StartupError
+from metastore.errors import StartupError, Stopping
 from metastore.compacting import CompactionService
 from metastore.diskworker import DiskWorker
 from metastore.facade import MemberFacade
@@ -146,6 +146,30 @@ class MemberService(service.MultiService):
             super().privilegedStartService()
         except CannotListenError as e:
             raise listen_error("peers", e) from None
+
+    def ready(self) -> defer.Deferred:
+        """A Deferred that fires (with this member's id) once the member
+        knows a leader and has applied every entry known committed at that
+        moment, so a proposal or a linearizable read made then can succeed;
+        fails with ``Stopping`` if the member stops first.  Call it after
+        starting the member."""
+        d: defer.Deferred = defer.Deferred()
+        node, target = self.node, [None]
+
+        def check() -> None:
+            if not node.running:
+                poll.stop()
+                d.errback(Stopping("the member stopped before it was ready"))
+            elif node.leader_id != 0 and target[0] is None:
+                target[0] = node.rawnode.status().commit
+            if target[0] is not None and node.applied_index >= target[0] and not d.called:
+                poll.stop()
+                d.callback(node.member_id)
+
+        poll = task.LoopingCall(check)
+        poll.clock = node.reactor
+        poll.start(self.config.tick_ms / 1000, now=True)
+        return d
 
     def _publish_client_url(self, port):
         address = port.getHost()
