@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 from twisted.logger import Logger
 
 from metastore import raft
-from metastore.errors import EntryRejected
-from metastore.kv.commands import Command, CommandError, PublishMember, decode_command
+from metastore.errors import EntryRejected, RequestTimedOut
+from metastore.kv.commands import Command, CommandError, PublishMember, decode_proposal
+from metastore.kv.dedup import RecentRequests, Verdict
 from metastore.kv.store import KeyValueStore
 from metastore.membership import Membership
 from metastore.raft.types import ConfChange, Entry, EntryType
@@ -28,12 +30,19 @@ class EntryApplier:
     refuse at its index, is applied as a no-op by every member alike and
     fails its proposer with ``EntryRejected``.  A membership change is
     applied on its own: to raft, then to ``membership``; the engine stores
-    the new membership record with the change's index."""
+    the new membership record with the change's index.  A request whose id
+    ``RecentRequests`` remembers (a re-proposed copy) is applied as a no-op."""
 
     def __init__(
-        self, store: KeyValueStore, membership: Membership, pending: PendingRequests, rawnode: raft.RawNode
+        self,
+        store: KeyValueStore,
+        membership: Membership,
+        pending: PendingRequests,
+        rawnode: raft.RawNode,
+        recent: RecentRequests,
     ) -> None:
         self._store = store
+        self._recent = recent
         self._membership = membership
         self._pending = pending
         self._rawnode = rawnode
@@ -104,13 +113,25 @@ class EntryApplier:
         if not entry.data:
             return None, None  # a new leader's empty entry
         try:
-            request_id, command = decode_command(entry.data)
+            request_id, command, proposed_at = decode_proposal(entry.data)
         except CommandError as e:
             log.error("entry {i} holds no valid command, applied as a no-op: {e}", i=entry.index, e=e)
             self.rejected += 1
             # A waiter keyed by the entry's bytes (a raw proposal) learns why.
             self._pending.resolve(entry.data, EntryRejected(f"entry {entry.index} holds no valid command: {e}"))
             return None, None
+        self._recent.forget_before(entry.index)
+        verdict = self._recent.judge(request_id, proposed_at, entry.index)
+        if verdict is Verdict.DUPLICATE:
+            log.info("entry {i} repeats a request already applied: a no-op", i=entry.index)
+            return None, None
+        if verdict is Verdict.UNDECIDABLE:
+            self.rejected += 1
+            error = RequestTimedOut(f"entry {entry.index} was proposed too long ago to rule out an earlier copy: "
+                                    "it was not applied, an earlier copy may have been")
+            self._pending.resolve(request_id, error)
+            return None, None
+        self._recent.add(request_id, entry.index)
         if isinstance(command, PublishMember):
             self._membership.apply_attributes(command)
             self._pending.resolve(request_id, None)
@@ -121,6 +142,10 @@ class EntryApplier:
         if not run:
             return
         record = self._membership.changed_record(self._rawnode.applied_conf_state)
+        if self._recent.changed:
+            record = replace(record or self._membership.record(self._rawnode.applied_conf_state()),
+                             requests=self._recent.entries())
+            self._recent.changed = False
         results = self._store.apply(index, [c for _, c in run], record)
         for (request_id, _), result in zip(run, results):
             if request_id is not None:

@@ -66,7 +66,7 @@ class Node(service.Service):
         """The applied index this process started from (an engine's own, or a snapshot's)."""
         self._tick_seconds, self.election_ticks = tick_seconds, election_ticks
         self.requests = Requests(self, election_ticks)
-        self.applier = EntryApplier(store, membership, self.requests.pending, rawnode)
+        self.applier = EntryApplier(store, membership, self.requests.pending, rawnode, compaction.recent_requests)
         self._ticker: task.LoopingCall | None = None
         self._cycle_scheduled = self._cycle_running = False
         self._persisted_index = raft_storage.last_index()
@@ -235,6 +235,8 @@ class Node(service.Service):
         self._leave_cluster() if self.removed else self._schedule_cycle()
 
     def _observe_soft_state(self, soft: raft.SoftState) -> None:
+        if soft.lead not in (0, self.leader_id):
+            self.requests.repropose()  # what the old leader held may be lost
         was_leader, (self.leader_id, self.role) = self.is_leader, (soft.lead, soft.raft_state)
         if was_leader != self.is_leader:
             log.info("member {id} {what} the leader", id=self.member_id, what="is no longer" if was_leader else "became")

@@ -28,6 +28,7 @@ from metastore.errors import StartupError, Stopping
 from metastore.compacting import CompactionService
 from metastore.diskworker import DiskWorker
 from metastore.facade import MemberFacade
+from metastore.kv.dedup import RecentRequests
 from metastore.kv.store import KeyValueStore
 from metastore.membership import Membership
 from metastore.node import Node
@@ -309,6 +310,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
         wal=wal,
         store=store,
         membership=membership,
+        recent_requests=RecentRequests(entries=engine.cluster_state.requests if engine.cluster_state else ()),
         conf_state=rawnode.applied_conf_state,
         sync_wal=disk.sync_wal,
         run_blocking=disk.run,

@@ -19,7 +19,7 @@ from metastore.api.admin import AdminAPI
 from metastore.config import Config
 from metastore.errors import EntryRejected, StorageFailed
 from metastore.facade import MemberStatus
-from metastore.kv.commands import Put
+from metastore.kv.commands import Put, encode_command
 from metastore.raft.confchange import encode_conf_change
 from metastore.raft.types import ConfChange, ConfChangeType
 from metastore.service import open_member
@@ -193,6 +193,32 @@ class PoisonEntryTests(NodeHarness):
         self.failureResultOf(d, StorageFailed)
         problems = self.member.api.health_problems()
         self.assertTrue(any("applying committed entries failed" in p for p in problems), problems)
+
+
+class DuplicateProposalTests(NodeHarness):
+    """A re-proposed copy of a request is applied once (metastore.kv.dedup)."""
+
+    def test_a_second_copy_is_a_no_op_and_the_window_is_stored(self) -> None:
+        data = encode_command(b"r" * 16, Put(b"k", b"once"), self.node.rawnode.status().commit)
+        for _ in range(2):
+            self.node.rawnode.propose(data)
+            self.node.wake()
+            self.settle()
+        self.assertEqual(self.node.store.get(b"k").version, 1)
+        self.assertEqual(self.node.store.revision, 2)
+        self.assertEqual(self.node.applied_index, self.node.rawnode.status().commit)
+        stored = self.node.store.engine.cluster_state.requests
+        self.assertIn(b"r" * 16, [request_id for request_id, _ in stored])
+
+    def test_pending_writes_are_proposed_again_when_a_leader_is_learned(self) -> None:
+        """``repropose`` puts every waiting write's same bytes in the log
+        again; the copy is a no-op and the write is answered once."""
+        d = self.node.propose(Put(b"k", b"v"))
+        self.node.requests.repropose()
+        self.settle()
+        self.assertEqual(self.successResultOf(d).revision, 2)
+        self.assertEqual(self.node.store.get(b"k").version, 1)
+        self.assertEqual(self.node.store.revision, 2)
 
 
 class RawProposalRouteTests(NodeHarness):

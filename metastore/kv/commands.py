@@ -84,9 +84,15 @@ def _encode_operation(op: Command) -> list:
     raise TypeError(f"not a command: {op!r}")
 
 
-def encode_command(request_id: bytes, command: Command) -> bytes:
-    """The entry data for ``command`` proposed under ``request_id``."""
-    return msgpack.packb([FORMAT_VERSION, request_id, _encode_operation(command)])
+def encode_command(request_id: bytes, command: Command, proposed_at: int | None = None) -> bytes:
+    """The entry data for ``command`` proposed under ``request_id``;
+    ``proposed_at`` is the commit index the proposer knew when it first
+    proposed it (every copy of one request carries the same), so the state
+    machine can tell whether it still remembers an earlier copy."""
+    fields = [FORMAT_VERSION, request_id, _encode_operation(command)]
+    if proposed_at is not None:
+        fields.append(proposed_at)
+    return msgpack.packb(fields)
 
 
 def _decode_bytes(value: object, what: str) -> bytes:
@@ -165,10 +171,20 @@ def _decode_operation(raw: object, version: int, nested: bool = False) -> Comman
 def decode_command(data: bytes) -> tuple[bytes, Command]:
     """``(request_id, command)`` from entry data of format 1 or 2; raises
     ``CommandError``."""
+    request_id, command, _ = decode_proposal(data)
+    return request_id, command
+
+
+def decode_proposal(data: bytes) -> tuple[bytes, Command, int | None]:
+    """``(request_id, command, proposed_at)`` from entry data (``proposed_at``
+    None when the entry carries none); raises ``CommandError``."""
     try:
         raw = msgpack.unpackb(data)
     except Exception as e:  # msgpack raises several unrelated types
         raise CommandError(f"undecodable command: {e}") from None
-    if not isinstance(raw, list) or len(raw) != 3 or raw[0] not in (1, 2):
+    if not isinstance(raw, list) or len(raw) not in (3, 4) or raw[0] not in (1, 2):
         raise CommandError("unknown command format")
-    return _decode_bytes(raw[1], "request id"), _decode_operation(raw[2], raw[0])
+    proposed_at = raw[3] if len(raw) == 4 else None
+    if proposed_at is not None and (type(proposed_at) is not int or proposed_at not in _INT64):
+        raise CommandError("proposed_at must be an int64 integer")
+    return _decode_bytes(raw[1], "request id"), _decode_operation(raw[2], raw[0]), proposed_at

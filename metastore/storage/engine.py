@@ -58,6 +58,10 @@ class ClusterState:
     learners: tuple[int, ...] = ()
     members: tuple[MemberRecord, ...] = ()
     removed: tuple[int, ...] = ()
+    requests: tuple[tuple[bytes, int], ...] = ()
+    """The request ids applied in the last raft indexes, with their index,
+    in index order (``metastore.kv.dedup``): replicated state like the
+    rest, so every member deduplicates a retried request alike."""
 
 
 MAX_SUB = (1 << 63) - 1
