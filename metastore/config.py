@@ -50,6 +50,8 @@ class Config:
     election_ticks: int = 10
     heartbeat_ticks: int = 1
     cluster_token: str = "metastore"
+    strict_reconfig_check: bool = True
+    """etcd's check: refuse membership changes that could lose quorum."""
     auto_compaction_mode: str = DEFAULT_MODE
     auto_compaction_retention: str = DEFAULT_RETENTION
     """Revisions to keep (revision mode) or a duration (periodic mode, e.g.

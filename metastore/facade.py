@@ -72,6 +72,8 @@ class MemberStatus:
     apply_stalled_ticks: int = 0
     """Ticks for which the applied index stayed below the commit index without moving."""
     election_ticks: int = 10
+    connected_peers: tuple[int, ...] = ()
+    """The members this one's transport is connected to now."""
 
 
 class MemberFacade:
@@ -179,6 +181,10 @@ class MemberFacade:
             apply_failure=None if node.applier.failure is None else repr(node.applier.failure),
             apply_stalled_ticks=node.applier.stalled_ticks,
             election_ticks=node.election_ticks,
+            connected_peers=tuple(
+                i for i in sorted(node.membership.peer_urls())
+                if i != node.member_id and node.transport is not None and node.transport.connected(i)
+            ),
         )
 
     # -- members ----------------------------------------------------------------

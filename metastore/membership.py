@@ -75,6 +75,8 @@ class Membership:
         self.transport = None
         self.client_url = ""
         """This member's own client URL, published once a leader is known."""
+        self.strict_reconfig_check = True
+        """Refuse membership changes that could lose quorum (``unsafe_reconfiguration``)."""
         self._changed = False
         self._publishing = False
         self._waiters: dict[bytes, list[defer.Deferred]] = {}
@@ -149,6 +151,31 @@ class Membership:
                     return f"member {m.member_id} already uses peer URL {m.peer_url}"
             except ValueError:
                 continue
+        return None
+
+    def unsafe_reconfiguration(self, change: ConfChange) -> str | None:
+        """etcd's strict reconfiguration check (when ``strict_reconfig_check``):
+        why ``change`` could cost the cluster its quorum, or None.  A member
+        counts as started when it is this one or the transport is connected
+        to it.  Adding a voter needs as many started voters as the new
+        quorum (a one-member cluster may always add one); removing a voter
+        needs a quorum of the remaining voters started.  Learners are not
+        checked."""
+        if not self.strict_reconfig_check or self.transport is None:
+            return None
+        voters = [i for i, m in self.members.items() if not m.is_learner]
+        started = {i for i in voters if i == self.member_id or self.transport.connected(i)}
+        if change.type == ConfChangeType.ConfChangeAddNode and change.node_id not in voters:
+            after = len(voters) + 1
+            if len(started) < after // 2 + 1 and not (len(started) == 1 and after == 2):
+                return (f"adding a voter needs {after // 2 + 1} started members for the new quorum; "
+                        f"{len(started)} of {len(voters)} are connected")
+        elif change.type == ConfChangeType.ConfChangeRemoveNode and change.node_id in voters:
+            remaining = [i for i in voters if i != change.node_id]
+            up = len(started.intersection(remaining))
+            if up < len(remaining) // 2 + 1:
+                return (f"removing member {change.node_id} would leave {up} started of {len(remaining)} voters, "
+                        f"fewer than a quorum of {len(remaining) // 2 + 1}")
         return None
 
     # -- building proposals ---------------------------------------------------

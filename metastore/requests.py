@@ -14,7 +14,7 @@ import os
 from twisted.internet import defer
 
 from metastore import raft
-from metastore.errors import ChangeRefused, NoLeader, RequestTimedOut, StorageFailed, Stopping
+from metastore.errors import ChangeRefused, NoLeader, RequestTimedOut, StorageFailed, Stopping, UnhealthyCluster
 from metastore.kv.commands import Command, encode_command
 from metastore.raft.types import ConfChange
 from metastore.waiters import LinearizableReads, PendingRequests, fail_after
@@ -82,6 +82,9 @@ class Requests:
         node = self._node
         if node.failure is not None:
             return defer.fail(StorageFailed(str(node.failure)))
+        unsafe = node.membership.unsafe_reconfiguration(change)
+        if unsafe is not None:
+            return defer.fail(UnhealthyCluster(unsafe))
         try:
             node.rawnode.propose_conf_change(change)
         except raft.ProposalDropped as e:

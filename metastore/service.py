@@ -297,6 +297,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
     membership = Membership(
         config.member_id, {i: url for i, url in enumerate(config.cluster, start=1)}, engine.cluster_state
     )
+    membership.strict_reconfig_check = config.strict_reconfig_check
     disk = DiskWorker(reactor, wal, run_blocking)
     compaction = Compaction(
         snapshotter=Snapshotter(

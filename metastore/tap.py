@@ -81,6 +81,8 @@ class Options(VersionOption, usage.Options):
         ["tick-ms", None, "100", "Milliseconds per Raft tick."],
         ["election-ticks", None, "10", "Ticks without a leader before an election (randomized up to twice that)."],
         ["heartbeat-ticks", None, "1", "Ticks between leader heartbeats."],
+        ["strict-reconfig-check", None, "true",
+         "Refuse membership changes that could cost the cluster its quorum (etcd's check): true or false."],
         ["cluster-token", None, "metastore", "Name of the cluster; members of different clusters refuse each other."],
         ["auto-compaction-mode", None, DEFAULT_MODE, f"When to compact history: {' or '.join(MODES)}."],
         [
@@ -113,6 +115,9 @@ class Options(VersionOption, usage.Options):
                 values[flag.replace("-", "_")] = float(self[flag])
             except ValueError:
                 raise usage.UsageError(f"--{flag} must be a number of seconds, got {self[flag]!r}") from None
+        strict = self["strict-reconfig-check"].strip().lower()
+        if strict not in ("true", "false"):
+            raise usage.UsageError(f"--strict-reconfig-check must be true or false, got {self['strict-reconfig-check']!r}")
         cluster = tuple(u.strip() for u in self["cluster"].split(",") if u.strip())
         try:
             self.config = Config(
@@ -122,6 +127,7 @@ class Options(VersionOption, usage.Options):
                 data_dir=self["data-dir"],
                 listen_host=self["listen-host"],
                 cluster_token=self["cluster-token"],
+                strict_reconfig_check=strict == "true",
                 auto_compaction_mode=self["auto-compaction-mode"],
                 auto_compaction_retention=self["auto-compaction-retention"],
                 **values,
