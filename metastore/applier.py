@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from dataclasses import replace
+from typing import Sequence
 
 from twisted.logger import Logger
 
 from metastore import raft
-from metastore.kv.commands import Command, CommandError, PublishMember, decode_command
+from metastore.errors import EntryRejected, RequestTimedOut
+from metastore.kv.commands import Command, CommandError, PublishMember, decode_proposal
+from metastore.kv.dedup import RecentRequests, Verdict
 from metastore.kv.store import KeyValueStore
 from metastore.membership import Membership
-from metastore.raft.types import ConfChange, ConfState, Entry, EntryType
+from metastore.raft.types import ConfChange, Entry, EntryType
 from metastore.waiters import PendingRequests
 
 log = Logger()
@@ -20,30 +23,61 @@ class EntryApplier:
     """Applies committed entries in log order to the key-value store and
     the membership, and answers the requests waiting for them.
 
-    A membership change is applied on its own: first to raft
-    (``apply_conf_change``), then to
-    ``membership``; the engine stores the new membership record with the
-    change's index.  An entry that holds no valid command is skipped by
-    every member alike, so state stays identical."""
+    Every committed entry is applied, whatever it holds, so the applied
+    index always reaches the commit index: an entry that holds no valid
+    command, or a membership change that raft's rules
+    (``RawNode.apply_conf_change_entry``) or ``Membership.invalid_reason``
+    refuse at its index, is applied as a no-op by every member alike and
+    fails its proposer with ``EntryRejected``.  A membership change is
+    applied on its own: to raft, then to ``membership``; the engine stores
+    the new membership record with the change's index.  A request whose id
+    ``RecentRequests`` remembers (a re-proposed copy) is applied as a no-op."""
 
     def __init__(
         self,
         store: KeyValueStore,
         membership: Membership,
         pending: PendingRequests,
-        apply_conf_change: Callable[[ConfChange], object],
-        conf_state: Callable[[], ConfState],
+        rawnode: raft.RawNode,
+        recent: RecentRequests,
     ) -> None:
         self._store = store
+        self._recent = recent
         self._membership = membership
         self._pending = pending
-        self._apply_conf_change = apply_conf_change
-        self._conf_state = conf_state
+        self._rawnode = rawnode
         self.first_applied_index: int | None = None
         """The index of the first entry this process applied."""
+        self.rejected = 0
+        """How many entries this process applied as no-ops."""
+        self.failure: Exception | None = None
+        """The unexpected error that stopped applying, if any (a bug: the
+        member then stops, and its health says so)."""
+        self.stalled_ticks = 0
+        """Ticks for which the applied index stayed below the commit index
+        without moving."""
+        self._applied_at_last_tick = store.applied_index
+
+    def tick(self, commit_index: int) -> None:
+        """One tick passed with ``commit_index`` known committed: count how
+        long applying has been stuck behind it."""
+        applied = self._store.applied_index
+        if applied >= commit_index or applied != self._applied_at_last_tick:
+            self.stalled_ticks = 0
+        else:
+            self.stalled_ticks += 1
+        self._applied_at_last_tick = applied
 
     def apply(self, entries: Sequence[Entry]) -> None:
-        """Apply ``entries`` (committed, durable, in order)."""
+        """Apply ``entries`` (committed, durable, in order).  An unexpected
+        error is kept as ``failure`` and raised."""
+        try:
+            self._apply(entries)
+        except Exception as e:
+            self.failure = e
+            raise
+
+    def _apply(self, entries: Sequence[Entry]) -> None:
         if not entries:
             return
         if self.first_applied_index is None:
@@ -53,22 +87,51 @@ class EntryApplier:
             if entry.type == EntryType.EntryConfChange:
                 self._apply_commands(run, entry.index - 1)
                 run = []
-                change = raft.decode_conf_change(entry.data)
-                self._apply_conf_change(change)
-                self._membership.apply_conf_change(change)
+                self._apply_conf_change(entry)
                 self._apply_commands([(None, None)], entry.index)
             else:
                 run.append(self._decode(entry))
         self._apply_commands(run, entries[-1].index)
 
+    def _apply_conf_change(self, entry: Entry) -> None:
+        """Apply the change ``entry`` holds, or skip it when raft or the
+        membership refuses it at this index."""
+        outcome = self._rawnode.check_conf_change_entry(entry)
+        reason = outcome.reason if isinstance(outcome, raft.ConfChangeRejection) else None
+        if reason is None:
+            reason = self._membership.invalid_reason(outcome)
+        if reason is not None:
+            self.rejected += 1
+            self._rawnode.skip_conf_change_entry(entry)
+            self._membership.reject_entry(entry.data, entry.index, reason)
+            return
+        change = self._rawnode.apply_conf_change_entry(entry)
+        assert isinstance(change, ConfChange)
+        self._membership.apply_conf_change(change, entry.data)
+
     def _decode(self, entry: Entry) -> tuple[bytes | None, Command | None]:
         if not entry.data:
             return None, None  # a new leader's empty entry
         try:
-            request_id, command = decode_command(entry.data)
+            request_id, command, proposed_at = decode_proposal(entry.data)
         except CommandError as e:
-            log.error("entry {i} holds no valid command, skipped: {e}", i=entry.index, e=e)
+            log.error("entry {i} holds no valid command, applied as a no-op: {e}", i=entry.index, e=e)
+            self.rejected += 1
+            # A waiter keyed by the entry's bytes (a raw proposal) learns why.
+            self._pending.resolve(entry.data, EntryRejected(f"entry {entry.index} holds no valid command: {e}"))
             return None, None
+        self._recent.forget_before(entry.index)
+        verdict = self._recent.judge(request_id, proposed_at, entry.index)
+        if verdict is Verdict.DUPLICATE:
+            log.info("entry {i} repeats a request already applied: a no-op", i=entry.index)
+            return None, None
+        if verdict is Verdict.UNDECIDABLE:
+            self.rejected += 1
+            error = RequestTimedOut(f"entry {entry.index} was proposed too long ago to rule out an earlier copy: "
+                                    "it was not applied, an earlier copy may have been")
+            self._pending.resolve(request_id, error)
+            return None, None
+        self._recent.add(request_id, entry.index)
         if isinstance(command, PublishMember):
             self._membership.apply_attributes(command)
             self._pending.resolve(request_id, None)
@@ -78,7 +141,11 @@ class EntryApplier:
     def _apply_commands(self, run: list[tuple[bytes | None, Command | None]], index: int) -> None:
         if not run:
             return
-        record = self._membership.changed_record(self._conf_state)
+        record = self._membership.changed_record(self._rawnode.applied_conf_state)
+        if self._recent.changed:
+            record = replace(record or self._membership.record(self._rawnode.applied_conf_state()),
+                             requests=self._recent.entries())
+            self._recent.changed = False
         results = self._store.apply(index, [c for _, c in run], record)
         for (request_id, _), result in zip(run, results):
             if request_id is not None:

@@ -52,6 +52,8 @@ class Config:
     cluster_token: str = "metastore"
     grpc_port: int | None = None
     """Port of etcd's gRPC API; None serves no gRPC (the default)."""
+    strict_reconfig_check: bool = True
+    """etcd's check: refuse membership changes that could lose quorum."""
     auto_compaction_mode: str = DEFAULT_MODE
     auto_compaction_retention: str = DEFAULT_RETENTION
     """Revisions to keep (revision mode) or a duration (periodic mode, e.g.

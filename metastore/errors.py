@@ -35,5 +35,29 @@ class Stopping(Unavailable):
     """The member is shutting down."""
 
 
+class Refused(MetaStoreError):
+    """The cluster refused the request for a reason retrying alone will not
+    fix; ``status`` is its HTTP status, ``code`` the JSON ``error`` code."""
+
+    status = 409
+    code = "refused"
+
+
+class EntryRejected(Refused):
+    """The request's entry was committed but applied as a no-op: every
+    member judged it invalid at its index (malformed bytes, or a membership
+    change invalid against the membership as it stood there)."""
+
+    code = "entry_rejected"
+
+
+class UnhealthyCluster(Refused):
+    """etcd's strict reconfiguration check refused a membership change:
+    too few started members would remain to form a quorum."""
+
+    status = 412
+    code = "unhealthy_cluster"
+
+
 class StartupError(Exception):
     """The member cannot start; the message says why, for the operator."""

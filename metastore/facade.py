@@ -67,6 +67,13 @@ class MemberStatus:
     revision: int
     healthy: bool
     storage_failure: str | None
+    apply_failure: str | None = None
+    """The unexpected error that stopped applying, if any."""
+    apply_stalled_ticks: int = 0
+    """Ticks for which the applied index stayed below the commit index without moving."""
+    election_ticks: int = 10
+    connected_peers: tuple[int, ...] = ()
+    """The members this one's transport is connected to now."""
 
 
 class MemberFacade:
@@ -170,7 +177,14 @@ class MemberFacade:
             first_log_index=node.raft_storage.first_index(),
             revision=node.store.revision,
             healthy=node.running and node.failure is None and node.leader_id != 0,
-            storage_failure=None if node.failure is None else str(node.failure),
+            storage_failure=None if node.failure is None or node.applier.failure else str(node.failure),
+            apply_failure=None if node.applier.failure is None else repr(node.applier.failure),
+            apply_stalled_ticks=node.applier.stalled_ticks,
+            election_ticks=node.election_ticks,
+            connected_peers=tuple(
+                i for i in sorted(node.membership.peer_urls())
+                if i != node.member_id and node.transport is not None and node.transport.connected(i)
+            ),
         )
 
     # -- members ----------------------------------------------------------------
@@ -193,6 +207,12 @@ class MemberFacade:
         """Change a member's peer URL: not supported yet (raft has no
         ConfChangeUpdateNode); raises ``MembershipError`` (``not_supported``)."""
         raise MembershipError("not_supported", "changing a member's peer URL is not supported yet")
+
+    def propose_raw(self, data: bytes, conf_change: bool = False) -> defer.Deferred:
+        """Test-only: propose ``data`` unchecked as a normal or conf change
+        entry (``POST /admin/debug/propose-raw``, see ``metastore.faults``);
+        fails with ``EntryRejected`` when every member applies it as a no-op."""
+        return self._node.requests.propose_raw(data, conf_change)
 
     # -- snapshots -----------------------------------------------------------------
 

@@ -1,4 +1,11 @@
-"""Fault injection for tests of durability, off unless asked for.
+"""Fault injection for tests, off unless asked for.  Never set these in
+production.
+
+A member started with ``METASTORE_DEBUG_PROPOSE_RAW=1`` serves
+``POST /admin/debug/propose-raw?type=normal`` (or ``type=conf-change``),
+which proposes the request body as it is as a Raft entry, bypassing every
+check, so tests can put poison entries into the log; without the variable
+that route answers 404.
 
 A member started with ``METASTORE_FAULT_FSYNC=<kind>-after:<n>`` in its
 environment has a WAL whose ``fsync`` succeeds ``n`` times and then fails
@@ -40,3 +47,11 @@ def wal_fsync_from_environment(environ: Mapping[str, str] = os.environ) -> Calla
         return failing_fsync(int(count), _ERRORS[kind])
     except (KeyError, ValueError):
         raise ValueError(f"{ENVIRONMENT_VARIABLE} must look like eio-after:10 or enospc-after:0, not {spec!r}") from None
+
+
+RAW_PROPOSALS_VARIABLE = "METASTORE_DEBUG_PROPOSE_RAW"
+
+
+def raw_proposals_from_environment(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the test-only raw proposal route is on (the variable is ``1``)."""
+    return environ.get(RAW_PROPOSALS_VARIABLE, "").strip() == "1"

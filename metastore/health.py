@@ -20,6 +20,28 @@ def storage_failed(status: MemberStatus) -> str:
     return "" if status.storage_failure is None else f"storage failed: {status.storage_failure}"
 
 
+def apply_failed(status: MemberStatus) -> str:
+    """Applying committed entries failed: the member stopped."""
+    return "" if status.apply_failure is None else f"applying committed entries failed: {status.apply_failure}"
+
+
+APPLY_STALL_ELECTIONS = 2
+"""How many election timeouts applying may sit still behind commit before
+the member calls itself unhealthy."""
+
+
+def apply_stalled(status: MemberStatus) -> str:
+    """The applied index is behind the commit index and has not moved for
+    ``APPLY_STALL_ELECTIONS`` election timeouts: reads here are stale and
+    writes through here are not answered."""
+    if status.apply_stalled_ticks < APPLY_STALL_ELECTIONS * status.election_ticks:
+        return ""
+    return (
+        f"applied index {status.applied_index} is behind commit index {status.commit_index} "
+        f"and has not moved for {status.apply_stalled_ticks} ticks"
+    )
+
+
 def no_leader(status: MemberStatus) -> str:
     """No leader known: nothing can commit through this member."""
     return "no leader" if status.leader == 0 else ""
@@ -33,7 +55,7 @@ def applied_behind_commit(status: MemberStatus) -> str:
     return ""
 
 
-HEALTH_CHECKS: tuple[Check, ...] = (storage_failed, no_leader)
+HEALTH_CHECKS: tuple[Check, ...] = (storage_failed, apply_failed, apply_stalled, no_leader)
 READY_CHECKS: tuple[Check, ...] = HEALTH_CHECKS + (applied_behind_commit,)
 
 

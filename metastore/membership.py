@@ -20,8 +20,9 @@ from typing import Callable
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from metastore.errors import Stopping
+from metastore.errors import EntryRejected, Stopping
 from metastore.kv.commands import PublishMember
+from metastore.raft.confchange import encode_conf_change
 from metastore.raft.types import ConfChange, ConfChangeType, ConfState
 from metastore.storage.engine import ClusterState, MemberRecord
 from metastore.transport.urls import parse_peer_url
@@ -74,9 +75,11 @@ class Membership:
         self.transport = None
         self.client_url = ""
         """This member's own client URL, published once a leader is known."""
+        self.strict_reconfig_check = True
+        """Refuse membership changes that could lose quorum (``unsafe_reconfiguration``)."""
         self._changed = False
         self._publishing = False
-        self._waiters: dict[tuple[int, int], list[defer.Deferred]] = {}
+        self._waiters: dict[bytes, list[defer.Deferred]] = {}
         if record is not None:
             self.restore(record)
 
@@ -110,8 +113,10 @@ class Membership:
 
     def invalid_reason(self, change: ConfChange) -> str | None:
         """Why ``change`` cannot apply to the membership as it stands, or
-        None when it can.  (Not yet enforced at apply time: a later change
-        makes an invalid entry a deterministic no-op that fails its proposer.)"""
+        None when it can.  The applier asks this of every committed change
+        (raft's own rules passed), against the membership as applied at the
+        entry's index, so every member refuses alike: the rules read only
+        what ``record`` stores."""
         if change.type == ConfChangeType.ConfChangeRemoveNode:
             if change.node_id not in self.members:
                 return f"member {change.node_id} is not in the cluster"
@@ -126,6 +131,51 @@ class Membership:
                 return f"member {change.node_id} is already in the cluster"
         if change.type == ConfChangeType.ConfChangeAddLearnerNode and change.node_id in self.members:
             return f"member {change.node_id} is already in the cluster"
+        return self._url_taken(change)
+
+    def _url_taken(self, change: ConfChange) -> str | None:
+        """Why the peer URL ``change`` adds cannot be used: another member
+        has it.  (Bootstrap entries carry no URL: --cluster gives them.)"""
+        if not change.context:
+            return None
+        url = change.context.decode("utf-8", "replace")
+        try:
+            address = peer_address(url)
+        except ValueError:
+            return f"peer URL {url[:200]!r} is not a valid peer URL"
+        for m in self.members.values():
+            if m.member_id == change.node_id:
+                continue
+            try:
+                if peer_address(m.peer_url) == address:
+                    return f"member {m.member_id} already uses peer URL {m.peer_url}"
+            except ValueError:
+                continue
+        return None
+
+    def unsafe_reconfiguration(self, change: ConfChange) -> str | None:
+        """etcd's strict reconfiguration check (when ``strict_reconfig_check``):
+        why ``change`` could cost the cluster its quorum, or None.  A member
+        counts as started when it is this one or the transport is connected
+        to it.  Adding a voter needs as many started voters as the new
+        quorum (a one-member cluster may always add one); removing a voter
+        needs a quorum of the remaining voters started.  Learners are not
+        checked."""
+        if not self.strict_reconfig_check or self.transport is None:
+            return None
+        voters = [i for i, m in self.members.items() if not m.is_learner]
+        started = {i for i in voters if i == self.member_id or self.transport.connected(i)}
+        if change.type == ConfChangeType.ConfChangeAddNode and change.node_id not in voters:
+            after = len(voters) + 1
+            if len(started) < after // 2 + 1 and not (len(started) == 1 and after == 2):
+                return (f"adding a voter needs {after // 2 + 1} started members for the new quorum; "
+                        f"{len(started)} of {len(voters)} are connected")
+        elif change.type == ConfChangeType.ConfChangeRemoveNode and change.node_id in voters:
+            remaining = [i for i in voters if i != change.node_id]
+            up = len(started.intersection(remaining))
+            if up < len(remaining) // 2 + 1:
+                return (f"removing member {change.node_id} would leave {up} started of {len(remaining)} voters, "
+                        f"fewer than a quorum of {len(remaining) // 2 + 1}")
         return None
 
     # -- building proposals ---------------------------------------------------
@@ -144,15 +194,11 @@ class Membership:
             raise MembershipError("member_exists", f"member {member_id} is already in the cluster")
         if member_id in self.removed_ids:
             raise MembershipError("member_removed", f"member {member_id} was removed; a removed id is never reused")
-        address = peer_address(peer_url)
-        for m in self.members.values():
-            try:
-                taken = peer_address(m.peer_url)
-            except ValueError:
-                continue
-            if taken == address:
-                raise MembershipError("peer_url_exists", f"member {m.member_id} already uses peer URL {m.peer_url}")
-        return ConfChange(ConfChangeType.ConfChangeAddNode, member_id, peer_url.encode())
+        change = ConfChange(ConfChangeType.ConfChangeAddNode, member_id, peer_url.encode())
+        taken = self._url_taken(change)
+        if taken is not None:
+            raise MembershipError("peer_url_exists", taken)
+        return change
 
     def remove_change(self, member_id: int) -> ConfChange:
         """The change that removes ``member_id``; raises ``MembershipError``
@@ -165,16 +211,32 @@ class Membership:
         return ConfChange(ConfChangeType.ConfChangeRemoveNode, member_id)
 
     def wait_applied(self, change: ConfChange) -> defer.Deferred:
-        """A Deferred that fires with ``change`` once it is applied here."""
+        """A Deferred that fires with ``change`` once it is applied here, or
+        fails with ``EntryRejected`` once its entry is applied as a no-op."""
+        return self.wait_entry(encode_conf_change(change))
+
+    def wait_entry(self, data: bytes) -> defer.Deferred:
+        """A Deferred for the conf change entry holding ``data``: the entry's
+        bytes survive even when they decode to nothing, so a proposer of a
+        malformed change is answered too."""
         d = defer.Deferred()
-        self._waiters.setdefault((int(change.type), change.node_id), []).append(d)
+        self._waiters.setdefault(data, []).append(d)
         return d
+
+    def reject_entry(self, data: bytes, index: int, reason: str) -> None:
+        """The conf change entry ``data`` at ``index`` was applied as a
+        no-op: fail whoever waits on it, saying why."""
+        log.warn("membership change at index {index} refused: {reason}", index=index, reason=reason)
+        error = EntryRejected(f"the membership change committed at index {index} was refused: {reason}")
+        for d in self._waiters.pop(data, []):
+            if not d.called:
+                d.errback(error)
 
     def answer_waiters_on_leaving(self) -> None:
         """This member is leaving the cluster: a request for its own removal
         succeeded (a peer may tell of the removal before it is applied
         here); every other change waiting fails with ``Stopping``."""
-        own_removal = (int(ConfChangeType.ConfChangeRemoveNode), self.member_id)
+        own_removal = encode_conf_change(ConfChange(ConfChangeType.ConfChangeRemoveNode, self.member_id))
         waiters, self._waiters = self._waiters, {}
         for key, deferreds in waiters.items():
             for d in deferreds:
@@ -187,11 +249,12 @@ class Membership:
 
     # -- applying -------------------------------------------------------------
 
-    def apply_conf_change(self, change: ConfChange) -> None:
-        """A committed membership change (already applied to raft): update
-        the members, the transport's peers, and wake its proposer."""
+    def apply_conf_change(self, change: ConfChange, data: bytes | None = None) -> None:
+        """A committed membership change (already applied to raft), held in
+        entry bytes ``data``: update the members, the transport's peers,
+        and wake its proposer."""
         self._changed = True
-        for d in self._waiters.pop((int(change.type), change.node_id), []):
+        for d in self._waiters.pop(encode_conf_change(change) if data is None else data, []):
             if not d.called:
                 d.callback(change)
         if change.type == ConfChangeType.ConfChangeRemoveNode:
@@ -227,7 +290,9 @@ class Membership:
     def record(self, conf: ConfState) -> ClusterState:
         """The membership as applied here, in the engine's terms, with
         raft's voters and learners ``conf``."""
-        return ClusterState(tuple(conf.voters), tuple(conf.learners), tuple(self.listing()))
+        return ClusterState(
+            tuple(conf.voters), tuple(conf.learners), tuple(self.listing()), tuple(sorted(self.removed_ids))
+        )
 
     def changed_record(self, conf: Callable[[], ConfState]) -> ClusterState | None:
         """``record(conf())`` if anything changed since the last one taken, else None."""
@@ -247,6 +312,7 @@ class Membership:
         """Replace the members with a stored record (the engine's, or a
         snapshot's) and connect to them."""
         self.members = {m.member_id: m for m in record.members}
+        self.removed_ids = set(record.removed)
         if self.transport is not None:
             for m in record.members:
                 if m.member_id != self.member_id and m.peer_url:

@@ -2,14 +2,13 @@
 
 It feeds ticks, peer messages, proposals and read requests into a
 ``RawNode`` and runs one Ready cycle at a time (``_run_cycles``):
-
-1. ``_start_cycle``: observe leadership; install a received snapshot first;
-2. ``_persist_and_send``: write the hard state and entries to the WAL, send
-   a leader's appends at once (``raft.MESSAGES_SENT_BEFORE_PERSIST``), apply
-   committed entries already durable here, fsync on the disk worker (what
-   arrives meanwhile piles up into the next Ready: group commit);
-3. ``_finish_cycle``: hand the durable Ready to raft's storage, send the
-   rest, apply the rest, serve reads, ``advance``.
+``_start_cycle`` observes leadership and installs a received snapshot first;
+``_persist_and_send`` writes the hard state and entries to the WAL, sends a
+leader's appends at once (``raft.MESSAGES_SENT_BEFORE_PERSIST``), applies
+committed entries already durable here, and fsyncs on the disk worker (what
+arrives meanwhile piles up into the next Ready: group commit);
+``_finish_cycle`` hands the durable Ready to raft's storage, sends the rest,
+applies the rest, serves reads and calls ``advance``.
 
 Its other jobs are collaborators it is given: ``Membership`` (who the
 members are), ``Compaction`` (snapshots, log compaction, WAL release),
@@ -65,16 +64,15 @@ class Node(service.Service):
         self.request_timeout = request_timeout
         self.start_applied_index = store.applied_index
         """The applied index this process started from (an engine's own, or a snapshot's)."""
-        self._tick_seconds = tick_seconds
+        self._tick_seconds, self.election_ticks = tick_seconds, election_ticks
         self.requests = Requests(self, election_ticks)
-        conf_state = lambda: rawnode.status().conf_state  # noqa: E731
-        self.applier = EntryApplier(store, membership, self.requests.pending, rawnode.apply_conf_change, conf_state)
+        self.applier = EntryApplier(store, membership, self.requests.pending, rawnode, compaction.recent_requests)
         self._ticker: task.LoopingCall | None = None
         self._cycle_scheduled = self._cycle_running = False
         self._persisted_index = raft_storage.last_index()
         self.leader_id, self.role = 0, StateType.StateFollower
         self.failure: Exception | None = None
-        """The storage error that stopped this member accepting writes, if any."""
+        """The storage (or apply) error that stopped this member accepting writes, if any."""
         self.removed = False
         self.on_removed: Callable[[], None] | None = None
 
@@ -137,6 +135,7 @@ class Node(service.Service):
         if self.failure is not None:
             return
         self.requests.reads.tick()
+        self.applier.tick(self.rawnode.status().commit)
         self.rawnode.tick()
         self.requests.maybe_start_read_round()
         if self.leader_id != 0:
@@ -227,19 +226,17 @@ class Node(service.Service):
         self._end_cycle()
 
     def _end_cycle(self, _=None) -> None:
-        """The cycle (a Ready's, or a WAL compaction's, after which the next
-        snapshot may already be due) is over: start a snapshot if one is due,
-        leave if removed, else look for the next cycle."""
+        """A Ready's or a WAL compaction's cycle is over: start a snapshot if
+        one is due, leave if removed, else look for the next cycle."""
         if self.running and self.failure is None:
             self.compaction.maybe_snapshot()
         self._cycle_running = False
-        if self.removed or self.membership.self_removed:
-            self.removed = True
-            self._leave_cluster()
-            return
-        self._schedule_cycle()
+        self.removed = self.removed or self.membership.self_removed
+        self._leave_cluster() if self.removed else self._schedule_cycle()
 
     def _observe_soft_state(self, soft: raft.SoftState) -> None:
+        if soft.lead not in (0, self.leader_id):
+            self.requests.repropose()  # what the old leader held may be lost
         was_leader, (self.leader_id, self.role) = self.is_leader, (soft.lead, soft.raft_state)
         if was_leader != self.is_leader:
             log.info("member {id} {what} the leader", id=self.member_id, what="is no longer" if was_leader else "became")
@@ -263,17 +260,19 @@ class Node(service.Service):
     def _apply(self, entries: Sequence[Entry]) -> None:
         """Apply committed entries and wake the reads they make possible."""
         if entries:
-            self.applier.apply(entries)
+            try:
+                self.applier.apply(entries)
+            except Exception as e:  # a bug: stop rather than skip entries
+                self._fail_storage(e, "applying committed entries")
+                raise
             self.requests.reads.reached(self.store.applied_index)
 
-    def _fail_storage(self, error: Exception) -> None:
-        """The disk failed: acknowledge nothing more, keep serving what was
-        applied to serializable reads, and say so in health."""
-        log.critical("storage failed, this member stops accepting writes: {e}", e=error)
-        self.failure = error
-        self._cycle_running = False
-        failure = StorageFailed(f"storage failed: {error}")
-        self.requests.fail_all(failure)
+    def _fail_storage(self, error: Exception, what: str = "storage") -> None:
+        """The disk (or applying) failed: acknowledge nothing more, keep
+        serving what was applied to serializable reads, and say so in health."""
+        log.critical("{what} failed, this member stops accepting writes: {e}", what=what, e=error)
+        self.failure, self._cycle_running = error, False
+        self.requests.fail_all(StorageFailed(f"{what} failed: {error}"))
         if self._ticker is not None and self._ticker.running:
             self._ticker.stop()
 

@@ -14,7 +14,7 @@ import os
 from twisted.internet import defer
 
 from metastore import raft
-from metastore.errors import ChangeRefused, NoLeader, RequestTimedOut, StorageFailed, Stopping
+from metastore.errors import ChangeRefused, NoLeader, RequestTimedOut, StorageFailed, Stopping, UnhealthyCluster
 from metastore.kv.commands import Command, encode_command
 from metastore.raft.types import ConfChange
 from metastore.waiters import LinearizableReads, PendingRequests, fail_after
@@ -28,6 +28,8 @@ class Requests:
         self._node = node
         self._boot_id, self._sequence = os.urandom(8), itertools.count(1)
         self.pending = PendingRequests(node.reactor, node.request_timeout)
+        self._in_flight: dict[bytes, bytes] = {}
+        """Each waiting write's entry data, by request id, to re-propose."""
         self.reads = LinearizableReads(
             node.reactor, node.request_timeout, election_ticks, self._new_id, node.rawnode.read_index
         )
@@ -38,20 +40,41 @@ class Requests:
         return self._boot_id + next(self._sequence).to_bytes(8, "big")
 
     def propose(self, command: Command) -> defer.Deferred:
-        """Replicate ``command``; fires with its ``Result`` once applied here."""
+        """Replicate ``command``; fires with its ``Result`` once applied here.
+        The entry carries the commit index known now, so copies re-proposed
+        later are recognised (``metastore.kv.dedup``)."""
         node = self._node
         if node.failure is not None:
             return defer.fail(StorageFailed(str(node.failure)))
         if not node.running:
             return defer.fail(Stopping("the member is not running"))
         request_id = self._new_id()
+        data = encode_command(request_id, command, node.rawnode.status().commit)
         try:
-            node.rawnode.propose(encode_command(request_id, command))
+            node.rawnode.propose(data)
         except raft.ProposalDropped as e:
             return defer.fail(NoLeader(f"proposal dropped: {e}"))
+        self._in_flight[request_id] = data
         d = self.pending.add(request_id)
+        d.addBoth(self._answered, request_id)
         node.wake()
         return d
+
+    def _answered(self, result, request_id: bytes):
+        self._in_flight.pop(request_id, None)
+        return result
+
+    def repropose(self) -> None:
+        """A new leader is known: propose every write still waiting again, as
+        it was (same request id, same ``proposed_at``), since the old leader
+        may have lost it; a copy applied twice is applied once."""
+        for data in list(self._in_flight.values()):
+            try:
+                self._node.rawnode.propose(data)
+            except raft.ProposalDropped:
+                return  # no leader after all: the next one will retry
+        if self._in_flight:
+            self._node.wake()
 
     def change_membership(self, change: ConfChange) -> defer.Deferred:
         """Propose a single-step membership change; fires once it is applied
@@ -59,6 +82,9 @@ class Requests:
         node = self._node
         if node.failure is not None:
             return defer.fail(StorageFailed(str(node.failure)))
+        unsafe = node.membership.unsafe_reconfiguration(change)
+        if unsafe is not None:
+            return defer.fail(UnhealthyCluster(unsafe))
         try:
             node.rawnode.propose_conf_change(change)
         except raft.ProposalDropped as e:
@@ -67,6 +93,22 @@ class Requests:
         node.wake()
         error = RequestTimedOut("the membership change timed out; it may still apply")
         return fail_after(d, node.request_timeout, node.reactor, error)
+
+    def propose_raw(self, data: bytes, conf_change: bool) -> defer.Deferred:
+        """Test-only (``metastore.faults``): propose ``data`` as it is, as a
+        normal or a conf change entry, bypassing every check; fires once
+        applied, fails with ``EntryRejected`` once applied as a no-op."""
+        node = self._node
+        if node.failure is not None or not node.running:
+            return defer.fail(Stopping("the member is not accepting proposals"))
+        entry = raft.Entry(0, 0, raft.EntryType.EntryConfChange if conf_change else raft.EntryType.EntryNormal, data)
+        try:
+            node.rawnode.raft.step(raft.Message(type=raft.MessageType.MsgProp, entries=(entry,)))
+        except raft.ProposalDropped as e:
+            return defer.fail(NoLeader(f"proposal dropped: {e}"))
+        d = node.membership.wait_entry(data) if conf_change else self.pending.add(data)
+        node.wake()
+        return fail_after(d, node.request_timeout, node.reactor, RequestTimedOut("the raw proposal timed out"))
 
     def read_barrier(self) -> defer.Deferred:
         """Fires once local state reflects every write acknowledged before

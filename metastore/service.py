@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import msgpack
 from twisted.application import service
-from twisted.internet import defer, endpoints
+from twisted.internet import defer, endpoints, task
 from twisted.internet.error import CannotListenError
 
 from metastore import raft
@@ -24,10 +24,11 @@ from metastore.api.rest import RestAPI
 from metastore.api.root import member_root
 from metastore.api.site import MetaStoreSite
 from metastore.config import Config
-from metastore.errors import StartupError
+from metastore.errors import StartupError, Stopping
 from metastore.compacting import CompactionService
 from metastore.diskworker import DiskWorker
 from metastore.facade import MemberFacade
+from metastore.kv.dedup import RecentRequests
 from metastore.kv.store import KeyValueStore
 from metastore.membership import Membership
 from metastore.node import Node
@@ -152,6 +153,30 @@ class MemberService(service.MultiService):
         except CannotListenError as e:
             raise listen_error("peers", e) from None
 
+    def ready(self) -> defer.Deferred:
+        """A Deferred that fires (with this member's id) once the member
+        knows a leader and has applied every entry known committed at that
+        moment, so a proposal or a linearizable read made then can succeed;
+        fails with ``Stopping`` if the member stops first.  Call it after
+        starting the member."""
+        d: defer.Deferred = defer.Deferred()
+        node, target = self.node, [None]
+
+        def check() -> None:
+            if not node.running:
+                poll.stop()
+                d.errback(Stopping("the member stopped before it was ready"))
+            elif node.leader_id != 0 and target[0] is None:
+                target[0] = node.rawnode.status().commit
+            if target[0] is not None and node.applied_index >= target[0] and not d.called:
+                poll.stop()
+                d.callback(node.member_id)
+
+        poll = task.LoopingCall(check)
+        poll.clock = node.reactor
+        poll.start(self.config.tick_ms / 1000, now=True)
+        return d
+
     def _publish_client_url(self, port):
         address = port.getHost()
         self.node.membership.client_url = f"http://{address.host}:{address.port}"
@@ -235,12 +260,14 @@ def _open_engine(config: Config):
     return engine, recover_durable_engine
 
 
-def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -> MemberService:
+def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
+                raw_proposals: bool = False) -> MemberService:
     """Open the member's storage and wire its parts; nothing runs until the
     returned service is started.  Raises ``StartupError``.
 
-    ``fsync`` is the WAL's fault-injection hook (tests make it fail); keep
-    the default in production."""
+    ``fsync`` is the WAL's fault-injection hook (tests make it fail) and
+    ``raw_proposals`` turns on the test-only raw proposal route
+    (``metastore.faults``); keep the defaults in production."""
     grpc = _grpc_service(config, reactor)
     paths = _paths(config)
     wal, state = _open_wal(config, paths.wal, fsync)
@@ -263,6 +290,10 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
             heartbeat_tick=config.heartbeat_ticks,
             storage=storage,
             applied=recovered.applied_index,
+            # The membership as applied at that index (the engine's or the
+            # snapshot's record): the applier may have skipped changes raft
+            # alone would apply.
+            applied_conf_state=None if recovered.snapshot is None else recovered.snapshot.conf_state,
             rng=random.Random(),
         )
     )
@@ -272,6 +303,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
     membership = Membership(
         config.member_id, {i: url for i, url in enumerate(config.cluster, start=1)}, engine.cluster_state
     )
+    membership.strict_reconfig_check = config.strict_reconfig_check
     disk = DiskWorker(reactor, wal, run_blocking)
     compaction = Compaction(
         snapshotter=Snapshotter(
@@ -285,7 +317,8 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
         wal=wal,
         store=store,
         membership=membership,
-        conf_state=lambda: rawnode.status().conf_state,
+        recent_requests=RecentRequests(entries=engine.cluster_state.requests if engine.cluster_state else ()),
+        conf_state=rawnode.applied_conf_state,
         sync_wal=disk.sync_wal,
         run_blocking=disk.run,
     )
@@ -318,7 +351,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
     node.transport = membership.transport = transport
     api = MemberFacade(node, config.storage)
     rest = RestAPI(api)
-    admin = AdminAPI(api, PeerStatusClient(reactor), rest.members).app.resource()
+    admin = AdminAPI(api, PeerStatusClient(reactor), rest.members, raw_proposals).app.resource()
     root = member_root(rest.app.resource(), admin)
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)

@@ -81,6 +81,8 @@ class Options(VersionOption, usage.Options):
         ["tick-ms", None, "100", "Milliseconds per Raft tick."],
         ["election-ticks", None, "10", "Ticks without a leader before an election (randomized up to twice that)."],
         ["heartbeat-ticks", None, "1", "Ticks between leader heartbeats."],
+        ["strict-reconfig-check", None, "true",
+         "Refuse membership changes that could cost the cluster its quorum (etcd's check): true or false."],
         ["cluster-token", None, "metastore", "Name of the cluster; members of different clusters refuse each other."],
         ["auto-compaction-mode", None, DEFAULT_MODE, f"When to compact history: {' or '.join(MODES)}."],
         [
@@ -119,6 +121,9 @@ class Options(VersionOption, usage.Options):
                 values["grpc_port"] = int(self["grpc-port"])
             except ValueError:
                 raise usage.UsageError(f"--grpc-port must be an integer, got {self['grpc-port']!r}") from None
+        strict = self["strict-reconfig-check"].strip().lower()
+        if strict not in ("true", "false"):
+            raise usage.UsageError(f"--strict-reconfig-check must be true or false, got {self['strict-reconfig-check']!r}")
         cluster = tuple(u.strip() for u in self["cluster"].split(",") if u.strip())
         try:
             self.config = Config(
@@ -128,6 +133,7 @@ class Options(VersionOption, usage.Options):
                 data_dir=self["data-dir"],
                 listen_host=self["listen-host"],
                 cluster_token=self["cluster-token"],
+                strict_reconfig_check=strict == "true",
                 auto_compaction_mode=self["auto-compaction-mode"],
                 auto_compaction_retention=self["auto-compaction-retention"],
                 **values,
@@ -153,11 +159,12 @@ def makeService(options: Options):
     """The member's service; exits with a clear message when it cannot start."""
     reactor = _reactor(options.config)
 
-    from metastore.faults import wal_fsync_from_environment
+    from metastore.faults import raw_proposals_from_environment, wal_fsync_from_environment
     from metastore.service import open_member
 
     try:
-        member = open_member(options.config, reactor, fsync=wal_fsync_from_environment())
+        member = open_member(options.config, reactor, fsync=wal_fsync_from_environment(),
+                             raw_proposals=raw_proposals_from_environment())
     except (StartupError, ValueError) as e:
         _exit_with_one_line(f"cannot start: {e}", STARTUP_EXIT_STATUS)
     # A member removed from the cluster has nothing left to do: exit.

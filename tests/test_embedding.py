@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+
 import treq
+from treq.testing import StubTreq
 from twisted.application import service
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
@@ -10,7 +15,8 @@ from twisted.trial.unittest import TestCase
 from metastore.config import Config
 from metastore.kv.commands import Put
 from metastore.service import open_member
-from tests.process import wait_until
+from metastore.errors import Stopping
+from tests.process import REPO_ROOT, free_port, run_to_exit, wait_until
 
 
 class EmbeddingTests(TestCase):
@@ -49,6 +55,64 @@ class EmbeddingTests(TestCase):
         await second.http.listening
         await wait_until(lambda: second.node.store.get(b"k") is not None, timeout=10, what="replay")
         self.assertEqual(second.node.store.get(b"k").value, b"v")
+
+
+class ReadyTests(TestCase):
+    """``MemberService.ready`` and the documented example that uses it."""
+
+    async def test_ready_fires_once_a_proposal_can_succeed(self):
+        """Right after start the first proposal succeeds once ``ready`` fired."""
+        config = Config(cluster=("http://127.0.0.1:0",), port=0, data_dir=self.mktemp()).validate()
+        member = open_member(config, reactor)
+        member.startService()
+        self.addCleanup(member.stopService)
+        self.assertEqual(await member.ready(), 1)
+        self.assertNotEqual(member.api.leader_id, 0)
+        result = await member.api.propose(Put(b"first", b"ok"))
+        self.assertEqual(result.revision, 2)
+
+    async def test_ready_fails_when_the_member_stops_first(self):
+        """A member of a 3-member cluster with no peers never gets ready;
+        stopping it fails the Deferred with ``Stopping``."""
+        cluster = tuple(f"http://127.0.0.1:{free_port()}" for _ in range(3))
+        config = Config(cluster=cluster, port=0, data_dir=self.mktemp()).validate()
+        member = open_member(config, reactor)
+        member.startService()
+        d = member.ready()
+        self.assertNoResult(d)
+        await member.stopService()
+        with self.assertRaises(Stopping):
+            await d
+
+    async def test_a_member_without_a_leader_answers_503_with_retry_after(self):
+        """Until it knows a leader, a starting member refuses writes at once
+        with 503 and Retry-After, and /health says why."""
+        cluster = tuple(f"http://127.0.0.1:{free_port()}" for _ in range(3))
+        config = Config(cluster=cluster, port=0, data_dir=self.mktemp()).validate()
+        member = open_member(config, reactor)
+        member.startService()
+        self.addCleanup(member.stopService)
+        client = StubTreq(member.http.factory.resource)
+        for method, path in (("PUT", "/k"), ("GET", "/health")):
+            response = await client.request(method, "http://member" + path, data=b"v")
+            body = json.loads(await response.content())
+            self.assertEqual(response.code, 503, body)
+            self.assertEqual(response.headers.getRawHeaders(b"Retry-After"), [b"1"])
+            self.assertIn("leader", json.dumps(body))
+
+    def test_the_documented_example_runs(self):
+        """docs/embedding.md's complete program runs as written."""
+        with open(os.path.join(REPO_ROOT, "docs", "embedding.md")) as f:
+            text = f.read()
+        code = text.split("<!-- runnable example -->\n```python\n", 1)[1].split("```", 1)[0]
+        workdir = os.path.abspath(self.mktemp())
+        os.makedirs(workdir)
+        script = os.path.join(workdir, "example.py")
+        with open(script, "w") as f:
+            f.write(code)
+        done = run_to_exit([sys.executable, script, os.path.join(workdir, "data")], cwd=workdir, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stdout.strip(), "hello at revision 2")
 
 
 class EmbeddedRocksDBTests(TestCase):

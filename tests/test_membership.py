@@ -140,3 +140,46 @@ class RecordTests(SynchronousTestCase):
         membership.restore(record)
         self.assertEqual(membership.record(ConfState((1, 2, 3), ())), record)
         self.assertEqual(transport.added, [(2, URLS[2]), (3, URLS[3])])
+
+
+class ConnectedTransport(RecordingTransport):
+    """A transport connected to the peers in ``up``."""
+
+    def __init__(self, up: set[int]) -> None:
+        super().__init__()
+        self.up = up
+
+    def connected(self, peer_id: int) -> bool:
+        return peer_id in self.up
+
+
+class StrictReconfigurationTests(SynchronousTestCase):
+    """etcd's strict reconfiguration check, from member 1's side."""
+
+    def membership(self, up: set[int], size: int = 3) -> Membership:
+        membership = Membership(1, {i: URLS[i] for i in range(1, size + 1)})
+        for i in range(1, size + 1):
+            membership.apply_conf_change(ConfChange(ConfChangeType.ConfChangeAddNode, i))
+        membership.transport = ConnectedTransport(up)
+        return membership
+
+    def test_adding_a_voter_needs_the_new_quorum_started(self) -> None:
+        add = ConfChange(ConfChangeType.ConfChangeAddNode, 4, b"http://127.0.0.1:9024")
+        self.assertIsNone(self.membership({2, 3}).unsafe_reconfiguration(add))
+        self.assertIn("needs 3 started", self.membership({2}).unsafe_reconfiguration(add))
+
+    def test_a_one_member_cluster_may_add_one(self) -> None:
+        add = ConfChange(ConfChangeType.ConfChangeAddNode, 2, b"http://127.0.0.1:9022")
+        self.assertIsNone(self.membership(set(), size=1).unsafe_reconfiguration(add))
+
+    def test_removing_needs_a_quorum_of_the_rest_started(self) -> None:
+        membership = self.membership({2})  # member 3 is down
+        self.assertIn("would leave 1 started", membership.unsafe_reconfiguration(ConfChange(ConfChangeType.ConfChangeRemoveNode, 2)))
+        self.assertIsNone(membership.unsafe_reconfiguration(ConfChange(ConfChangeType.ConfChangeRemoveNode, 3)))
+
+    def test_learners_and_the_flag_off_are_not_checked(self) -> None:
+        membership = self.membership(set())
+        learner = ConfChange(ConfChangeType.ConfChangeAddLearnerNode, 4, b"http://127.0.0.1:9024")
+        self.assertIsNone(membership.unsafe_reconfiguration(learner))
+        membership.strict_reconfig_check = False
+        self.assertIsNone(membership.unsafe_reconfiguration(ConfChange(ConfChangeType.ConfChangeAddNode, 4)))

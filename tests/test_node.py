@@ -7,13 +7,21 @@ between the WAL write and its fsync.
 
 from __future__ import annotations
 
+import json
+
+from treq.testing import StubTreq
 from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import TestCase
 
+from metastore import health
+from metastore.api.admin import AdminAPI
 from metastore.config import Config
-from metastore.errors import StorageFailed
-from metastore.kv.commands import Put
+from metastore.errors import EntryRejected, StorageFailed
+from metastore.facade import MemberStatus
+from metastore.kv.commands import Put, encode_command
+from metastore.raft.confchange import encode_conf_change
+from metastore.raft.types import ConfChange, ConfChangeType
 from metastore.service import open_member
 
 MAX_STEPS = 200
@@ -43,8 +51,8 @@ class ControlledDisk:
         return ran
 
 
-class ReadyLoopTests(TestCase):
-    """The cycle's ordering promises, observed on the shipping driver."""
+class NodeHarness(TestCase):
+    """A one-member cluster's real Node, led, on a controlled clock and disk."""
 
     def setUp(self) -> None:
         self.clock = MemoryReactorClock()
@@ -75,6 +83,10 @@ class ReadyLoopTests(TestCase):
                 return
         self.fail("the member did not settle")
 
+
+class ReadyLoopTests(NodeHarness):
+    """The cycle's ordering promises, observed on the shipping driver."""
+
     def test_entries_reach_raft_storage_only_after_the_fsync(self) -> None:
         """Raft's storage holds only durable entries, and nothing is
         acknowledged before its fsync (raft/storage.py's contract)."""
@@ -102,3 +114,164 @@ class ReadyLoopTests(TestCase):
         self.assertEqual(storage.last_index(), last)
         self.assertIsNone(self.node.store.get(b"k"))
         self.failureResultOf(self.node.propose(Put(b"k2", b"v")), StorageFailed)
+
+
+class PoisonEntryTests(NodeHarness):
+    """Entries the state machine cannot apply are applied as no-ops that
+    fail their proposer; the applied index always reaches the commit index."""
+
+    def assert_caught_up(self) -> None:
+        status = self.node.rawnode.status()
+        self.assertEqual(self.node.applied_index, status.commit)
+        self.assertEqual(self.member.api.health_problems(), [])
+
+    def test_garbage_normal_entry_is_a_no_op(self) -> None:
+        """Bytes that decode to no command fail their proposer with
+        ``EntryRejected``; the next write commits and applies."""
+        d = self.node.requests.propose_raw(b"\xc1garbage", conf_change=False)
+        self.settle()
+        self.assertIn("no valid command", str(self.failureResultOf(d, EntryRejected).value))
+        self.assert_caught_up()
+        put = self.node.propose(Put(b"k", b"v"))
+        self.settle()
+        self.assertEqual(self.successResultOf(put).revision, 2)
+        self.assert_caught_up()
+
+    def test_invalid_conf_changes_are_no_ops(self) -> None:
+        """A malformed change, the removal of a non-member, re-adding a
+        member and a duplicate peer URL are each refused at apply time."""
+        learner = self.node.requests.change_membership(
+            ConfChange(ConfChangeType.ConfChangeAddLearnerNode, 4, b"http://127.0.0.1:9")
+        )
+        self.settle()
+        self.successResultOf(learner)
+        cases = [
+            (b"\x93\x01\x02", "malformed"),
+            (encode_conf_change(ConfChange(ConfChangeType.ConfChangeRemoveNode, 7)), "not a member"),
+            (encode_conf_change(ConfChange(ConfChangeType.ConfChangeAddNode, 1)), "already a voter"),
+            (encode_conf_change(ConfChange(ConfChangeType.ConfChangeAddNode, 5, b"http://127.0.0.1:9")), "already uses peer URL"),
+        ]
+        for data, reason in cases:
+            d = self.node.requests.propose_raw(data, conf_change=True)
+            self.settle()
+            self.assertIn(reason, str(self.failureResultOf(d, EntryRejected).value))
+            self.assert_caught_up()
+        self.assertEqual(self.node.rawnode.applied_conf_state().voters, (1,))
+        self.assertEqual([m.member_id for m in self.node.membership.listing()], [1, 4])
+        self.assertEqual(self.node.applier.rejected, len(cases))
+        put = self.node.propose(Put(b"k", b"v"))
+        self.settle()
+        self.successResultOf(put)
+
+    def test_a_removed_id_is_stored_and_refused(self) -> None:
+        """Removed ids are part of the stored membership record (so a
+        restarted member refuses their re-use as the others do), and a
+        change re-using one is refused at apply time."""
+        add = self.node.requests.change_membership(ConfChange(ConfChangeType.ConfChangeAddLearnerNode, 4, b"http://127.0.0.1:9"))
+        self.settle()
+        self.successResultOf(add)
+        remove = self.node.requests.change_membership(ConfChange(ConfChangeType.ConfChangeRemoveNode, 4))
+        self.settle()
+        self.successResultOf(remove)
+        self.assertEqual(self.node.store.engine.cluster_state.removed, (4,))
+        again = self.node.requests.propose_raw(
+            encode_conf_change(ConfChange(ConfChangeType.ConfChangeAddNode, 4, b"http://127.0.0.1:9")), conf_change=True
+        )
+        self.settle()
+        self.assertIn("cannot be reused", str(self.failureResultOf(again, EntryRejected).value))
+        self.assert_caught_up()
+
+    def test_an_apply_error_stops_the_member_and_health_says_so(self) -> None:
+        """An unexpected error while applying (a bug) stops the member
+        rather than skip the entry, and /health gives the reason."""
+        def broken(*args, **kwargs):
+            raise RuntimeError("engine bug")
+
+        self.node.store.engine.commit = broken
+        d = self.node.propose(Put(b"k", b"v"))
+        self.assertRaises(RuntimeError, self.settle)  # out of the cycle, to the reactor's log
+        self.failureResultOf(d, StorageFailed)
+        problems = self.member.api.health_problems()
+        self.assertTrue(any("applying committed entries failed" in p for p in problems), problems)
+
+
+class DuplicateProposalTests(NodeHarness):
+    """A re-proposed copy of a request is applied once (metastore.kv.dedup)."""
+
+    def test_a_second_copy_is_a_no_op_and_the_window_is_stored(self) -> None:
+        data = encode_command(b"r" * 16, Put(b"k", b"once"), self.node.rawnode.status().commit)
+        for _ in range(2):
+            self.node.rawnode.propose(data)
+            self.node.wake()
+            self.settle()
+        self.assertEqual(self.node.store.get(b"k").version, 1)
+        self.assertEqual(self.node.store.revision, 2)
+        self.assertEqual(self.node.applied_index, self.node.rawnode.status().commit)
+        stored = self.node.store.engine.cluster_state.requests
+        self.assertIn(b"r" * 16, [request_id for request_id, _ in stored])
+
+    def test_pending_writes_are_proposed_again_when_a_leader_is_learned(self) -> None:
+        """``repropose`` puts every waiting write's same bytes in the log
+        again; the copy is a no-op and the write is answered once."""
+        d = self.node.propose(Put(b"k", b"v"))
+        self.node.requests.repropose()
+        self.settle()
+        self.assertEqual(self.successResultOf(d).revision, 2)
+        self.assertEqual(self.node.store.get(b"k").version, 1)
+        self.assertEqual(self.node.store.revision, 2)
+
+
+class RawProposalRouteTests(NodeHarness):
+    """``POST /admin/debug/propose-raw`` exists only when turned on."""
+
+    def post(self, raw_proposals: bool) -> tuple[int, dict]:
+        client = StubTreq(AdminAPI(self.member.api, None, None, raw_proposals).app.resource())
+        d = client.post("http://member/admin/debug/propose-raw?type=normal", data=b"\xc1")
+        for _ in range(MAX_STEPS):
+            self.settle()
+            client.flush()
+            if d.called:
+                break
+        response = self.successResultOf(d)
+        return response.code, json.loads(self.successResultOf(response.content()))
+
+    def test_off_by_default(self) -> None:
+        self.assertEqual(self.post(False)[0], 404)
+
+    def test_on_it_proposes_and_reports_the_rejection(self) -> None:
+        code, body = self.post(True)
+        self.assertEqual((code, body["error"]), (409, "entry_rejected"))
+
+
+class ApplyStallTests(TestCase):
+    """The health check on an applied index that sits behind commit."""
+
+    def status(self, **changes) -> MemberStatus:
+        fields = dict(
+            member_id=1, leader=1, role="leader", term=2, commit_index=10, applied_index=10, snapshot_index=0,
+            start_applied_index=0, first_applied_index=1, wal_syncs=1, storage="memory", first_log_index=1,
+            revision=1, healthy=True, storage_failure=None,
+        )
+        fields.update(changes)
+        return MemberStatus(**fields)
+
+    def test_stall_is_reported_after_two_election_timeouts(self) -> None:
+        self.assertEqual(health.apply_stalled(self.status(applied_index=5, apply_stalled_ticks=19)), "")
+        reason = health.apply_stalled(self.status(applied_index=5, apply_stalled_ticks=20))
+        self.assertIn("has not moved for 20 ticks", reason)
+
+    def test_applier_counts_ticks_without_progress(self) -> None:
+        """``EntryApplier.tick`` counts only ticks where applied < commit
+        and applied did not move."""
+        clock = MemoryReactorClock()
+        config = Config(cluster=("http://127.0.0.1:0",), port=0, data_dir=self.mktemp()).validate()
+        member = open_member(config, clock, run_blocking=ControlledDisk())
+        self.addCleanup(lambda: (member.node.wal.close(), member.node.store.engine.close()))
+        applier = member.node.applier
+        applier.tick(0)
+        self.assertEqual(applier.stalled_ticks, 0)
+        applier.tick(5)
+        applier.tick(5)
+        self.assertEqual(applier.stalled_ticks, 2)
+        applier.tick(0)
+        self.assertEqual(applier.stalled_ticks, 0)

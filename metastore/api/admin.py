@@ -34,6 +34,7 @@ ROUTE_METHODS: dict[str, tuple[str, ...]] = {
     "/admin/hashkv": ("GET",),
     "/admin/snapshot": ("POST",),
     "/admin/members": ("GET", "HEAD"),
+    "/admin/debug/propose-raw": ("POST",),
 }
 """Each fixed endpoint and the methods it serves (the one place they are named)."""
 
@@ -59,8 +60,12 @@ class AdminAPI:
 
     app = Klein()
 
-    def __init__(self, member: MemberFacade, peers: PeerStatusClient, membership: MembershipAPI) -> None:
+    def __init__(
+        self, member: MemberFacade, peers: PeerStatusClient, membership: MembershipAPI, raw_proposals: bool = False
+    ) -> None:
         self.member = member
+        self.raw_proposals = raw_proposals
+        """Whether the test-only ``/admin/debug/propose-raw`` is served (``metastore.faults``)."""
         self.membership = membership
         self._peers = peers
 
@@ -131,6 +136,20 @@ class AdminAPI:
         except RuntimeError as e:
             return write_error(request, 409, "snapshot_in_progress", str(e))
         return _json(request, {"snapshot_index": index})
+
+    @app.route("/admin/debug/propose-raw", methods=_methods("/admin/debug/propose-raw"))
+    async def propose_raw(self, request):
+        """Test-only, off unless ``METASTORE_DEBUG_PROPOSE_RAW=1``: propose
+        the body unchecked as a ``type=normal`` or ``type=conf-change``
+        entry; 200 once applied, 409 ``entry_rejected`` once every member
+        applied it as a no-op."""
+        if not self.raw_proposals:
+            raise HTTPError(404, "not_found", "the raw proposal route is off (see metastore.faults)")
+        kind = request.args.get(b"type", [b"normal"])[0]
+        if kind not in (b"normal", b"conf-change"):
+            raise HTTPError(400, "bad_type", "type must be normal or conf-change")
+        await self.member.propose_raw(request.content.read(), conf_change=kind == b"conf-change")
+        return _json(request, {"applied": True})
 
     @app.route("/admin/members", methods=_methods("/admin/members"))
     async def members(self, request):

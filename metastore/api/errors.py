@@ -16,7 +16,9 @@ from twisted.logger import Logger
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import RequestRedirect
 
-from metastore.errors import ChangeRefused, MetaStoreError, NoLeader, RequestTimedOut, StorageFailed, Stopping, Unavailable
+from metastore.errors import (
+    ChangeRefused, MetaStoreError, NoLeader, Refused, RequestTimedOut, StorageFailed, Stopping, Unavailable,
+)
 from metastore.kv.errors import CompactedError, FutureRevisionError, KVError
 
 RETRY_AFTER_SECONDS = b"1"
@@ -113,6 +115,8 @@ def answer_failure(request, failure) -> bytes:
     if isinstance(e, KVError):
         error = _KV_ERRORS.get(type(e), "invalid_request")
         return write_error(request, e.http_status, error, e.message)
+    if isinstance(e, Refused):
+        return write_error(request, e.status, e.code, str(e))
     if isinstance(e, Unavailable):
         u = unavailable_error(e)
         return write_error(request, u.status, u.error, u.message, u.headers)

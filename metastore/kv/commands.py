@@ -84,9 +84,15 @@ def _encode_operation(op: Command) -> list:
     raise TypeError(f"not a command: {op!r}")
 
 
-def encode_command(request_id: bytes, command: Command) -> bytes:
-    """The entry data for ``command`` proposed under ``request_id``."""
-    return msgpack.packb([FORMAT_VERSION, request_id, _encode_operation(command)])
+def encode_command(request_id: bytes, command: Command, proposed_at: int | None = None) -> bytes:
+    """The entry data for ``command`` proposed under ``request_id``;
+    ``proposed_at`` is the commit index the proposer knew when it first
+    proposed it (every copy of one request carries the same), so the state
+    machine can tell whether it still remembers an earlier copy."""
+    fields = [FORMAT_VERSION, request_id, _encode_operation(command)]
+    if proposed_at is not None:
+        fields.append(proposed_at)
+    return msgpack.packb(fields)
 
 
 def _decode_bytes(value: object, what: str) -> bytes:
@@ -95,10 +101,13 @@ def _decode_bytes(value: object, what: str) -> bytes:
     return value
 
 
+_INT64 = range(-(1 << 63), 1 << 63)
+
+
 def _ints(values: list, what: str) -> list:
     for value in values:
-        if type(value) not in (int, bool):
-            raise CommandError(f"{what} must be integers or booleans")
+        if type(value) not in (int, bool) or value not in _INT64:
+            raise CommandError(f"{what} must be int64 integers or booleans")
     return values
 
 
@@ -109,6 +118,8 @@ def _decode_compare(raw: object, version: int) -> Compare:
             end = b""
         else:
             target, result, key, operand, end = raw
+        if not isinstance(operand, bytes):
+            _ints([operand], "compare operand")
         return Compare(CompareTarget(target), CompareResult(result), _decode_bytes(key, "key"), operand, _decode_bytes(end, "range_end"))
     except (TypeError, ValueError) as e:
         raise CommandError(f"bad compare: {e}") from None
@@ -118,7 +129,7 @@ def _decode_operation(raw: object, version: int, nested: bool = False) -> Comman
     if not isinstance(raw, list) or not raw:
         raise CommandError("operation must be a non-empty list")
     code, fields = raw[0], raw[1:]
-    if code == _PUT and version == 1 and len(fields) == 3 and type(fields[2]) is int:
+    if code == _PUT and version == 1 and len(fields) == 3 and type(fields[2]) is int and fields[2] in _INT64:
         return PutRequest(_decode_bytes(fields[0], "key"), _decode_bytes(fields[1], "value"), fields[2])
     if code == _PUT and version == 2 and len(fields) == 6:
         key, value, lease, prev_kv, ignore_value, ignore_lease = fields
@@ -160,10 +171,20 @@ def _decode_operation(raw: object, version: int, nested: bool = False) -> Comman
 def decode_command(data: bytes) -> tuple[bytes, Command]:
     """``(request_id, command)`` from entry data of format 1 or 2; raises
     ``CommandError``."""
+    request_id, command, _ = decode_proposal(data)
+    return request_id, command
+
+
+def decode_proposal(data: bytes) -> tuple[bytes, Command, int | None]:
+    """``(request_id, command, proposed_at)`` from entry data (``proposed_at``
+    None when the entry carries none); raises ``CommandError``."""
     try:
         raw = msgpack.unpackb(data)
     except Exception as e:  # msgpack raises several unrelated types
         raise CommandError(f"undecodable command: {e}") from None
-    if not isinstance(raw, list) or len(raw) != 3 or raw[0] not in (1, 2):
+    if not isinstance(raw, list) or len(raw) not in (3, 4) or raw[0] not in (1, 2):
         raise CommandError("unknown command format")
-    return _decode_bytes(raw[1], "request id"), _decode_operation(raw[2], raw[0])
+    proposed_at = raw[3] if len(raw) == 4 else None
+    if proposed_at is not None and (type(proposed_at) is not int or proposed_at not in _INT64):
+        raise CommandError("proposed_at must be an int64 integer")
+    return _decode_bytes(raw[1], "request id"), _decode_operation(raw[2], raw[0]), proposed_at

@@ -10,12 +10,14 @@ operation runs through ``run_blocking``, off the reactor thread.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from metastore import raft
+from metastore.kv.dedup import RecentRequests
 from metastore.kv.store import KeyValueStore
 from metastore.membership import Membership
 from metastore.snapshots.snapshotter import Snapshotter
@@ -41,6 +43,7 @@ class Compaction:
         wal: WAL,
         store: KeyValueStore,
         membership: Membership,
+        recent_requests: RecentRequests,
         conf_state: Callable[[], raft.ConfState],
         sync_wal: Callable[[], None],
         run_blocking: Callable[[Callable[[], None]], defer.Deferred],
@@ -50,6 +53,8 @@ class Compaction:
         self._wal = wal
         self._store = store
         self._membership = membership
+        self.recent_requests = recent_requests
+        """The state machine's memory of recent requests (kept with the membership record)."""
         self._conf_state = conf_state
         self._sync_wal = sync_wal
         self._run_blocking = run_blocking
@@ -64,7 +69,8 @@ class Compaction:
         return self.snapshotter.snapshot_index
 
     def _record(self) -> ClusterState:
-        return self._membership.record(self._conf_state())
+        record = self._membership.record(self._conf_state())
+        return replace(record, requests=self.recent_requests.entries())
 
     def take_snapshot(self) -> defer.Deferred:
         """Write a snapshot file of the applied state now; fires with its
@@ -150,6 +156,7 @@ class Compaction:
             if self.pending_marker is not None and self.pending_marker.index <= meta.index:
                 self.pending_marker = None  # superseded by the installed snapshot
             self._membership.restore(header.cluster_state)
+            self.recent_requests.restore(header.cluster_state.requests)
             self._wal.save_snapshot(meta)
             self._raft_storage.apply_snapshot(snapshot)
             self.snapshotter.snapshot_index = max(self.snapshotter.snapshot_index, meta.index)

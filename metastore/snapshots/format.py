@@ -150,6 +150,8 @@ def _encode_header(header: SnapshotHeader) -> bytes:
             "members": [
                 [m.member_id, m.peer_url, m.client_url, m.is_learner] for m in cs.members
             ],
+            "removed": list(cs.removed),
+            "requests": [[request_id, index] for request_id, index in cs.requests],
             "compacted_revision": header.compacted_revision,
             "physically_compacted_revision": header.physically_compacted_revision,
         }
@@ -179,6 +181,8 @@ def _decode_header(payload: bytes) -> SnapshotHeader:
         tuple(int(v) for v in fields["voters"]),
         tuple(int(v) for v in fields["learners"]),
         members,
+        tuple(int(v) for v in fields.get("removed", ())),
+        tuple((bytes(request_id), int(index)) for request_id, index in fields.get("requests", ())),
     )
     index, term, revision = fields["index"], fields["term"], fields["revision"]
     if version == 1:

@@ -49,13 +49,19 @@ class MemberRecord:
 
 @dataclass(frozen=True, slots=True)
 class ClusterState:
-    """The membership at an applied index: raft's voters and learners, and
-    every member's URLs.  Stored with the keyspace so that a restart or a
-    snapshot restores it without replaying the log."""
+    """The membership at an applied index: raft's voters and learners,
+    every member's URLs, and the ids removed (never reused).  Stored with
+    the keyspace so that a restart or a snapshot restores it without
+    replaying the log, and every member judges a later change alike."""
 
     voters: tuple[int, ...] = ()
     learners: tuple[int, ...] = ()
     members: tuple[MemberRecord, ...] = ()
+    removed: tuple[int, ...] = ()
+    requests: tuple[tuple[bytes, int], ...] = ()
+    """The request ids applied in the last raft indexes, with their index,
+    in index order (``metastore.kv.dedup``): replicated state like the
+    rest, so every member deduplicates a retried request alike."""
 
 
 MAX_SUB = (1 << 63) - 1

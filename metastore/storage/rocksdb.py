@@ -48,7 +48,7 @@ import shutil
 import struct
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Iterator, Sequence
 
 import msgpack
@@ -81,6 +81,10 @@ META_CLUSTER_STATE = META_PREFIX + b"cluster_state"
 META_COMPACTED = META_PREFIX + b"compacted"
 META_PHYSICALLY_COMPACTED = META_PREFIX + b"physically_compacted"
 META_COMPACT_CURSOR = META_PREFIX + b"compact_cursor"
+META_REQUESTS = META_PREFIX + b"requests/"
+"""``META_REQUESTS + index (u64) + request id`` -> b"": the recent request
+ids of ``ClusterState.requests``, one key each, so a commit writes only the
+new ones and drops the forgotten ones with one range delete."""
 
 _HEADER = struct.Struct(">qqqq")
 _U64 = struct.Struct(">Q")
@@ -220,16 +224,41 @@ def _put_event(batch: rocksdict.WriteBatch, event: Event) -> None:
 def encode_cluster_state(state: ClusterState) -> bytes:
     """The stored (msgpack) form of a membership."""
     members = [[m.member_id, m.peer_url, m.client_url, m.is_learner] for m in state.members]
-    return msgpack.packb([list(state.voters), list(state.learners), members])
+    return msgpack.packb([list(state.voters), list(state.learners), members, list(state.removed)])
+
+
+def _write_requests(batch, old: tuple[tuple[bytes, int], ...], new: tuple[tuple[bytes, int], ...]) -> None:
+    """Turn the stored recent requests ``old`` into ``new`` in ``batch``."""
+    if new and (not old or new[0][1] > old[0][1]):
+        batch.delete_range(META_REQUESTS, META_REQUESTS + _U64.pack(new[0][1]))
+    elif not new and old:
+        batch.delete_range(META_REQUESTS, META_REQUESTS + b"\xff" * 9)
+    newest = old[-1][1] if old else 0
+    for request_id, index in new:
+        if index > newest:
+            batch.put(META_REQUESTS + _U64.pack(index) + request_id, b"")
+
+
+def _read_requests(db: rocksdict.Rdict) -> tuple[tuple[bytes, int], ...]:
+    found = []
+    it = db.iter(rocksdict.ReadOptions())
+    it.seek(META_REQUESTS)
+    while it.valid() and it.key().startswith(META_REQUESTS):
+        key = it.key()[len(META_REQUESTS):]
+        found.append((key[_U64.size:], _U64.unpack_from(key)[0]))
+        it.next()
+    del it
+    return tuple(found)
 
 
 def decode_cluster_state(stored: bytes) -> ClusterState:
-    """The membership from its stored form."""
-    voters, learners, members = msgpack.unpackb(stored)
+    """The membership from its stored form (older records have no removed ids)."""
+    voters, learners, members, *rest = msgpack.unpackb(stored)
     return ClusterState(
         voters=tuple(voters),
         learners=tuple(learners),
         members=tuple(MemberRecord(i, peer, client, learner) for i, peer, client, learner in members),
+        removed=tuple(rest[0]) if rest else (),
     )
 
 
@@ -478,7 +507,9 @@ class RocksDBEngine:
         (self._revision,) = _U64.unpack(db.get(META_REVISION))
         (self._applied_index,) = _U64.unpack(db.get(META_APPLIED_INDEX))
         stored_cluster = db.get(META_CLUSTER_STATE)
-        self._cluster_state = None if stored_cluster is None else decode_cluster_state(stored_cluster)
+        self._cluster_state = None if stored_cluster is None else replace(
+            decode_cluster_state(stored_cluster), requests=_read_requests(db)
+        )
         self._compacted = _get_u64(db, META_COMPACTED)
         self._physically_compacted = _get_u64(db, META_PHYSICALLY_COMPACTED)
         cursor = db.get(META_COMPACT_CURSOR)
@@ -689,7 +720,10 @@ class RocksDBEngine:
         batch.put(META_REVISION, _U64.pack(revision))
         batch.put(META_APPLIED_INDEX, _U64.pack(applied_index))
         if cluster_state is not None:
-            batch.put(META_CLUSTER_STATE, encode_cluster_state(cluster_state))
+            old = self._cluster_state or ClusterState()
+            if replace(old, requests=()) != replace(cluster_state, requests=()):
+                batch.put(META_CLUSTER_STATE, encode_cluster_state(cluster_state))
+            _write_requests(batch, old.requests, cluster_state.requests)
         if compacted_revision is not None:
             batch.put(META_COMPACTED, _U64.pack(compacted_revision))
         db.write(batch, self._write_options)
@@ -871,6 +905,7 @@ class RocksDBEngine:
             batch.put(META_REVISION, _U64.pack(revision))
             batch.put(META_APPLIED_INDEX, _U64.pack(applied_index))
             batch.put(META_CLUSTER_STATE, encode_cluster_state(cluster_state))
+            _write_requests(batch, (), cluster_state.requests)
             batch.put(META_COMPACTED, _U64.pack(compacted_revision))
             batch.put(META_PHYSICALLY_COMPACTED, _U64.pack(physically_compacted_revision))
             db.write(batch, self._write_options)

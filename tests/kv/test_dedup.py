@@ -1,0 +1,42 @@
+"""Tests for metastore.kv.dedup: deciding re-proposed copies of a request."""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from metastore.kv.dedup import RecentRequests, Verdict
+
+
+class RecentRequestsTests(SynchronousTestCase):
+    """Verdicts depend only on the applied log, so every member agrees."""
+
+    def test_a_copy_within_the_span_is_a_duplicate(self) -> None:
+        recent = RecentRequests(span=10)
+        self.assertIs(recent.judge(b"a", 3, 5), Verdict.APPLY)
+        recent.add(b"a", 5)
+        recent.forget_before(14)
+        self.assertIs(recent.judge(b"a", 3, 13), Verdict.DUPLICATE)
+
+    def test_ids_are_forgotten_span_indexes_later(self) -> None:
+        recent = RecentRequests(span=10)
+        recent.add(b"a", 5)
+        recent.forget_before(15)
+        self.assertEqual(len(recent), 0)
+        self.assertTrue(recent.changed)
+
+    def test_a_copy_too_far_from_its_proposal_is_undecidable(self) -> None:
+        """Once an earlier copy could have been forgotten, the copy is refused."""
+        recent = RecentRequests(span=10)
+        self.assertIs(recent.judge(b"a", 3, 13), Verdict.APPLY)
+        self.assertIs(recent.judge(b"a", 3, 14), Verdict.UNDECIDABLE)
+
+    def test_entries_without_proposed_at_are_checked_for_duplicates_only(self) -> None:
+        recent = RecentRequests(span=10)
+        self.assertIs(recent.judge(b"old", None, 1000), Verdict.APPLY)
+
+    def test_restore_round_trips(self) -> None:
+        recent = RecentRequests(span=10)
+        recent.add(b"a", 5)
+        recent.add(b"b", 6)
+        again = RecentRequests(span=10, entries=recent.entries())
+        self.assertEqual(again.entries(), ((b"a", 5), (b"b", 6)))
+        self.assertIs(again.judge(b"b", 5, 7), Verdict.DUPLICATE)
+        self.assertFalse(again.changed)
