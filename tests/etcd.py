@@ -44,6 +44,10 @@ def skip_without_etcd() -> None:
         raise SkipTest(reason)
 
 
+class PortTaken(AssertionError):
+    """An etcd member could not bind a port another process took meanwhile."""
+
+
 @dataclass
 class EtcdMember:
     """One etcd process: its name, ports, data directory and log file."""
@@ -139,18 +143,38 @@ class EtcdCluster:
         """The members' client URLs, in member order."""
         return [m.url for m in self.members]
 
-    async def start(self, timeout: float = 30) -> None:
+    async def start(self, timeout: float = 30, attempts: int = 3) -> None:
         """Start every member and wait until each reports itself healthy
-        (which etcd does only once the cluster has a leader)."""
-        initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        (which etcd does only once the cluster has a leader).  A port taken
+        by another process between ``free_port`` and etcd's bind is retried
+        on new ports, ``attempts`` times in all."""
+        for attempt in range(1, attempts + 1):
+            initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+            for member in self.members:
+                member.start(initial, self.token)
+            try:
+                for member in self.members:
+                    await wait_until(
+                        lambda m=member: self._healthy(m), timeout=timeout, what=f"etcd {member.name} to be healthy"
+                    )
+                return
+            except PortTaken:
+                if attempt == attempts:
+                    raise
+                self._restart_on_new_ports()
+
+    def _restart_on_new_ports(self) -> None:
         for member in self.members:
-            member.start(initial, self.token)
-        for member in self.members:
-            await wait_until(lambda m=member: self._healthy(m), timeout=timeout, what=f"etcd {member.name} to be healthy")
+            member.stop()
+            shutil.rmtree(os.path.join(self.workdir, f"{member.name}.etcd"), ignore_errors=True)
+            member.client_port, member.peer_port = free_port(), free_port()
+        self.token = f"{self.token}-again"
 
     async def _healthy(self, member: EtcdMember) -> bool:
         if not member.running():
-            raise AssertionError(f"etcd {member.name} exited during start-up:\n{member.log_text()[-4000:]}")
+            log = member.log_text()
+            error = PortTaken if "address already in use" in log else AssertionError
+            raise error(f"etcd {member.name} exited during start-up:\n{log[-4000:]}")
         try:
             d = treq.get(member.url + "/health", persistent=False)
             d.addTimeout(2, reactor)

@@ -32,7 +32,7 @@ from tests.api.v3targets import Answer, V3Client, V3Target, start_etcd, start_sy
 from tests.etcd import skip_without_etcd
 
 SEEDS = (1, 2, 3)
-REQUESTS_PER_SEED = 1200
+REQUESTS_PER_SEED = 1000
 SELF_CHECK_SEED = 101
 SELF_CHECK_REQUESTS = 300
 
