@@ -60,10 +60,13 @@ class Etcd3gwScenario:
 
         two.put("/t/b", "2")
         three.put("/t/c", "0")
-        self.assertEqual([v for v, _ in one.get_prefix("/t/")], [b"1", b"2", b"0"])
+        def values(client, **sort):
+            return [value for value, _ in client.get_prefix("/t/", **sort)]
+
+        self.assertEqual(values(one), [b"1", b"2", b"0"])
         self.assertEqual([m["key"] for _, m in two.get_prefix("/t/", sort_order="descend")], [b"/t/c", b"/t/b", b"/t/a"])
-        self.assertEqual([v for v, _ in three.get_prefix("/t/", sort_order="ascend", sort_target="value")], [b"0", b"1", b"2"])
-        self.assertEqual([v for v, _ in one.get_prefix("/t/", sort_order="descend", sort_target="create")], [b"0", b"2", b"1"])
+        self.assertEqual(values(three, sort_order="ascend", sort_target="value"), [b"0", b"1", b"2"])
+        self.assertEqual(values(one, sort_order="descend", sort_target="create"), [b"0", b"2", b"1"])
 
         self.assertIs(one.delete("/t/a"), True)
         self.assertIs(two.delete("/t/a"), False)

@@ -22,17 +22,27 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections import deque
+from collections import Counter, deque
 
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
-from tests.api.v3requests import RequestGenerator, comparable, readable
+from tests.api.v3requests import RequestGenerator, comparable, outcome, readable
 from tests.api.v3targets import Answer, V3Client, V3Target, start_etcd, start_system_under_test
 from tests.etcd import skip_without_etcd
 
 SEEDS = (1, 2, 3)
 REQUESTS_PER_SEED = 1000
+# What every full-length run must have gone through at the reference.
+EXPECTED_OUTCOMES = (
+    "range: 200", "range: 200 at a revision", "put: 200", "deleterange: 200", "compaction: 200",
+    "txn: succeeded", "txn: failed",
+    "range: 400 etcdserver: mvcc: required revision has been compacted",
+    "range: 400 etcdserver: mvcc: required revision is a future revision",
+    "txn: 400 etcdserver: duplicate key given in txn request",
+    "put: 400 etcdserver: key not found",
+    "put: 404 etcdserver: requested lease not found",
+)
 SELF_CHECK_SEED = 101
 SELF_CHECK_REQUESTS = 300
 
@@ -61,6 +71,7 @@ class DifferentialRun:
         self.routing = random.Random(seed * 7919 + 1)
         self.fresh = set(range(len(sut.urls)))  # members that have applied every acknowledged write
         self.recent = deque(maxlen=4)
+        self.outcomes: Counter[str] = Counter()
 
     def _member_for(self, request) -> int:
         if request.local:
@@ -111,6 +122,7 @@ class DifferentialRun:
             if want != got:
                 return self._difference(index, count, request, member, expected, actual, "different answers")
             self.requests.observe(request, expected.status, expected.json())
+            self.outcomes[outcome(request, expected.status, expected.json())] += 1
             self.recent.append((request, expected))
         return None
 
@@ -151,6 +163,9 @@ class DifferentialTestCase(TestCase):
         difference = await run.run(count)
         if difference:
             self.fail(difference + "\n" + sut.logs()[-6000:])
+        if count >= REQUESTS_PER_SEED:
+            missing = [o for o in EXPECTED_OUTCOMES if not run.outcomes[o]]
+            self.assertEqual(missing, [], f"seed {seed} never produced these outcomes: {dict(run.outcomes)}")
 
 
 class DifferentialTests(DifferentialTestCase):

@@ -100,7 +100,7 @@ class RequestGenerator:
         )[0]
         body = getattr(self, f"_{kind}")()
         if kind == "txn":
-            _avoid_etcd_panics(body)
+            avoid_etcd_panics(body)
         return Request(path=f"/v3/kv/{kind}", body=body, local=served_locally(kind, body))
 
     # -- field encodings -------------------------------------------------
@@ -271,7 +271,7 @@ def _ops(txn: dict, depth: int = 0):
             yield from _ops(op["request_txn"], depth + 1)
 
 
-def _avoid_etcd_panics(txn: dict) -> None:
+def avoid_etcd_panics(txn: dict) -> None:
     """Change a generated txn so it cannot crash etcd 3.4.23 (which would
     leave nothing to compare with): etcd panics on a put with an unknown
     lease inside a nested txn, and on a put with ignore_value or
@@ -289,6 +289,20 @@ def _avoid_etcd_panics(txn: dict) -> None:
             put.pop("ignore_lease", None)
             if put.pop("ignore_value", None):
                 put.pop("value", None)
+
+
+def outcome(request: Request, status: int, answer: object) -> str:
+    """A label for what the reference did with a request, to show that a
+    run went through every kind of outcome (not just, say, errors)."""
+    kind = request.path.rsplit("/", 1)[-1]
+    if status != 200:
+        message = answer.get("message", "?") if isinstance(answer, dict) else "?"
+        return f"{kind}: {status} {message}"
+    if kind == "txn":
+        return "txn: succeeded" if answer.get("succeeded") else "txn: failed"
+    if kind == "range" and "revision" in request.body:
+        return "range: 200 at a revision"
+    return f"{kind}: 200"
 
 
 def comparable(status: int, content_type: str, body: bytes) -> tuple:
