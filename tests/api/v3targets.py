@@ -53,7 +53,13 @@ async def start_metastore(testcase, size: int = 3, timeout: float = 40) -> V3Tar
     cluster = Cluster(testcase, size, extra=METASTORE_FLAGS)
     cluster.start()
     for member in cluster.members.values():
-        await wait_healthy(member, timeout)
+        try:
+            await wait_healthy(member, timeout)
+        except AssertionError as e:
+            lines = member.log_text().strip().splitlines() or ["(no output)"]
+            raise AssertionError(
+                f"MetaStore did not start with {' '.join(METASTORE_FLAGS)}: {lines[-1]}\n{e}"
+            ) from None
     return V3Target(
         name=f"{size}-member MetaStore", urls=[m.url for m in cluster.members.values()], logs=cluster.logs
     )
