@@ -25,7 +25,7 @@ setup(
         "prometheus_client>=0.17.0",
         "httptools>=0.6.0",
     ],
-    extras_require={"test": ["hypothesis>=6.80.0"]},
+    extras_require={"test": ["hypothesis>=6.80.0", "etcd3gw>=2.7.0"]},
     entry_points={
         "console_scripts": [
             "metastore = metastore.cli:main",
