@@ -19,6 +19,7 @@ from metastore.errors import Unavailable
 from metastore.kv.commands import Command
 from metastore.kv.messages import RangeRequest, RangeResponse, TxnRequest, TxnResponse
 from metastore.kv.store import Result
+from metastore.kv.validation import DEFAULT_MAX_TXN_OPS, check_request, is_read_only
 from metastore.membership import MembershipError
 from metastore.node import Node
 from metastore.storage.engine import KeyValue, MemberRecord
@@ -86,7 +87,23 @@ class MemberFacade:
         """The leader this member knows of, 0 for none."""
         return self._node.leader_id
 
+    @property
+    def term(self) -> int:
+        """The raft term this member is in."""
+        return self._node.rawnode.raft.term
+
     # -- the keyspace ------------------------------------------------------
+
+    @staticmethod
+    def check(request: Command, max_txn_ops: int = DEFAULT_MAX_TXN_OPS) -> None:
+        """Raise the ``KVError`` etcd answers a range, put, delete range or
+        txn with before proposing it (``metastore.kv.validation``)."""
+        check_request(request, max_txn_ops)
+
+    @staticmethod
+    def is_read_only(request: Command) -> bool:
+        """Whether ``request`` only reads, so ``read_request`` may serve it."""
+        return is_read_only(request)
 
     def propose(self, command: Command) -> defer.Deferred:
         """Replicate ``command``; fires with its ``Result`` once committed,

@@ -71,3 +71,11 @@ class TooManyOpsError(KVError):
     """A txn has more compares or operations in a branch than allowed."""
 
     message = "etcdserver: too many operations in txn request"
+
+
+class LeaseNotFoundError(KVError):
+    """A put names a lease that does not exist."""
+
+    message = "etcdserver: requested lease not found"
+    grpc_code = NOT_FOUND
+    http_status = 404
