@@ -7,7 +7,9 @@ from typing import Callable, Sequence
 from twisted.logger import Logger
 
 from metastore import raft
-from metastore.kv.commands import Command, CommandError, PublishMember, decode_command
+from metastore.kv.commands import Command, CommandError, PublishMember, SetAlarm, UpdateMember, decode_command
+from metastore.kv.errors import NoSpaceError
+from metastore.kv.validation import adds_data
 from metastore.kv.store import KeyValueStore
 from metastore.membership import Membership
 from metastore.raft.types import ConfChange, ConfState, Entry, EntryType
@@ -69,9 +71,16 @@ class EntryApplier:
         except CommandError as e:
             log.error("entry {i} holds no valid command, skipped: {e}", i=entry.index, e=e)
             return None, None
-        if isinstance(command, PublishMember):
+        if isinstance(command, (PublishMember, UpdateMember)):
             self._membership.apply_attributes(command)
             self._pending.resolve(request_id, None)
+            return None, None
+        if isinstance(command, SetAlarm):
+            self._membership.apply_alarm(command)
+            self._pending.resolve(request_id, None)
+            return None, None
+        if self._membership.out_of_space and adds_data(command):
+            self._pending.resolve(request_id, NoSpaceError())  # etcd's capped applier
             return None, None
         return request_id, command
 

@@ -28,6 +28,7 @@ from metastore.config import Config
 from metastore.errors import StartupError
 from metastore.compacting import CompactionService
 from metastore.diskworker import DiskWorker
+from metastore.diskusage import DiskUsage
 from metastore.facade import MemberFacade
 from metastore.kv.store import KeyValueStore
 from metastore.membership import Membership
@@ -311,7 +312,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
         snapshot_directory=snapshots,
     )
     node.transport = membership.transport = transport
-    api = MemberFacade(node, config.storage)
+    api = MemberFacade(node, config.storage, DiskUsage(config.data_dir, reactor), config.quota_backend_bytes)
     history_compaction = CompactionService(reactor, node, config.auto_compaction_policy())
     rest = RestAPI(api)
     admin = AdminAPI(api, PeerStatusClient(reactor), rest.members).app.resource()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 INVALID_ARGUMENT = 3
 NOT_FOUND = 5
+RESOURCE_EXHAUSTED = 8
 OUT_OF_RANGE = 11
 
 
@@ -79,3 +80,12 @@ class LeaseNotFoundError(KVError):
     message = "etcdserver: requested lease not found"
     grpc_code = NOT_FOUND
     http_status = 404
+
+
+class NoSpaceError(KVError):
+    """A NOSPACE alarm is raised: writes that add data are refused until
+    it is disarmed."""
+
+    message = "etcdserver: mvcc: database space exceeded"
+    grpc_code = RESOURCE_EXHAUSTED
+    http_status = 429

@@ -151,3 +151,14 @@ def is_read_only(request: RequestOp) -> bool:
     if isinstance(request, TxnRequest):
         return all(is_read_only(op) for op in request.success + request.failure)
     return False
+
+
+def adds_data(request: object) -> bool:
+    """Whether ``request`` may add data: a put, or a txn holding one in
+    either branch at any depth (what etcd refuses while NOSPACE is raised;
+    deletes, ranges and compactions go on)."""
+    if isinstance(request, PutRequest):
+        return True
+    if isinstance(request, TxnRequest):
+        return any(adds_data(op) for op in request.success + request.failure)
+    return False

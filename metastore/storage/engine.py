@@ -56,6 +56,9 @@ class ClusterState:
     voters: tuple[int, ...] = ()
     learners: tuple[int, ...] = ()
     members: tuple[MemberRecord, ...] = ()
+    alarms: tuple[tuple[int, int], ...] = ()
+    """The raised alarms, ``(member_id, alarm type)`` sorted (etcd's
+    ``AlarmType`` numbers: 1 NOSPACE, 2 CORRUPT)."""
 
 
 MAX_SUB = (1 << 63) - 1

@@ -220,16 +220,17 @@ def _put_event(batch: rocksdict.WriteBatch, event: Event) -> None:
 def encode_cluster_state(state: ClusterState) -> bytes:
     """The stored (msgpack) form of a membership."""
     members = [[m.member_id, m.peer_url, m.client_url, m.is_learner] for m in state.members]
-    return msgpack.packb([list(state.voters), list(state.learners), members])
+    return msgpack.packb([list(state.voters), list(state.learners), members, [list(a) for a in state.alarms]])
 
 
 def decode_cluster_state(stored: bytes) -> ClusterState:
     """The membership from its stored form."""
-    voters, learners, members = msgpack.unpackb(stored)
+    voters, learners, members, *alarms = msgpack.unpackb(stored)  # no alarms before they existed
     return ClusterState(
         voters=tuple(voters),
         learners=tuple(learners),
         members=tuple(MemberRecord(i, peer, client, learner) for i, peer, client, learner in members),
+        alarms=tuple((int(m), int(a)) for m, a in (alarms[0] if alarms else ())),
     )
 
 

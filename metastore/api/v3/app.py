@@ -20,7 +20,10 @@ from metastore.api.errors import internal_error
 from metastore.api.v3.errors import INVALID_ARGUMENT, REQUEST_TOO_LARGE, V3Error, v3_error
 from metastore.api.v3.header import Headers
 from metastore.api.v3.json_fields import parse_body
+from metastore.api.v3.cluster import ClusterService
 from metastore.api.v3.kv import KVService
+from metastore.api.v3.maintenance import MaintenanceService
+from metastore.api.v3.streaming import LineProducer
 from metastore.facade import MemberFacade
 
 API = "/<any(v3, v3beta, v3alpha):api>"
@@ -50,12 +53,25 @@ class V3API:
     ) -> None:
         self.headers = Headers(member, cluster_id)
         self.kv = KVService(member, self.headers, wait_physical)
+        self.cluster = ClusterService(member, self.headers)
+        self.maintenance = MaintenanceService(member, self.headers)
         self.rpcs: dict[str, Callable[[dict], Awaitable[dict]]] = {
             "kv/range": self.kv.range,
             "kv/put": self.kv.put,
             "kv/deleterange": self.kv.delete_range,
             "kv/txn": self.kv.txn,
             "kv/compaction": self.kv.compact,
+            "cluster/member/list": self.cluster.list,
+            "cluster/member/add": self.cluster.add,
+            "cluster/member/remove": self.cluster.remove,
+            "cluster/member/update": self.cluster.update,
+            "cluster/member/promote": self.cluster.promote,
+            "maintenance/status": self.maintenance.status,
+            "maintenance/hash": self.maintenance.hash,
+            "maintenance/hashkv": self.maintenance.hashkv,
+            "maintenance/defragment": self.maintenance.defragment,
+            "maintenance/alarm": self.maintenance.alarm,
+            "maintenance/transfer-leadership": self.maintenance.move_leader,
         }
         """Each RPC's path after the prefix, and the method answering it."""
 
@@ -67,6 +83,14 @@ class V3API:
         request.setResponseCode(error.http_status)
         request.setHeader(b"Content-Type", b"application/json")
         return error.body()
+
+    @app.route(API + "/maintenance/snapshot", methods=["POST"])
+    async def snapshot(self, request, api: str):
+        """etcd's ``Maintenance.Snapshot``: a stream of JSON lines."""
+        messages = await self.maintenance.snapshot(_body(request))
+        request.setHeader(b"Content-Type", b"application/json")
+        await LineProducer(request, messages).start()
+        return b""
 
     @app.route(API + "/<path:rpc>", methods=["POST"])
     async def call(self, request, api: str, rpc: str):

@@ -77,13 +77,15 @@ Unavailable, HTTP 503); others keep MetaStore's own words."""
 
 MEMBERSHIP_ERRORS = {
     "no_such_member": (NOT_FOUND, "etcdserver: member not found"),
-    "member_exists": (FAILED_PRECONDITION, "etcdserver: ID exists"),
+    "member_exists": (FAILED_PRECONDITION, "etcdserver: member ID already exist"),
     "peer_url_exists": (FAILED_PRECONDITION, "etcdserver: Peer URLs already exists"),
     "member_removed": (FAILED_PRECONDITION, "etcdserver: ID removed"),
     "last_member": (FAILED_PRECONDITION, "etcdserver: re-configuration failed due to not enough started members"),
     "not_learner": (FAILED_PRECONDITION, "etcdserver: can only promote a learner member"),
     "learner_not_ready": (FAILED_PRECONDITION, "etcdserver: can only promote a learner member which is in sync with leader"),
     "not_leader": (FAILED_PRECONDITION, "etcdserver: not leader"),
+    "bad_transferee": (FAILED_PRECONDITION, "etcdserver: bad leader transferee"),
+    "bad_peer_url": (INVALID_ARGUMENT, "etcdserver: given member URLs are invalid"),
 }
 """etcd's error for each ``MembershipError`` code (others: InvalidArgument
 with MetaStore's message)."""

@@ -76,5 +76,6 @@ class KVService:
 
     async def _write(self, request) -> dict:
         self._member.check(request)
+        await self._member.check_space(request)
         response = await self._member.propose(request)
         return kv_codec.kv_response(response, self._headers.at(response.header.revision))
