@@ -9,8 +9,10 @@ from twisted.logger import Logger
 
 from metastore import raft
 from metastore.errors import EntryRejected, RequestTimedOut
-from metastore.kv.commands import Command, CommandError, PublishMember, decode_proposal
+from metastore.kv.commands import Command, CommandError, PublishMember, SetAlarm, UpdateMember, decode_proposal
 from metastore.kv.dedup import RecentRequests, Verdict
+from metastore.kv.errors import NoSpaceError
+from metastore.kv.validation import adds_data
 from metastore.kv.store import KeyValueStore
 from metastore.membership import Membership
 from metastore.raft.types import ConfChange, Entry, EntryType
@@ -132,9 +134,16 @@ class EntryApplier:
             self._pending.resolve(request_id, error)
             return None, None
         self._recent.add(request_id, entry.index)
-        if isinstance(command, PublishMember):
+        if isinstance(command, (PublishMember, UpdateMember)):
             self._membership.apply_attributes(command)
             self._pending.resolve(request_id, None)
+            return None, None
+        if isinstance(command, SetAlarm):
+            self._membership.apply_alarm(command)
+            self._pending.resolve(request_id, None)
+            return None, None
+        if self._membership.out_of_space and adds_data(command):
+            self._pending.resolve(request_id, NoSpaceError())  # etcd's capped applier
             return None, None
         return request_id, command
 

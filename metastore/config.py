@@ -46,6 +46,8 @@ class Config:
     request_timeout: float = 5.0
     header_timeout: float = 10.0
     max_request_bytes: int = 1536 * 1024
+    quota_backend_bytes: int = 2 * 2**30
+    """Above this much data on disk a write raises the NOSPACE alarm (etcd's default, 2 GiB)."""
     tick_ms: int = 100
     election_ticks: int = 10
     heartbeat_ticks: int = 1
@@ -96,6 +98,8 @@ class Config:
             raise ConfigError("--header-timeout must be a positive number of seconds")
         if self.max_request_bytes < 1024:
             raise ConfigError("--max-request-bytes must be at least 1024")
+        if self.quota_backend_bytes < 1:
+            raise ConfigError("--quota-backend-bytes must be at least 1")
         if self.tick_ms < 1:
             raise ConfigError("--tick-ms must be at least 1")
         if self.heartbeat_ticks < 1:

@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Callable
 
 from twisted.internet import defer
 
 from metastore import health
-from metastore.errors import Unavailable
-from metastore.kv.commands import Command
+from metastore.errors import RequestTimedOut, Unavailable
+from metastore.kv.commands import AlarmType, Command, SetAlarm
+from metastore.kv.errors import NoSpaceError
 from metastore.kv.messages import RangeRequest, RangeResponse, TxnRequest, TxnResponse
 from metastore.kv.store import Result
+from metastore.kv.validation import DEFAULT_MAX_TXN_OPS, adds_data, check_request, is_read_only
 from metastore.membership import MembershipError
 from metastore.node import Node
 from metastore.storage.engine import KeyValue, MemberRecord
 
 __all__ = [
+    "AlarmType",
+    "MemberRecord",
     "Consistency",
     "KeyValue",
     "MemberFacade",
@@ -32,6 +37,34 @@ __all__ = [
     "Restoring",
     "Result",
 ]
+
+
+DEFAULT_QUOTA_BYTES = 2 * 2**30
+"""etcd's default ``--quota-backend-bytes``."""
+
+LEARNER_READY_FRACTION = 0.9
+"""etcd's rule: a learner may be promoted once its match index reaches 90%
+of the leader's."""
+
+POLL_SECONDS = 0.01
+
+
+def _poll(reactor, condition, timeout: float, error: Exception) -> defer.Deferred:
+    """Fires with None once ``condition()`` holds (checked every
+    ``POLL_SECONDS``), or fails with ``error`` after ``timeout`` seconds."""
+    d: defer.Deferred = defer.Deferred()
+    deadline = reactor.seconds() + timeout
+
+    def check() -> None:
+        if condition():
+            d.callback(None)
+        elif reactor.seconds() >= deadline:
+            d.errback(error)
+        else:
+            reactor.callLater(POLL_SECONDS, check)
+
+    check()
+    return d
 
 
 class Consistency(enum.Enum):
@@ -79,9 +112,18 @@ class MemberStatus:
 class MemberFacade:
     """What the APIs may ask of a member."""
 
-    def __init__(self, node: Node, storage_name: str = "memory") -> None:
+    def __init__(
+        self,
+        node: Node,
+        storage_name: str = "memory",
+        db_size: Callable[[], int] = lambda: 0,
+        quota_bytes: int = DEFAULT_QUOTA_BYTES,
+    ) -> None:
         self._node = node
         self._storage_name = storage_name
+        self._db_size = db_size
+        self.quota_bytes = quota_bytes
+        """Above this ``db_size`` a write raises NOSPACE (``--quota-backend-bytes``)."""
 
     @property
     def member_id(self) -> int:
@@ -93,7 +135,23 @@ class MemberFacade:
         """The leader this member knows of, 0 for none."""
         return self._node.leader_id
 
+    @property
+    def term(self) -> int:
+        """The raft term this member is in."""
+        return self._node.rawnode.raft.term
+
     # -- the keyspace ------------------------------------------------------
+
+    @staticmethod
+    def check(request: Command, max_txn_ops: int = DEFAULT_MAX_TXN_OPS) -> None:
+        """Raise the ``KVError`` etcd answers a range, put, delete range or
+        txn with before proposing it (``metastore.kv.validation``)."""
+        check_request(request, max_txn_ops)
+
+    @staticmethod
+    def is_read_only(request: Command) -> bool:
+        """Whether ``request`` only reads, so ``read_request`` may serve it."""
+        return is_read_only(request)
 
     def propose(self, command: Command) -> defer.Deferred:
         """Replicate ``command``; fires with its ``Result`` once committed,
@@ -193,20 +251,87 @@ class MemberFacade:
         """Every member as applied here, by id."""
         return self._node.membership.listing()
 
-    def add_member(self, member_id: int, peer_url: str) -> defer.Deferred:
-        """Add a voting member at ``peer_url``; fires once applied here.
-        Raises ``MembershipError`` (bad URL, id in use) before proposing."""
-        return self._node.requests.change_membership(self._node.membership.add_change(member_id, peer_url))
+    def next_member_id(self) -> int:
+        """An unused member id for a new member (``Membership.next_member_id``)."""
+        return self._node.membership.next_member_id()
+
+    def add_member(self, member_id: int, peer_url: str, learner: bool = False) -> defer.Deferred:
+        """Add a member at ``peer_url`` (a voter, or a learner); fires once
+        applied here.  Raises ``MembershipError`` (bad URL, id in use) before proposing."""
+        return self._node.requests.change_membership(self._node.membership.add_change(member_id, peer_url, learner))
 
     def remove_member(self, member_id: int) -> defer.Deferred:
         """Remove a member; fires once applied here.  Raises
         ``MembershipError`` (``no_such_member``) before proposing."""
         return self._node.requests.change_membership(self._node.membership.remove_change(member_id))
 
+    def promote_member(self, member_id: int) -> defer.Deferred:
+        """Make learner ``member_id`` a voter; fires once applied here.
+        Raises ``MembershipError`` before proposing: ``no_such_member``,
+        ``not_learner``, ``not_leader`` (only the leader knows how far a
+        learner is), or ``learner_not_ready`` (etcd's rule: its match index
+        is below 90% of the leader's)."""
+        change = self._node.membership.promote_change(member_id)
+        status = self._node.rawnode.status()
+        if member_id not in status.progress:
+            raise MembershipError("not_leader", "only the leader can promote a learner; ask the leader")
+        leader_match = status.progress[self.member_id].match
+        if status.progress[member_id].match < leader_match * LEARNER_READY_FRACTION:
+            raise MembershipError("learner_not_ready", f"learner {member_id} has not caught up with the leader")
+        return self._node.requests.change_membership(change)
+
     def update_member(self, member_id: int, peer_url: str) -> defer.Deferred:
-        """Change a member's peer URL: not supported yet (raft has no
-        ConfChangeUpdateNode); raises ``MembershipError`` (``not_supported``)."""
-        raise MembershipError("not_supported", "changing a member's peer URL is not supported yet")
+        """Move a member to a new peer URL (a replicated attribute update, no
+        raft configuration change); fires once applied here.  Raises
+        ``MembershipError`` before proposing."""
+        return self._node.propose(self._node.membership.update_command(member_id, peer_url))
+
+    def transfer_leadership(self, target: int) -> defer.Deferred:
+        """etcd's MoveLeader: this member, the leader, hands leadership to
+        voter ``target``; fires once ``target`` leads here, fails with
+        ``RequestTimedOut`` after the request timeout.  Raises
+        ``MembershipError`` (``not_leader``, ``bad_transferee``) first."""
+        node = self._node
+        if not node.is_leader:
+            raise MembershipError("not_leader", "only the leader can transfer leadership; ask the leader")
+        known = node.membership.members.get(target)
+        if known is None or known.is_learner:
+            raise MembershipError("bad_transferee", f"member {target} is not a voter of the cluster")
+        if target == self.member_id:
+            return defer.succeed(None)
+        node.rawnode.transfer_leader(target)
+        node.wake()
+        return _poll(node.reactor, lambda: node.leader_id == target, node.request_timeout,
+                     RequestTimedOut(f"member {target} did not take over within {node.request_timeout}s"))
+
+    # -- space and alarms --------------------------------------------------------
+
+    def db_size(self) -> int:
+        """Bytes this member's stored state takes on disk (engine, WAL, snapshots)."""
+        return self._db_size()
+
+    def alarms(self) -> list[tuple[int, AlarmType]]:
+        """The raised alarms as applied here: ``(member_id, alarm)``, sorted."""
+        return sorted(self._node.membership.alarms)
+
+    def set_alarm(self, member_id: int, alarm: AlarmType, active: bool) -> defer.Deferred:
+        """Raise or disarm ``alarm`` through raft; fires once applied here."""
+        return self._node.propose(SetAlarm(member_id, alarm, active))
+
+    def check_space(self, request: Command) -> defer.Deferred:
+        """etcd's quota check before a write that adds data: while NOSPACE is
+        raised, or once ``db_size`` passes the quota (which raises NOSPACE
+        for this member, through raft), fails with ``NoSpaceError``;
+        otherwise fires at once."""
+        if not adds_data(request):
+            return defer.succeed(None)
+        if self._node.membership.out_of_space:
+            return defer.fail(NoSpaceError())
+        if self.db_size() <= self.quota_bytes:
+            return defer.succeed(None)
+        d = self.set_alarm(self.member_id, AlarmType.NOSPACE, True)
+        d.addCallback(lambda _: defer.fail(NoSpaceError()))
+        return d
 
     def propose_raw(self, data: bytes, conf_change: bool = False) -> defer.Deferred:
         """Test-only: propose ``data`` unchecked as a normal or conf change
@@ -220,3 +345,13 @@ class MemberFacade:
         """Write a snapshot now; fires with its index once durable.  Fails
         with ``RuntimeError`` while another is being taken."""
         return self._node.compaction.take_snapshot()
+
+    async def snapshot_file(self) -> str:
+        """The path of a snapshot file of the whole store taken now (the
+        format of ``metastore.snapshots.format``); raises ``RuntimeError``
+        while another snapshot is being taken."""
+        index = await self.take_snapshot()
+        for found, _, path in reversed(self._node.compaction.snapshotter.directory.snapshots()):
+            if found == index:
+                return path
+        raise RuntimeError(f"snapshot {index} was pruned before it could be read")

@@ -21,7 +21,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from metastore.errors import EntryRejected, Stopping
-from metastore.kv.commands import PublishMember
+from metastore.kv.commands import AlarmType, PublishMember, SetAlarm, UpdateMember
 from metastore.raft.confchange import encode_conf_change
 from metastore.raft.types import ConfChange, ConfChangeType, ConfState
 from metastore.storage.engine import ClusterState, MemberRecord
@@ -71,6 +71,8 @@ class Membership:
         """The --cluster list: who the peers are until a membership is applied."""
         self.members: dict[int, MemberRecord] = {}
         self.removed_ids: set[int] = set()
+        self.alarms: set[tuple[int, AlarmType]] = set()
+        """The raised alarms, as applied here."""
         self.self_removed = False
         self.transport = None
         self.client_url = ""
@@ -138,13 +140,17 @@ class Membership:
         has it.  (Bootstrap entries carry no URL: --cluster gives them.)"""
         if not change.context:
             return None
-        url = change.context.decode("utf-8", "replace")
+        return self._url_conflict(change.context.decode("utf-8", "replace"), change.node_id)
+
+    def _url_conflict(self, url: str, member_id: int) -> str | None:
+        """Why ``url`` cannot be ``member_id``'s peer URL: it is no valid
+        peer URL, or another member uses it; None when it can."""
         try:
             address = peer_address(url)
         except ValueError:
             return f"peer URL {url[:200]!r} is not a valid peer URL"
         for m in self.members.values():
-            if m.member_id == change.node_id:
+            if m.member_id == member_id:
                 continue
             try:
                 if peer_address(m.peer_url) == address:
@@ -180,25 +186,55 @@ class Membership:
 
     # -- building proposals ---------------------------------------------------
 
-    def add_change(self, member_id: int, peer_url: str) -> ConfChange:
-        """The change that adds ``member_id`` at ``peer_url``; raises
-        ``MembershipError`` (``bad_peer_url``, ``member_exists``,
-        ``member_removed``, ``peer_url_exists``)."""
+    def next_member_id(self) -> int:
+        """An id no member ever had here: one more than every id in use,
+        removed, or in --cluster (deterministic, so every member picks the
+        same for the same applied state)."""
+        return max([0, *self.members, *self.removed_ids, *self.initial_urls]) + 1
+
+    def _check_peer_url(self, peer_url: str, member_id: int = 0) -> None:
+        """Raise ``MembershipError`` when ``peer_url`` is not a valid peer URL
+        or another member than ``member_id`` uses it."""
         try:
             host, _ = parse_peer_url(peer_url)
         except ValueError as e:
             raise MembershipError("bad_peer_url", f"the body must be the new member's peer URL: {e}") from None
         if not _host_is_valid(host):
             raise MembershipError("bad_peer_url", f"peer URL {peer_url!r}: {host[:80]!r} is not a host name or IP address")
+        taken = self._url_conflict(peer_url, member_id)
+        if taken is not None:
+            raise MembershipError("peer_url_exists", taken)
+
+    def add_change(self, member_id: int, peer_url: str, learner: bool = False) -> ConfChange:
+        """The change that adds ``member_id`` at ``peer_url`` (as a learner:
+        a non-voting member that catches up first); raises
+        ``MembershipError`` (``bad_peer_url``, ``member_exists``,
+        ``member_removed``, ``peer_url_exists``)."""
+        self._check_peer_url(peer_url)
         if member_id in self.members:
             raise MembershipError("member_exists", f"member {member_id} is already in the cluster")
         if member_id in self.removed_ids:
             raise MembershipError("member_removed", f"member {member_id} was removed; a removed id is never reused")
-        change = ConfChange(ConfChangeType.ConfChangeAddNode, member_id, peer_url.encode())
-        taken = self._url_taken(change)
-        if taken is not None:
-            raise MembershipError("peer_url_exists", taken)
-        return change
+        kind = ConfChangeType.ConfChangeAddLearnerNode if learner else ConfChangeType.ConfChangeAddNode
+        return ConfChange(kind, member_id, peer_url.encode())
+
+    def promote_change(self, member_id: int) -> ConfChange:
+        """The change that makes learner ``member_id`` a voter; raises
+        ``MembershipError`` (``no_such_member``, ``not_learner``)."""
+        known = self.members.get(member_id)
+        if known is None:
+            raise MembershipError("no_such_member", f"member {member_id} is not in the cluster")
+        if not known.is_learner:
+            raise MembershipError("not_learner", f"member {member_id} is not a learner")
+        return ConfChange(ConfChangeType.ConfChangeAddNode, member_id, known.peer_url.encode())
+
+    def update_command(self, member_id: int, peer_url: str) -> UpdateMember:
+        """The command that moves ``member_id`` to ``peer_url``; raises
+        ``MembershipError`` (``no_such_member``, ``bad_peer_url``, ``peer_url_exists``)."""
+        if member_id not in self.members:
+            raise MembershipError("no_such_member", f"member {member_id} is not in the cluster")
+        self._check_peer_url(peer_url, member_id)
+        return UpdateMember(member_id, peer_url)
 
     def remove_change(self, member_id: int) -> ConfChange:
         """The change that removes ``member_id``; raises ``MembershipError``
@@ -254,9 +290,13 @@ class Membership:
         entry bytes ``data``: update the members, the transport's peers,
         and wake its proposer."""
         self._changed = True
+        self._record_change(change)
+        # Waiters run after the change is recorded, so that they see it.
         for d in self._waiters.pop(encode_conf_change(change) if data is None else data, []):
             if not d.called:
                 d.callback(change)
+
+    def _record_change(self, change: ConfChange) -> None:
         if change.type == ConfChangeType.ConfChangeRemoveNode:
             self.members.pop(change.node_id, None)
             self.removed_ids.add(change.node_id)
@@ -278,20 +318,44 @@ class Membership:
             else:
                 log.warn("member {id} was added without a peer URL", id=change.node_id)
 
-    def apply_attributes(self, command: PublishMember) -> None:
-        """A committed ``PublishMember``: record the member's client URL."""
+    def apply_attributes(self, command: PublishMember | UpdateMember) -> None:
+        """A committed ``PublishMember`` (record the member's client URL) or
+        ``UpdateMember`` (its new peer URL, which the transport dials from now on)."""
         known = self.members.get(command.member_id)
-        if known is not None:
+        if known is None:
+            return
+        self._changed = True
+        if isinstance(command, PublishMember):
             self.members[command.member_id] = replace(known, client_url=command.client_url)
+            return
+        self.members[command.member_id] = replace(known, peer_url=command.peer_url)
+        if self.transport is not None and command.member_id != self.member_id:
+            self.transport.add_peer(command.member_id, command.peer_url)
+
+    def apply_alarm(self, command: SetAlarm) -> None:
+        """A committed ``SetAlarm``: raise or disarm the alarm."""
+        alarm = (command.member_id, command.alarm)
+        if command.active and alarm not in self.alarms:
+            self.alarms.add(alarm)
             self._changed = True
+        elif not command.active and alarm in self.alarms:
+            self.alarms.discard(alarm)
+            self._changed = True
+
+    @property
+    def out_of_space(self) -> bool:
+        """Whether a NOSPACE alarm is raised: writes that add data are refused."""
+        return any(alarm is AlarmType.NOSPACE for _, alarm in self.alarms)
 
     # -- the engine's record ---------------------------------------------------
 
     def record(self, conf: ConfState) -> ClusterState:
         """The membership as applied here, in the engine's terms, with
         raft's voters and learners ``conf``."""
+        alarms = tuple(sorted((m, int(a)) for m, a in self.alarms))
         return ClusterState(
-            tuple(conf.voters), tuple(conf.learners), tuple(self.listing()), tuple(sorted(self.removed_ids))
+            tuple(conf.voters), tuple(conf.learners), tuple(self.listing()), tuple(sorted(self.removed_ids)),
+            alarms=alarms,
         )
 
     def changed_record(self, conf: Callable[[], ConfState]) -> ClusterState | None:
@@ -313,6 +377,7 @@ class Membership:
         snapshot's) and connect to them."""
         self.members = {m.member_id: m for m in record.members}
         self.removed_ids = set(record.removed)
+        self.alarms = {(m, AlarmType(a)) for m, a in record.alarms}
         if self.transport is not None:
             for m in record.members:
                 if m.member_id != self.member_id and m.peer_url:

@@ -23,10 +23,12 @@ from metastore.api.peer_status import PeerStatusClient
 from metastore.api.rest import RestAPI
 from metastore.api.root import member_root
 from metastore.api.site import MetaStoreSite
+from metastore.api.v3.app import V3API
 from metastore.config import Config
 from metastore.errors import StartupError, Stopping
 from metastore.compacting import CompactionService
 from metastore.diskworker import DiskWorker
+from metastore.diskusage import DiskUsage
 from metastore.facade import MemberFacade
 from metastore.kv.dedup import RecentRequests
 from metastore.kv.store import KeyValueStore
@@ -349,13 +351,14 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
         snapshot_directory=snapshots,
     )
     node.transport = membership.transport = transport
-    api = MemberFacade(node, config.storage)
+    api = MemberFacade(node, config.storage, DiskUsage(config.data_dir, reactor), config.quota_backend_bytes)
+    history_compaction = CompactionService(reactor, node, config.auto_compaction_policy())
     rest = RestAPI(api)
     admin = AdminAPI(api, PeerStatusClient(reactor), rest.members, raw_proposals).app.resource()
-    root = member_root(rest.app.resource(), admin)
+    v3 = V3API(api, cluster_id_from_token(config.cluster_token), history_compaction.wait_physical)
+    root = member_root(rest.app.resource(), admin, v3.app.resource())
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
-    history_compaction = CompactionService(reactor, node, config.auto_compaction_policy())
     return MemberService(config, node, transport, ListenerService(endpoint, site), api, history_compaction, grpc)
 
 

@@ -101,13 +101,15 @@ class Member:
     def start(self) -> None:
         """Spawn the member (its log goes to ``logfile``)."""
         os.makedirs(self.workdir, exist_ok=True)
-        self.process = subprocess.Popen(
-            twistd_command(*self.args(), logfile=self.logfile),
-            cwd=self.workdir,
-            env=child_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=open(os.path.join(self.workdir, f"member-{self.member_id}.stderr"), "ab"),
-        )
+        # twistd prints a usage error on stdout: keep it with stderr for log_text.
+        with open(os.path.join(self.workdir, f"member-{self.member_id}.stderr"), "ab") as output:
+            self.process = subprocess.Popen(
+                twistd_command(*self.args(), logfile=self.logfile),
+                cwd=self.workdir,
+                env=child_env(),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
 
     def kill(self, sig: int = signal.SIGKILL, timeout: float = 15) -> int:
         """Send ``sig`` and reap the process within ``timeout``; its exit code."""
@@ -256,6 +258,12 @@ async def start_healthy(member: Member, timeout: float = 30) -> None:
     """Start ``member`` and wait until its /health answers 200; fail with
     its log if it exits first."""
     member.start()
+    await wait_healthy(member, timeout)
+
+
+async def wait_healthy(member: Member, timeout: float = 30) -> None:
+    """Wait until the running ``member``'s /health answers 200; fail with
+    its log if it exits first."""
 
     async def healthy():
         if not member.running():

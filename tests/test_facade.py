@@ -55,7 +55,10 @@ class FacadeTests(TestCase):
             (lambda: api.add_member(2, "nope"), "bad_peer_url"),
             (lambda: api.add_member(1, "http://127.0.0.1:1"), "member_exists"),
             (lambda: api.remove_member(5), "no_such_member"),
-            (lambda: api.update_member(1, "http://127.0.0.1:1"), "not_supported"),
+            (lambda: api.update_member(5, "http://127.0.0.1:1"), "no_such_member"),
+            (lambda: api.update_member(1, "nope"), "bad_peer_url"),
+            (lambda: api.promote_member(1), "not_learner"),
+            (lambda: api.transfer_leadership(9), "bad_transferee"),
         ]:
             with self.assertRaises(MembershipError) as caught:
                 call()

@@ -21,6 +21,7 @@ from metastore.api import validation
 from metastore.api.errors import RETRY_AFTER_SECONDS, HTTPError, answer_failure, write_error
 from metastore.api.members import MembershipAPI
 from metastore.api.peer_status import PeerStatusClient
+from metastore.api.v3.versions import version_document
 from metastore.facade import MemberFacade
 
 MEMBERS_PREFIX = b"/admin/members/"
@@ -105,8 +106,8 @@ class AdminAPI:
 
     @app.route("/version", methods=_methods("/version"))
     def version(self, request):
-        """The MetaStore version."""
-        return _json(request, {"metastore": __version__})
+        """The etcd versions clients discover the v3 API by, and MetaStore's own."""
+        return _json(request, version_document(__version__))
 
     @app.route("/admin/status", methods=_methods("/admin/status"))
     def status(self, request):

@@ -3,7 +3,9 @@
 A command travels inside a raft entry as a msgpack list
 ``[format version, request id, operation]``; the request id lets the node
 that proposed it find the caller waiting on it.  The commands are etcd's
-KV requests (``metastore.kv.messages``) plus ``PublishMember``.
+KV requests (``metastore.kv.messages``) plus the member attribute updates
+``PublishMember`` and ``UpdateMember`` (format 2 only, code 7), and
+``SetAlarm`` (code 8).
 
 Format 2 (written now) encodes every field of the requests, ranges and
 nested txns included.  Format 1 (the seed's, still read from old WAL
@@ -15,6 +17,7 @@ and PublishMember ``[4, member_id, client_url]``.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Union
 
@@ -54,9 +57,38 @@ class PublishMember:
     client_url: str
 
 
-Command = Union[PutRequest, DeleteRangeRequest, TxnRequest, RangeRequest, CompactionRequest, PublishMember]
+@dataclass(frozen=True, slots=True)
+class UpdateMember:
+    """Member ``member_id`` now listens for peers at ``peer_url`` (etcd's
+    MemberUpdate).  Cluster metadata like ``PublishMember``: raft needs no
+    configuration change for it."""
 
-_PUT, _DELETE_RANGE, _TXN, _PUBLISH_MEMBER, _RANGE, _COMPACTION = 1, 2, 3, 4, 5, 6
+    member_id: int
+    peer_url: str
+
+
+class AlarmType(enum.IntEnum):
+    """etcd's ``AlarmType``."""
+
+    NONE = 0
+    NOSPACE = 1
+    CORRUPT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SetAlarm:
+    """Raise (``active``) or disarm ``alarm`` for ``member_id`` (etcd's
+    AlarmRequest ACTIVATE / DEACTIVATE).  Replicated cluster metadata: every
+    member refuses writes while NOSPACE is raised."""
+
+    member_id: int
+    alarm: AlarmType
+    active: bool
+
+
+Command = Union[PutRequest, DeleteRangeRequest, TxnRequest, RangeRequest, CompactionRequest, PublishMember, UpdateMember, SetAlarm]
+
+_PUT, _DELETE_RANGE, _TXN, _PUBLISH_MEMBER, _RANGE, _COMPACTION, _UPDATE_MEMBER, _SET_ALARM = 1, 2, 3, 4, 5, 6, 7, 8
 
 
 def _encode_operation(op: Command) -> list:
@@ -81,6 +113,10 @@ def _encode_operation(op: Command) -> list:
         return [_COMPACTION, op.revision, op.physical]
     if isinstance(op, PublishMember):
         return [_PUBLISH_MEMBER, op.member_id, op.client_url]
+    if isinstance(op, UpdateMember):
+        return [_UPDATE_MEMBER, op.member_id, op.peer_url]
+    if isinstance(op, SetAlarm):
+        return [_SET_ALARM, op.member_id, int(op.alarm), op.active]
     raise TypeError(f"not a command: {op!r}")
 
 
@@ -162,9 +198,15 @@ def _decode_operation(raw: object, version: int, nested: bool = False) -> Comman
     if code == _COMPACTION and version == 2 and len(fields) == 2 and not nested:
         _ints(fields, "compaction fields")
         return CompactionRequest(fields[0], bool(fields[1]))
-    if code == _PUBLISH_MEMBER and len(fields) == 2 and not nested:
+    if code in (_PUBLISH_MEMBER, _UPDATE_MEMBER) and len(fields) == 2 and not nested:
         if isinstance(fields[0], int) and isinstance(fields[1], str):
-            return PublishMember(fields[0], fields[1])
+            return (PublishMember if code == _PUBLISH_MEMBER else UpdateMember)(fields[0], fields[1])
+    if code == _SET_ALARM and version == 2 and len(fields) == 3 and not nested:
+        _ints(fields, "alarm fields")
+        try:
+            return SetAlarm(fields[0], AlarmType(fields[1]), bool(fields[2]))
+        except ValueError as e:
+            raise CommandError(f"bad alarm: {e}") from None
     raise CommandError(f"unknown or malformed operation {code!r}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 INVALID_ARGUMENT = 3
 NOT_FOUND = 5
+RESOURCE_EXHAUSTED = 8
 OUT_OF_RANGE = 11
 
 
@@ -71,3 +72,20 @@ class TooManyOpsError(KVError):
     """A txn has more compares or operations in a branch than allowed."""
 
     message = "etcdserver: too many operations in txn request"
+
+
+class LeaseNotFoundError(KVError):
+    """A put names a lease that does not exist."""
+
+    message = "etcdserver: requested lease not found"
+    grpc_code = NOT_FOUND
+    http_status = 404
+
+
+class NoSpaceError(KVError):
+    """A NOSPACE alarm is raised: writes that add data are refused until
+    it is disarmed."""
+
+    message = "etcdserver: mvcc: database space exceeded"
+    grpc_code = RESOURCE_EXHAUSTED
+    http_status = 429

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import msgpack
 
-from metastore.kv.errors import CompactedError, FutureRevisionError, KeyNotFoundError, KVError
+from metastore.kv.errors import CompactedError, FutureRevisionError, KeyNotFoundError, KVError, LeaseNotFoundError
 from metastore.kv.messages import (
     CompactionRequest,
     CompactionResponse,
@@ -284,16 +284,25 @@ def _choose_path(txn: TxnRequest, batch: _Batch, path: list[bool]) -> list[bool]
     return path
 
 
-def _check_path(txn: TxnRequest, path: Iterator[bool], batch: _Batch) -> None:
-    """etcd's checks of the chosen operations before any runs."""
+def no_lease_exists(lease: int) -> bool:
+    """Whether ``lease`` names a granted lease while the store keeps no
+    leases (until the lease issue): only 0, "no lease", is valid."""
+    return lease == 0
+
+
+def _check_path(txn: TxnRequest, path: Iterator[bool], batch: _Batch, lease_exists: Callable[[int], bool]) -> None:
+    """etcd's checks of the chosen operations before any runs (a put's
+    missing key before its unknown lease, as etcd's ``checkRequestPut``)."""
     for op in txn.success if next(path) else txn.failure:
-        if isinstance(op, PutRequest) and (op.ignore_value or op.ignore_lease):
-            if batch.get(op.key) is None:
+        if isinstance(op, PutRequest):
+            if (op.ignore_value or op.ignore_lease) and batch.get(op.key) is None:
                 raise KeyNotFoundError()
+            if not lease_exists(op.lease):
+                raise LeaseNotFoundError()
         elif isinstance(op, RangeRequest):
             check_revision(op.revision, batch.revision, batch.compacted_revision)
         elif isinstance(op, TxnRequest):
-            _check_path(op, path, batch)
+            _check_path(op, path, batch, lease_exists)
 
 
 def _hash_record(kv: KeyValue, deleted: bool) -> bytes:
@@ -303,8 +312,10 @@ def _hash_record(kv: KeyValue, deleted: bool) -> bytes:
 class KeyValueStore:
     """etcd's MVCC keyspace over a storage ``Engine``."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, lease_exists: Callable[[int], bool] = no_lease_exists) -> None:
         self.engine = engine
+        self._lease_exists = lease_exists
+        """Whether a put's lease is granted (deterministic: replicated state only)."""
 
     @property
     def revision(self) -> int:
@@ -427,6 +438,8 @@ class KeyValueStore:
             return _range(batch, command, batch.revision)
         writer = _TxnWriter(batch)
         if isinstance(command, PutRequest):
+            if not self._lease_exists(command.lease):
+                return LeaseNotFoundError()  # checked first outside a txn, as etcd's Put does
             if (command.ignore_value or command.ignore_lease) and batch.get(command.key) is None:
                 return KeyNotFoundError()
             response: ResponseOp = writer.put(command)
@@ -435,7 +448,7 @@ class KeyValueStore:
         else:
             path = _choose_path(command, batch, [])
             try:
-                _check_path(command, iter(path), batch)
+                _check_path(command, iter(path), batch, self._lease_exists)
             except KVError as error:
                 return error
             response = writer.txn(command, iter(path), nested=False)

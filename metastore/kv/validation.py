@@ -35,8 +35,9 @@ def check_request(request: RequestOp, max_txn_ops: int = DEFAULT_MAX_TXN_OPS) ->
     that writes one key twice in a branch."""
     _check_op(request, max_txn_ops)
     if isinstance(request, TxnRequest):
-        _written(request.success)
-        _written(request.failure)
+        for branch in (request.success, request.failure):
+            _written(branch)
+            _check_reads_of_deleted_keys(branch)
 
 
 def _check_op(request: RequestOp, max_txn_ops: int) -> None:
@@ -70,14 +71,18 @@ class _Deletes:
         self.ranges: list[tuple[bytes, bytes]] = []
 
     def add(self, request: DeleteRangeRequest) -> None:
-        self.ranges.append((request.key, request.range_end or b""))
+        # etcd checks a delete as the interval [key, range_end): one ending
+        # at "\0" (every key from ``key`` on) is empty there, so it never
+        # conflicts with a put.
+        if request.range_end != ALL_KEYS:
+            self.ranges.append((request.key, request.range_end))
 
     def covers(self, key: bytes) -> bool:
         for start, end in self.ranges:
             if not end:
                 if key == start:
                     return True
-            elif key >= start and (end == ALL_KEYS or key < end):
+            elif start <= key < end:
                 return True
         return False
 
@@ -114,6 +119,30 @@ def _written(ops: tuple[RequestOp, ...]) -> tuple[set[bytes], _Deletes]:
     return puts, deletes
 
 
+def _flattened(ops: tuple[RequestOp, ...]) -> list[RequestOp]:
+    """``ops`` with every nested txn's operations (both branches) in place."""
+    found: list[RequestOp] = []
+    for op in ops:
+        if isinstance(op, TxnRequest):
+            found += _flattened(op.success) + _flattened(op.failure)
+        else:
+            found.append(op)
+    return found
+
+
+def _check_reads_of_deleted_keys(ops: tuple[RequestOp, ...]) -> None:
+    """Refuse a put with ``ignore_value`` or ``ignore_lease`` whose key a
+    delete ending at "\\0" in the same branch covers: etcd 3.4.23 accepts
+    such a txn and then panics applying it; MetaStore refuses it as the
+    duplicate it is."""
+    ops = _flattened(ops)
+    starts = [op.key for op in ops if isinstance(op, DeleteRangeRequest) and op.range_end == ALL_KEYS]
+    for op in ops:
+        if isinstance(op, PutRequest) and (op.ignore_value or op.ignore_lease):
+            if any(op.key >= start for start in starts):
+                raise DuplicateKeyError()
+
+
 def is_read_only(request: RequestOp) -> bool:
     """Whether ``request`` only reads (a range, or a txn of ranges only):
     etcd serves such a txn without a new revision."""
@@ -121,4 +150,15 @@ def is_read_only(request: RequestOp) -> bool:
         return True
     if isinstance(request, TxnRequest):
         return all(is_read_only(op) for op in request.success + request.failure)
+    return False
+
+
+def adds_data(request: object) -> bool:
+    """Whether ``request`` may add data: a put, or a txn holding one in
+    either branch at any depth (what etcd refuses while NOSPACE is raised;
+    deletes, ranges and compactions go on)."""
+    if isinstance(request, PutRequest):
+        return True
+    if isinstance(request, TxnRequest):
+        return any(adds_data(op) for op in request.success + request.failure)
     return False

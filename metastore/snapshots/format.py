@@ -15,7 +15,8 @@ File layout: an 8-byte magic, then records, each framed as::
 * HEADER, once: a msgpack map with ``format`` (the version of this layout),
   ``index``, ``term``, ``revision``, ``voters``, ``learners`` and
   ``members``, and from format 2 ``compacted_revision`` and
-  ``physically_compacted_revision``.  Keys a reader does not know are
+  ``physically_compacted_revision`` (and, optionally, ``alarms``: the
+  raised ``[member_id, alarm type]`` pairs; absent means none).  Keys a reader does not know are
   ignored, so later versions may add informational fields without a
   format bump.
 * ITEMS, zero or more: a msgpack array of events.  Format 2: each event is
@@ -154,6 +155,7 @@ def _encode_header(header: SnapshotHeader) -> bytes:
             "requests": [[request_id, index] for request_id, index in cs.requests],
             "compacted_revision": header.compacted_revision,
             "physically_compacted_revision": header.physically_compacted_revision,
+            "alarms": [list(a) for a in cs.alarms],
         }
     )
 
@@ -183,6 +185,7 @@ def _decode_header(payload: bytes) -> SnapshotHeader:
         members,
         tuple(int(v) for v in fields.get("removed", ())),
         tuple((bytes(request_id), int(index)) for request_id, index in fields.get("requests", ())),
+        tuple((int(m), int(a)) for m, a in fields.get("alarms", ())),
     )
     index, term, revision = fields["index"], fields["term"], fields["revision"]
     if version == 1:

@@ -62,6 +62,9 @@ class ClusterState:
     """The request ids applied in the last raft indexes, with their index,
     in index order (``metastore.kv.dedup``): replicated state like the
     rest, so every member deduplicates a retried request alike."""
+    alarms: tuple[tuple[int, int], ...] = ()
+    """The raised alarms, ``(member_id, alarm type)`` sorted (etcd's
+    ``AlarmType`` numbers: 1 NOSPACE, 2 CORRUPT)."""
 
 
 MAX_SUB = (1 << 63) - 1

@@ -224,7 +224,9 @@ def _put_event(batch: rocksdict.WriteBatch, event: Event) -> None:
 def encode_cluster_state(state: ClusterState) -> bytes:
     """The stored (msgpack) form of a membership."""
     members = [[m.member_id, m.peer_url, m.client_url, m.is_learner] for m in state.members]
-    return msgpack.packb([list(state.voters), list(state.learners), members, list(state.removed)])
+    return msgpack.packb(
+        [list(state.voters), list(state.learners), members, list(state.removed), [list(a) for a in state.alarms]]
+    )
 
 
 def _write_requests(batch, old: tuple[tuple[bytes, int], ...], new: tuple[tuple[bytes, int], ...]) -> None:
@@ -252,13 +254,14 @@ def _read_requests(db: rocksdict.Rdict) -> tuple[tuple[bytes, int], ...]:
 
 
 def decode_cluster_state(stored: bytes) -> ClusterState:
-    """The membership from its stored form (older records have no removed ids)."""
+    """The membership from its stored form (older records have no removed ids or alarms)."""
     voters, learners, members, *rest = msgpack.unpackb(stored)
     return ClusterState(
         voters=tuple(voters),
         learners=tuple(learners),
         members=tuple(MemberRecord(i, peer, client, learner) for i, peer, client, learner in members),
         removed=tuple(rest[0]) if rest else (),
+        alarms=tuple((int(m), int(a)) for m, a in (rest[1] if len(rest) > 1 else ())),
     )
 
 

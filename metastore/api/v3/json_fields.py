@@ -1,0 +1,129 @@
+"""Reading protobuf fields out of a grpc-gateway JSON body.
+
+jsonpb (what etcd's gateway decodes with) takes a field by its proto name
+or its lowerCamelCase JSON name, ``null`` as the zero value, int64 and
+uint64 as JSON numbers or decimal strings, bytes as padded standard
+base64, enums as names or numbers, and ignores unknown fields.  Anything
+else is a ``BadBody``, which the API answers 400 with gRPC code 3.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import json
+import re
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+UINT64_MAX = 2**64 - 1
+_DECIMAL = re.compile(r"-?[0-9]+\Z")
+
+
+class BadBody(ValueError):
+    """A request body jsonpb would refuse; the message says what is wrong."""
+
+
+def parse_body(data: bytes) -> dict:
+    """The JSON object of a request body (whatever its Content-Type); an
+    empty body is ``{}``, as the gateway treats it."""
+    if not data.strip():
+        return {}
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadBody(f"invalid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise BadBody(f"the body must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def camel_case(name: str) -> str:
+    """``range_end`` -> ``rangeEnd`` (jsonpb's JSON name of a proto field)."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def raw_field(body: dict, name: str):
+    """The value of field ``name`` (proto or camelCase spelling), None if absent."""
+    if name in body:
+        return body[name]
+    return body.get(camel_case(name))
+
+
+def bytes_field(body: dict, name: str) -> bytes:
+    """A ``bytes`` field: padded standard base64, b"" when absent."""
+    value = raw_field(body, name)
+    if value is None:
+        return b""
+    if not isinstance(value, str):
+        raise BadBody(f"{name}: bytes must be a base64 string, not {json.dumps(value)[:40]}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadBody(f"{name}: illegal base64 data") from None
+
+
+def int_field(body: dict, name: str, low: int = INT64_MIN, high: int = INT64_MAX) -> int:
+    """An int64 (or, with ``low=0, high=UINT64_MAX``, uint64) field, given
+    as a JSON integer or a decimal string; 0 when absent."""
+    value = raw_field(body, name)
+    if value is None:
+        return 0
+    if isinstance(value, str) and _DECIMAL.match(value):
+        value = int(value)
+    if type(value) is not int:
+        raise BadBody(f"{name}: expected an integer, got {json.dumps(value)[:40]}")
+    if not low <= value <= high:
+        raise BadBody(f"{name}: {value} is out of range")
+    return value
+
+
+def uint_field(body: dict, name: str) -> int:
+    """A uint64 field."""
+    return int_field(body, name, 0, UINT64_MAX)
+
+
+def bool_field(body: dict, name: str) -> bool:
+    """A bool field; False when absent."""
+    value = raw_field(body, name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise BadBody(f"{name}: expected true or false, got {json.dumps(value)[:40]}")
+    return value
+
+
+def enum_field(body: dict, name: str, kind: type[enum.IntEnum]) -> enum.IntEnum:
+    """An enum field given by name or number; its zero value when absent."""
+    value = raw_field(body, name)
+    if value is None:
+        return kind(0)
+    try:
+        if isinstance(value, str):
+            return kind[value]
+        if type(value) is int:
+            return kind(value)
+    except (KeyError, ValueError):
+        pass
+    raise BadBody(f"{name}: unknown {kind.__name__} {json.dumps(value)[:40]}")
+
+
+def list_field(body: dict, name: str) -> list:
+    """A repeated field; [] when absent."""
+    value = raw_field(body, name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadBody(f"{name}: expected a list, got {json.dumps(value)[:40]}")
+    return value
+
+
+def object_field(body: dict, name: str) -> dict | None:
+    """A message field: its JSON object, None when absent."""
+    value = raw_field(body, name)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadBody(f"{name}: expected an object, got {json.dumps(value)[:40]}")
+    return value
