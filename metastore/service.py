@@ -168,11 +168,13 @@ class MemberService(service.MultiService):
             if not node.running:
                 poll.stop()
                 d.errback(Stopping("the member stopped before it was ready"))
-            elif node.leader_id != 0 and target[0] is None:
-                target[0] = node.rawnode.status().commit
-            if target[0] is not None and node.applied_index >= target[0] and not d.called:
+                return
+            status = self.api.status()
+            if status.leader != 0 and target[0] is None:
+                target[0] = status.commit_index
+            if target[0] is not None and status.applied_index >= target[0] and not d.called:
                 poll.stop()
-                d.callback(node.member_id)
+                d.callback(status.member_id)
 
         poll = task.LoopingCall(check)
         poll.clock = node.reactor

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from dataclasses import replace
 
 import rocksdict
 from twisted.trial.unittest import SynchronousTestCase
@@ -21,6 +22,7 @@ from metastore.kv.commands import Put
 from metastore.kv.store import KeyValueStore
 from metastore.storage.engine import ClusterState, Event, KeyValue, MemberRecord, tombstone
 from metastore.storage.rocksdb import (
+    META_REQUESTS,
     RESTORE_OLD_SUFFIX,
     RESTORE_READY_SUFFIX,
     RESTORE_TMP_SUFFIX,
@@ -104,6 +106,20 @@ class RocksDBEngineTests(SynchronousTestCase):
         self.assertEqual(
             (reopened.revision, reopened.applied_index, reopened.cluster_state), (5, 6, CLUSTER)
         )
+
+    def test_recent_requests_survive_reopen_one_key_each(self):
+        """The remembered request ids are written as they come and dropped
+        as they are forgotten, and read back on open with the membership."""
+        engine = self.open()
+        first = replace(CLUSTER, removed=(9,), requests=((b"a" * 16, 5), (b"b" * 16, 6)))
+        commit_changes(engine, {b"k": kv(b"k")}, 2, 6, first)
+        later = replace(CLUSTER, removed=(9,), requests=((b"b" * 16, 6), (b"c" * 16, 7)))
+        commit_changes(engine, {b"k": kv(b"k", revision=3, version=2)}, 3, 7, later)
+        engine.close()
+        reopened = self.open()
+        self.assertEqual(reopened.cluster_state, later)
+        stored = [key for key in reopened._live_db().keys() if key.startswith(META_REQUESTS)]
+        self.assertEqual(len(stored), 2)
 
     def test_format_1_database_is_upgraded_on_open(self):
         """A database written by the seed (live keys only, format 1) opens

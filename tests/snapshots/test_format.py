@@ -37,6 +37,8 @@ MEMBERSHIP = ClusterState(
         MemberRecord(3, "http://c:2380", "http://c:2379"),
         MemberRecord(4, "http://d:2380", is_learner=True),
     ),
+    removed=(5,),
+    requests=((b"r" * 16, 8), (b"s" * 16, 9)),
 )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from metastore.errors import NoLeader, RequestTimedOut, Stopping, Unavailable
+from metastore.errors import NoLeader, Refused, RequestTimedOut, Stopping, Unavailable
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -45,6 +45,9 @@ def status_of(error: BaseException) -> EtcdStatus:
     for kind, status in _NODE_ERRORS:
         if isinstance(error, kind):
             return status
+    if isinstance(error, Refused):
+        # etcd answers an unsafe or invalid membership change so.
+        return EtcdStatus(grpc.StatusCode.FAILED_PRECONDITION, f"etcdserver: {error}")
     if isinstance(error, Unavailable):
         # Any other "retry later" (a refused membership change, a failed
         # disk): clients retry on the code; the text says which.
