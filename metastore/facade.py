@@ -17,20 +17,34 @@ from twisted.internet import defer
 from metastore import health
 from metastore.errors import Unavailable
 from metastore.kv.commands import Command
-from metastore.kv.messages import RangeRequest, RangeResponse, TxnRequest, TxnResponse
+from metastore.kv.messages import (
+    LeaseGrantRequest,
+    LeaseKeepAliveRequest,
+    LeaseRevokeRequest,
+    RangeRequest,
+    RangeResponse,
+    TxnRequest,
+    TxnResponse,
+)
 from metastore.kv.store import Result
+from metastore.leases import LeaseStatus, Lessor
 from metastore.membership import MembershipError
 from metastore.node import Node
-from metastore.storage.engine import KeyValue, MemberRecord
+from metastore.storage.engine import KeyValue, Lease, MemberRecord
+from metastore.watch import Callback, Watch, WatchFilter, WatchHub
 
 __all__ = [
     "Consistency",
     "KeyValue",
+    "Lease",
+    "LeaseStatus",
     "MemberFacade",
     "MemberStatus",
     "MembershipError",
     "Restoring",
     "Result",
+    "Watch",
+    "WatchFilter",
 ]
 
 
@@ -72,9 +86,12 @@ class MemberStatus:
 class MemberFacade:
     """What the APIs may ask of a member."""
 
-    def __init__(self, node: Node, storage_name: str = "memory") -> None:
+    def __init__(self, node: Node, storage_name: str = "memory", *, lessor: Lessor | None = None,
+                 watch_hub: WatchHub | None = None) -> None:
         self._node = node
         self._storage_name = storage_name
+        self._lessor = lessor
+        self._watch_hub = watch_hub
 
     @property
     def member_id(self) -> int:
@@ -135,6 +152,71 @@ class MemberFacade:
     def keyspace_hash(self) -> str:
         """A hash of the whole applied keyspace (equal across members at one index)."""
         return self._node.store.keyspace_hash()
+
+    # -- leases -----------------------------------------------------------------
+
+    def lease_grant(self, ttl: int, id: int = 0) -> defer.Deferred:
+        """Grant a lease of ``ttl`` seconds (raised to the minimum TTL) with
+        ``id`` (0: this member picks one); fires with ``LeaseGrantResponse``
+        once applied here, fails with ``LeaseExistsError`` /
+        ``LeaseTTLTooLargeError``."""
+        lessor = self._require(self._lessor)
+        return self.propose(LeaseGrantRequest(lessor.grant_ttl(ttl), id or lessor.new_id()))
+
+    def lease_revoke(self, id: int) -> defer.Deferred:
+        """Revoke lease ``id``, deleting its keys in one revision; fires with
+        ``LeaseRevokeResponse``, fails with ``LeaseNotFoundError``."""
+        return self.propose(LeaseRevokeRequest(id))
+
+    def lease_keepalive(self, id: int) -> defer.Deferred:
+        """Renew lease ``id`` from whichever member this is (the keepalive is
+        replicated, so it reaches the leader); fires with
+        ``LeaseKeepAliveResponse`` (its ``ttl``: the seconds it now has),
+        fails with ``LeaseNotFoundError``."""
+        return self.propose(LeaseKeepAliveRequest(id))
+
+    def lease_time_to_live(self, id: int, keys: bool = False) -> LeaseStatus:
+        """Lease ``id`` from the applied state (after ``read``): seconds left
+        (-1: no such lease), TTL granted, attached keys if ``keys``.  Exact
+        on the leader; a follower answers the last checkpoint's remaining
+        TTL, or the whole TTL."""
+        return self._require(self._lessor).status(id, keys)
+
+    def leases(self) -> list[Lease]:
+        """Every lease in the applied state (after ``read``), by id."""
+        return self._node.store.leases()
+
+    # -- watch ------------------------------------------------------------------
+
+    def watch(
+        self,
+        key: bytes,
+        range_end: bytes = b"",
+        start_revision: int = 0,
+        filters: tuple[WatchFilter, ...] = (),
+        prev_kv: bool = False,
+        progress_notify: bool = False,
+        *,
+        callback: Callback,
+    ) -> Watch:
+        """Watch ``key`` (``range_end`` empty), ``[key, range_end)`` or every
+        key from ``key`` (``range_end`` ``b"\\0"``) from ``start_revision``
+        (0: from the next one).  ``callback`` gets ``WatchResponse``s: the
+        ``created`` one at once, then events in revision order, progress
+        notifications, and a last ``canceled`` one (``compact_revision`` set
+        when the start was compacted).  The returned ``Watch`` has
+        ``cancel()``, ``pause()``/``resume()`` (its buffer is bounded: a
+        watch paused too long is cancelled with a reason) and
+        ``request_progress()``."""
+        return self._require(self._watch_hub).watch(
+            key, range_end, start_revision, filters, prev_kv, progress_notify, callback=callback
+        )
+
+    @staticmethod
+    def _require(part):
+        if part is None:
+            raise RuntimeError("this member was built without leases and watches")
+        return part
 
     # -- status ---------------------------------------------------------------
 

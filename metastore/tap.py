@@ -77,6 +77,8 @@ class Options(VersionOption, usage.Options):
         ["rocksdb-write-buffer-bytes", None, str(32 * 2**20), "RocksDB memtable size (with --storage rocksdb)."],
         ["request-timeout", None, "5", "Seconds a request may wait for the cluster before a 503."],
         ["header-timeout", None, "10", "Seconds a request's line and headers may take to arrive, in total (408 beyond)."],
+        ["lease-checkpoint-interval", None, "300", "Seconds between the leader's checkpoints of remaining lease TTLs."],
+        ["watch-progress-interval", None, "600", "Seconds between progress notifications to watches that ask for them."],
         ["max-request-bytes", None, str(1536 * 1024), "Largest request body accepted, in bytes (413 beyond)."],
         ["tick-ms", None, "100", "Milliseconds per Raft tick."],
         ["election-ticks", None, "10", "Ticks without a leader before an election (randomized up to twice that)."],
@@ -108,7 +110,7 @@ class Options(VersionOption, usage.Options):
                 values[field] = int(self[flag])
             except (TypeError, ValueError):
                 raise usage.UsageError(f"--{flag} must be an integer, got {self[flag]!r}") from None
-        for flag in ("request-timeout", "header-timeout"):
+        for flag in ("request-timeout", "header-timeout", "lease-checkpoint-interval", "watch-progress-interval"):
             try:
                 values[flag.replace("-", "_")] = float(self[flag])
             except ValueError:

@@ -71,3 +71,28 @@ class TooManyOpsError(KVError):
     """A txn has more compares or operations in a branch than allowed."""
 
     message = "etcdserver: too many operations in txn request"
+
+
+FAILED_PRECONDITION = 9
+
+
+class LeaseNotFoundError(KVError):
+    """A request names a lease that was never granted or is gone."""
+
+    message = "etcdserver: requested lease not found"
+    grpc_code = NOT_FOUND
+    http_status = 404
+
+
+class LeaseExistsError(KVError):
+    """A grant asks for the id of a lease that exists."""
+
+    message = "etcdserver: lease already exists"
+    grpc_code = FAILED_PRECONDITION
+
+
+class LeaseTTLTooLargeError(KVError):
+    """A grant asks for more than ``MAX_LEASE_TTL`` seconds."""
+
+    message = "etcdserver: too large lease TTL"
+    grpc_code = OUT_OF_RANGE

@@ -33,6 +33,7 @@ from metastore.kv.messages import (
     CompareResult,
     CompareTarget,
     DeleteRangeRequest,
+    LeaseGrantRequest,
     PutRequest,
     RangeRequest,
     SortOrder,
@@ -185,6 +186,7 @@ class MVCCBehaviour:
     def test_put_prev_kv_and_ignore_flags(self):
         """prev_kv only when asked and present; ignore_value keeps the value,
         ignore_lease the lease; both need the key (etcd: key not found)."""
+        self.apply(LeaseGrantRequest(60, 5), LeaseGrantRequest(60, 9))
         first = self.one(PutRequest(b"k", b"v", lease=5, prev_kv=True))
         self.assertIsNone(first.prev_kv)
         second = self.one(PutRequest(b"k", ignore_value=True, prev_kv=True))
@@ -265,7 +267,7 @@ class MVCCBehaviour:
         """VALUE, VERSION, CREATE, MOD and LEASE with each result; a VALUE
         compare on an absent key fails; others see an absent key as zeros;
         a compare over a range needs every key to hold (etcd 3.4.23)."""
-        self.apply(PutRequest(b"r/a", b"m", lease=7), PutRequest(b"r/b", b"n"))
+        self.apply(LeaseGrantRequest(60, 7), PutRequest(b"r/a", b"m", lease=7), PutRequest(b"r/b", b"n"))
 
         def holds(*compares) -> bool:
             return self.store.read(TxnRequest(tuple(compares), (RangeRequest(b"r/a"),))).succeeded
@@ -403,6 +405,7 @@ class MVCCBehaviour:
         engine = self.make_engine()
         self.addCleanup(engine.close)
         store, model = KeyValueStore(engine), MVCCModel()
+        store.apply(0, [LeaseGrantRequest(60, 5)])  # the lease random puts attach to
         generate = RandomRequests(rng, model)
         for number in range(operations):
             request = generate.request()
@@ -444,6 +447,7 @@ class MVCCBehaviour:
                     ClusterState(),
                     previous.compacted_revision,
                     previous.physically_compacted_revision,
+                    previous.leases(),
                 )
                 store = KeyValueStore(engine)
 
