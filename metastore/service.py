@@ -321,7 +321,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
     )  # fmt: skip
     watch_hub = WatchHub(store, reactor, progress_interval=config.watch_progress_interval)
     api = MemberFacade(node, config.storage, lessor=lessor, watch_hub=watch_hub)
-    rest = RestAPI(api)
+    rest = RestAPI(api, reactor)
     admin = AdminAPI(api, PeerStatusClient(reactor), rest.members).app.resource()
     root = member_root(rest.app.resource(), admin)
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout)
