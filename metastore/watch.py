@@ -98,6 +98,11 @@ Callback = Callable[[WatchResponse], None]
 class Watch:
     """One watcher's handle: what it watches, where it is, its buffer."""
 
+    __slots__ = (
+        "id", "key", "range_end", "next_revision", "filters", "prev_kv", "progress_notify",
+        "_hub", "_callback", "_max_buffered", "_buffer", "_buffered_events", "paused", "canceled",
+    )  # fmt: skip
+
     def __init__(
         self,
         hub: "WatchHub",
@@ -118,7 +123,7 @@ class Watch:
         self.filters, self.prev_kv, self.progress_notify = filters, prev_kv, progress_notify
         self._hub, self._callback = hub, callback
         self._max_buffered = max_buffered_events
-        self._buffer: deque[WatchResponse] = deque()
+        self._buffer: deque[WatchResponse] | None = None  # made when first needed
         self._buffered_events = 0
         self.paused = False
         self.canceled = False
@@ -143,7 +148,7 @@ class Watch:
         self._hub._remove(self)
         self.canceled = True
         response = WatchResponse(self.id, self._hub.revision, canceled=True, cancel_reason=reason)
-        self._buffer.clear()
+        self._buffer = None
         self._buffered_events = 0
         self._callback(response)
 
@@ -173,6 +178,8 @@ class Watch:
         if not self.paused and not self._buffer:
             self._callback(response)
             return
+        if self._buffer is None:
+            self._buffer = deque()
         self._buffer.append(response)
         self._buffered_events += len(response.events)
         if self._buffered_events > self._max_buffered:

@@ -7,6 +7,8 @@ import json
 
 from twisted.internet import defer, reactor, task
 
+from metastore.kv.errors import LeaseNotFoundError
+from metastore.kv.messages import Put, prefix_range_end
 from tests.api.test_rest import SingleMemberTestCase
 from tests.process import wait_until
 
@@ -110,3 +112,47 @@ class BlockingReadTests(SingleMemberTestCase):
 def deferLater(seconds: float) -> defer.Deferred:
     """A Deferred that fires after ``seconds`` on the reactor."""
     return task.deferLater(reactor, seconds, lambda: None)
+
+
+class FacadeLeaseAndWatchTests(SingleMemberTestCase):
+    """The facade methods the v3 lease and watch routes are written against."""
+
+    async def setUp(self):
+        await self.start_member()
+        self.api = self.member.api
+
+    async def test_lease_lifecycle_through_the_facade(self):
+        """grant (own id and chosen id), attach, time_to_live with keys,
+        leases, keepalive, revoke deleting the keys, unknown lease errors."""
+        chosen = await self.api.lease_grant(60, id=0x1234)
+        picked = await self.api.lease_grant(1)
+        self.assertEqual((chosen.id, chosen.ttl, picked.ttl), (0x1234, 60, 2))
+        self.assertGreater(picked.id, 0)
+        await self.api.propose(Put(b"a", b"1", lease=chosen.id))
+        await self.api.read()
+        status = self.api.lease_time_to_live(chosen.id, keys=True)
+        self.assertEqual((status.granted_ttl, status.keys), (60, (b"a",)))
+        self.assertTrue(0 < status.ttl <= 60)
+        self.assertEqual({lease.id for lease in self.api.leases()}, {chosen.id, picked.id})
+        kept = await self.api.lease_keepalive(chosen.id)
+        self.assertEqual(kept.ttl, 60)
+        await self.assertFailure(defer.ensureDeferred(self.api.propose(Put(b"b", lease=999))), LeaseNotFoundError)
+        revoked = await self.api.lease_revoke(chosen.id)
+        self.assertEqual(revoked.deleted, 1)
+        self.assertIsNone(self.api.get(b"a"))
+        self.assertEqual(self.api.lease_time_to_live(chosen.id).ttl, -1)
+        await self.assertFailure(defer.ensureDeferred(self.api.lease_keepalive(chosen.id)), LeaseNotFoundError)
+
+    async def test_watch_through_the_facade(self):
+        """A facade watch from a past revision gets created, the history,
+        then live events, and a canceled response on cancel()."""
+        first = await self.api.propose(Put(b"w/a", b"1"))
+        responses = []
+        handle = self.api.watch(b"w/", prefix_range_end(b"w/"), first.revision, prev_kv=True, callback=responses.append)
+        await self.api.propose(Put(b"w/a", b"2"))
+        await wait_until(lambda: sum(len(r.events) for r in responses) == 2, timeout=10, what="two events")
+        self.assertTrue(responses[0].created)
+        events = [e for r in responses for e in r.events]
+        self.assertEqual([(e.kv.value, e.prev_kv and e.prev_kv.value) for e in events], [(b"1", None), (b"2", b"1")])
+        handle.cancel()
+        self.assertTrue(responses[-1].canceled)
