@@ -29,6 +29,7 @@ commit like any write.
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
 from dataclasses import dataclass
@@ -88,6 +89,10 @@ class Lessor(service.Service):
         self._revoke_retry = revoke_retry
         self._rng = rng or random.SystemRandom()
         self._deadlines: dict[int, float] = {}
+        self._queue: list[tuple[float, int]] = []
+        """(deadline, id) in a heap, with stale pairs (a deadline since
+        moved) skipped and dropped lazily: a check costs the expired leases,
+        not all of them."""
         self._revoking: dict[int, float] = {}
         self._leading = False
         self._next_checkpoint = 0.0
@@ -145,7 +150,7 @@ class Lessor(service.Service):
         for event in changes.lease_events:
             lease_id = event.lease.id
             if event.kind in ("grant", "keepalive") and self._leading:
-                self._deadlines[lease_id] = now + event.lease.ttl
+                self._set_deadline(lease_id, now + event.lease.ttl)
             elif event.kind == "revoke":
                 self._deadlines.pop(lease_id, None)
                 self._revoking.pop(lease_id, None)
@@ -161,8 +166,8 @@ class Lessor(service.Service):
         if not leading:
             return
         now = self._clock.seconds()
-        for lease_id, deadline in list(self._deadlines.items()):
-            if deadline <= now and now - self._revoking.get(lease_id, -math.inf) >= self._revoke_retry:
+        for lease_id in self._expired(now):
+            if now - self._revoking.get(lease_id, -math.inf) >= self._revoke_retry:
                 self._revoking[lease_id] = now
                 self._propose(LeaseRevokeRequest(lease_id)).addErrback(self._revoke_failed, lease_id)
         if now >= self._next_checkpoint:
@@ -180,17 +185,38 @@ class Lessor(service.Service):
         if pairs:
             self._propose(LeaseCheckpointRequest(tuple(pairs))).addErrback(self._ignored, "checkpoint")
 
+    def _set_deadline(self, lease_id: int, deadline: float) -> None:
+        self._deadlines[lease_id] = deadline
+        heapq.heappush(self._queue, (deadline, lease_id))
+        if len(self._queue) > 2 * len(self._deadlines) + 64:
+            self._queue = [(d, i) for i, d in self._deadlines.items()]
+            heapq.heapify(self._queue)
+
+    def _expired(self, now: float) -> list[int]:
+        """The leases past their deadline (they stay queued until revoked,
+        so that a failed revoke is retried)."""
+        queue, expired = self._queue, []
+        while queue and queue[0][0] <= now:
+            deadline, lease_id = heapq.heappop(queue)
+            if self._deadlines.get(lease_id) == deadline:
+                expired.append(lease_id)
+        for lease_id in expired:
+            heapq.heappush(queue, (self._deadlines[lease_id], lease_id))
+        return expired
+
     def _promote(self) -> None:
         self._leading = True
         now = self._clock.seconds()
-        self._deadlines = {lease.id: now + (lease.remaining_ttl or lease.ttl) for lease in self._store.leases()}
+        self._deadlines, self._queue = {}, []
+        for lease in self._store.leases():
+            self._set_deadline(lease.id, now + (lease.remaining_ttl or lease.ttl))
         self._revoking = {}
         self._next_checkpoint = now + self._checkpoint_interval
         log.info("leading: {n} leases counted from now", n=len(self._deadlines))
 
     def _demote(self) -> None:
         self._leading = False
-        self._deadlines, self._revoking = {}, {}
+        self._deadlines, self._queue, self._revoking = {}, [], {}
 
     def _revoke_failed(self, failure, lease_id: int) -> None:
         log.info("revoking expired lease {id:x} failed, will retry: {e}", id=lease_id, e=failure.value)

@@ -7,8 +7,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from metastore.kv.messages import CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest, prefix_range_end
 from metastore.kv.store import KeyValueStore
-from metastore.storage.memory import MemoryEngine
 from metastore.watch import EventType, WatchFilter, WatchHub
+from tests.engines import OnMemoryEngine, OnRocksDBEngine
 
 
 class Reader:
@@ -25,12 +25,17 @@ class Reader:
         return [(e.kv.key, e.kv.mod_revision, e.type) for r in self.responses for e in r.events]
 
 
-class WatchHubTests(SynchronousTestCase):
-    """Behaviour of ``WatchHub`` over a memory store, time from ``task.Clock``."""
+class WatchHubBehaviour:
+    """Behaviour of ``WatchHub`` over a store on each engine, time from ``task.Clock``."""
+
+    def make_engine(self):
+        raise NotImplementedError
 
     def setUp(self):
         self.clock = task.Clock()
-        self.store = KeyValueStore(MemoryEngine())
+        engine = self.make_engine()
+        self.addCleanup(engine.close)
+        self.store = KeyValueStore(engine)
         self.index = 0
         self.hub = WatchHub(self.store, self.clock, max_buffered_events=50, replay_chunk=100)
 
@@ -174,3 +179,11 @@ class WatchHubTests(SynchronousTestCase):
         for i in range(4):
             self.apply(PutRequest(b"k", b"%d" % i))
         self.assertEqual([rev for _, rev, _ in reader.events], [4, 5])
+
+
+class MemoryEngineWatchHubTests(OnMemoryEngine, WatchHubBehaviour, SynchronousTestCase):
+    """The hub replaying from the memory engine."""
+
+
+class RocksDBEngineWatchHubTests(OnRocksDBEngine, WatchHubBehaviour, SynchronousTestCase):
+    """The hub replaying from the RocksDB engine."""

@@ -22,8 +22,8 @@ from metastore.kv.messages import (
 from metastore.kv.store import KeyValueStore
 from metastore.snapshots.format import SnapshotHeader, read_snapshot, write_snapshot
 from metastore.storage.engine import ClusterState, Lease
-from metastore.storage.memory import MemoryEngine
 from metastore.storage.rocksdb import RocksDBEngine
+from tests.engines import OnMemoryEngine, OnRocksDBEngine
 
 
 class LeaseStateBehaviour:
@@ -139,18 +139,12 @@ class LeaseStateBehaviour:
         self.assertEqual(revoked.deleted, 1)
 
 
-class MemoryEngineLeaseTests(LeaseStateBehaviour, SynchronousTestCase):
+class MemoryEngineLeaseTests(OnMemoryEngine, LeaseStateBehaviour, SynchronousTestCase):
     """Leases on the memory engine."""
 
-    def make_engine(self):
-        return MemoryEngine()
 
-
-class RocksDBEngineLeaseTests(LeaseStateBehaviour, SynchronousTestCase):
+class RocksDBEngineLeaseTests(OnRocksDBEngine, LeaseStateBehaviour, SynchronousTestCase):
     """Leases on the RocksDB engine, which also keeps them across a reopen."""
-
-    def make_engine(self):
-        return RocksDBEngine.open(os.path.join(self.mktemp(), "db"))
 
     def test_leases_survive_a_reopen(self):
         """Leases and attachments are in the database, not in memory."""
