@@ -35,11 +35,14 @@ from typing import Callable, Iterable
 
 from twisted.application import service
 from twisted.internet import task
+from twisted.logger import Logger
 
 from metastore.kv.errors import CompactedError
 from metastore.kv.store import AppliedChanges, KeyValueStore
 from metastore.periodic import start_periodic, stop_periodic
 from metastore.storage.engine import Event, KeyValue
+
+log = Logger()
 
 DEFAULT_MAX_BUFFERED_EVENTS = 10_000
 """How many undelivered events a paused watcher may hold before it is cancelled."""
@@ -150,7 +153,7 @@ class Watch:
         response = WatchResponse(self.id, self._hub.revision, canceled=True, cancel_reason=reason)
         self._buffer = None
         self._buffered_events = 0
-        self._callback(response)
+        self._deliver(response)
 
     def pause(self) -> None:
         """Hold responses in the buffer (the reader cannot take more now)."""
@@ -162,7 +165,7 @@ class Watch:
         while self._buffer and not self.paused and not self.canceled:
             response = self._buffer.popleft()
             self._buffered_events -= len(response.events)
-            self._callback(response)
+            self._deliver(response)
         if not self.canceled:
             self._hub._resumed(self)
 
@@ -172,11 +175,22 @@ class Watch:
         if not self.canceled:
             self._push(WatchResponse(self.id, self._hub.progress_revision(self)))
 
+    def _deliver(self, response: WatchResponse) -> None:
+        """Hand ``response`` to the reader; a reader that raises loses its
+        watch (the error is logged), never the member's apply loop."""
+        try:
+            self._callback(response)
+        except Exception:
+            log.failure("watch {id} reader failed; the watch is cancelled", id=self.id)
+            if not self.canceled:
+                self._hub._remove(self)
+                self.canceled = True
+
     def _push(self, response: WatchResponse) -> None:
         if self.canceled:
             return
         if not self.paused and not self._buffer:
-            self._callback(response)
+            self._deliver(response)
             return
         if self._buffer is None:
             self._buffer = deque()
@@ -248,7 +262,9 @@ class WatchHub(service.Service):
             self, next(self._ids), key, range_end, start_revision or store.revision + 1,
             frozenset(WatchFilter(f) for f in filters), prev_kv, progress_notify, callback, self._max_buffered,
         )  # fmt: skip
-        callback(WatchResponse(watch.id, store.revision, created=True))
+        watch._deliver(WatchResponse(watch.id, store.revision, created=True))
+        if watch.canceled:
+            return watch
         if 0 < start_revision < store.compacted_revision:
             self._cancel_compacted(watch)
             return watch
@@ -365,7 +381,7 @@ class WatchHub(service.Service):
         compacted = self._store.compacted_revision
         self._remove(watch)
         watch.canceled = True
-        watch._callback(
+        watch._deliver(
             WatchResponse(watch.id, self._store.revision, canceled=True, compact_revision=compacted,
                           cancel_reason="etcdserver: mvcc: required revision has been compacted")
         )  # fmt: skip

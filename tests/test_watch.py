@@ -173,6 +173,22 @@ class WatchHubBehaviour:
         self.clock.advance(0)
         self.assertEqual(reader.events, [(b"k", 2, EventType.PUT), (b"k", 3, EventType.PUT)])
 
+    def test_a_failing_reader_loses_its_watch_not_the_apply(self):
+        """A callback that raises is logged and its watch ends; apply and
+        the other watches go on."""
+
+        def broken(response):
+            if response.events:
+                raise RuntimeError("reader bug")
+
+        self.hub.watch(b"k", callback=broken)
+        _, reader = self.watch(b"k")
+        self.apply(PutRequest(b"k", b"1"))
+        self.apply(PutRequest(b"k", b"2"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual([rev for _, rev, _ in reader.events], [2, 3])
+        self.assertEqual(len(self.hub.watches()), 1)
+
     def test_future_start_revision(self):
         """A watch from a revision not reached yet reports from it on."""
         _, reader = self.watch(b"k", start_revision=4)
