@@ -24,6 +24,7 @@ from twisted.logger import Logger
 
 from metastore.kv.autocompaction import AutoCompactionPolicy
 from metastore.kv.messages import CompactionRequest
+from metastore.periodic import start_periodic, stop_periodic
 
 log = Logger(namespace="metastore.compacting")
 
@@ -52,15 +53,12 @@ class CompactionService(service.Service):
     def startService(self) -> None:
         """Start checking every ``check_seconds``."""
         super().startService()
-        self._loop = task.LoopingCall(self.check)
-        self._loop.clock = self.reactor
-        self._loop.start(self.check_seconds, now=False)
+        self._loop = start_periodic(self.check, self.check_seconds, self.reactor)
 
     def stopService(self):
         """Stop checking and stepping; pending ``wait_physical`` calls fail."""
         super().stopService()
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
+        stop_periodic(self._loop)
         if self._step_call is not None and self._step_call.active():
             self._step_call.cancel()
         self._step_call = None

@@ -52,6 +52,10 @@ class Config:
     election_ticks: int = 10
     heartbeat_ticks: int = 1
     cluster_token: str = "metastore"
+    lease_checkpoint_interval: float = 300.0
+    """Seconds between the leader's checkpoints of remaining lease TTLs."""
+    watch_progress_interval: float = 600.0
+    """Seconds between progress notifications to watches that asked for them."""
     grpc_port: int | None = None
     """Port of etcd's gRPC API; None serves no gRPC (the default)."""
     strict_reconfig_check: bool = True
@@ -96,6 +100,8 @@ class Config:
             raise ConfigError("--request-timeout must be a positive number of seconds")
         if not self.header_timeout > 0:
             raise ConfigError("--header-timeout must be a positive number of seconds")
+        if not self.lease_checkpoint_interval > 0 or not self.watch_progress_interval > 0:
+            raise ConfigError("--lease-checkpoint-interval and --watch-progress-interval must be positive numbers of seconds")
         if self.max_request_bytes < 1024:
             raise ConfigError("--max-request-bytes must be at least 1024")
         if self.quota_backend_bytes < 1:

@@ -19,23 +19,37 @@ from metastore import health
 from metastore.errors import RequestTimedOut, Unavailable
 from metastore.kv.commands import AlarmType, Command, SetAlarm
 from metastore.kv.errors import NoSpaceError
-from metastore.kv.messages import RangeRequest, RangeResponse, TxnRequest, TxnResponse
+from metastore.kv.messages import (
+    LeaseGrantRequest,
+    LeaseKeepAliveRequest,
+    LeaseRevokeRequest,
+    RangeRequest,
+    RangeResponse,
+    TxnRequest,
+    TxnResponse,
+)
 from metastore.kv.store import Result
 from metastore.kv.validation import DEFAULT_MAX_TXN_OPS, adds_data, check_request, is_read_only
+from metastore.leases import LeaseStatus, Lessor
 from metastore.membership import MembershipError
 from metastore.node import Node
-from metastore.storage.engine import KeyValue, MemberRecord
+from metastore.storage.engine import KeyValue, Lease, MemberRecord
+from metastore.watch import Callback, Watch, WatchFilter, WatchHub
 
 __all__ = [
     "AlarmType",
     "MemberRecord",
     "Consistency",
     "KeyValue",
+    "Lease",
+    "LeaseStatus",
     "MemberFacade",
     "MemberStatus",
     "MembershipError",
     "Restoring",
     "Result",
+    "Watch",
+    "WatchFilter",
 ]
 
 
@@ -118,12 +132,17 @@ class MemberFacade:
         storage_name: str = "memory",
         db_size: Callable[[], int] = lambda: 0,
         quota_bytes: int = DEFAULT_QUOTA_BYTES,
+        *,
+        lessor: Lessor | None = None,
+        watch_hub: WatchHub | None = None,
     ) -> None:
         self._node = node
         self._storage_name = storage_name
         self._db_size = db_size
         self.quota_bytes = quota_bytes
         """Above this ``db_size`` a write raises NOSPACE (``--quota-backend-bytes``)."""
+        self._lessor = lessor
+        self._watch_hub = watch_hub
 
     @property
     def member_id(self) -> int:
@@ -200,6 +219,71 @@ class MemberFacade:
     def keyspace_hash(self) -> str:
         """A hash of the whole applied keyspace (equal across members at one index)."""
         return self._node.store.keyspace_hash()
+
+    # -- leases -----------------------------------------------------------------
+
+    def lease_grant(self, ttl: int, id: int = 0) -> defer.Deferred:
+        """Grant a lease of ``ttl`` seconds (raised to the minimum TTL) with
+        ``id`` (0: this member picks one); fires with ``LeaseGrantResponse``
+        once applied here, fails with ``LeaseExistsError`` /
+        ``LeaseTTLTooLargeError``."""
+        lessor = self._require(self._lessor)
+        return self.propose(LeaseGrantRequest(lessor.grant_ttl(ttl), id or lessor.new_id()))
+
+    def lease_revoke(self, id: int) -> defer.Deferred:
+        """Revoke lease ``id``, deleting its keys in one revision; fires with
+        ``LeaseRevokeResponse``, fails with ``LeaseNotFoundError``."""
+        return self.propose(LeaseRevokeRequest(id))
+
+    def lease_keepalive(self, id: int) -> defer.Deferred:
+        """Renew lease ``id`` from whichever member this is (the keepalive is
+        replicated, so it reaches the leader); fires with
+        ``LeaseKeepAliveResponse`` (its ``ttl``: the seconds it now has),
+        fails with ``LeaseNotFoundError``."""
+        return self.propose(LeaseKeepAliveRequest(id))
+
+    def lease_time_to_live(self, id: int, keys: bool = False) -> LeaseStatus:
+        """Lease ``id`` from the applied state (after ``read``): seconds left
+        (-1: no such lease), TTL granted, attached keys if ``keys``.  Exact
+        on the leader; a follower answers the last checkpoint's remaining
+        TTL, or the whole TTL."""
+        return self._require(self._lessor).status(id, keys)
+
+    def leases(self) -> list[Lease]:
+        """Every lease in the applied state (after ``read``), by id."""
+        return self._node.store.leases()
+
+    # -- watch ------------------------------------------------------------------
+
+    def watch(
+        self,
+        key: bytes,
+        range_end: bytes = b"",
+        start_revision: int = 0,
+        filters: tuple[WatchFilter, ...] = (),
+        prev_kv: bool = False,
+        progress_notify: bool = False,
+        *,
+        callback: Callback,
+    ) -> Watch:
+        """Watch ``key`` (``range_end`` empty), ``[key, range_end)`` or every
+        key from ``key`` (``range_end`` ``b"\\0"``) from ``start_revision``
+        (0: from the next one).  ``callback`` gets ``WatchResponse``s: the
+        ``created`` one at once, then events in revision order, progress
+        notifications, and a last ``canceled`` one (``compact_revision`` set
+        when the start was compacted).  The returned ``Watch`` has
+        ``cancel()``, ``pause()``/``resume()`` (its buffer is bounded: a
+        watch paused too long is cancelled with a reason) and
+        ``request_progress()``."""
+        return self._require(self._watch_hub).watch(
+            key, range_end, start_revision, filters, prev_kv, progress_notify, callback=callback
+        )
+
+    @staticmethod
+    def _require(part):
+        if part is None:
+            raise RuntimeError("this member was built without leases and watches")
+        return part
 
     # -- status ---------------------------------------------------------------
 

@@ -8,6 +8,7 @@ anything listens, so a member that cannot start says why at once with a
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from metastore.diskusage import DiskUsage
 from metastore.facade import MemberFacade
 from metastore.kv.dedup import RecentRequests
 from metastore.kv.store import KeyValueStore
+from metastore.leases import Lessor
 from metastore.membership import Membership
 from metastore.node import Node
 from metastore.snapshots.compaction import Compaction
@@ -43,6 +45,7 @@ from metastore.storage.memory import MemoryEngine
 from metastore.storage.rocksdb import EngineOpenError, RocksDBEngine, rocksdb_layout
 from metastore.storage.wal import WAL, WALState
 from metastore.transport import PeerTransport, cluster_id_from_token
+from metastore.watch import WatchHub
 
 
 def listen_error(what: str, e: BaseException) -> StartupError:
@@ -353,15 +356,28 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
         snapshot_directory=snapshots,
     )
     node.transport = membership.transport = transport
-    api = MemberFacade(node, config.storage, DiskUsage(config.data_dir, reactor), config.quota_backend_bytes)
     history_compaction = CompactionService(reactor, node, config.auto_compaction_policy())
-    rest = RestAPI(api)
+    lessor = Lessor(
+        store, node.propose, reactor, lambda: node.is_leader,
+        min_ttl=math.ceil(1.5 * config.election_ticks * config.tick_ms / 1000),
+        check_interval=config.tick_ms / 1000,
+        checkpoint_interval=config.lease_checkpoint_interval,
+    )  # fmt: skip
+    watch_hub = WatchHub(store, reactor, progress_interval=config.watch_progress_interval)
+    api = MemberFacade(
+        node, config.storage, DiskUsage(config.data_dir, reactor), config.quota_backend_bytes,
+        lessor=lessor, watch_hub=watch_hub,
+    )
+    rest = RestAPI(api, reactor)
     admin = AdminAPI(api, PeerStatusClient(reactor), rest.members, raw_proposals).app.resource()
     v3 = V3API(api, cluster_id_from_token(config.cluster_token), history_compaction.wait_physical)
     root = member_root(rest.app.resource(), admin, v3.app.resource())
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
-    return MemberService(config, node, transport, ListenerService(endpoint, site), api, history_compaction, grpc)
+    member = MemberService(config, node, transport, ListenerService(endpoint, site), api, history_compaction, grpc)
+    lessor.setServiceParent(member)
+    watch_hub.setServiceParent(member)
+    return member
 
 
 def _grpc_service(config: Config, reactor):

@@ -78,6 +78,8 @@ class Options(VersionOption, usage.Options):
         ["rocksdb-write-buffer-bytes", None, str(32 * 2**20), "RocksDB memtable size (with --storage rocksdb)."],
         ["request-timeout", None, "5", "Seconds a request may wait for the cluster before a 503."],
         ["header-timeout", None, "10", "Seconds a request's line and headers may take to arrive, in total (408 beyond)."],
+        ["lease-checkpoint-interval", None, "300", "Seconds between the leader's checkpoints of remaining lease TTLs."],
+        ["watch-progress-interval", None, "600", "Seconds between progress notifications to watches that ask for them."],
         ["max-request-bytes", None, str(1536 * 1024), "Largest request body accepted, in bytes (413 beyond)."],
         ["quota-backend-bytes", None, str(2 * 2**30), "Data on disk (bytes) beyond which writes raise the NOSPACE alarm and are refused."],
         ["tick-ms", None, "100", "Milliseconds per Raft tick."],
@@ -113,7 +115,7 @@ class Options(VersionOption, usage.Options):
                 values[field] = int(self[flag])
             except (TypeError, ValueError):
                 raise usage.UsageError(f"--{flag} must be an integer, got {self[flag]!r}") from None
-        for flag in ("request-timeout", "header-timeout"):
+        for flag in ("request-timeout", "header-timeout", "lease-checkpoint-interval", "watch-progress-interval"):
             try:
                 values[flag.replace("-", "_")] = float(self[flag])
             except ValueError:

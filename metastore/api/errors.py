@@ -19,7 +19,7 @@ from werkzeug.routing import RequestRedirect
 from metastore.errors import (
     ChangeRefused, MetaStoreError, NoLeader, Refused, RequestTimedOut, StorageFailed, Stopping, Unavailable,
 )
-from metastore.kv.errors import CompactedError, FutureRevisionError, KVError
+from metastore.kv.errors import CompactedError, FutureRevisionError, KVError, LeaseNotFoundError
 
 RETRY_AFTER_SECONDS = b"1"
 
@@ -60,7 +60,7 @@ _UNAVAILABLE = {
 }
 
 
-_KV_ERRORS = {CompactedError: "compacted", FutureRevisionError: "future_revision"}
+_KV_ERRORS = {CompactedError: "compacted", FutureRevisionError: "future_revision", LeaseNotFoundError: "lease_not_found"}
 """The ``error`` code of the key-value errors that have their own (etcd's
 text is the message either way)."""
 

@@ -12,6 +12,18 @@
   ``revision=N`` and ``limit=N``.  A key or value is the JSON string
   ``key``/``value`` when it is UTF-8, else ``key_base64``/``value_base64``.
 - ``PUT /{key}``: the body becomes the value; 204 once durable and applied.
+- ``PUT /{key}?ttl=N``: the same, with a new lease of ``N`` seconds attached
+  (the key is deleted when the lease expires); 200 with JSON ``{"revision",
+  "lease", "ttl"}`` and the header ``X-MetaStore-Lease``.
+- ``PUT /{key}?refresh``: keep the key's lease alive (the value is not
+  touched; the body is ignored); 200 with JSON ``{"lease", "ttl"}``, 404
+  when the key or its lease is gone, 409 ``not_leased`` for a key without
+  a lease.
+- Blocking reads: ``GET /{key}?index=N`` (and ``GET /{prefix}?list&index=N``)
+  answer once the key (a key under the prefix) changes after revision N,
+  or when ``wait`` (``30s``, ``5m``, ``500ms``; default 5m, at most 10m)
+  ends; every GET answers ``X-MetaStore-Index``, the revision to pass as
+  ``index`` next time (see ``metastore.api.blocking``).
 - ``DELETE /{key}``: 204, or 404 when there was no such key.
 - ``If-Match: "<rev>"`` / ``If-Match: *`` / ``If-None-Match: *`` make PUT and
   DELETE conditional (412 when the condition fails); the check happens when
@@ -34,12 +46,14 @@ from urllib.parse import unquote_to_bytes
 from klein import Klein
 
 from metastore.api import validation
+from metastore.api.blocking import blocking_index, wait_for_change, wait_seconds
 from metastore.api.errors import HTTPError, answer_failure
 from metastore.api.members import MembershipAPI
 from metastore.config import MAX_KEY_BYTES
 from metastore.errors import Unavailable
 from metastore.facade import Consistency, KeyValue, MemberFacade
 from metastore.kv.messages import (
+    MAX_LEASE_TTL,
     Compare,
     CompareResult,
     CompareTarget,
@@ -97,6 +111,11 @@ def _text_or_base64(name: str, data: bytes) -> dict:
         return {f"{name}_base64": base64.b64encode(data).decode("ascii")}
 
 
+def _json_answer(request, body: dict) -> bytes:
+    request.setHeader(b"Content-Type", b"application/json")
+    return json.dumps(body).encode() + b"\n"
+
+
 def kv_json(kv: KeyValue) -> dict:
     """A key with its value and metadata, as the listing answers it."""
     return {
@@ -132,9 +151,12 @@ class RestAPI:
 
     app = Klein()
 
-    def __init__(self, member: MemberFacade) -> None:
+    def __init__(self, member: MemberFacade, clock=None) -> None:
         self.member = member
         self.members = MembershipAPI(member)
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self._clock = clock
 
     @app.handle_errors(Exception)
     def _error(self, request, failure):
@@ -182,6 +204,7 @@ class RestAPI:
 
     def _revision_headers(self, request, kv) -> None:
         request.setHeader(b"X-MetaStore-Revision", str(self.member.revision).encode())
+        request.setHeader(b"X-MetaStore-Index", str(self.member.revision).encode())
         if kv is not None:
             request.setHeader(b"ETag", b'"%d"' % kv.mod_revision)
             request.setHeader(b"X-MetaStore-Create-Revision", b"%d" % kv.create_revision)
@@ -192,9 +215,21 @@ class RestAPI:
         serializable = request.args.get(b"serializable", [b"false"])[0].lower() in (b"true", b"1")
         await self.member.read(Consistency.SERIALIZABLE if serializable else Consistency.LINEARIZABLE)
 
+    async def _wait_if_asked(self, request, key: bytes, range_end: bytes) -> None:
+        """Block while nothing in the key or range changed after ``index``
+        (when given), at most ``wait``."""
+        index = blocking_index(request)
+        if index is None:
+            return
+        seconds = wait_seconds(request.args.get(b"wait", [None])[0])
+        waiting = wait_for_change(self.member, key, range_end, index, seconds, self._clock)
+        request.notifyFinish().addErrback(lambda _: waiting.cancel())
+        await waiting
+
     async def _get(self, request, key: bytes):
         revision = _non_negative_argument(request, b"revision")
         await self._read_barrier(request)
+        await self._wait_if_asked(request, key, b"")
         kv = self.member.get(key, revision)
         self._revision_headers(request, kv)
         if kv is None:
@@ -208,28 +243,59 @@ class RestAPI:
         if len(prefix) > MAX_KEY_BYTES:
             raise HTTPError(413, "key_too_large", f"the prefix is {len(prefix)} bytes; the limit is {MAX_KEY_BYTES}")
         await self._read_barrier(request)
+        await self._wait_if_asked(request, prefix, prefix_range_end(prefix))
         found = self.member.range_request(RangeRequest(prefix, prefix_range_end(prefix), limit=limit, revision=revision))
-        request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"X-MetaStore-Revision", b"%d" % found.header.revision)
+        request.setHeader(b"X-MetaStore-Index", b"%d" % found.header.revision)
         body = {
             "revision": found.header.revision,
             "count": found.count,
             "more": found.more,
             "kvs": [kv_json(kv) for kv in found.kvs],
         }
-        return json.dumps(body).encode() + b"\n"
+        return _json_answer(request, body)
 
     async def _put(self, request, key: bytes):
         if getattr(request, "body_too_large", False):
             limit = request.channel.site.max_request_bytes
             raise HTTPError(413, "body_too_large", f"the body is over the limit of {limit} bytes")
+        if _has_query_flag(request, b"refresh"):
+            return await self._refresh(request, key)
         value = request.content.read()
-        write = Put(key, value)
-        result = await self._write(key, write, write_condition(request, key))
+        compares = write_condition(request, key)
+        if b"ttl" in request.args:
+            return await self._put_with_lease(request, key, value, compares)
+        result = await self._write(key, Put(key, value), compares)
         request.setResponseCode(204)
         request.setHeader(b"ETag", b'"%d"' % result.revision)
         request.setHeader(b"X-MetaStore-Revision", b"%d" % result.revision)
         return b""
+
+    async def _put_with_lease(self, request, key: bytes, value: bytes, compares):
+        ttl = _non_negative_argument(request, b"ttl")
+        if not 1 <= ttl <= MAX_LEASE_TTL:
+            raise HTTPError(400, "bad_ttl", f"ttl is a number of seconds from 1 to {MAX_LEASE_TTL}")
+        granted = await self.member.lease_grant(ttl)
+        try:
+            result = await self._write(key, Put(key, value, lease=granted.id), compares)
+        except Exception:
+            self.member.lease_revoke(granted.id).addErrback(lambda _: None)  # it would expire anyway
+            raise
+        request.setHeader(b"ETag", b'"%d"' % result.revision)
+        request.setHeader(b"X-MetaStore-Revision", b"%d" % result.revision)
+        request.setHeader(b"X-MetaStore-Lease", b"%d" % granted.id)
+        return _json_answer(request, {"revision": result.revision, "lease": granted.id, "ttl": granted.ttl})
+
+    async def _refresh(self, request, key: bytes):
+        await self.member.read(Consistency.LINEARIZABLE)
+        kv = self.member.get(key)
+        if kv is None:
+            raise HTTPError(404, "not_found", "no such key")
+        if not kv.lease:
+            raise HTTPError(409, "not_leased", "the key has no lease to refresh; PUT it with ?ttl=N first")
+        kept = await self.member.lease_keepalive(kv.lease)
+        request.setHeader(b"X-MetaStore-Lease", b"%d" % kept.id)
+        return _json_answer(request, {"lease": kept.id, "ttl": kept.ttl})
 
     async def _delete(self, request, key: bytes):
         result = await self._write(key, DeleteRange(key), write_condition(request, key))

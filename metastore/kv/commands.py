@@ -13,6 +13,11 @@ entries and snapshots of the log) had Put ``[1, key, value, lease]``,
 DeleteRange ``[2, key, range_end or nil]``, Txn ``[3, compares, success,
 failure]`` with compares ``[target, result, key, operand]`` and no nesting,
 and PublishMember ``[4, member_id, client_url]``.
+
+The lease commands are format 2 too, told apart by their codes:
+LeaseGrant ``[7, ttl, id]``, LeaseRevoke ``[8, id]``, LeaseKeepAlive
+``[9, id]`` and LeaseCheckpoint ``[10, [[id, remaining_ttl], ...]]``; none
+may be nested in a txn.
 """
 
 from __future__ import annotations
@@ -30,6 +35,11 @@ from metastore.kv.messages import (  # noqa: F401  (re-exported for callers of t
     CompareTarget,
     DeleteRange,
     DeleteRangeRequest,
+    LeaseCheckpointRequest,
+    LeaseGrantRequest,
+    LeaseKeepAliveRequest,
+    LeaseRequest,
+    LeaseRevokeRequest,
     Put,
     PutRequest,
     RangeRequest,
@@ -86,9 +96,13 @@ class SetAlarm:
     active: bool
 
 
-Command = Union[PutRequest, DeleteRangeRequest, TxnRequest, RangeRequest, CompactionRequest, PublishMember, UpdateMember, SetAlarm]
+Command = Union[
+    PutRequest, DeleteRangeRequest, TxnRequest, RangeRequest, CompactionRequest, PublishMember, UpdateMember, SetAlarm,
+    LeaseRequest,
+]
 
 _PUT, _DELETE_RANGE, _TXN, _PUBLISH_MEMBER, _RANGE, _COMPACTION, _UPDATE_MEMBER, _SET_ALARM = 1, 2, 3, 4, 5, 6, 7, 8
+_LEASE_GRANT, _LEASE_REVOKE, _LEASE_KEEPALIVE, _LEASE_CHECKPOINT = 9, 10, 11, 12
 
 
 def _encode_operation(op: Command) -> list:
@@ -117,6 +131,14 @@ def _encode_operation(op: Command) -> list:
         return [_UPDATE_MEMBER, op.member_id, op.peer_url]
     if isinstance(op, SetAlarm):
         return [_SET_ALARM, op.member_id, int(op.alarm), op.active]
+    if isinstance(op, LeaseGrantRequest):
+        return [_LEASE_GRANT, op.ttl, op.id]
+    if isinstance(op, LeaseRevokeRequest):
+        return [_LEASE_REVOKE, op.id]
+    if isinstance(op, LeaseKeepAliveRequest):
+        return [_LEASE_KEEPALIVE, op.id]
+    if isinstance(op, LeaseCheckpointRequest):
+        return [_LEASE_CHECKPOINT, [list(pair) for pair in op.checkpoints]]
     raise TypeError(f"not a command: {op!r}")
 
 
@@ -198,6 +220,8 @@ def _decode_operation(raw: object, version: int, nested: bool = False) -> Comman
     if code == _COMPACTION and version == 2 and len(fields) == 2 and not nested:
         _ints(fields, "compaction fields")
         return CompactionRequest(fields[0], bool(fields[1]))
+    if version == 2 and not nested and code in (_LEASE_GRANT, _LEASE_REVOKE, _LEASE_KEEPALIVE, _LEASE_CHECKPOINT):
+        return _decode_lease(code, fields)
     if code in (_PUBLISH_MEMBER, _UPDATE_MEMBER) and len(fields) == 2 and not nested:
         if isinstance(fields[0], int) and isinstance(fields[1], str):
             return (PublishMember if code == _PUBLISH_MEMBER else UpdateMember)(fields[0], fields[1])
@@ -208,6 +232,18 @@ def _decode_operation(raw: object, version: int, nested: bool = False) -> Comman
         except ValueError as e:
             raise CommandError(f"bad alarm: {e}") from None
     raise CommandError(f"unknown or malformed operation {code!r}")
+
+
+def _decode_lease(code: int, fields: list) -> LeaseRequest:
+    if code == _LEASE_GRANT and len(fields) == 2 and all(type(f) is int for f in fields):
+        return LeaseGrantRequest(fields[0], fields[1])
+    if code in (_LEASE_REVOKE, _LEASE_KEEPALIVE) and len(fields) == 1 and type(fields[0]) is int:
+        return (LeaseRevokeRequest if code == _LEASE_REVOKE else LeaseKeepAliveRequest)(fields[0])
+    if code == _LEASE_CHECKPOINT and len(fields) == 1 and isinstance(fields[0], list):
+        pairs = fields[0]
+        if all(isinstance(p, list) and len(p) == 2 and all(type(n) is int for n in p) for p in pairs):
+            return LeaseCheckpointRequest(tuple((p[0], p[1]) for p in pairs))
+    raise CommandError(f"malformed lease operation {code!r}")
 
 
 def decode_command(data: bytes) -> tuple[bytes, Command]:

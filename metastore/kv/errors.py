@@ -10,6 +10,7 @@ from __future__ import annotations
 INVALID_ARGUMENT = 3
 NOT_FOUND = 5
 RESOURCE_EXHAUSTED = 8
+FAILED_PRECONDITION = 9
 OUT_OF_RANGE = 11
 
 
@@ -75,7 +76,7 @@ class TooManyOpsError(KVError):
 
 
 class LeaseNotFoundError(KVError):
-    """A put names a lease that does not exist."""
+    """A request names a lease that was never granted or is gone."""
 
     message = "etcdserver: requested lease not found"
     grpc_code = NOT_FOUND
@@ -89,3 +90,17 @@ class NoSpaceError(KVError):
     message = "etcdserver: mvcc: database space exceeded"
     grpc_code = RESOURCE_EXHAUSTED
     http_status = 429
+
+
+class LeaseExistsError(KVError):
+    """A grant asks for the id of a lease that exists."""
+
+    message = "etcdserver: lease already exists"
+    grpc_code = FAILED_PRECONDITION
+
+
+class LeaseTTLTooLargeError(KVError):
+    """A grant asks for more than ``MAX_LEASE_TTL`` seconds."""
+
+    message = "etcdserver: too large lease TTL"
+    grpc_code = OUT_OF_RANGE

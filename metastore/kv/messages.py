@@ -230,3 +230,80 @@ class CompactionResponse:
 Put = PutRequest
 DeleteRange = DeleteRangeRequest
 Txn = TxnRequest
+
+
+MAX_LEASE_TTL = 9_000_000_000
+"""etcd's largest lease TTL in seconds (``MaxLeaseTTL``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGrantRequest:
+    """``LeaseGrantRequest``: grant lease ``id`` (never 0 here: the member
+    that takes the request picks one when the client did not, as etcd
+    does) for ``ttl`` seconds."""
+
+    ttl: int
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGrantResponse:
+    """``LeaseGrantResponse``: the lease granted and its TTL."""
+
+    header: ResponseHeader
+    id: int
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRevokeRequest:
+    """``LeaseRevokeRequest``: end lease ``id`` and delete every key
+    attached to it, all in one revision."""
+
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRevokeResponse:
+    """``LeaseRevokeResponse``; ``deleted`` counts the keys it deleted."""
+
+    header: ResponseHeader
+    deleted: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseKeepAliveRequest:
+    """A keepalive of lease ``id``, replicated so that it reaches the
+    leader from any member and survives a leader change: it resets the
+    lease's checkpointed remaining TTL to the whole TTL."""
+
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseKeepAliveResponse:
+    """``LeaseKeepAliveResponse``: the lease's TTL, counted again from now."""
+
+    header: ResponseHeader
+    id: int
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseCheckpointRequest:
+    """``LeaseCheckpointRequest``: ``(id, remaining_ttl)`` pairs the leader
+    measured, so that a new leader (or a restarted cluster) counts from
+    them rather than from the whole TTL."""
+
+    checkpoints: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseCheckpointResponse:
+    """``LeaseCheckpointResponse``."""
+
+    header: ResponseHeader
+
+
+LeaseRequest = Union[LeaseGrantRequest, LeaseRevokeRequest, LeaseKeepAliveRequest, LeaseCheckpointRequest]
+"""The lease commands the state machine applies."""

@@ -12,7 +12,17 @@ them into one batch of events for the engine, with etcd's rules:
 - a txn evaluates every compare of every nested level against the state
   before it (``_choose_path``), checks its puts and ranges, then runs the
   chosen operations in order; a range inside it sees the writes before it;
-- a compaction refuses reads below its revision from then on.
+- a compaction refuses reads below its revision from then on;
+- leases (etcd's lessor state): a grant records a lease, a put attaches its
+  key to the lease it names (an unknown lease is etcd's "requested lease
+  not found", also inside a txn), a revoke deletes every attached key in
+  one revision and then the lease, a keepalive or checkpoint records the
+  remaining TTL.  When a lease expires is decided outside apply, by the
+  leader's ``metastore.leases.Lessor``, which proposes the revoke.
+
+After each apply the store hands what happened (``AppliedChanges``: the
+events with their previous versions, the lease commands that took effect)
+to its ``listeners``, in apply order; apply does not depend on them.
 
 Errors etcd decides at apply time (``ignore_value`` on an absent key, a
 txn range at a compacted or future revision, compacting a compacted or
@@ -24,12 +34,22 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import msgpack
 
-from metastore.kv.errors import CompactedError, FutureRevisionError, KeyNotFoundError, KVError, LeaseNotFoundError
+from metastore.kv.errors import (
+    CompactedError,
+    FutureRevisionError,
+    KeyNotFoundError,
+    KVError,
+    LeaseExistsError,
+    LeaseNotFoundError,
+    LeaseTTLTooLargeError,
+)
 from metastore.kv.messages import (
+    MAX_LEASE_TTL,
     CompactionRequest,
     CompactionResponse,
     Compare,
@@ -37,6 +57,15 @@ from metastore.kv.messages import (
     CompareTarget,
     DeleteRangeRequest,
     DeleteRangeResponse,
+    LeaseCheckpointRequest,
+    LeaseCheckpointResponse,
+    LeaseGrantRequest,
+    LeaseGrantResponse,
+    LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse,
+    LeaseRequest,
+    LeaseRevokeRequest,
+    LeaseRevokeResponse,
     PutRequest,
     PutResponse,
     RangeRequest,
@@ -50,10 +79,39 @@ from metastore.kv.messages import (
     TxnResponse,
 )
 from metastore.kv.validation import is_read_only
-from metastore.storage.engine import ClusterState, Engine, Event, KeyValue, tombstone
+from metastore.storage.engine import ClusterState, Engine, Event, KeyValue, Lease, LeaseChanges, tombstone
 
-Result = ResponseOp | CompactionResponse | KVError
+LeaseResponse = LeaseGrantResponse | LeaseRevokeResponse | LeaseKeepAliveResponse | LeaseCheckpointResponse
+Result = ResponseOp | CompactionResponse | LeaseResponse | KVError
 """What applying one command gives: its response, or the error etcd answers."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseEvent:
+    """A lease command that took effect: ``kind`` is ``grant``,
+    ``keepalive``, ``checkpoint`` or ``revoke``; ``lease`` the lease after
+    it (before it, for a revoke)."""
+
+    kind: str
+    lease: Lease
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedChanges:
+    """What one apply call changed, as handed to the store's listeners once
+    it is committed: ``events`` in revision order with ``prev_kvs[i]`` the
+    version of ``events[i]``'s key just before it (None when absent), the
+    store's revision before (``previous_revision``) and after
+    (``revision``), and the lease commands that took effect, in order."""
+
+    previous_revision: int
+    revision: int
+    events: tuple[Event, ...]
+    prev_kvs: tuple[KeyValue | None, ...]
+    lease_events: tuple[LeaseEvent, ...]
+
+
+Listener = Callable[[AppliedChanges], None]
 
 
 def _in_range(name: bytes, key: bytes, range_end: bytes | None) -> bool:
@@ -73,6 +131,11 @@ class _Batch:
         self.compacted_revision = engine.compacted_revision
         self.compaction_changed = False
         self._written: dict[bytes, list[Event]] = {}
+        self.prev_kvs: list[KeyValue | None] = []
+        self.lease_events: list[LeaseEvent] = []
+        self.lease_records: list[tuple[int, Lease | None]] = []
+        self.attachments: list[tuple[int, bytes, bool]] = []
+        self._leases: dict[int, Lease | None] = {}
 
     def get(self, key: bytes, revision: int = 0) -> KeyValue | None:
         """``key`` as visible at ``revision`` (0: now), batch included."""
@@ -113,10 +176,44 @@ class _Batch:
             return self.engine.count(key, range_end, self._engine_revision(revision))
         return len(self.range(key, range_end, revision))
 
-    def add(self, event: Event) -> None:
-        """Record ``event`` as written by this batch."""
+    def add(self, event: Event, prev: KeyValue | None) -> None:
+        """Record ``event`` as written by this batch over ``prev`` (the
+        key's version before it), keeping lease attachments in step."""
         self.events.append(event)
+        self.prev_kvs.append(prev)
         self._written.setdefault(event.kv.key, []).append(event)
+        old = prev.lease if prev is not None else 0
+        new = 0 if event.deleted else event.kv.lease
+        if old != new:
+            if old:
+                self.attachments.append((old, event.kv.key, False))
+            if new:
+                self.attachments.append((new, event.kv.key, True))
+
+    def lease(self, lease_id: int) -> Lease | None:
+        """Lease ``lease_id`` as this batch leaves it, or None."""
+        if lease_id in self._leases:
+            return self._leases[lease_id]
+        return self.engine.lease(lease_id)
+
+    def set_lease(self, lease_id: int, lease: Lease | None) -> None:
+        """Record (or, with None, remove) lease ``lease_id``."""
+        self._leases[lease_id] = lease
+        self.lease_records.append((lease_id, lease))
+
+    def lease_keys(self, lease_id: int) -> list[bytes]:
+        """The live keys attached to ``lease_id``, batch included, in key order."""
+        keys = set(self.engine.lease_keys(lease_id))
+        for attached_to, key, attached in self.attachments:
+            if attached_to == lease_id:
+                (keys.add if attached else keys.discard)(key)
+        return sorted(keys)
+
+    def lease_changes(self) -> LeaseChanges | None:
+        """What the engine must record about leases, or None for nothing."""
+        if not self.lease_records and not self.attachments:
+            return None
+        return LeaseChanges(tuple(self.lease_records), tuple(self.attachments))
 
 
 def _compare_holds(compare: Compare, batch: _Batch) -> bool:
@@ -239,15 +336,19 @@ class _TxnWriter:
             version=prev.version + 1 if prev else 1,
             lease=lease,
         )
-        self.batch.add(Event(kv, self.sub))
+        self.batch.add(Event(kv, self.sub), prev)
         self.sub += 1
         return PutResponse(ResponseHeader(self.revision), prev if request.prev_kv else None)
 
+    def delete(self, kvs: Sequence[KeyValue]) -> None:
+        """Delete each of ``kvs`` (live versions), in order."""
+        for kv in kvs:
+            self.batch.add(tombstone(kv.key, self.revision, self.sub), kv)
+            self.sub += 1
+
     def delete_range(self, request: DeleteRangeRequest) -> DeleteRangeResponse:
         deleted = self.batch.range(request.key, request.range_end or None)
-        for kv in deleted:
-            self.batch.add(tombstone(kv.key, self.revision, self.sub))
-            self.sub += 1
+        self.delete(deleted)
         return DeleteRangeResponse(self.header, len(deleted), tuple(deleted) if request.prev_kv else ())
 
     def range(self, request: RangeRequest) -> RangeResponse:
@@ -284,25 +385,66 @@ def _choose_path(txn: TxnRequest, batch: _Batch, path: list[bool]) -> list[bool]
     return path
 
 
-def no_lease_exists(lease: int) -> bool:
-    """Whether ``lease`` names a granted lease while the store keeps no
-    leases (until the lease issue): only 0, "no lease", is valid."""
-    return lease == 0
-
-
-def _check_path(txn: TxnRequest, path: Iterator[bool], batch: _Batch, lease_exists: Callable[[int], bool]) -> None:
+def _check_path(txn: TxnRequest, path: Iterator[bool], batch: _Batch) -> None:
     """etcd's checks of the chosen operations before any runs (a put's
     missing key before its unknown lease, as etcd's ``checkRequestPut``)."""
     for op in txn.success if next(path) else txn.failure:
         if isinstance(op, PutRequest):
-            if (op.ignore_value or op.ignore_lease) and batch.get(op.key) is None:
-                raise KeyNotFoundError()
-            if not lease_exists(op.lease):
-                raise LeaseNotFoundError()
+            _check_put(op, batch)
         elif isinstance(op, RangeRequest):
             check_revision(op.revision, batch.revision, batch.compacted_revision)
         elif isinstance(op, TxnRequest):
-            _check_path(op, path, batch, lease_exists)
+            _check_path(op, path, batch)
+
+
+def _check_put(request: PutRequest, batch: _Batch, lease_first: bool = False) -> None:
+    """etcd's checks of a put before it runs: the key exists when its value
+    or lease is kept; the lease it names exists.  etcd checks the lease
+    first for a put on its own, the key first inside a txn."""
+    lease_unknown = bool(request.lease) and not request.ignore_lease and batch.lease(request.lease) is None
+    if lease_first and lease_unknown:
+        raise LeaseNotFoundError()
+    if (request.ignore_value or request.ignore_lease) and batch.get(request.key) is None:
+        raise KeyNotFoundError()
+    if lease_unknown:
+        raise LeaseNotFoundError()
+
+
+def _apply_lease(batch: _Batch, request: LeaseRequest) -> Result:
+    """Apply a lease command to ``batch`` (see the module docstring)."""
+    if isinstance(request, LeaseCheckpointRequest):
+        for lease_id, remaining in request.checkpoints:
+            lease = batch.lease(lease_id)
+            if lease is not None and remaining > 0 and lease.remaining_ttl != remaining:
+                lease = Lease(lease.id, lease.ttl, remaining)
+                batch.set_lease(lease_id, lease)
+                batch.lease_events.append(LeaseEvent("checkpoint", lease))
+        return LeaseCheckpointResponse(ResponseHeader(batch.revision))
+    if isinstance(request, LeaseGrantRequest):
+        if request.ttl > MAX_LEASE_TTL:
+            return LeaseTTLTooLargeError()
+        if request.id <= 0 or batch.lease(request.id) is not None:
+            return LeaseExistsError()
+        lease = Lease(request.id, request.ttl)
+        batch.set_lease(lease.id, lease)
+        batch.lease_events.append(LeaseEvent("grant", lease))
+        return LeaseGrantResponse(ResponseHeader(batch.revision), lease.id, lease.ttl)
+    lease = batch.lease(request.id)
+    if lease is None:
+        return LeaseNotFoundError()
+    if isinstance(request, LeaseKeepAliveRequest):
+        if lease.remaining_ttl:
+            lease = Lease(lease.id, lease.ttl)
+            batch.set_lease(lease.id, lease)
+        batch.lease_events.append(LeaseEvent("keepalive", lease))
+        return LeaseKeepAliveResponse(ResponseHeader(batch.revision), lease.id, lease.ttl)
+    writer = _TxnWriter(batch)
+    kvs = [batch.get(key) for key in batch.lease_keys(lease.id)]
+    writer.delete([kv for kv in kvs if kv is not None])
+    writer.finish()
+    batch.set_lease(lease.id, None)
+    batch.lease_events.append(LeaseEvent("revoke", lease))
+    return LeaseRevokeResponse(writer.header, writer.sub)
 
 
 def _hash_record(kv: KeyValue, deleted: bool) -> bytes:
@@ -312,10 +454,10 @@ def _hash_record(kv: KeyValue, deleted: bool) -> bytes:
 class KeyValueStore:
     """etcd's MVCC keyspace over a storage ``Engine``."""
 
-    def __init__(self, engine: Engine, lease_exists: Callable[[int], bool] = no_lease_exists) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._lease_exists = lease_exists
-        """Whether a put's lease is granted (deterministic: replicated state only)."""
+        self.listeners: list[Listener] = []
+        """Called with each apply's ``AppliedChanges`` once it is committed."""
 
     @property
     def revision(self) -> int:
@@ -417,6 +559,7 @@ class KeyValueStore:
         changed; one result per command (a response, or the ``KVError``
         etcd would answer, in which case the command changed nothing)."""
         batch = _Batch(self.engine)
+        previous_revision = self.engine.revision
         results = [None if c is None else self._apply_one(batch, c) for c in commands]
         self.engine.commit(
             batch.events,
@@ -424,12 +567,33 @@ class KeyValueStore:
             index,
             cluster_state,
             batch.compacted_revision if batch.compaction_changed else None,
+            batch.lease_changes(),
         )
+        if self.listeners and (batch.events or batch.lease_events):
+            changes = AppliedChanges(
+                previous_revision, batch.revision, tuple(batch.events), tuple(batch.prev_kvs), tuple(batch.lease_events)
+            )
+            for listener in list(self.listeners):
+                listener(changes)
         return results
+
+    def lease(self, lease_id: int) -> Lease | None:
+        """Lease ``lease_id`` as applied, or None."""
+        return self.engine.lease(lease_id)
+
+    def leases(self) -> list[Lease]:
+        """Every lease as applied, by id."""
+        return self.engine.leases()
+
+    def lease_keys(self, lease_id: int) -> list[bytes]:
+        """The live keys attached to ``lease_id``, in key order."""
+        return self.engine.lease_keys(lease_id)
 
     def _apply_one(self, batch: _Batch, command: RequestOp | CompactionRequest) -> Result:
         if isinstance(command, CompactionRequest):
             return self._compact(batch, command)
+        if isinstance(command, (LeaseGrantRequest, LeaseRevokeRequest, LeaseKeepAliveRequest, LeaseCheckpointRequest)):
+            return _apply_lease(batch, command)
         if isinstance(command, RangeRequest):
             try:
                 check_revision(command.revision, batch.revision, batch.compacted_revision)
@@ -438,17 +602,17 @@ class KeyValueStore:
             return _range(batch, command, batch.revision)
         writer = _TxnWriter(batch)
         if isinstance(command, PutRequest):
-            if not self._lease_exists(command.lease):
-                return LeaseNotFoundError()  # checked first outside a txn, as etcd's Put does
-            if (command.ignore_value or command.ignore_lease) and batch.get(command.key) is None:
-                return KeyNotFoundError()
+            try:
+                _check_put(command, batch, lease_first=True)
+            except KVError as error:
+                return error
             response: ResponseOp = writer.put(command)
         elif isinstance(command, DeleteRangeRequest):
             response = writer.delete_range(command)
         else:
             path = _choose_path(command, batch, [])
             try:
-                _check_path(command, iter(path), batch, self._lease_exists)
+                _check_path(command, iter(path), batch)
             except KVError as error:
                 return error
             response = writer.txn(command, iter(path), nested=False)

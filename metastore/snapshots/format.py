@@ -19,6 +19,9 @@ File layout: an 8-byte magic, then records, each framed as::
   raised ``[member_id, alarm type]`` pairs; absent means none).  Keys a reader does not know are
   ignored, so later versions may add informational fields without a
   format bump.
+* LEASES, once, from format 3: a msgpack array of ``[id, ttl,
+  remaining_ttl]``, by id (which keys are attached follows from the keys'
+  ``lease``).  A format-2 file has none and is read as having no leases.
 * ITEMS, zero or more: a msgpack array of events.  Format 2: each event is
   ``[main, sub, deleted, key, value, create_revision, version, lease]``
   (its mod_revision is ``main``), in strictly increasing ``(main, sub)``
@@ -34,9 +37,8 @@ File layout: an 8-byte magic, then records, each framed as::
   dropped, repeated or reordered record is noticed even when each record is
   intact by itself.
 
-Any other record kind is refused with ``UnsupportedSnapshotError`` (a later
-version adds leases as a new kind and bumps ``format``).  Nothing after the
-footer is allowed.
+Any other record kind is refused with ``UnsupportedSnapshotError``.
+Nothing after the footer is allowed.
 
 Files are named ``snapshot_file_name(term, index)`` and become visible
 only by an atomic rename after an fsync; ``SnapshotDirectory`` manages the
@@ -45,6 +47,7 @@ directory of them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import struct
@@ -55,13 +58,13 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 import msgpack
 from twisted.logger import Logger
 
-from metastore.storage.engine import ClusterState, Engine, Event, KeyValue, MemberRecord
+from metastore.storage.engine import ClusterState, Engine, Event, KeyValue, Lease, MemberRecord
 from metastore.storage.fileutil import atomic_file, fsync_dir, makedirs_durable
 
-FORMAT_VERSION = 2
-"""The version of the layout and encodings this module writes (it reads 1 and 2)."""
+FORMAT_VERSION = 3
+"""The version of the layout and encodings this module writes (it reads 1 to 3)."""
 
-READABLE_FORMATS = (1, 2)
+READABLE_FORMATS = (1, 2, 3)
 
 MAGIC = b"MSSNAP\r\n"
 """The first eight bytes of every snapshot file."""
@@ -72,10 +75,11 @@ ITEMS_BATCH_BYTES = 64 * 1024
 KIND_HEADER = 1
 KIND_ITEMS = 2
 KIND_FOOTER = 3
+KIND_LEASES = 4
 
 _RECORD_HEAD = struct.Struct("<IIB")
 _CRC_FIELD = struct.Struct("<I")
-_KIND_CRC = {k: zlib.crc32(bytes([k])) for k in (KIND_HEADER, KIND_ITEMS, KIND_FOOTER)}
+_KIND_CRC = {k: zlib.crc32(bytes([k])) for k in (KIND_HEADER, KIND_ITEMS, KIND_FOOTER, KIND_LEASES)}
 _WRITE_BUFFER = 1 << 20
 _ITEM_OVERHEAD = 24
 _SNAPSHOT_NAME = re.compile(r"\A([0-9a-f]{16})-([0-9a-f]{16})\.snap\Z")
@@ -103,6 +107,8 @@ class SnapshotHeader:
     """No version hidden by a compaction at this revision is in the file."""
     format: int = FORMAT_VERSION
     """The layout version of the file (set by the reader)."""
+    leases: tuple[Lease, ...] = ()
+    """Every lease granted and not revoked at ``index``, by id."""
 
 
 class SnapshotCorruptionError(Exception):
@@ -254,6 +260,7 @@ def _write_records(out: BinaryIO, header: SnapshotHeader, items: Iterable[Event]
         records += 1
 
     emit(KIND_HEADER, _encode_header(header))
+    emit(KIND_LEASES, msgpack.packb([[lease.id, lease.ttl, lease.remaining_ttl] for lease in header.leases]))
     pack = msgpack.Packer().pack
     batch: list[tuple] = []
     append = batch.append
@@ -353,10 +360,26 @@ def _open_checked(path: str) -> tuple[SnapshotHeader, _RecordReader, BinaryIO]:
             raise UnsupportedSnapshotError(path, offset, str(e)) from None
         except (LookupError, TypeError, ValueError, msgpack.UnpackException) as e:
             raise reader.damage(offset, f"malformed header: {e!r}") from None
+        if header.format >= 3:
+            header = _read_leases(reader, header)
         return header, reader, source
     except BaseException:
         source.close()
         raise
+
+
+def _read_leases(reader: _RecordReader, header: SnapshotHeader) -> SnapshotHeader:
+    """``header`` with the leases of the LEASES record that must follow it."""
+    offset, kind, payload = reader.next_record()
+    if kind != KIND_LEASES:
+        raise reader.damage(offset, f"record of kind {kind} where the leases belong")
+    try:
+        leases = tuple(Lease(*fields) for fields in msgpack.unpackb(payload))
+        if any(type(n) is not int for lease in leases for n in (lease.id, lease.ttl, lease.remaining_ttl)):
+            raise ValueError("lease fields must be integers")
+    except (TypeError, ValueError, msgpack.UnpackException) as e:
+        raise reader.damage(offset, f"malformed leases record: {e!r}") from None
+    return dataclasses.replace(header, leases=leases)
 
 
 def _batches(reader: _RecordReader) -> Iterator[tuple[int, tuple]]:
@@ -467,6 +490,7 @@ def restore_from_snapshot(engine: Engine, path: str, index: int) -> SnapshotHead
         header.cluster_state,
         header.compacted_revision,
         header.physically_compacted_revision,
+        header.leases,
     )
     return header
 

@@ -71,6 +71,7 @@ class Snapshotter:
             cluster_state=cluster_state,
             compacted_revision=engine.compacted_revision,
             physically_compacted_revision=engine.physically_compacted_revision,
+            leases=tuple(engine.leases()),
         )
         items = engine.snapshot_items()
         self.longest_pause_seconds = max(self.longest_pause_seconds, time.perf_counter() - started)

@@ -88,6 +88,28 @@ class Event:
         return (self.kv.mod_revision, self.sub)
 
 
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A granted lease as the replicated state knows it: ``ttl`` seconds
+    granted, and ``remaining_ttl`` the seconds left at the last checkpoint
+    (0: no checkpoint since the grant or the last keepalive, so the whole
+    ``ttl``).  When it expires is the leader's business, not the state's."""
+
+    id: int
+    ttl: int
+    remaining_ttl: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseChanges:
+    """The lease records and attachments one commit changes, in order:
+    ``leases`` sets a record (a ``Lease``) or removes one (``(id, None)``);
+    ``attachments`` attaches (True) or detaches (False) a key."""
+
+    leases: tuple[tuple[int, Lease | None], ...] = ()
+    attachments: tuple[tuple[int, bytes, bool], ...] = ()
+
+
 def tombstone(key: bytes, revision: int, sub: int) -> Event:
     """The event deleting ``key`` at ``(revision, sub)``."""
     return Event(KeyValue(key, b"", 0, revision, 0, 0), sub, True)
@@ -144,6 +166,15 @@ class Engine(Protocol):
     def cluster_state(self) -> ClusterState | None:
         """The membership last committed with ``commit``, or None."""
 
+    def lease(self, lease_id: int) -> Lease | None:
+        """The lease ``lease_id``, or None when it was never granted or is revoked."""
+
+    def leases(self) -> list[Lease]:
+        """Every lease, by id."""
+
+    def lease_keys(self, lease_id: int) -> list[bytes]:
+        """The live keys attached to ``lease_id``, in key order."""
+
     def commit(
         self,
         events: Sequence[Event],
@@ -151,11 +182,12 @@ class Engine(Protocol):
         applied_index: int,
         cluster_state: ClusterState | None = None,
         compacted_revision: int | None = None,
+        lease_changes: LeaseChanges | None = None,
     ) -> None:
         """Add ``events`` (in revision order, all above the current revision)
         to the history and the newest state atomically, together with the
-        new revision, applied index and, when given, membership and
-        compacted revision."""
+        new revision, applied index and, when given, membership, compacted
+        revision and lease changes."""
 
     def compact_step(self, limit: int) -> bool:
         """Physically remove some of the versions that the compacted
@@ -180,11 +212,13 @@ class Engine(Protocol):
         cluster_state: ClusterState,
         compacted_revision: int = 0,
         physically_compacted_revision: int = 0,
+        leases: Iterable[Lease] = (),
     ) -> None:
         """Replace the whole history with ``items`` (in revision order, or
         at most one event per key) and the given revision, applied index,
-        membership and compaction state, atomically: a crash leaves either
-        the old state or the new one."""
+        membership, compaction state and leases (attachments follow from the
+        live keys' ``lease``), atomically: a crash leaves either the old
+        state or the new one."""
 
     def close(self) -> None:
         """Release the engine's resources."""

@@ -10,7 +10,9 @@ Three structures, changed only on the reactor thread:
 - ``_index``: ``SortedDict`` of key -> ascending list of its retained
   revisions (tombstones included), the key index;
 - ``_live``: ``SortedDict`` of key -> its newest ``KeyValue``, for keys not
-  deleted: reads of the newest state never touch the history.
+  deleted: reads of the newest state never touch the history;
+- ``_leases``: lease id -> ``Lease``, and ``_lease_keys``: lease id -> the
+  set of live keys attached to it.
 
 Durability comes from the WAL, not from this engine: on start the node
 rebuilds it from a snapshot and the log.
@@ -24,7 +26,7 @@ from typing import Iterable, Iterator, Sequence
 
 from sortedcontainers import SortedDict
 
-from metastore.storage.engine import MAX_SUB, ClusterState, Event, KeyValue
+from metastore.storage.engine import MAX_SUB, ClusterState, Event, KeyValue, Lease, LeaseChanges
 
 INITIAL_REVISION = 1
 """An empty store's revision, as in etcd: the first write gets revision 2."""
@@ -83,6 +85,8 @@ class MemoryEngine:
         self._stale = 0
         self._cluster_state: ClusterState | None = None
         self._view: SnapshotView | None = None
+        self._leases: dict[int, Lease] = {}
+        self._lease_keys: dict[int, set[bytes]] = {}
 
     @property
     def revision(self) -> int:
@@ -108,6 +112,33 @@ class MemoryEngine:
     def cluster_state(self) -> ClusterState | None:
         """The membership last committed, or None."""
         return self._cluster_state
+
+    def lease(self, lease_id: int) -> Lease | None:
+        """The lease ``lease_id``, or None."""
+        return self._leases.get(lease_id)
+
+    def leases(self) -> list[Lease]:
+        """Every lease, by id."""
+        return [self._leases[i] for i in sorted(self._leases)]
+
+    def lease_keys(self, lease_id: int) -> list[bytes]:
+        """The live keys attached to ``lease_id``, in key order."""
+        return sorted(self._lease_keys.get(lease_id, ()))
+
+    def _change_leases(self, changes: LeaseChanges) -> None:
+        for lease_id, lease in changes.leases:
+            if lease is None:
+                self._leases.pop(lease_id, None)
+            else:
+                self._leases[lease_id] = lease
+        for lease_id, key, attached in changes.attachments:
+            keys = self._lease_keys.setdefault(lease_id, set())
+            if attached:
+                keys.add(key)
+            else:
+                keys.discard(key)
+                if not keys:
+                    del self._lease_keys[lease_id]
 
     def _visible(self, key: bytes, revision: int) -> KeyValue | None:
         revisions = self._index.get(key)
@@ -181,9 +212,10 @@ class MemoryEngine:
         applied_index: int,
         cluster_state: ClusterState | None = None,
         compacted_revision: int | None = None,
+        lease_changes: LeaseChanges | None = None,
     ) -> None:
-        """Add ``events`` with the new revision, applied index, membership
-        and compacted revision (see ``Engine``)."""
+        """Add ``events`` with the new revision, applied index, membership,
+        compacted revision and lease changes (see ``Engine``)."""
         history, order, index, live = self._history, self._order, self._index, self._live
         for event in events:
             kv = event.kv
@@ -203,6 +235,8 @@ class MemoryEngine:
             self._cluster_state = cluster_state
         if compacted_revision is not None:
             self._compacted = compacted_revision
+        if lease_changes is not None:
+            self._change_leases(lease_changes)
         self._revision = revision
         self._applied_index = applied_index
 
@@ -280,8 +314,9 @@ class MemoryEngine:
         cluster_state: ClusterState,
         compacted_revision: int = 0,
         physically_compacted_revision: int = 0,
+        leases: Iterable[Lease] = (),
     ) -> None:
-        """Replace everything with ``items`` (see ``Engine``)."""
+        """Replace everything with ``items`` and ``leases`` (see ``Engine``)."""
         history: dict[tuple[int, int], Event] = {}
         index: SortedDict = SortedDict()
         for event in items:
@@ -295,10 +330,15 @@ class MemoryEngine:
             else:
                 bisect.insort(revisions, at)
         live: SortedDict = SortedDict()
+        lease_keys: dict[int, set[bytes]] = {}
         for key, revisions in index.items():
             newest = history[revisions[-1]]
             if not newest.deleted:
                 live[key] = newest.kv
+                if newest.kv.lease:
+                    lease_keys.setdefault(newest.kv.lease, set()).add(key)
+        self._leases = {lease.id: lease for lease in leases}
+        self._lease_keys = lease_keys
         self._history, self._index, self._live = history, index, live
         self._order, self._stale = sorted(history), 0
         self._view = None  # an open view keeps reading the old, now frozen, history

@@ -11,7 +11,9 @@ database, in the default column family, told apart by a one-byte prefix:
   (create_revision, mod_revision, version, lease; four big-endian signed
   64-bit integers) followed by the value.  Reads of the newest state scan
   only this;
-- ``b"l" + ...``  -> reserved for leases (not written yet);
+- ``b"ll" + id`` -> a lease: msgpack ``[ttl, remaining_ttl]``; ``b"lk" + id
+  + key`` -> ``b""``: ``key`` is live and attached to lease ``id`` (big-endian
+  u64), so a revoke finds its keys without a scan (format 3);
 - ``b"m:" + name`` -> engine metadata: ``format`` (layout version),
   ``revision``, ``applied_index``, ``compacted`` and ``physically_compacted``
   and ``compact_cursor`` (big-endian unsigned 64-bit integers; the cursor is
@@ -24,7 +26,8 @@ seeks the key index (``seek_for_prev`` to the newest version at or below
 the revision), compaction walks the events above the last finished
 compaction in bounded steps, and its progress is stored with each step.
 A database of format 1 (the seed's: only ``k`` entries) is upgraded on
-open: its keys become the history, compacted at its revision.
+open: its keys become the history, compacted at its revision; one of
+format 2 (no lease entries) gets the attachment entries of its keys.
 
 Atomicity and durability: each ``commit`` is one ``WriteBatch`` holding the
 changed keys together with the revision, the applied index and (when given)
@@ -54,7 +57,7 @@ from typing import Iterable, Iterator, Sequence
 import msgpack
 import rocksdict
 
-from metastore.storage.engine import MAX_SUB, ClusterState, Event, KeyValue, MemberRecord
+from metastore.storage.engine import MAX_SUB, ClusterState, Event, KeyValue, Lease, LeaseChanges, MemberRecord
 from metastore.storage.fileutil import fsync_dir, makedirs_durable
 
 MiB = 1024 * 1024
@@ -62,14 +65,18 @@ MiB = 1024 * 1024
 INITIAL_REVISION = 1
 """An empty store's revision, as in etcd: the first write gets revision 2."""
 
-FORMAT_VERSION = 2
-"""The on-disk layout described in this module's docstring (1: the seed's, upgraded on open)."""
+FORMAT_VERSION = 3
+"""The on-disk layout described in this module's docstring (1: the seed's,
+2: without leases; both upgraded on open)."""
 
 INDEX_PREFIX = b"i"
 INDEX_END = b"j"
 KEY_PREFIX = b"k"
 LEASE_PREFIX = b"l"
-"""Reserved for leases; also the exclusive upper bound of the keyspace."""
+"""Leases and their attachments; also the exclusive upper bound of the keyspace."""
+LEASE_RECORD_PREFIX = b"ll"
+LEASE_RECORD_END = b"lm"
+LEASE_KEY_PREFIX = b"lk"
 META_PREFIX = b"m:"
 HISTORY_PREFIX = b"r"
 HISTORY_END = b"s"
@@ -219,6 +226,29 @@ def _put_event(batch: rocksdict.WriteBatch, event: Event) -> None:
     else:
         batch.put(index_entry(kv.key, kv.mod_revision, event.sub), _PUT_FLAG)
         batch.put(KEY_PREFIX + kv.key, encode_key_value(kv))
+
+
+def lease_record(lease_id: int) -> bytes:
+    """The stored key of lease ``lease_id``."""
+    return LEASE_RECORD_PREFIX + _U64.pack(lease_id)
+
+
+def lease_attachment(lease_id: int, key: bytes) -> bytes:
+    """The stored key saying ``key`` is attached to ``lease_id``."""
+    return LEASE_KEY_PREFIX + _U64.pack(lease_id) + key
+
+
+def _put_lease_changes(batch: rocksdict.WriteBatch, changes: LeaseChanges) -> None:
+    for lease_id, lease in changes.leases:
+        if lease is None:
+            batch.delete(lease_record(lease_id))
+        else:
+            batch.put(lease_record(lease_id), msgpack.packb([lease.ttl, lease.remaining_ttl]))
+    for lease_id, key, attached in changes.attachments:
+        if attached:
+            batch.put(lease_attachment(lease_id, key), b"")
+        else:
+            batch.delete(lease_attachment(lease_id, key))
 
 
 def encode_cluster_state(state: ClusterState) -> bytes:
@@ -505,7 +535,11 @@ class RocksDBEngine:
         (found_format,) = _U64.unpack(stored_format)
         if found_format == 1:
             self._upgrade_from_format_1(db)
-        elif found_format != FORMAT_VERSION:
+            found_format = 2
+        if found_format == 2:
+            self._write_attachments(db, self._write_options)
+            found_format = FORMAT_VERSION
+        if found_format != FORMAT_VERSION:
             raise EngineOpenError(self.path, f"on-disk format {found_format}, expected {FORMAT_VERSION}")
         (self._revision,) = _U64.unpack(db.get(META_REVISION))
         (self._applied_index,) = _U64.unpack(db.get(META_APPLIED_INDEX))
@@ -544,8 +578,29 @@ class RocksDBEngine:
                 break
         batch.put(META_COMPACTED, _U64.pack(revision))
         batch.put(META_PHYSICALLY_COMPACTED, _U64.pack(revision))
-        batch.put(META_FORMAT, _U64.pack(FORMAT_VERSION))
+        batch.put(META_FORMAT, _U64.pack(2))
         db.write(batch, self._write_options)
+
+    @staticmethod
+    def _write_attachments(db: rocksdict.Rdict, write_options) -> None:
+        """Write the attachment entry of every live key with a lease, in
+        bounded batches, then the format marker (format 2 -> 3; also the
+        last step of building a restored database)."""
+        cursor = _Cursor(db, KEY_PREFIX, LEASE_PREFIX)
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        while True:
+            chunk = cursor.fetch(_CURSOR_CHUNK)
+            for stored_key, stored in chunk:
+                (lease,) = _U64.unpack_from(stored, 24)
+                if lease:
+                    batch.put(lease_attachment(lease, stored_key[len(KEY_PREFIX) :]), b"")
+            if batch.size_in_bytes() >= _RESTORE_BATCH_BYTES:
+                db.write(batch, write_options)
+                batch = rocksdict.WriteBatch(raw_mode=True)
+            if len(chunk) < _CURSOR_CHUNK:
+                break
+        batch.put(META_FORMAT, _U64.pack(FORMAT_VERSION))
+        db.write(batch, write_options)
 
     def _live_db(self) -> rocksdict.Rdict:
         if self._db is None:
@@ -579,6 +634,40 @@ class RocksDBEngine:
 
     def _is_current(self, revision: int) -> bool:
         return revision <= 0 or revision >= self._revision
+
+    def lease(self, lease_id: int) -> Lease | None:
+        """The lease ``lease_id``, or None."""
+        stored = self._live_db().get(lease_record(lease_id))
+        if stored is None:
+            return None
+        ttl, remaining = msgpack.unpackb(stored)
+        return Lease(lease_id, ttl, remaining)
+
+    def _scan(self, lower: bytes, upper: bytes) -> Iterator[tuple[bytes, bytes | None]]:
+        cursor = self._cursor(lower, upper)
+        try:
+            while True:
+                chunk = cursor.fetch(_CURSOR_CHUNK)
+                yield from chunk
+                if len(chunk) < _CURSOR_CHUNK:
+                    return
+        finally:
+            cursor.release()
+
+    def leases(self) -> list[Lease]:
+        """Every lease, by id."""
+        found = []
+        for stored_key, stored in self._scan(LEASE_RECORD_PREFIX, LEASE_RECORD_END):
+            (lease_id,) = _U64.unpack_from(stored_key, len(LEASE_RECORD_PREFIX))
+            ttl, remaining = msgpack.unpackb(stored)
+            found.append(Lease(lease_id, ttl, remaining))
+        return found
+
+    def lease_keys(self, lease_id: int) -> list[bytes]:
+        """The live keys attached to ``lease_id``, in key order."""
+        prefix = LEASE_KEY_PREFIX + _U64.pack(lease_id)
+        upper = LEASE_KEY_PREFIX + _U64.pack(lease_id + 1)
+        return [stored_key[len(prefix) :] for stored_key, _ in self._scan(prefix, upper)]
 
     def get(self, key: bytes, revision: int = 0) -> KeyValue | None:
         """The version of ``key`` visible at ``revision`` (0: newest), or
@@ -711,15 +800,18 @@ class RocksDBEngine:
         applied_index: int,
         cluster_state: ClusterState | None = None,
         compacted_revision: int | None = None,
+        lease_changes: LeaseChanges | None = None,
     ) -> None:
         """Write ``events`` (history, key index and newest state), the
-        revision, the applied index and, when given, the membership and
-        compacted revision as one WriteBatch: after a crash all of it is
-        there or none.  Not fsynced (see ``sync``)."""
+        revision, the applied index and, when given, the membership,
+        compacted revision and lease changes as one WriteBatch: after a
+        crash all of it is there or none.  Not fsynced (see ``sync``)."""
         db = self._live_db()
         batch = rocksdict.WriteBatch(raw_mode=True)
         for event in events:
             _put_event(batch, event)
+        if lease_changes is not None:
+            _put_lease_changes(batch, lease_changes)
         batch.put(META_REVISION, _U64.pack(revision))
         batch.put(META_APPLIED_INDEX, _U64.pack(applied_index))
         if cluster_state is not None:
@@ -820,10 +912,12 @@ class RocksDBEngine:
         cluster_state: ClusterState,
         compacted_revision: int = 0,
         physically_compacted_revision: int = 0,
+        leases: Iterable[Lease] = (),
     ) -> None:
         """Replace the whole database with the history ``items`` (in
         revision order, or at most one event per key) and the given
-        revision, applied index, membership and compaction state; a crash at any point
+        revision, applied index, membership, compaction state and leases
+        (attachments follow from the keys); a crash at any point
         leaves the old database or the new one (``open`` finishes the job).
 
         The new database is built at ``<path>.restore-tmp`` in bounded
@@ -853,6 +947,7 @@ class RocksDBEngine:
                 cluster_state,
                 compacted_revision,
                 min(physically_compacted_revision, compacted_revision),
+                leases,
             )
         except Exception:
             if os.path.exists(tmp):
@@ -895,6 +990,7 @@ class RocksDBEngine:
         cluster_state: ClusterState,
         compacted_revision: int,
         physically_compacted_revision: int,
+        leases: Iterable[Lease],
     ) -> None:
         db = _open_rdict(path, self._options)
         try:
@@ -904,7 +1000,7 @@ class RocksDBEngine:
                 if batch.size_in_bytes() >= _RESTORE_BATCH_BYTES:
                     db.write(batch, self._write_options)
                     batch = rocksdict.WriteBatch(raw_mode=True)
-            batch.put(META_FORMAT, _U64.pack(FORMAT_VERSION))
+            _put_lease_changes(batch, LeaseChanges(tuple((lease.id, lease) for lease in leases)))
             batch.put(META_REVISION, _U64.pack(revision))
             batch.put(META_APPLIED_INDEX, _U64.pack(applied_index))
             batch.put(META_CLUSTER_STATE, encode_cluster_state(cluster_state))
@@ -912,6 +1008,7 @@ class RocksDBEngine:
             batch.put(META_COMPACTED, _U64.pack(compacted_revision))
             batch.put(META_PHYSICALLY_COMPACTED, _U64.pack(physically_compacted_revision))
             db.write(batch, self._write_options)
+            self._write_attachments(db, self._write_options)
             db.flush(True)
             db.flush_wal(True)
         finally:

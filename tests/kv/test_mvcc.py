@@ -34,6 +34,7 @@ from metastore.kv.messages import (
     CompareResult,
     CompareTarget,
     DeleteRangeRequest,
+    LeaseGrantRequest,
     PutRequest,
     RangeRequest,
     SortOrder,
@@ -51,12 +52,6 @@ from tests.kv.mvcc_model import MVCCModel
 EQUAL, GREATER, LESS, NOT_EQUAL = CompareResult.EQUAL, CompareResult.GREATER, CompareResult.LESS, CompareResult.NOT_EQUAL
 
 
-def any_lease_exists(lease: int) -> bool:
-    """A lessor that knows every lease, so that these tests exercise the
-    lease field and the LEASE compare before the store keeps leases."""
-    return True
-
-
 def keys(response) -> list[bytes]:
     """The keys of a RangeResponse, in order."""
     return [kv.key for kv in response.kvs]
@@ -71,7 +66,7 @@ class MVCCBehaviour:
     def setUp(self):
         self.engine = self.make_engine()
         self.addCleanup(self.engine.close)
-        self.store = KeyValueStore(self.engine, lease_exists=any_lease_exists)
+        self.store = KeyValueStore(self.engine)
         self.index = 0
 
     def apply(self, *commands):
@@ -192,6 +187,7 @@ class MVCCBehaviour:
     def test_put_prev_kv_and_ignore_flags(self):
         """prev_kv only when asked and present; ignore_value keeps the value,
         ignore_lease the lease; both need the key (etcd: key not found)."""
+        self.apply(LeaseGrantRequest(60, 5), LeaseGrantRequest(60, 9))
         first = self.one(PutRequest(b"k", b"v", lease=5, prev_kv=True))
         self.assertIsNone(first.prev_kv)
         second = self.one(PutRequest(b"k", ignore_value=True, prev_kv=True))
@@ -272,7 +268,7 @@ class MVCCBehaviour:
         """VALUE, VERSION, CREATE, MOD and LEASE with each result; a VALUE
         compare on an absent key fails; others see an absent key as zeros;
         a compare over a range needs every key to hold (etcd 3.4.23)."""
-        self.apply(PutRequest(b"r/a", b"m", lease=7), PutRequest(b"r/b", b"n"))
+        self.apply(LeaseGrantRequest(60, 7), PutRequest(b"r/a", b"m", lease=7), PutRequest(b"r/b", b"n"))
 
         def holds(*compares) -> bool:
             return self.store.read(TxnRequest(tuple(compares), (RangeRequest(b"r/a"),))).succeeded
@@ -409,7 +405,8 @@ class MVCCBehaviour:
         rng = random.Random(seed)
         engine = self.make_engine()
         self.addCleanup(engine.close)
-        store, model = KeyValueStore(engine, lease_exists=any_lease_exists), MVCCModel()
+        store, model = KeyValueStore(engine), MVCCModel()
+        store.apply(0, [LeaseGrantRequest(60, 5)])  # the lease random puts attach to
         generate = RandomRequests(rng, model)
         for number in range(operations):
             request = generate.request()
@@ -451,8 +448,9 @@ class MVCCBehaviour:
                     ClusterState(),
                     previous.compacted_revision,
                     previous.physically_compacted_revision,
+                    previous.leases(),
                 )
-                store = KeyValueStore(engine, lease_exists=any_lease_exists)
+                store = KeyValueStore(engine)
 
 
 class RandomRequests:

@@ -206,6 +206,17 @@ class CorruptionTests(SynchronousTestCase):
         self.assertIsInstance(error, UnsupportedSnapshotError)
         self.assertIn("kind 9", error.reason)
 
+    def test_format_2_without_leases_is_read(self) -> None:
+        """A file of format 2 (no LEASES record) still reads, as having no leases."""
+        records = _split_records(self.original)
+        fields = msgpack.unpackb(records[0][9:])
+        fields["format"] = 2
+        records[0] = _record(1, msgpack.packb(fields))
+        del records[1]  # the LEASES record format 3 writes after the header
+        path = self.damaged(_with_new_footer(records))
+        read = verify_snapshot(path)
+        self.assertEqual((read.format, read.leases, read.revision), (2, (), header().revision))
+
     def test_newer_format(self) -> None:
         """A header of a newer format version is refused as unsupported; extra header
         fields of the same version are ignored."""
@@ -215,11 +226,11 @@ class CorruptionTests(SynchronousTestCase):
         records[0] = _record(1, msgpack.packb(fields))
         path = self.damaged(_with_new_footer(records))
         self.assertEqual(verify_snapshot(path), header())
-        fields["format"] = 3
+        fields["format"] = 4
         records[0] = _record(1, msgpack.packb(fields))
         path = self.damaged(_with_new_footer(records))
         error = self.assertRaises(UnsupportedSnapshotError, read_snapshot, path)
-        self.assertIn("format 3", error.reason)
+        self.assertIn("format 4", error.reason)
 
 
 def _split_records(data: bytes) -> list[bytes]:
