@@ -36,7 +36,8 @@ from metastore.node import Node
 from metastore.snapshots.compaction import Compaction
 from metastore.snapshots.recovery import RecoveredLog, recover, recover_durable_engine
 from metastore.snapshots.snapshotter import SnapshotPolicy, Snapshotter
-from metastore.snapshots.format import SnapshotDirectory
+from metastore.snapshots.format import SnapshotCorruptionError, SnapshotDirectory
+from metastore.snapshots.restore import seed_from_snapshot
 from metastore.storage.errors import WALCorruptionError, WALError, WALLockedError
 from metastore.storage.memory import MemoryEngine
 from metastore.storage.rocksdb import EngineOpenError, RocksDBEngine, rocksdb_layout
@@ -205,6 +206,23 @@ def _open_snapshots(snap_dir: str, max_snapshots: int, fsync) -> SnapshotDirecto
         raise StartupError(f"cannot use snapshot directory {snap_dir!r}: {e.strerror or e}") from None
 
 
+def _seed(config: Config, wal: WAL, state: WALState, snapshots: SnapshotDirectory, snap_dir: str, fsync) -> None:
+    """``--restore-from``: start this new member from a saved snapshot (the
+    file in the snapshot directory, its marker in the WAL, durable)."""
+    if not state.hard_state.is_empty() or state.entries or snapshots.snapshots():
+        raise StartupError(
+            f"--restore-from needs a new data directory, but {config.data_dir!r} already holds this member's "
+            "data (start it without --restore-from to keep it)"
+        )
+    try:
+        header = seed_from_snapshot(config.restore_from, snap_dir, config.cluster, fsync)
+    except (SnapshotCorruptionError, OSError) as e:
+        raise StartupError(f"--restore-from {config.restore_from!r}: {e}") from None
+    conf = raft.ConfState(voters=header.cluster_state.voters)
+    wal.save_snapshot(raft.SnapshotMetadata(header.index, header.term, conf))
+    wal.sync()
+
+
 @dataclass(frozen=True, slots=True)
 class _Paths:
     wal: str
@@ -243,6 +261,8 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
     engine = None
     try:
         snapshots = _open_snapshots(paths.snap, config.max_snapshots, fsync)
+        if config.restore_from:
+            _seed(config, wal, state, snapshots, paths.snap, fsync)
         engine, recover_engine = _open_engine(config)
         recovered = recover_engine(state, snapshots, engine, paths.wal)
     except BaseException:
