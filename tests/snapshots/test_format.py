@@ -37,6 +37,7 @@ MEMBERSHIP = ClusterState(
         MemberRecord(3, "http://c:2380", "http://c:2379"),
         MemberRecord(4, "http://d:2380", is_learner=True),
     ),
+    alarms=((2, 1),),
 )
 
 
