@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import msgpack
 from twisted.application import service
 from twisted.internet import defer, endpoints
+from twisted.logger import Logger
 from twisted.internet.error import CannotListenError
 
 from metastore import raft
@@ -106,6 +107,12 @@ class ListenerService(service.Service):
             return port.stopListening()
 
 
+log = Logger()
+
+HANDOVER_SECONDS = 2.0
+"""How long a stopping leader waits for another member to take over."""
+
+
 class MemberService(service.MultiService):
     """One MetaStore member as a Twisted service: add it to an application
     (``setServiceParent``) to run it inside another program.
@@ -149,6 +156,16 @@ class MemberService(service.MultiService):
             super().privilegedStartService()
         except CannotListenError as e:
             raise listen_error("peers", e) from None
+
+    def stopService(self):
+        """Stop the member; a leader first hands leadership to the most
+        up-to-date voter (bounded by ``HANDOVER_SECONDS``), so that the
+        cluster need not wait out an election timeout."""
+        d = self.api.hand_over_leadership(HANDOVER_SECONDS) if self.running else defer.succeed(None)
+        d.addCallback(lambda leader: leader and log.info("handed leadership to member {id} before stopping", id=leader))
+        d.addErrback(lambda f: log.info("leadership was not handed over before stopping: {e}", e=f.value))
+        d.addCallback(lambda _: super(MemberService, self).stopService())
+        return d
 
     def _publish_client_url(self, port):
         address = port.getHost()

@@ -102,3 +102,22 @@ class RestoreProcessTests(TestCase):
         await wait_healthy(member, 40)
         status, found = await LearnerAndLeadershipTests.post(self, member.url, "/v3/kv/range", key)
         self.assertEqual((status, found["kvs"][0]["value"]), (200, "dw=="))
+
+
+class GracefulStopTests(TestCase):
+    """A leader stopped gracefully (SIGTERM) hands leadership over first."""
+
+    timeout = 120
+
+    async def test_stopping_leader_hands_over(self):
+        """The stopping leader's log names the member it handed leadership
+        to, and that member leads the other two."""
+        cluster = Cluster(self, 3)
+        cluster.start()
+        for member in cluster.members.values():
+            await wait_healthy(member, 40)
+        leader = await cluster.leader()
+        cluster.members[leader].stop()
+        rest = [i for i in cluster.members if i != leader]
+        new_leader = await cluster.leader(among=rest)
+        self.assertIn(f"handed leadership to member {new_leader} before stopping", cluster.members[leader].log_text())
