@@ -48,6 +48,9 @@ class Config:
     max_request_bytes: int = 1536 * 1024
     quota_backend_bytes: int = 2 * 2**30
     """Above this much data on disk a write raises the NOSPACE alarm (etcd's default, 2 GiB)."""
+    restore_from: str = ""
+    """A snapshot file (from ``/v3/maintenance/snapshot``) a new member of a
+    new cluster starts from; its data directory must be empty."""
     tick_ms: int = 100
     election_ticks: int = 10
     heartbeat_ticks: int = 1
@@ -106,6 +109,8 @@ class Config:
             raise ConfigError("--max-request-bytes must be at least 1024")
         if self.quota_backend_bytes < 1:
             raise ConfigError("--quota-backend-bytes must be at least 1")
+        if self.restore_from and self.join:
+            raise ConfigError("--restore-from founds a new cluster; it cannot be used with --join")
         if self.tick_ms < 1:
             raise ConfigError("--tick-ms must be at least 1")
         if self.heartbeat_ticks < 1:

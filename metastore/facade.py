@@ -370,10 +370,27 @@ class MemberFacade:
         ``MembershipError`` before proposing."""
         return self._node.propose(self._node.membership.update_command(member_id, peer_url))
 
-    def transfer_leadership(self, target: int) -> defer.Deferred:
+    def hand_over_leadership(self, timeout: float) -> defer.Deferred:
+        """If this member leads and another voter exists, transfer
+        leadership to the voter with the highest match index; fires once it
+        leads with its id (None at once when there is nothing to do), fails
+        with ``RequestTimedOut`` after ``timeout`` seconds."""
+        node = self._node
+        if not node.is_leader or not node.running:
+            return defer.succeed(None)
+        progress = node.rawnode.status().progress
+        voters = [m.member_id for m in node.membership.listing() if not m.is_learner and m.member_id != self.member_id]
+        candidates = [(progress[i].match, i) for i in voters if i in progress]
+        if not candidates:
+            return defer.succeed(None)
+        target = max(candidates)[1]
+        return self.transfer_leadership(target, timeout).addCallback(lambda _: target)
+
+    def transfer_leadership(self, target: int, timeout: float | None = None) -> defer.Deferred:
         """etcd's MoveLeader: this member, the leader, hands leadership to
         voter ``target``; fires once ``target`` leads here, fails with
-        ``RequestTimedOut`` after the request timeout.  Raises
+        ``RequestTimedOut`` after ``timeout`` (default: the request
+        timeout).  Raises
         ``MembershipError`` (``not_leader``, ``bad_transferee``) first."""
         node = self._node
         if not node.is_leader:
@@ -383,10 +400,11 @@ class MemberFacade:
             raise MembershipError("bad_transferee", f"member {target} is not a voter of the cluster")
         if target == self.member_id:
             return defer.succeed(None)
+        timeout = node.request_timeout if timeout is None else timeout
         node.rawnode.transfer_leader(target)
         node.wake()
-        return _poll(node.reactor, lambda: node.leader_id == target, node.request_timeout,
-                     RequestTimedOut(f"member {target} did not take over within {node.request_timeout}s"))
+        return _poll(node.reactor, lambda: node.leader_id == target, timeout,
+                     RequestTimedOut(f"member {target} did not take over within {timeout}s"))
 
     # -- space and alarms --------------------------------------------------------
 

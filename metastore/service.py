@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import msgpack
 from twisted.application import service
 from twisted.internet import defer, endpoints, task
+from twisted.logger import Logger
 from twisted.internet.error import CannotListenError
 
 from metastore import raft
@@ -39,7 +40,8 @@ from metastore.node import Node
 from metastore.snapshots.compaction import Compaction
 from metastore.snapshots.recovery import RecoveredLog, recover, recover_durable_engine
 from metastore.snapshots.snapshotter import SnapshotPolicy, Snapshotter
-from metastore.snapshots.format import SnapshotDirectory
+from metastore.snapshots.format import SnapshotCorruptionError, SnapshotDirectory
+from metastore.snapshots.restore import seed_from_snapshot
 from metastore.storage.errors import WALCorruptionError, WALError, WALLockedError
 from metastore.storage.memory import MemoryEngine
 from metastore.storage.rocksdb import EngineOpenError, RocksDBEngine, rocksdb_layout
@@ -107,6 +109,12 @@ class ListenerService(service.Service):
         if self.port is not None:
             port, self.port = self.port, None
             return port.stopListening()
+
+
+log = Logger()
+
+HANDOVER_SECONDS = 2.0
+"""How long a stopping leader waits for another member to take over."""
 
 
 class MemberService(service.MultiService):
@@ -184,6 +192,16 @@ class MemberService(service.MultiService):
         poll.start(self.config.tick_ms / 1000, now=True)
         return d
 
+    def stopService(self):
+        """Stop the member; a leader first hands leadership to the most
+        up-to-date voter (bounded by ``HANDOVER_SECONDS``), so that the
+        cluster need not wait out an election timeout."""
+        d = self.api.hand_over_leadership(HANDOVER_SECONDS) if self.running else defer.succeed(None)
+        d.addCallback(lambda leader: leader and log.info("handed leadership to member {id} before stopping", id=leader))
+        d.addErrback(lambda f: log.info("leadership was not handed over before stopping: {e}", e=f.value))
+        d.addCallback(lambda _: super(MemberService, self).stopService())
+        return d
+
     def _publish_client_url(self, port):
         address = port.getHost()
         self.node.membership.client_url = f"http://{address.host}:{address.port}"
@@ -240,6 +258,23 @@ def _open_snapshots(snap_dir: str, max_snapshots: int, fsync) -> SnapshotDirecto
         raise StartupError(f"cannot use snapshot directory {snap_dir!r}: {e.strerror or e}") from None
 
 
+def _seed(config: Config, wal: WAL, state: WALState, snapshots: SnapshotDirectory, snap_dir: str, fsync) -> None:
+    """``--restore-from``: start this new member from a saved snapshot (the
+    file in the snapshot directory, its marker in the WAL, durable)."""
+    if not state.hard_state.is_empty() or state.entries or snapshots.snapshots():
+        raise StartupError(
+            f"--restore-from needs a new data directory, but {config.data_dir!r} already holds this member's "
+            "data (start it without --restore-from to keep it)"
+        )
+    try:
+        header = seed_from_snapshot(config.restore_from, snap_dir, config.cluster, fsync)
+    except (SnapshotCorruptionError, OSError) as e:
+        raise StartupError(f"--restore-from {config.restore_from!r}: {e}") from None
+    conf = raft.ConfState(voters=header.cluster_state.voters)
+    wal.save_snapshot(raft.SnapshotMetadata(header.index, header.term, conf))
+    wal.sync()
+
+
 @dataclass(frozen=True, slots=True)
 class _Paths:
     wal: str
@@ -281,6 +316,8 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
     engine = None
     try:
         snapshots = _open_snapshots(paths.snap, config.max_snapshots, fsync)
+        if config.restore_from:
+            _seed(config, wal, state, snapshots, paths.snap, fsync)
         engine, recover_engine = _open_engine(config)
         recovered = recover_engine(state, snapshots, engine, paths.wal)
     except BaseException:

@@ -81,6 +81,7 @@ class Options(VersionOption, usage.Options):
         ["lease-checkpoint-interval", None, "300", "Seconds between the leader's checkpoints of remaining lease TTLs."],
         ["watch-progress-interval", None, "600", "Seconds between progress notifications to watches that ask for them."],
         ["max-request-bytes", None, str(1536 * 1024), "Largest request body accepted, in bytes (413 beyond)."],
+        ["restore-from", None, "", "Start this new member of a new cluster from a snapshot saved with /v3/maintenance/snapshot (empty --data-dir; every member of the new cluster uses the same file)."],
         ["quota-backend-bytes", None, str(2 * 2**30), "Data on disk (bytes) beyond which writes raise the NOSPACE alarm and are refused."],
         ["tick-ms", None, "100", "Milliseconds per Raft tick."],
         ["election-ticks", None, "10", "Ticks without a leader before an election (randomized up to twice that)."],
@@ -140,6 +141,7 @@ class Options(VersionOption, usage.Options):
                 strict_reconfig_check=strict == "true",
                 auto_compaction_mode=self["auto-compaction-mode"],
                 auto_compaction_retention=self["auto-compaction-retention"],
+                restore_from=self["restore-from"],
                 **values,
             ).validate()
         except ConfigError as e:

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from metastore.kv.commands import (
+    AlarmType,
     CommandError,
     CompactionRequest,
     Compare,
@@ -15,6 +16,8 @@ from metastore.kv.commands import (
     DeleteRangeRequest,
     PublishMember,
     PutRequest,
+    SetAlarm,
+    UpdateMember,
     RangeRequest,
     SortOrder,
     SortTarget,
@@ -49,7 +52,13 @@ _ops = st.recursive(
     ),
     max_leaves=8,
 )
-_commands = _ops | st.builds(CompactionRequest, _revisions, st.booleans()) | st.builds(PublishMember, _revisions, st.text(max_size=20))
+_commands = (
+    _ops
+    | st.builds(CompactionRequest, _revisions, st.booleans())
+    | st.builds(PublishMember, _revisions, st.text(max_size=20))
+    | st.builds(UpdateMember, _revisions, st.text(max_size=20))
+    | st.builds(SetAlarm, _revisions, st.sampled_from(AlarmType), st.booleans())
+)
 
 
 class CommandCodecTests(SynchronousTestCase):

@@ -15,6 +15,7 @@ import textwrap
 import threading
 from dataclasses import replace
 
+import msgpack
 import rocksdict
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -29,6 +30,8 @@ from metastore.storage.rocksdb import (
     EngineClosedError,
     EngineOpenError,
     RocksDBEngine,
+    decode_cluster_state,
+    encode_cluster_state,
     encode_key_value,
     rocksdb_layout,
 )
@@ -44,6 +47,7 @@ CLUSTER = ClusterState(
         MemberRecord(2, "http://b:2", "http://b:3"),
         MemberRecord(3, "http://c:4", is_learner=True),
     ),
+    alarms=((1, 1),),
 )
 
 
@@ -140,6 +144,12 @@ class RocksDBEngineTests(SynchronousTestCase):
         self.assertEqual(engine.get(b"b", revision=7).lease, 3)
         engine.close()
         self.assertEqual(self.open().compacted_revision, 7)
+
+    def test_cluster_state_stored_before_alarms_existed(self):
+        """A membership stored without the alarms element reads as no alarms."""
+        old = msgpack.packb([[1], [], [[1, "http://a:1", "", False]]])
+        self.assertEqual(decode_cluster_state(old), ClusterState((1,), (), (MemberRecord(1, "http://a:1"),)))
+        self.assertEqual(decode_cluster_state(encode_cluster_state(CLUSTER)), CLUSTER)
 
     def test_new_database_has_no_cluster_state(self):
         """A fresh database reports no membership, revision 1, index 0."""

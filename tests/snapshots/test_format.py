@@ -39,6 +39,7 @@ MEMBERSHIP = ClusterState(
     ),
     removed=(5,),
     requests=((b"r" * 16, 8), (b"s" * 16, 9)),
+    alarms=((2, 1),),
 )
 
 

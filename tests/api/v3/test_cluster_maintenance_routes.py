@@ -154,3 +154,55 @@ class QuotaRouteTests(RouteTestCase):
         self.assertEqual((status, answer["code"]), (429, 8))
         _, alarms = await self.post("/v3/maintenance/alarm", {})
         self.assertEqual(alarms["alarms"], [{"memberID": "1", "alarm": "NOSPACE"}])
+
+
+class RestoreTests(SingleMemberTestCase):
+    """``--restore-from``: a new member starts from a snapshot saved through the v3 API."""
+
+    async def save_snapshot(self) -> str:
+        """The stream of ``/v3/maintenance/snapshot``, saved as a file; its path."""
+        response, content = await self.request("POST", "/v3/maintenance/snapshot", b"")
+        self.assertEqual(response.code, 200)
+        path = self.mktemp()
+        with open(path, "wb") as out:
+            for line in content.splitlines():
+                out.write(base64.b64decode(json.loads(line)["result"].get("blob", "")))
+        return path
+
+    async def test_restored_member_has_the_history(self):
+        """Keys, versions, revisions and past revisions come back in the new
+        cluster, whose only member is the new one; a used data directory is refused."""
+        await self.start_member()
+        for value in (b"1", b"2"):
+            response, _ = await self.request("POST", "/v3/kv/put", json.dumps({"key": b64(b"k"), "value": b64(value)}).encode())
+            self.assertEqual(response.code, 200)
+        _, before = await self.request("POST", "/v3/kv/range", json.dumps({"key": b64(b"k")}).encode())
+        path = await self.save_snapshot()
+        await self.member.stopService()
+
+        await self.start_member(restore_from=path)
+        _, after = await self.request("POST", "/v3/kv/range", json.dumps({"key": b64(b"k")}).encode())
+        self.assertEqual(json.loads(after)["kvs"], json.loads(before)["kvs"])
+        revision = int(json.loads(before)["kvs"][0]["mod_revision"])
+        _, past = await self.request("POST", "/v3/kv/range", json.dumps({"key": b64(b"k"), "revision": revision - 1}).encode())
+        self.assertEqual(base64.b64decode(json.loads(past)["kvs"][0]["value"]), b"1")
+        _, members = await self.request("POST", "/v3/cluster/member/list", b"{}")
+        self.assertEqual([m["ID"] for m in json.loads(members)["members"]], ["1"])
+        response, _ = await self.request("POST", "/v3/kv/put", json.dumps({"key": b64(b"k"), "value": b64(b"3")}).encode())
+        self.assertEqual(response.code, 200)
+
+    async def test_a_used_data_directory_is_refused(self):
+        """--restore-from into a directory that holds a member's data is a start-up error."""
+        from metastore.config import Config
+        from metastore.errors import StartupError
+        from metastore.service import open_member
+        from twisted.internet import reactor
+
+        await self.start_member()
+        path = await self.save_snapshot()
+        data_dir = self.member.config.data_dir
+        await self.member.stopService()
+        config = Config(cluster=("http://127.0.0.1:0",), port=0, data_dir=data_dir, restore_from=path).validate()
+        with self.assertRaises(StartupError) as caught:
+            open_member(config, reactor)
+        self.assertIn("--restore-from needs a new data directory", str(caught.exception))

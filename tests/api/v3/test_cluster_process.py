@@ -4,6 +4,7 @@ a learner joins, is promoted once it caught up, and leadership moves."""
 from __future__ import annotations
 
 import json
+import os
 
 import treq
 from twisted.trial.unittest import TestCase
@@ -54,3 +55,69 @@ class LearnerAndLeadershipTests(TestCase):
         self.assertEqual(await cluster.leader(), learner.member_id)
         status, refused = await self.post(leader_url, "/v3/maintenance/transfer-leadership", {"targetID": 1})
         self.assertEqual((status, refused.get("error")), (412, "etcdserver: not leader"))
+
+
+class RestoreProcessTests(TestCase):
+    """Three new ``twistd`` members started from one saved snapshot form a cluster."""
+
+    timeout = 120
+
+    async def test_three_members_restored_from_one_snapshot(self):
+        """Every member of a new 3-member cluster given the same file with
+        --restore-from serves the old keys, elects a leader and takes writes;
+        a restart without the flag keeps the data."""
+        import base64
+
+        from tests.api.test_rest import SingleMemberTestCase
+
+        source = SingleMemberTestCase("run")
+        source.mktemp = self.mktemp
+        await source.start_member()
+        self.addCleanup(source.member.stopService)
+        body = json.dumps({"key": base64.b64encode(b"k").decode(), "value": base64.b64encode(b"v").decode()}).encode()
+        response = await treq.post(source.url + "/v3/kv/put", data=body, persistent=False)
+        self.assertEqual(response.code, 200)
+        await treq.content(response)
+        response = await treq.post(source.url + "/v3/maintenance/snapshot", data=b"{}", persistent=False)
+        path = os.path.abspath(self.mktemp())  # the members run in another directory
+        with open(path, "wb") as out:
+            for line in (await treq.content(response)).splitlines():
+                out.write(base64.b64decode(json.loads(line)["result"].get("blob", "")))
+
+        cluster = Cluster(self, 3, extra=["--restore-from", path])
+        cluster.start()
+        for member in cluster.members.values():
+            await wait_healthy(member, 40)
+        key = {"key": base64.b64encode(b"k").decode()}
+        for member in cluster.members.values():
+            status, found = await LearnerAndLeadershipTests.post(self, member.url, "/v3/kv/range", key)
+            self.assertEqual((status, base64.b64decode(found["kvs"][0]["value"])), (200, b"v"))
+        status, _ = await LearnerAndLeadershipTests.post(self, cluster.members[2].url, "/v3/kv/put", {**key, "value": "dw=="})
+        self.assertEqual(status, 200)
+
+        member = cluster.members[3]
+        member.stop()
+        member.extra = [flag for flag in member.extra if flag not in ("--restore-from", path)]
+        member.start()
+        await wait_healthy(member, 40)
+        status, found = await LearnerAndLeadershipTests.post(self, member.url, "/v3/kv/range", key)
+        self.assertEqual((status, found["kvs"][0]["value"]), (200, "dw=="))
+
+
+class GracefulStopTests(TestCase):
+    """A leader stopped gracefully (SIGTERM) hands leadership over first."""
+
+    timeout = 120
+
+    async def test_stopping_leader_hands_over(self):
+        """The stopping leader's log names the member it handed leadership
+        to, and that member leads the other two."""
+        cluster = Cluster(self, 3)
+        cluster.start()
+        for member in cluster.members.values():
+            await wait_healthy(member, 40)
+        leader = await cluster.leader()
+        cluster.members[leader].stop()
+        rest = [i for i in cluster.members if i != leader]
+        new_leader = await cluster.leader(among=rest)
+        self.assertIn(f"handed leadership to member {new_leader} before stopping", cluster.members[leader].log_text())
