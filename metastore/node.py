@@ -179,8 +179,8 @@ class Node(service.Service):
         self._persist_and_send(rd)
 
     def _persist_and_send(self, rd: raft.Ready) -> None:
-        """Write ``rd`` to the WAL; send only what may precede the fsync;
-        apply only entries durable before this Ready; fsync if needed."""
+        """Write ``rd`` to the WAL; send only what may precede the fsync; apply
+        only entries durable before ``rd`` and not rewritten by it; fsync if needed."""
         try:
             if rd.hard_state is not None or rd.entries:
                 self.wal.save(rd.hard_state, rd.entries)
@@ -190,7 +190,8 @@ class Node(service.Service):
         early = [m for m in rd.messages if m.type in raft.MESSAGES_SENT_BEFORE_PERSIST]
         late = [m for m in rd.messages if m.type not in raft.MESSAGES_SENT_BEFORE_PERSIST]
         self._send(early)
-        durable = [e for e in rd.committed_entries if e.index <= self._persisted_index]
+        durable_to = min(self._persisted_index, rd.entries[0].index - 1) if rd.entries else self._persisted_index
+        durable = [e for e in rd.committed_entries if e.index <= durable_to]
         self._apply(durable)
         rest = rd.committed_entries[len(durable):]
         if rd.must_sync:
@@ -272,8 +273,7 @@ class Node(service.Service):
         log.critical("storage failed, this member stops accepting writes: {e}", e=error)
         self.failure = error
         self._cycle_running = False
-        failure = StorageFailed(f"storage failed: {error}")
-        self.requests.fail_all(failure)
+        self.requests.fail_all(StorageFailed(f"storage failed: {error}"))
         if self._ticker is not None and self._ticker.running:
             self._ticker.stop()
 

@@ -32,7 +32,7 @@ from metastore.kv.store import KeyValueStore
 from metastore.membership import Membership
 from metastore.node import Node
 from metastore.snapshots.compaction import Compaction
-from metastore.snapshots.recovery import RecoveredLog, recover, recover_durable_engine
+from metastore.snapshots.recovery import RecoveredLog, align_wal, recover, recover_durable_engine
 from metastore.snapshots.snapshotter import SnapshotPolicy, Snapshotter
 from metastore.snapshots.format import SnapshotDirectory
 from metastore.storage.errors import WALCorruptionError, WALError, WALLockedError
@@ -230,12 +230,16 @@ def _open_engine(config: Config):
     return engine, recover_durable_engine
 
 
-def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -> MemberService:
-    """Open the member's storage and wire its parts; nothing runs until the
-    returned service is started.  Raises ``StartupError``.
+def open_node(config: Config, reactor, *, run_blocking=None, fsync=os.fsync, snapshot_run_blocking=None,
+              rng: random.Random | None = None) -> Node:
+    """Open the member's storage (recovering it) and wire the driver and
+    its collaborators, without a transport or listeners.  Raises
+    ``StartupError``.
 
-    ``fsync`` is the WAL's fault-injection hook (tests make it fail); keep
-    the default in production."""
+    ``run_blocking`` replaces the fsync thread, ``snapshot_run_blocking``
+    the snapshot thread, ``fsync`` the WAL's and snapshots' fsync and ``rng``
+    raft's randomness (tests and simulations inject them; keep the defaults
+    in production)."""
     paths = _paths(config)
     wal, state = _open_wal(config, paths.wal, fsync)
     engine = None
@@ -243,6 +247,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
         snapshots = _open_snapshots(paths.snap, config.max_snapshots, fsync)
         engine, recover_engine = _open_engine(config)
         recovered = recover_engine(state, snapshots, engine, paths.wal)
+        align_wal(wal, state, recovered)
     except BaseException:
         wal.close()
         if engine is not None:
@@ -257,7 +262,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
             heartbeat_tick=config.heartbeat_ticks,
             storage=storage,
             applied=recovered.applied_index,
-            rng=random.Random(),
+            rng=rng if rng is not None else random.Random(),
         )
     )
     if fresh and not config.join:
@@ -274,6 +279,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
             SnapshotPolicy(config.snapshot_count, config.snapshot_catchup_entries),
             snapshot_index=recovered.applied_index,
             fsync=fsync,
+            run_blocking=snapshot_run_blocking,
         ),
         raft_storage=storage,
         wal=wal,
@@ -283,7 +289,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
         sync_wal=disk.sync_wal,
         run_blocking=disk.run,
     )
-    node = Node(
+    return Node(
         member_id=config.member_id,
         reactor=reactor,
         rawnode=rawnode,
@@ -297,6 +303,16 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
         election_ticks=config.election_ticks,
         request_timeout=config.request_timeout,
     )
+
+
+def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -> MemberService:
+    """Open the member's storage and wire its parts; nothing runs until the
+    returned service is started.  Raises ``StartupError``.
+
+    ``fsync`` is the WAL's fault-injection hook (tests make it fail); keep
+    the default in production."""
+    node = open_node(config, reactor, run_blocking=run_blocking, fsync=fsync)
+    membership = node.membership
     transport = PeerTransport(
         reactor,
         config.member_id,
@@ -307,7 +323,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
         is_member=membership.accepts_peer,
         was_removed=membership.was_removed,
         on_removed=node.removed_by_peer,
-        snapshot_directory=snapshots,
+        snapshot_directory=node.compaction.snapshotter.directory,
     )
     node.transport = membership.transport = transport
     api = MemberFacade(node, config.storage)
