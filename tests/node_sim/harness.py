@@ -31,6 +31,7 @@ import os
 import random
 import shutil
 import tempfile
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -207,6 +208,10 @@ class NodeSimulation:
         globalLogPublisher.addObserver(self._quiet)
         try:
             self._play(base)
+        except Violation:
+            raise
+        except Exception as e:
+            self.fail(f"{type(e).__name__}: {e}\n{''.join(traceback.format_exc(limit=-6))}")
         finally:
             globalLogPublisher.removeObserver(self._quiet)
             for member in self.members.values():
