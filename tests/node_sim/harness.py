@@ -14,6 +14,8 @@ dropped at any point, its files cut to what was fsynced by
 Checked after every step (``Violation`` names the seed and the command
 that replays it):
 
+- raft's storage holds only what the WAL made durable
+  (``raft/storage.py``'s contract);
 - persist before send: a message of a type outside
   ``raft.MESSAGES_SENT_BEFORE_PERSIST`` leaves only when its term, its vote
   and the entries it acknowledges are durable on the sender;
@@ -147,7 +149,9 @@ class SimNetwork:
         for m in messages:
             sim.check_send(sender.member, m)
             copies = 0 if sim.rng.random() < self.drop else 1
-            if copies and sim.rng.random() < self.duplicate:
+            # A forwarded proposal is not idempotent (a duplicate is a second
+            # execution, as a client's retry is), and TCP never duplicates one.
+            if copies and m.type != MessageType.MsgProp and sim.rng.random() < self.duplicate:
                 copies = 2
             for _ in range(copies):
                 sim.clock.callLater(sim.rng.uniform(0, sim.config.max_delay), self._deliver, m)
@@ -444,12 +448,28 @@ class NodeSimulation:
         self.stats["applied"] += len(entries)
 
     def check_step(self) -> None:
-        """One leader per term."""
+        """Raft's storage holds only durable state; one leader per term."""
         for member in self.members.values():
-            if member.alive and member.node.role == StateType.StateLeader:
-                term = member.node.rawnode.status().term
+            if member.alive:
+                self._check_raft_storage(member)
+        for member in self.members.values():
+            if not member.alive:
+                continue
+            status = member.node.rawnode.status()  # the driver's own view lags by a cycle
+            if status.raft_state == StateType.StateLeader:
+                term = status.term
                 if self.leaders.setdefault(term, member.member_id) != member.member_id:
                     self.fail(f"two leaders in term {term}: {self.leaders[term]} and {member.member_id}")
+
+    def _check_raft_storage(self, member: SimMember) -> None:
+        """``raft/storage.py``'s contract: the driver hands raft's storage
+        only what its WAL made durable."""
+        storage, durable = member.node.raft_storage, member.ledger.synced
+        last = storage.last_index()
+        if last >= storage.first_index() and not durable.holds(last, storage.term(last)):
+            self.fail(f"member {member.member_id}'s raft storage holds entry {last} before it is durable")
+        if storage.hard_state.term > durable.hard_state.term:
+            self.fail(f"member {member.member_id}'s raft storage holds term {storage.hard_state.term} before it is durable")
 
     def note(self, event: str) -> None:
         self.events.append(f"t={self.clock.seconds():.3f} {event}")
