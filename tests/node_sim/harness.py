@@ -297,7 +297,10 @@ class NodeSimulation:
             self.propose(rng.choice(members))
         elif roll < 0.92:
             alive = [m for m in members if m.alive]
-            if len(alive) > 1 or (alive and rng.random() < 0.3):
+            mid_cycle = [m for m in alive if m.disk.jobs]  # written, not yet fsynced
+            if mid_cycle and rng.random() < 0.6:
+                self.crash(rng.choice(mid_cycle))
+            elif len(alive) > 1 or (alive and rng.random() < 0.3):
                 self.crash(rng.choice(alive))
         elif roll < 0.96:
             dead = [m for m in members if not m.alive]

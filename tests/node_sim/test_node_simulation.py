@@ -40,10 +40,11 @@ _COVERED_PAST_MARKER = (
     "log with a hole"
 )
 REGRESSION_SEEDS: dict[int, str] = {
-    3: _MARKER_LOST,
     15: _MARKER_LOST,
-    25: _REWRITTEN_APPLIED,
-    724839297: _COVERED_PAST_MARKER,
+    16: _MARKER_LOST,
+    65: _REWRITTEN_APPLIED,
+    102: _REWRITTEN_APPLIED,
+    460: _COVERED_PAST_MARKER,
 }
 """Seeds that found bugs in the shipping code, with what they found; played
 on every run.  Each fails with its bug put back and passes without it."""
