@@ -276,8 +276,8 @@ class NodeSimulation:
     def settle(self) -> None:
         """Run what is due now (cycles scheduled with ``callLater(0)``), bounded."""
         for _ in range(1000):
-            now = self.clock.seconds()
-            if not any(c.getTime() <= now for c in self.clock.getDelayedCalls()):
+            calls = self.clock.calls  # kept sorted by time
+            if not calls or calls[0].getTime() > self.clock.seconds():
                 break
             self.clock.advance(0)
         self.check_step()
@@ -458,9 +458,9 @@ class NodeSimulation:
         for member in self.members.values():
             if not member.alive:
                 continue
-            status = member.node.rawnode.status()  # the driver's own view lags by a cycle
-            if status.raft_state == StateType.StateLeader:
-                term = status.term
+            raft_core = member.node.rawnode.raft  # the driver's own view lags by a cycle
+            if raft_core.state == StateType.StateLeader:
+                term = raft_core.term
                 if self.leaders.setdefault(term, member.member_id) != member.member_id:
                     self.fail(f"two leaders in term {term}: {self.leaders[term]} and {member.member_id}")
 
