@@ -40,14 +40,16 @@ _COVERED_PAST_MARKER = (
     "log with a hole"
 )
 REGRESSION_SEEDS: dict[int, str] = {
-    15: _MARKER_LOST,
-    16: _MARKER_LOST,
-    65: _REWRITTEN_APPLIED,
-    102: _REWRITTEN_APPLIED,
-    460: _COVERED_PAST_MARKER,
+    1: _REWRITTEN_APPLIED,
+    9: _REWRITTEN_APPLIED,
+    31: _MARKER_LOST,
+    89: _MARKER_LOST,
+    1751: _COVERED_PAST_MARKER,
 }
 """Seeds that found bugs in the shipping code, with what they found; played
-on every run.  Each fails with its bug put back and passes without it."""
+on every run.  Each fails with its bug put back and passes without it
+(checked against the schedule generator as it is now: a change to the
+generator changes what a seed plays, so re-find them then)."""
 
 SEEDS = SeedPlan("NODE_SIM", "node simulation", DEFAULT_FRESH_SCHEDULES, FRESH_CHUNKS)
 
@@ -69,7 +71,10 @@ class NodeSimulationTests(SynchronousTestCase):
             others = ", ".join(str(failure).split(":")[0] for failure in failures[1:])
             self.fail(f"{failures[0]}\n{len(failures)} failing schedules; also: {others or 'none'}")
         if len(seeds) >= 100:
-            for counter in ("acknowledged", "crashes", "snapshot_jobs", "snapshots_sent", "refused"):
+            for counter in (
+                "acknowledged", "crashes", "snapshot_jobs", "snapshots_sent", "refused",
+                "conf_changes_applied", "members_left",
+            ):
                 self.assertGreater(totals[counter], 0, counter)
         return totals
 
