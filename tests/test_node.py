@@ -135,7 +135,7 @@ class FollowerCycleTests(TestCase):
     def test_an_entry_rewritten_by_the_ready_is_applied_only_after_its_fsync(self) -> None:
         """A durable index rewritten with another term and committed in the
         same Ready is not durable until that Ready's fsync: nothing of it is
-        applied before (found by the node simulation, tests.node_sim seeds 1 and 56)."""
+        applied before (found by the node simulation, tests.node_sim seeds 16 and 87)."""
         booted = self.node.raft_storage.last_index()
         self.append(2, 1, (booted, 1), [Entry(2, booted + 1), Entry(2, booted + 2)], booted)
         self.settle()

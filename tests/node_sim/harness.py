@@ -397,7 +397,7 @@ class NodeSimulation:
             return
         n = len(self.proposals)
         key = b"k%d" % n
-        value = b"v%d-" % n + b"x" * self.rng.choice([0, 10, 500, 3000])
+        value = b"v%d-" % n + b"x" * self.rng.choice([0, 10, 500, 3000, 20000])
         txn = n > 0 and self.rng.random() < 0.3
         proposal = Proposal(key, value, txn)
         if txn:

@@ -197,7 +197,7 @@ class RecoveryRuleTests(SynchronousTestCase):
         """A received snapshot file is durable before the WAL's marker for
         it; after a crash in between, the restarted member starts raft's log
         at the file and the WAL must accept the entries after it (it refused
-        them: found by the node simulation, tests.node_sim seeds 31 and 89)."""
+        them: found by the node simulation, tests.node_sim seeds 12 and 59)."""
         wal_dir = self.mktemp()
         wal, _ = WAL.open(wal_dir)
         wal.save(HardState(1, 1, 4), [Entry(1, i) for i in range(1, 5)])

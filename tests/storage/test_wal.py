@@ -280,7 +280,7 @@ class CoveredEntriesTests(SynchronousTestCase):
         """A marker past the log's end after an earlier marker took every
         entry (a snapshot installed from the leader) leaves nothing covered:
         the covered run must end at the marker, or recovery sees a hole.
-        Found by the node simulation (tests.node_sim, seed 1945)."""
+        Found by the node simulation (tests.node_sim, seed 312)."""
         directory = self.mktemp()
         wal, _ = WAL.open(directory)
         wal.save(HardState(1, 1, 4), [Entry(1, i) for i in range(1, 5)])
