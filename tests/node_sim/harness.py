@@ -73,13 +73,13 @@ class SimConfig:
     """Deliver only from peers the receiver's applied membership lists, as
     ``PeerTransport`` does today (``Membership.accepts_peer``).  That leaves
     a member that lags behind a membership change unable ever to hear from a
-    leader added after its applied state (seed 1751: an open issue; etcd
+    leader added after its applied state (seed 193: an open issue; etcd
     accepts any peer of the cluster that was not removed).  Off: deliver
     from every peer not removed, etcd's rule."""
     min_voters: int = 2
     """Removals proposed stay below ``members - min_voters`` (each member
     judges on its own, possibly stale, view, so the count is global).  At 1, removing the leader of two
-    voters can leave the other stuck for good (seed 41): the leader leaves on
+    voters can leave the other stuck for good (seed 498): the leader leaves on
     applying its removal before the survivor learns the commit index, and
     the survivor still needs the leader's vote (an open issue)."""
     fault_steps: int = 300
