@@ -9,9 +9,11 @@ STAMP  := $(VENV)/.installed
 SOURCES := setup.py $(shell find metastore twisted -name '*.py' 2>/dev/null)
 RUN_DIR := run
 CLUSTER := http://127.0.0.1:12379,http://127.0.0.1:22379,http://127.0.0.1:32379
+# Skipped under the default reactor, so run again on the asyncio reactor.
+ASYNCIO_TESTS := tests.api.grpc.test_server
 
 .DEFAULT_GOAL := help
-.PHONY: help build run run-memory run-rocksdb cluster-memory cluster-rocksdb _cluster stop-cluster test bench clean
+.PHONY: help build run run-memory run-rocksdb cluster-memory cluster-rocksdb _cluster stop-cluster test bench protos clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -56,11 +58,15 @@ stop-cluster: ## Stop exactly the members started by cluster-memory / cluster-ro
 	  rm -f "$$f"; \
 	done; true
 
-test: $(STAMP) ## Run the whole test suite with trial
+test: $(STAMP) ## Run the whole test suite with trial, then the tests that need the asyncio reactor on it
 	$(BIN)/python -m twisted.trial --jobs=2 tests
+	$(BIN)/python -m twisted.trial --reactor=asyncio $(ASYNCIO_TESTS)
 
 bench: $(STAMP) ## Benchmark a running member: make bench URL=http://127.0.0.1:12380
 	$(BIN)/python -m metastore.bench put --endpoints $(or $(URL),http://127.0.0.1:12380)
+
+protos: $(STAMP) ## Regenerate metastore/api/grpc/proto/*_pb2*.py from the .proto files (commit the result)
+	$(BIN)/python -m metastore.api.grpc.codegen
 
 clean: ## Remove the virtual environment, build files and local data
 	rm -rf $(VENV) build dist *.egg-info _trial_temp* metaStore-* data $(RUN_DIR)

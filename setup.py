@@ -24,8 +24,13 @@ setup(
         "treq>=23.11.0",
         "prometheus_client>=0.17.0",
         "httptools>=0.6.0",
+        # The committed *_pb2 modules check these at import: grpcio-tools
+        # 1.85.1 generated them (make protos).
+        "grpcio>=1.85.1",
+        "protobuf>=7.35.1",
     ],
-    extras_require={"test": ["hypothesis>=6.80.0"]},
+    extras_require={"test": ["hypothesis>=6.80.0", "grpcio-tools>=1.85.1"]},
+    package_data={"metastore.api.grpc.proto": ["*.proto", "*.pyi"]},
     entry_points={
         "console_scripts": [
             "metastore = metastore.cli:main",

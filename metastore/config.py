@@ -50,6 +50,8 @@ class Config:
     election_ticks: int = 10
     heartbeat_ticks: int = 1
     cluster_token: str = "metastore"
+    grpc_port: int | None = None
+    """Port of etcd's gRPC API; None serves no gRPC (the default)."""
     auto_compaction_mode: str = DEFAULT_MODE
     auto_compaction_retention: str = DEFAULT_RETENTION
     """Revisions to keep (revision mode) or a duration (periodic mode, e.g.
@@ -72,6 +74,8 @@ class Config:
             )
         if not 0 <= self.port <= 65535:
             raise ConfigError("--port must be between 0 and 65535")
+        if self.grpc_port is not None and not 0 <= self.grpc_port <= 65535:
+            raise ConfigError("--grpc-port must be between 0 and 65535")
         if self.storage not in STORAGE_ENGINES:
             raise ConfigError(f"--storage must be one of {', '.join(STORAGE_ENGINES)}")
         if self.snapshot_count < 1:

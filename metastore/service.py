@@ -118,6 +118,7 @@ class MemberService(service.MultiService):
         http: ListenerService,
         api: MemberFacade,
         history_compaction: CompactionService,
+        grpc=None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -128,6 +129,8 @@ class MemberService(service.MultiService):
         self.http = http
         self.history_compaction = history_compaction
         """Compacts the MVCC history (``metastore.compacting``)."""
+        self.grpc = grpc
+        """The ``GrpcService`` when --grpc-port is given, else None."""
         self.removed: defer.Deferred = defer.Deferred()
         # Started in this order, stopped in reverse: the node answers no
         # request after the API stops, and sends nothing after the transport;
@@ -136,6 +139,8 @@ class MemberService(service.MultiService):
         node.setServiceParent(self)
         history_compaction.setServiceParent(self)
         http.setServiceParent(self)
+        if grpc is not None:
+            grpc.setServiceParent(self)
         node.on_removed = self._on_removed
         http.listening.addCallback(self._publish_client_url)
 
@@ -311,6 +316,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
 
     ``fsync`` is the WAL's fault-injection hook (tests make it fail); keep
     the default in production."""
+    grpc = _grpc_service(config, reactor)
     node = open_node(config, reactor, run_blocking=run_blocking, fsync=fsync)
     membership = node.membership
     transport = PeerTransport(
@@ -333,4 +339,18 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync) -
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
     history_compaction = CompactionService(reactor, node, config.auto_compaction_policy())
-    return MemberService(config, node, transport, ListenerService(endpoint, site), api, history_compaction)
+    return MemberService(config, node, transport, ListenerService(endpoint, site), api, history_compaction, grpc)
+
+
+def _grpc_service(config: Config, reactor):
+    """The gRPC listener when --grpc-port is given; ``StartupError`` when
+    the reactor cannot run it.  Imported only then: grpc starts threads."""
+    if config.grpc_port is None:
+        return None
+    from metastore.api.grpc.server import GrpcService, WrongReactor, asyncio_loop
+
+    try:
+        asyncio_loop(reactor)
+    except WrongReactor as e:
+        raise StartupError(f"--grpc-port: {e}") from None
+    return GrpcService(reactor, config.listen_host, config.grpc_port, max_request_bytes=config.max_request_bytes)

@@ -89,6 +89,7 @@ class Options(VersionOption, usage.Options):
             DEFAULT_RETENTION,
             "History kept: revisions (revision mode) or a duration such as 5m or 1h (periodic mode); 0 turns it off.",
         ],
+        ["grpc-port", None, None, "Port of etcd's gRPC API (off when not given); runs the member on the asyncio reactor."],
     ]
 
     def parseOptions(self, options=None) -> None:
@@ -113,6 +114,11 @@ class Options(VersionOption, usage.Options):
                 values[flag.replace("-", "_")] = float(self[flag])
             except ValueError:
                 raise usage.UsageError(f"--{flag} must be a number of seconds, got {self[flag]!r}") from None
+        if self["grpc-port"] is not None:
+            try:
+                values["grpc_port"] = int(self["grpc-port"])
+            except ValueError:
+                raise usage.UsageError(f"--grpc-port must be an integer, got {self['grpc-port']!r}") from None
         cluster = tuple(u.strip() for u in self["cluster"].split(",") if u.strip())
         try:
             self.config = Config(
@@ -130,9 +136,22 @@ class Options(VersionOption, usage.Options):
             raise usage.UsageError(str(e)) from None
 
 
+def _reactor(config: Config):
+    """The running reactor; with gRPC on, the asyncio reactor, installed
+    here when twistd has installed none yet (it installs one only for
+    ``--reactor``)."""
+    if config.grpc_port is not None and "twisted.internet.reactor" not in sys.modules:
+        from twisted.internet import asyncioreactor
+
+        asyncioreactor.install()
+    from twisted.internet import reactor
+
+    return reactor
+
+
 def makeService(options: Options):
     """The member's service; exits with a clear message when it cannot start."""
-    from twisted.internet import reactor
+    reactor = _reactor(options.config)
 
     from metastore.faults import wal_fsync_from_environment
     from metastore.service import open_member

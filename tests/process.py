@@ -21,6 +21,9 @@ from twisted.internet import defer, reactor, task
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWISTD = "from twisted.scripts.twistd import run; run()"
+MEMBER_REACTOR = os.environ.get("METASTORE_TEST_MEMBER_REACTOR", "")
+"""The reactor member processes run on (twistd's --reactor name, e.g.
+``asyncio``); empty for twistd's default."""
 
 
 def free_port() -> int:
@@ -32,7 +35,8 @@ def free_port() -> int:
 
 def twistd_command(*args: str, logfile: str = "-") -> list[str]:
     """The argv that runs ``twistd -n metastore ARGS`` on the checkout."""
-    return [sys.executable, "-c", TWISTD, "--nodaemon", "--pidfile=", f"--logfile={logfile}", "metastore", *args]
+    reactor = [f"--reactor={MEMBER_REACTOR}"] if MEMBER_REACTOR else []
+    return [sys.executable, "-c", TWISTD, "--nodaemon", "--pidfile=", f"--logfile={logfile}", *reactor, "metastore", *args]
 
 
 def child_env() -> dict:

@@ -55,7 +55,7 @@ import msgpack
 from twisted.logger import Logger
 
 from metastore.storage.engine import ClusterState, Engine, Event, KeyValue, MemberRecord
-from metastore.storage.fileutil import fsync_dir, makedirs_durable
+from metastore.storage.fileutil import atomic_file, fsync_dir, makedirs_durable
 
 FORMAT_VERSION = 2
 """The version of the layout and encodings this module writes (it reads 1 and 2)."""
@@ -227,21 +227,8 @@ def write_snapshot(
     """
     makedirs_durable(directory, fsync)
     path = os.path.join(directory, snapshot_file_name(header.term, header.index))
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        with os.fdopen(fd, "wb", buffering=_WRITE_BUFFER) as out:
-            _write_records(out, header, items)
-            out.flush()
-            fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_dir(directory, fsync)
+    with atomic_file(path, fsync, buffering=_WRITE_BUFFER) as out:
+        _write_records(out, header, items)
     return path
 
 

@@ -5,8 +5,9 @@ Each takes the ``fsync`` callable to use, so tests can inject failures.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Callable
+from typing import BinaryIO, Callable, Iterator
 
 Fsync = Callable[[int], None]
 
@@ -48,25 +49,23 @@ def makedirs_durable(path: str, fsync: Fsync = os.fsync) -> None:
         fsync_dir(os.path.dirname(directory), fsync)
 
 
-def atomic_write(path: str, data: bytes, fsync: Fsync = os.fsync) -> None:
-    """Replace the file at ``path`` with ``data`` so a crash leaves old or new, never a mix.
+@contextlib.contextmanager
+def atomic_file(path: str, fsync: Fsync = os.fsync, buffering: int = -1) -> Iterator[BinaryIO]:
+    """Write a file that appears at ``path`` whole or not at all.
 
-    Writes a temporary file beside ``path``, fsyncs it, renames it over
-    ``path`` and fsyncs the directory.  The temporary file is removed if any
-    step fails.
+    Yields a binary file open on ``<path>.tmp``; when the block ends without
+    an exception the file is flushed, fsynced, renamed over ``path`` and the
+    directory fsynced.  On any failure the temporary file is removed and the
+    error propagates, leaving whatever ``path`` held before.
     """
     directory = os.path.dirname(os.path.abspath(path))
     tmp = f"{path}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            fsync(fd)
-        finally:
-            os.close(fd)
+        with os.fdopen(fd, "wb", buffering=buffering) as out:
+            yield out
+            out.flush()
+            fsync(out.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -7,7 +7,7 @@ import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from metastore.storage.fileutil import atomic_write, fsync_dir, makedirs_durable
+from metastore.storage.fileutil import atomic_file, fsync_dir, makedirs_durable
 
 
 class MakedirsTests(SynchronousTestCase):
@@ -40,8 +40,14 @@ class MakedirsTests(SynchronousTestCase):
         self.assertRaises(OSError, makedirs_durable, os.path.join(base, "x"))
 
 
-class AtomicWriteTests(SynchronousTestCase):
-    """atomic_write replaces a file whole or not at all."""
+def atomic_write(path: str, data: bytes, fsync=os.fsync) -> None:
+    """Write ``data`` through ``atomic_file``."""
+    with atomic_file(path, fsync) as out:
+        out.write(data)
+
+
+class AtomicFileTests(SynchronousTestCase):
+    """atomic_file replaces a file whole or not at all."""
 
     def test_replaces(self) -> None:
         """The file holds exactly the new bytes and no temporary file remains."""
@@ -66,6 +72,20 @@ class AtomicWriteTests(SynchronousTestCase):
             raise OSError(errno.ENOSPC, "injected")
 
         self.assertRaises(OSError, atomic_write, path, b"new", fsync)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"old")
+        self.assertEqual(os.listdir(d), ["f"])
+
+    def test_failed_writer_keeps_old(self) -> None:
+        """An exception inside the block leaves the old file and no temporary file."""
+        d = self.mktemp()
+        os.mkdir(d)
+        path = os.path.join(d, "f")
+        atomic_write(path, b"old")
+        with self.assertRaises(ZeroDivisionError):
+            with atomic_file(path) as out:
+                out.write(b"half")
+                1 / 0
         with open(path, "rb") as f:
             self.assertEqual(f.read(), b"old")
         self.assertEqual(os.listdir(d), ["f"])

@@ -1,0 +1,1 @@
+"""Tests of etcd's gRPC API (metastore/api/grpc)."""
