@@ -178,8 +178,8 @@ class Node(service.Service):
         self._persist_and_send(rd)
 
     def _persist_and_send(self, rd: raft.Ready) -> None:
-        """Write ``rd`` to the WAL; send only what may precede the fsync;
-        apply only entries durable before this Ready; fsync if needed."""
+        """Write ``rd`` to the WAL; send only what may precede the fsync; apply
+        only entries durable before ``rd`` and not rewritten by it; fsync if needed."""
         try:
             if rd.hard_state is not None or rd.entries:
                 self.wal.save(rd.hard_state, rd.entries)
@@ -189,7 +189,8 @@ class Node(service.Service):
         early = [m for m in rd.messages if m.type in raft.MESSAGES_SENT_BEFORE_PERSIST]
         late = [m for m in rd.messages if m.type not in raft.MESSAGES_SENT_BEFORE_PERSIST]
         self._send(early)
-        durable = [e for e in rd.committed_entries if e.index <= self._persisted_index]
+        durable_to = min(self._persisted_index, rd.entries[0].index - 1) if rd.entries else self._persisted_index
+        durable = [e for e in rd.committed_entries if e.index <= durable_to]
         self._apply(durable)
         rest = rd.committed_entries[len(durable):]
         if rd.must_sync:

@@ -38,7 +38,7 @@ from metastore.leases import Lessor
 from metastore.membership import Membership
 from metastore.node import Node
 from metastore.snapshots.compaction import Compaction
-from metastore.snapshots.recovery import RecoveredLog, recover, recover_durable_engine
+from metastore.snapshots.recovery import RecoveredLog, align_wal, recover, recover_durable_engine
 from metastore.snapshots.snapshotter import SnapshotPolicy, Snapshotter
 from metastore.snapshots.format import SnapshotCorruptionError, SnapshotDirectory
 from metastore.snapshots.restore import seed_from_snapshot
@@ -302,15 +302,16 @@ def _open_engine(config: Config):
     return engine, recover_durable_engine
 
 
-def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
-                raw_proposals: bool = False) -> MemberService:
-    """Open the member's storage and wire its parts; nothing runs until the
-    returned service is started.  Raises ``StartupError``.
+def open_node(config: Config, reactor, *, run_blocking=None, fsync=os.fsync, snapshot_run_blocking=None,
+              rng: random.Random | None = None) -> Node:
+    """Open the member's storage (recovering it) and wire the driver and
+    its collaborators, without a transport or listeners.  Raises
+    ``StartupError``.
 
-    ``fsync`` is the WAL's fault-injection hook (tests make it fail) and
-    ``raw_proposals`` turns on the test-only raw proposal route
-    (``metastore.faults``); keep the defaults in production."""
-    grpc = _grpc_service(config, reactor)
+    ``run_blocking`` replaces the fsync thread, ``snapshot_run_blocking``
+    the snapshot thread, ``fsync`` the WAL's and snapshots' fsync and ``rng``
+    raft's randomness (tests and simulations inject them; keep the defaults
+    in production)."""
     paths = _paths(config)
     wal, state = _open_wal(config, paths.wal, fsync)
     engine = None
@@ -320,6 +321,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
             _seed(config, wal, state, snapshots, paths.snap, fsync)
         engine, recover_engine = _open_engine(config)
         recovered = recover_engine(state, snapshots, engine, paths.wal)
+        align_wal(wal, state, recovered)
     except BaseException:
         wal.close()
         if engine is not None:
@@ -338,7 +340,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
             # snapshot's record): the applier may have skipped changes raft
             # alone would apply.
             applied_conf_state=None if recovered.snapshot is None else recovered.snapshot.conf_state,
-            rng=random.Random(),
+            rng=rng if rng is not None else random.Random(),
         )
     )
     if fresh and not config.join:
@@ -356,6 +358,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
             SnapshotPolicy(config.snapshot_count, config.snapshot_catchup_entries),
             snapshot_index=recovered.applied_index,
             fsync=fsync,
+            run_blocking=snapshot_run_blocking,
         ),
         raft_storage=storage,
         wal=wal,
@@ -366,7 +369,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
         sync_wal=disk.sync_wal,
         run_blocking=disk.run,
     )
-    node = Node(
+    return Node(
         member_id=config.member_id,
         reactor=reactor,
         rawnode=rawnode,
@@ -380,6 +383,19 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
         election_ticks=config.election_ticks,
         request_timeout=config.request_timeout,
     )
+
+
+def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
+                raw_proposals: bool = False) -> MemberService:
+    """Open the member's storage and wire its parts; nothing runs until the
+    returned service is started.  Raises ``StartupError``.
+
+    ``fsync`` is the WAL's fault-injection hook (tests make it fail) and
+    ``raw_proposals`` turns on the test-only raw proposal route
+    (``metastore.faults``); keep the defaults in production."""
+    grpc = _grpc_service(config, reactor)
+    node = open_node(config, reactor, run_blocking=run_blocking, fsync=fsync)
+    membership = node.membership
     transport = PeerTransport(
         reactor,
         config.member_id,
@@ -390,12 +406,12 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
         is_member=membership.accepts_peer,
         was_removed=membership.was_removed,
         on_removed=node.removed_by_peer,
-        snapshot_directory=snapshots,
+        snapshot_directory=node.compaction.snapshotter.directory,
     )
     node.transport = membership.transport = transport
     history_compaction = CompactionService(reactor, node, config.auto_compaction_policy())
     lessor = Lessor(
-        store, node.propose, reactor, lambda: node.is_leader,
+        node.store, node.propose, reactor, lambda: node.is_leader,
         min_ttl=math.ceil(1.5 * config.election_ticks * config.tick_ms / 1000),
         check_interval=config.tick_ms / 1000,
         checkpoint_interval=config.lease_checkpoint_interval,

@@ -17,7 +17,7 @@ from metastore.errors import StartupError
 from metastore.raft.types import ConfState, Entry, HardState, SnapshotMetadata
 from metastore.storage.engine import Engine
 from metastore.snapshots.format import SnapshotCorruptionError, SnapshotDirectory, restore_from_snapshot
-from metastore.storage.wal import WALState
+from metastore.storage.wal import WAL, WALState
 
 log = Logger()
 
@@ -121,3 +121,20 @@ def recover_durable_engine(state: WALState, snapshots: SnapshotDirectory, engine
     )
     meta = SnapshotMetadata(applied, term, ConfState(cluster.voters, cluster.learners))
     return RecoveredLog(meta, hard_state, entries, applied)
+
+
+def align_wal(wal: WAL, state: WALState, recovered: RecoveredLog) -> None:
+    """Make the WAL continue where raft's recovered log does.
+
+    A snapshot received from the leader is durable as a file before the
+    WAL's marker for it is; after a crash in between, recovery starts from
+    the file, beyond the last index the WAL holds, and the WAL would refuse
+    the next entries.  Write (and sync) the missing marker then."""
+    if recovered.snapshot is None:
+        return
+    available = state.covered_entries + state.entries
+    wal_last = max(available[-1].index if available else 0, state.snapshot.index if state.snapshot else 0)
+    if recovered.snapshot.index > wal_last:
+        log.info("marking the recovered snapshot at {i} in the WAL (its marker was lost)", i=recovered.snapshot.index)
+        wal.save_snapshot(recovered.snapshot)
+        wal.sync()

@@ -44,6 +44,7 @@ class Snapshotter:
         policy: SnapshotPolicy,
         snapshot_index: int = 0,
         fsync: Callable[[int], None] = os.fsync,
+        run_blocking: Callable[..., defer.Deferred] | None = None,
     ) -> None:
         self.reactor = reactor
         self.directory = directory
@@ -55,6 +56,8 @@ class Snapshotter:
         """The longest time the reactor thread spent starting a snapshot."""
         self._fsync = fsync
         self._pool: ThreadPool | None = None
+        self._run_blocking = run_blocking
+        """Replaces the worker thread when given (simulations run the work when they choose)."""
 
     def due(self, applied_index: int) -> bool:
         """Whether enough entries were applied since the last snapshot."""
@@ -121,6 +124,8 @@ class Snapshotter:
             log.info("removed old snapshot {path}", path=path)
 
     def _in_thread(self, f, *args) -> defer.Deferred:
+        if self._run_blocking is not None:
+            return self._run_blocking(lambda: f(*args))
         if self._pool is None:
             self._pool = ThreadPool(minthreads=0, maxthreads=1, name="metastore-snapshot")
             self._pool.start()

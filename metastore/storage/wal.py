@@ -150,7 +150,11 @@ class _Replay:
                 self.snapshot = meta
                 return
         ents = self.entries
-        if ents:
+        if not ents:
+            # No entry leads from the covered run up to this marker (a
+            # snapshot installed beyond the log): nothing is covered now.
+            self.covered = []
+        else:
             first, last = ents[0].index, ents[-1].index
             if first <= s <= last:
                 k = s - first

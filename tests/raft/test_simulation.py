@@ -25,13 +25,12 @@ Environment:
 
 from __future__ import annotations
 
-import os
-import random
 from collections import Counter
 
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from tests.raft.simulator import REPLAY_COMMAND, SimConfig, Simulation, Violation
+from tests.seeds import SeedPlan
 
 DEFAULT_FRESH_SCHEDULES = 10_000
 
@@ -63,40 +62,7 @@ Each was confirmed against the current simulator by putting its bug back:
 it fails with the bug and passes without it.
 """
 
-FIRST_SEED_VARIABLE = "RAFT_SIM_FIRST_SEED"
-
-
-def _first_fresh_seed() -> int:
-    """This run's first fresh seed: ``RAFT_SIM_FIRST_SEED``, or a random one.
-
-    A random one is put into the environment, so that ``trial --jobs``
-    workers, which are started after this module is loaded and inherit the
-    environment, play the same seeds as the test names promise.
-    """
-    value = os.environ.get(FIRST_SEED_VARIABLE)
-    if value is None:
-        value = str(random.SystemRandom().randrange(10**9))
-        os.environ[FIRST_SEED_VARIABLE] = value
-    return int(value)
-
-
-REPLAY_SEED = os.environ.get("RAFT_SIM_SEED")
-FIRST_FRESH_SEED = _first_fresh_seed()
-FRESH_SCHEDULES = int(os.environ.get("RAFT_SIM_SCHEDULES", str(DEFAULT_FRESH_SCHEDULES)))
-if REPLAY_SEED is None:
-    # Printed once when trial loads the tests, so every run's output says
-    # which seeds it explored (a failure also names its own seed).
-    print(
-        f"raft simulation: fresh seeds {FIRST_FRESH_SEED}..{FIRST_FRESH_SEED + FRESH_SCHEDULES - 1} "
-        f"({FIRST_SEED_VARIABLE}={FIRST_FRESH_SEED})"
-    )
-
-
-def fresh_chunk(chunk: int) -> range:
-    """The fresh seeds the ``chunk``-th test method plays."""
-    size = -(-FRESH_SCHEDULES // FRESH_CHUNKS)
-    start = FIRST_FRESH_SEED + chunk * size
-    return range(start, min(start + size, FIRST_FRESH_SEED + FRESH_SCHEDULES))
+SEEDS = SeedPlan("RAFT_SIM", "raft simulation", DEFAULT_FRESH_SCHEDULES, FRESH_CHUNKS)
 
 
 class SimulationTests(SynchronousTestCase):
@@ -133,8 +99,8 @@ class SimulationTests(SynchronousTestCase):
     def test_regression_seeds(self) -> None:
         """The seeds that once found a bug (or the one ``RAFT_SIM_SEED``
         names) keep every property."""
-        if REPLAY_SEED is not None:
-            self.play([int(REPLAY_SEED)])
+        if SEEDS.replay_seed is not None:
+            self.play([SEEDS.replay_seed])
         else:
             self.play(sorted(REGRESSION_SEEDS))
 
@@ -153,24 +119,8 @@ class SimulationTests(SynchronousTestCase):
 
     def test_fresh_chunks_cover_the_run(self) -> None:
         """The fresh chunks play each of this run's seeds exactly once."""
-        played = [seed for chunk in range(FRESH_CHUNKS) for seed in fresh_chunk(chunk)]
-        self.assertEqual(played, list(range(FIRST_FRESH_SEED, FIRST_FRESH_SEED + FRESH_SCHEDULES)))
+        played = [seed for chunk in range(FRESH_CHUNKS) for seed in SEEDS.chunk(chunk)]
+        self.assertEqual(played, list(SEEDS.all_fresh()))
 
 
-def _fresh_test(chunk: int):
-    def test(self: SimulationTests) -> None:
-        if REPLAY_SEED is not None:
-            raise SkipTest(f"replaying seed {REPLAY_SEED} only")
-        self.play(fresh_chunk(chunk))
-
-    test.__name__ = f"test_fresh_seeds_{chunk}"
-    test.__doc__ = (
-        f"Part {chunk + 1} of {FRESH_CHUNKS} of this run's fresh seeds keeps every "
-        "safety property and recovers after healing."
-    )
-    return test
-
-
-for _chunk in range(FRESH_CHUNKS):
-    setattr(SimulationTests, f"test_fresh_seeds_{_chunk}", _fresh_test(_chunk))
-del _chunk
+SEEDS.add_fresh_tests(SimulationTests, SimulationTests.play)

@@ -15,12 +15,12 @@ from metastore.errors import StartupError
 from metastore.kv.commands import Put
 from metastore.kv.dedup import DEFAULT_SPAN
 from metastore.raft.types import ConfState, Entry, HardState, SnapshotMetadata
-from metastore.snapshots.recovery import recover
+from metastore.snapshots.recovery import align_wal, recover
 from metastore.service import open_member
 from metastore.storage.engine import ClusterState, Event, KeyValue, MemberRecord
 from metastore.storage.memory import MemoryEngine
 from metastore.snapshots.format import SnapshotDirectory, SnapshotHeader, read_snapshot, write_snapshot
-from metastore.storage.wal import WALState
+from metastore.storage.wal import WAL, WALState
 from tests.process import start_healthy, wait_until
 
 
@@ -196,6 +196,28 @@ class RecoveryRuleTests(SynchronousTestCase):
         """Without snapshot files a log from entry 1 is replayed whole."""
         recovered = recover(self.wal_state(1, 5, None), self.snapshots, MemoryEngine(), "wal")
         self.assertEqual((recovered.snapshot, [e.index for e in recovered.entries]), (None, [1, 2, 3, 4, 5]))
+
+    def test_a_snapshot_file_beyond_the_wal_is_marked_in_it(self):
+        """A received snapshot file is durable before the WAL's marker for
+        it; after a crash in between, the restarted member starts raft's log
+        at the file and the WAL must accept the entries after it (it refused
+        them: found by the node simulation, tests.node_sim seeds 12 and 59)."""
+        wal_dir = self.mktemp()
+        wal, _ = WAL.open(wal_dir)
+        wal.save(HardState(1, 1, 4), [Entry(1, i) for i in range(1, 5)])
+        wal.sync()
+        wal.close()
+        self.snapshot(14, 3)
+        wal, state = WAL.open(wal_dir)
+        self.addCleanup(wal.close)
+        recovered = recover(state, self.snapshots, MemoryEngine(), wal_dir)
+        self.assertEqual((recovered.applied_index, recovered.entries), (14, []))
+        align_wal(wal, state, recovered)
+        wal.save(HardState(1, 1, 15), [Entry(1, 15)])
+        wal.sync()
+        wal.close()
+        _, state = WAL.open(wal_dir)
+        self.assertEqual((state.snapshot.index, [e.index for e in state.entries]), (14, [15]))
 
 
 class SnapshotProcessTests(TestCase):

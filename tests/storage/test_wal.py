@@ -275,3 +275,20 @@ class CoveredEntriesTests(SynchronousTestCase):
         wal.close()
         _, state = WAL.open(directory)
         self.assertEqual((state.covered_entries, state.entries), ([], []))
+
+    def test_marker_beyond_the_log_covers_nothing(self):
+        """A marker past the log's end after an earlier marker took every
+        entry (a snapshot installed from the leader) leaves nothing covered:
+        the covered run must end at the marker, or recovery sees a hole.
+        Found by the node simulation (tests.node_sim, seed 312)."""
+        directory = self.mktemp()
+        wal, _ = WAL.open(directory)
+        wal.save(HardState(1, 1, 4), [Entry(1, i) for i in range(1, 5)])
+        wal.save_snapshot(SnapshotMetadata(4, 1, ConfState(voters=(1,))))
+        wal.save_snapshot(SnapshotMetadata(9, 2, ConfState(voters=(1,))))
+        wal.save(None, [Entry(2, 10), Entry(2, 11)])
+        wal.sync()
+        wal.close()
+        _, state = WAL.open(directory)
+        self.assertEqual(state.covered_entries, [])
+        self.assertEqual([e.index for e in state.entries], [10, 11])

@@ -1,0 +1,1 @@
+"""The real driver (``metastore.node``) under seeded schedules."""
