@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from metastore.kv.autocompaction import (
     DEFAULT_MODE,
     DEFAULT_RETENTION,
-    MODES,
     AutoCompactionPolicy,
     parse_auto_compaction,
 )

@@ -416,7 +416,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
         check_interval=config.tick_ms / 1000,
         checkpoint_interval=config.lease_checkpoint_interval,
     )  # fmt: skip
-    watch_hub = WatchHub(store, reactor, progress_interval=config.watch_progress_interval)
+    watch_hub = WatchHub(node.store, reactor, progress_interval=config.watch_progress_interval)
     api = MemberFacade(
         node, config.storage, DiskUsage(config.data_dir, reactor), config.quota_backend_bytes,
         lessor=lessor, watch_hub=watch_hub,

@@ -50,7 +50,6 @@ from metastore.api.blocking import blocking_index, wait_for_change, wait_seconds
 from metastore.api.errors import HTTPError, answer_failure
 from metastore.api.members import MembershipAPI
 from metastore.config import MAX_KEY_BYTES
-from metastore.errors import Unavailable
 from metastore.facade import Consistency, KeyValue, MemberFacade
 from metastore.kv.messages import (
     MAX_LEASE_TTL,

@@ -194,10 +194,11 @@ class MemoryEngine:
         """Retained events from ``start`` on, in revision order."""
         order, history = self._order, self._history
         position = bisect.bisect_left(order, start)
+        revision = None  # the last one read
         while position < len(self._order):
             if self._order is not order:  # rebuilt by compaction: find our place again
                 order = self._order
-                position = bisect.bisect_right(order, revision)
+                position = bisect.bisect_left(order, start) if revision is None else bisect.bisect_right(order, revision)
                 continue
             revision = order[position]
             position += 1
