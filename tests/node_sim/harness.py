@@ -129,7 +129,7 @@ class SimMember:
 
 class SimTransport:
     """The transport one member's node sends through (``send``,
-    ``send_snapshot``, ``add_peer``, ``remove_peer``)."""
+    ``send_snapshot``, ``add_peer``, ``remove_peer``, ``connected``)."""
 
     def __init__(self, network: "SimNetwork", member: SimMember) -> None:
         self.network = network
@@ -147,6 +147,12 @@ class SimTransport:
 
     def remove_peer(self, peer_id: int) -> None:
         pass
+
+    def connected(self, peer_id: int) -> bool:
+        """Whether the link to ``peer_id`` is up (the strict reconfiguration
+        check counts such peers as started)."""
+        members = self.network.sim.members
+        return peer_id in members and self.network._open(self.member.member_id, peer_id)
 
 
 class SimNetwork:
