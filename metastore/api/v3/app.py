@@ -155,7 +155,7 @@ class V3API:
             if response.canceled and not stream.watch_ids:
                 lines.end()
 
-        stream = self.watch.open(send, watch_codec.event_size)
+        stream = self.watch.open(send)
         request.setHeader(b"Content-Type", b"application/json")
         done = lines.start()
         if create_request is None:
