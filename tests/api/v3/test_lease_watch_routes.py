@@ -286,3 +286,20 @@ class FragmentRouteTests(V3MemberTestCase):
         self.assertEqual({first["header"]["revision"], second["header"]["revision"]}, {deleted["header"]["revision"]})
         _, only = await whole.wait_for(2)
         self.assertEqual(len(only["events"]), 90)
+
+
+class ProgressRouteTests(V3MemberTestCase):
+    """``progress_notify`` over HTTP."""
+
+    config_overrides = {"watch_progress_interval": 0.2}
+
+    async def test_progress_notify(self):
+        """A watch that asked for progress gets header-only messages at the
+        store's revision; one that did not gets none."""
+        revision = int((await self.ok("/v3/kv/put", {"key": b64(b"x"), "value": b64(b"1")}))["header"]["revision"])
+        asked = await self.watch({"key": b64(b"k"), "progress_notify": True})
+        quiet = await self.watch({"key": b64(b"k")})
+        _, progress = await asked.wait_for(2)
+        self.assertHeader(progress.pop("header"), revision)
+        self.assertEqual(progress, {})
+        self.assertEqual(len(quiet.messages), 1)
