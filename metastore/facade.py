@@ -34,12 +34,13 @@ from metastore.leases import LeaseStatus, Lessor
 from metastore.membership import MembershipError
 from metastore.node import Node
 from metastore.storage.engine import KeyValue, Lease, MemberRecord
-from metastore.watch import Callback, Watch, WatchFilter, WatchHub
+from metastore.watch import Callback, EventType, Watch, WatchEvent, WatchFilter, WatchHub, WatchResponse
 
 __all__ = [
     "AlarmType",
     "MemberRecord",
     "Consistency",
+    "EventType",
     "KeyValue",
     "Lease",
     "LeaseStatus",
@@ -49,7 +50,9 @@ __all__ = [
     "Restoring",
     "Result",
     "Watch",
+    "WatchEvent",
     "WatchFilter",
+    "WatchResponse",
 ]
 
 
@@ -245,8 +248,8 @@ class MemberFacade:
     def lease_time_to_live(self, id: int, keys: bool = False) -> LeaseStatus:
         """Lease ``id`` from the applied state (after ``read``): seconds left
         (-1: no such lease), TTL granted, attached keys if ``keys``.  Exact
-        on the leader; a follower answers the last checkpoint's remaining
-        TTL, or the whole TTL."""
+        on the leader; a follower counts from the last grant, keepalive or
+        checkpoint it applied (``Lessor.status``)."""
         return self._require(self._lessor).status(id, keys)
 
     def leases(self) -> list[Lease]:
@@ -278,6 +281,10 @@ class MemberFacade:
         return self._require(self._watch_hub).watch(
             key, range_end, start_revision, filters, prev_kv, progress_notify, callback=callback
         )
+
+    def watch_count(self) -> int:
+        """How many watches are live on this member."""
+        return len(self._require(self._watch_hub).watches())
 
     @staticmethod
     def _require(part):
