@@ -65,6 +65,25 @@ async def start_metastore(testcase, size: int = 3, timeout: float = 40) -> V3Tar
     )
 
 
+class OnRealEtcd:
+    """Mixin for a ``TestCase``: ``start_cluster`` gives a real 3-member
+    etcd, which proves a client scenario states etcd's behaviour (skipped
+    without etcd)."""
+
+    async def start_cluster(self) -> V3Target:
+        """A running 3-member etcd."""
+        return await start_etcd(self, 3)
+
+
+class OnMetaStore:
+    """Mixin for a ``TestCase``: ``start_cluster`` gives a 3-member
+    MetaStore, the system a client scenario is held to."""
+
+    async def start_cluster(self) -> V3Target:
+        """A running 3-member MetaStore."""
+        return await start_metastore(self, 3)
+
+
 async def start_system_under_test(testcase, size: int = 3) -> V3Target:
     """MetaStore, or real etcd when ``$METASTORE_V3_TARGET`` is ``etcd``."""
     kind = os.environ.get(TARGET_ENV, "metastore")
