@@ -77,7 +77,8 @@ class PatroniScenarios:
         """One node takes the leader key, the other cannot; the leader's
         keepalives hold it past two TTLs; when they stop, its leader and
         member keys expire (no sooner than a TTL after the last keepalive),
-        the other node's watched view shows it, and it takes over."""
+        the other node's watched view shows it, and it takes over; back, the
+        old leader takes a new lease and rejoins as a replica."""
         target = await self.start_cluster()
         a = await self.node(target.urls, "pg-a")
         b = await self.node(target.urls[::-1], "pg-b")
@@ -119,6 +120,19 @@ class PatroniScenarios:
         cluster = await deferToThread(a.get_cluster)
         self.assertEqual(cluster.leader.name, "pg-b")
         self.assertEqual(str(cluster.leader.session), str(b._lease))
+
+        # pg-a comes back: its keepalive finds the lease gone, it takes a
+        # new one for its member key, and stays a replica.
+        expired_lease = a._lease
+        self.assertIs(await deferToThread(a.touch_member, {"role": "replica", "state": "running"}), True)
+        self.assertNotEqual(a._lease, expired_lease)
+        self.assertFalse(await deferToThread(a.attempt_to_acquire_leader))
+
+        async def pg_a_back():
+            cluster = await deferToThread(b.get_cluster)
+            return cluster.leader.name == "pg-b" and sorted(m.name for m in cluster.members) == ["pg-a", "pg-b"]
+
+        await wait_until(pg_a_back, what="pg-b to see pg-a's member key again")
 
     async def test_watch_wakes_the_loop_and_keeps_the_view_current(self):
         """A replica's watch wakes its HA loop when the leader key is

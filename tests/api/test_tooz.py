@@ -76,7 +76,8 @@ class ToozScenarios:
         """Members join a group and are listed with their capabilities on
         every member; heartbeats keep them past several TTLs; a member that
         leaves, and one whose heartbeats stop, disappear (the latter once
-        its lease runs out) and watchers are told."""
+        its lease runs out) and watchers are told; a heartbeat after the expiry
+        takes a new lease to join with."""
         from tooz import coordination
 
         target = await self.start_cluster()
@@ -135,6 +136,16 @@ class ToozScenarios:
         await deferToThread(observer.run_watchers)
         self.assertEqual([e.member_id for e in left], [b"beta", b"beta"])
         self.assertTrue(alpha.heart.is_alive())
+
+        # Its next heartbeat finds the lease gone and takes a new one, with
+        # which it joins again.
+        expired_lease = beta._membership_lease.id
+        await deferToThread(beta.heartbeat)
+        self.assertNotEqual(beta._membership_lease.id, expired_lease)
+        await deferToThread(lambda: beta.join_group(GROUP, b"beta-caps").get())
+        self.assertEqual(await members(), {b"alpha", b"beta"})
+        await deferToThread(observer.run_watchers)
+        self.assertEqual([e.member_id for e in joined], [b"beta", b"beta"])
 
     async def test_lock_exclusion_release_and_expiry(self):
         """A lock held by one coordinator is refused to another until it is
