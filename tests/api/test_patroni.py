@@ -14,29 +14,36 @@ they state etcd's behaviour) and against MetaStore.  Patroni is blocking
 
 from __future__ import annotations
 
+import base64
 import time
 from urllib.parse import urlsplit
 
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from tests.api.v3targets import OnMetaStore, OnRealEtcd, V3Target
+from tests.api.v3targets import OnMetaStore, OnRealEtcd, V3Client, V3Target, raft_leader_index
 from tests.process import wait_until
 
 TTL = 3
 """Seconds a node's lease lives without a keepalive."""
 
 
-def etcd3_dcs(urls: list[str], name: str):
+FAILOVER_TTL = 5
+"""The lease TTL of the scenario that crashes the DCS's Raft leader: a
+crash, an election and Patroni's switch to another member fit in it."""
+
+
+def etcd3_dcs(urls: list[str], name: str, ttl: int = TTL):
     """Patroni's Etcd3 DCS object for node ``name`` of Patroni cluster
-    ``pg`` on the members at ``urls`` (its watch thread starts at once)."""
+    ``pg`` on the members at ``urls``, with leases of ``ttl`` seconds (its
+    watch thread starts at once)."""
     from patroni.dcs.etcd3 import Etcd3
     from patroni.postgresql.mpp import get_mpp
 
     hosts = [urlsplit(url).netloc for url in urls]
     config = {
         "scope": "pg", "namespace": "/service", "name": name,
-        "ttl": TTL, "loop_wait": 1, "retry_timeout": 6, "hosts": hosts,
+        "ttl": ttl, "loop_wait": 1, "retry_timeout": 6, "hosts": hosts,
     }
     return Etcd3(config, get_mpp({}))
 
@@ -67,9 +74,9 @@ class PatroniScenarios:
         """Override: a running 3-member cluster."""
         raise NotImplementedError
 
-    async def node(self, urls: list[str], name: str):
+    async def node(self, urls: list[str], name: str, ttl: int = TTL):
         """A Patroni DCS object for node ``name``, stopped at cleanup."""
-        dcs = await deferToThread(etcd3_dcs, urls, name)
+        dcs = await deferToThread(etcd3_dcs, urls, name, ttl)
         self.addCleanup(deferToThread, stop_dcs, dcs)
         return dcs
 
@@ -88,7 +95,11 @@ class PatroniScenarios:
         self.assertTrue(await deferToThread(a.attempt_to_acquire_leader))
         self.assertFalse(await deferToThread(b.attempt_to_acquire_leader))
 
-        cluster = await deferToThread(b.get_cluster)
+        async def b_sees_a_lead():
+            cluster = await deferToThread(b.get_cluster)
+            return cluster.leader is not None and cluster
+
+        cluster = await wait_until(b_sees_a_lead, what="pg-b's view to show a leader")
         self.assertEqual(cluster.leader.name, "pg-a")
         self.assertEqual(str(cluster.leader.session), str(a._lease))
         self.assertEqual(sorted(m.name for m in cluster.members), ["pg-a", "pg-b"])
@@ -117,9 +128,12 @@ class PatroniScenarios:
         self.assertGreaterEqual(time.monotonic() - last_renewal, TTL)
 
         self.assertTrue(await deferToThread(b.attempt_to_acquire_leader))
-        cluster = await deferToThread(a.get_cluster)
-        self.assertEqual(cluster.leader.name, "pg-b")
-        self.assertEqual(str(cluster.leader.session), str(b._lease))
+
+        async def a_sees_b_lead():
+            leader = (await deferToThread(a.get_cluster)).leader
+            return leader is not None and (leader.name, str(leader.session)) == ("pg-b", str(b._lease))
+
+        await wait_until(a_sees_b_lead, what="pg-a's watched view to show pg-b leading")
 
         # pg-a comes back: its keepalive finds the lease gone, it takes a
         # new one for its member key, and stays a replica.
@@ -130,7 +144,7 @@ class PatroniScenarios:
 
         async def pg_a_back():
             cluster = await deferToThread(b.get_cluster)
-            return cluster.leader.name == "pg-b" and sorted(m.name for m in cluster.members) == ["pg-a", "pg-b"]
+            return cluster.leader is not None and cluster.leader.name == "pg-b" and sorted(m.name for m in cluster.members) == ["pg-a", "pg-b"]
 
         await wait_until(pg_a_back, what="pg-b to see pg-a's member key again")
 
@@ -166,6 +180,58 @@ class PatroniScenarios:
         self.assertIs(await deferToThread(a.delete_leader, leader), True)
         self.assertIs(await woken, True)
         self.assertIsNone((await deferToThread(b.get_cluster)).leader)
+
+    async def test_leader_key_survives_a_crash_of_the_raft_leader(self):
+        """The DCS's Raft leader is killed while Patroni's leader renews its
+        key and a replica watches: renewals go on through the survivors,
+        the leader key keeps its lease and its creation revision (a live
+        lease never expires, it is not re-created), and the replica's
+        watched view still follows changes."""
+        target = await self.start_cluster()
+        a = await self.node(target.urls, "pg-a", FAILOVER_TTL)
+        b = await self.node(target.urls[::-1], "pg-b", FAILOVER_TTL)
+        self.assertIs(await deferToThread(a.touch_member, {"state": "running"}), True)
+        self.assertIs(await deferToThread(b.touch_member, {"state": "running"}), True)
+        self.assertTrue(await deferToThread(a.attempt_to_acquire_leader))
+        lease = a._lease
+        client = V3Client(self)
+        leader_key = {"key": base64.b64encode(b"/service/pg/leader").decode()}
+
+        async def leader_kv(urls):
+            for url in urls:
+                answer = await client.post(url, "/v3/kv/range", leader_key)
+                if answer.status == 200:
+                    return answer.json().get("kvs", [None])[0]
+            return None
+
+        before = await leader_kv(target.urls)
+        crashed = await raft_leader_index(client, target)
+        target.kill_member(crashed)
+        survivors = [url for i, url in enumerate(target.urls) if i != crashed]
+
+        since = time.monotonic()
+        for _ in range(8 * FAILOVER_TTL):
+            self.assertIs(await deferToThread(a.update_leader, await deferToThread(a.get_cluster), None), True)
+            self.assertIs(await deferToThread(b.touch_member, {"state": "running"}), True)
+            if time.monotonic() > since + 2 * FAILOVER_TTL:
+                break
+            await wait_until(lambda t=time.monotonic(): time.monotonic() > t + 1, what="a second")
+        self.assertGreater(time.monotonic(), since + 2 * FAILOVER_TTL)
+
+        self.assertEqual(a._lease, lease)
+        after = await wait_until(lambda: leader_kv(survivors), what="the leader key on a survivor")
+        self.assertEqual((after["create_revision"], after["lease"]), (before["create_revision"], before["lease"]))
+        self.assertEqual(base64.b64decode(after["value"]), b"pg-a")
+
+        self.assertIs(await deferToThread(a.touch_member, {"state": "after the crash"}), True)
+
+        async def b_follows():
+            cluster = await deferToThread(b.get_cluster)
+            member = cluster.get_member("pg-a", fallback_to_leader=False)
+            leader = cluster.leader
+            return leader is not None and leader.name == "pg-a" and member and member.data["state"] == "after the crash"
+
+        await wait_until(b_follows, what="pg-b's view to follow pg-a after the crash")
 
 
 class PatroniAgainstEtcdTests(OnRealEtcd, PatroniScenarios, TestCase):

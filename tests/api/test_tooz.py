@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from tests.api.v3targets import OnMetaStore, OnRealEtcd, V3Target
+from tests.api.v3targets import OnMetaStore, OnRealEtcd, V3Client, V3Target, raft_leader_index
 from tests.process import wait_until
 
 TTL = 2
@@ -31,13 +31,18 @@ smallest TTL with its default election timeout)."""
 GROUP = b"workers"
 
 
-def coordinator(url: str, member_id: bytes):
+FAILOVER_TTL = 5
+"""The lease TTL of the scenario that crashes the Raft leader: a crash and
+an election fit in it."""
+
+
+def coordinator(url: str, member_id: bytes, ttl: int = TTL):
     """A tooz coordinator of the member at ``url`` whose membership and
-    lock leases last ``TTL`` seconds."""
+    lock leases last ``ttl`` seconds."""
     from tooz import coordination
 
     parts = urlsplit(url)
-    uri = f"etcd3+http://{parts.hostname}:{parts.port}?timeout=10&lock_timeout={TTL}&membership_timeout={TTL}"
+    uri = f"etcd3+http://{parts.hostname}:{parts.port}?timeout=10&lock_timeout={ttl}&membership_timeout={ttl}"
     return coordination.get_coordinator(uri, member_id)
 
 
@@ -64,10 +69,10 @@ class ToozScenarios:
         """Override: a running 3-member cluster."""
         raise NotImplementedError
 
-    async def started(self, url: str, member_id: bytes, heart: bool = False):
-        """A started coordinator on ``url``, stopped at cleanup; with
-        ``heart`` its heartbeat thread runs."""
-        coord = coordinator(url, member_id)
+    async def started(self, url: str, member_id: bytes, heart: bool = False, ttl: int = TTL):
+        """A started coordinator on ``url`` with leases of ``ttl`` seconds,
+        stopped at cleanup; with ``heart`` its heartbeat thread runs."""
+        coord = coordinator(url, member_id, ttl)
         await deferToThread(coord.start, start_heart=heart)
         self.addCleanup(deferToThread, stop_quietly, coord)
         return coord
@@ -232,6 +237,41 @@ class ToozScenarios:
         [last] = [n for n in followers if n != second]
         self.assertIs(await deferToThread(locks[second].release), True)
         self.assertEqual(await campaign([last]), [last])
+
+    async def test_lock_held_through_a_crash_of_the_raft_leader(self):
+        """The Raft leader is killed while a coordinator on a follower holds
+        a lock with heartbeats: its keepalives reach the new leader, the
+        lease never expires, the other coordinator never gets the lock,
+        and the holder still releases its own key afterwards."""
+        import tooz
+
+        target = await self.start_cluster()
+        crashed = await raft_leader_index(V3Client(self), target)
+        survivors = [url for i, url in enumerate(target.urls) if i != crashed]
+        holder = await self.started(survivors[0], b"holder", heart=True, ttl=FAILOVER_TTL)
+        contender = await self.started(survivors[1], b"contender", ttl=FAILOVER_TTL)
+        held, wanted = holder.get_lock(b"resource"), contender.get_lock(b"resource")
+        self.assertIs(await deferToThread(held.acquire, blocking=False), True)
+
+        target.kill_member(crashed)
+        since, beats = time.monotonic(), holder.heart.beats
+        answers = []
+
+        async def contend():
+            """One attempt of the contender; true once two TTLs have passed
+            and the survivors answer again."""
+            try:
+                answers.append(await deferToThread(wanted.acquire, blocking=False))
+            except tooz.ToozError:  # refused while there is no leader
+                answers.append(None)
+            return time.monotonic() > since + 2 * FAILOVER_TTL and answers[-1] is False
+
+        await wait_until(contend, timeout=2 * FAILOVER_TTL + 30, interval=0.25,
+                         what="two TTLs to pass after the crash, the survivors answering")
+        self.assertNotIn(True, answers)
+        self.assertGreater(holder.heart.beats, beats + 2)
+        self.assertIs(await deferToThread(held.release), True)
+        self.assertIs(await deferToThread(wanted.acquire, blocking=False), True)
 
 
 class ToozAgainstEtcdTests(OnRealEtcd, ToozScenarios, TestCase):
