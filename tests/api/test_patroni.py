@@ -75,7 +75,12 @@ class PatroniScenarios:
         raise NotImplementedError
 
     async def node(self, urls: list[str], name: str, ttl: int = TTL):
-        """A Patroni DCS object for node ``name``, stopped at cleanup."""
+        """A Patroni DCS object for node ``name``, stopped at cleanup (and
+        urllib3's connect function, which Patroni replaces, restored)."""
+        import urllib3.util.connection
+
+        self.addCleanup(setattr, urllib3.util.connection, "create_connection",
+                        urllib3.util.connection.create_connection)
         dcs = await deferToThread(etcd3_dcs, urls, name, ttl)
         self.addCleanup(deferToThread, stop_dcs, dcs)
         return dcs
