@@ -79,7 +79,7 @@ class ToozScenarios:
 
     async def test_group_membership_with_heartbeats(self):
         """Members join a group and are listed with their capabilities on
-        every member; heartbeats keep them past several TTLs; a member that
+        every member; heartbeats keep them past two TTLs; a member that
         leaves, and one whose heartbeats stop, disappear (the latter once
         its lease runs out) and watchers are told; a heartbeat after the expiry
         takes a new lease to join with."""
