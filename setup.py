@@ -40,9 +40,18 @@ setup(
             "tooz>=9.1.0",
             "patroni[etcd3]>=4.1.5",
             "psycopg2-binary>=2.9.13",
-        ]
+            # The dashboard test drives Debian's chromium (never a browser
+            # Playwright downloads); the OpenAPI document is checked live.
+            "playwright>=1.65.2",
+            "schemathesis>=4.32.5",
+        ],
+        "docs": ["mkdocs>=1.6.1"],
     },
-    package_data={"metastore.api.grpc.proto": ["*.proto", "*.pyi"]},
+    package_data={
+        "metastore.api.grpc.proto": ["*.proto", "*.pyi"],
+        # The web dashboard at /ui (metastore.api.dashboard): served as shipped.
+        "metastore.api": ["ui/*.html", "ui/*.js", "ui/*.css"],
+    },
     entry_points={
         "console_scripts": [
             "metastore = metastore.cli:main",
