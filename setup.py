@@ -50,7 +50,7 @@ setup(
     package_data={
         "metastore.api.grpc.proto": ["*.proto", "*.pyi"],
         # The web dashboard at /ui (metastore.api.dashboard): served as shipped.
-        "metastore.api": ["ui/*.html", "ui/*.js", "ui/*.css"],
+        "metastore.api": ["ui/*.html", "ui/*.js", "ui/*.css", "ui/*.svg"],
     },
     entry_points={
         "console_scripts": [

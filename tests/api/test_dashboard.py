@@ -58,6 +58,7 @@ class DashboardFilesTests(SynchronousTestCase):
             "/ui/index.html": ("text/html; charset=utf-8", "index.html"),
             "/ui/app.js": ("text/javascript; charset=utf-8", "app.js"),
             "/ui/style.css": ("text/css; charset=utf-8", "style.css"),
+            "/ui/favicon.svg": ("image/svg+xml", "favicon.svg"),
         }
         for target, (content_type, name) in expected.items():
             status, headers, body = self.get(target)
@@ -74,8 +75,8 @@ class DashboardFilesTests(SynchronousTestCase):
         self.assertEqual(int(headers["content-length"]), len(SHIPPED["app.js"].body))
 
     def test_the_package_ships_exactly_the_dashboard(self):
-        """The table holds the page, the script and the style sheet, nothing else."""
-        self.assertEqual(sorted(SHIPPED), ["app.js", "index.html", "style.css"])
+        """The table holds the page, its script, style sheet and icon, nothing else."""
+        self.assertEqual(sorted(SHIPPED), ["app.js", "favicon.svg", "index.html", "style.css"])
 
     def test_no_directory_listing(self):
         """/ui/ is the page itself; a folder-like path is 404, never a listing."""
