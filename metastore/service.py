@@ -427,6 +427,12 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
     root = member_root(rest.app.resource(), admin, v3.app.resource())
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
+    if grpc is not None:
+        from metastore.api.grpc.services import registrations
+
+        grpc.registrations = tuple(
+            registrations(api, reactor, cluster_id_from_token(config.cluster_token), config.max_request_bytes)
+        )
     member = MemberService(config, node, transport, ListenerService(endpoint, site), api, history_compaction, grpc)
     lessor.setServiceParent(member)
     watch_hub.setServiceParent(member)

@@ -1,0 +1,96 @@
+"""etcd's ``Watch`` service: one bidirectional stream, many watches.
+
+The stream's bookkeeping (ids, creates, cancels, progress) is
+``metastore.api.v3.watch_stream.WatchStream``; this servicer reads the
+client's requests into it and writes its responses through an ``Outbox``.
+No thread per stream: the stream is two coroutines on the reactor's loop
+(this handler reading, the outbox writing).
+
+Flow control: when the client stops reading, gRPC stops taking writes,
+the outbox fills past its bound, the stream pauses its watches and stops
+reading the client's requests; each paused watch keeps at most the hub's
+bound of events and is then cancelled with a reason ("watcher too slow"),
+which the client reads when it reads again.  As etcd does, a client that
+half-closes keeps its watches until it goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from metastore.api.grpc import convert
+from metastore.api.grpc.convert import HeaderStamp
+from metastore.api.grpc.outbox import HIGH_WATER_BYTES, LOW_WATER_BYTES, Outbox
+from metastore.api.grpc.proto import rpc_pb2_grpc
+from metastore.api.v3.watch_stream import WatchStream
+
+DEFAULT_FRAGMENT_BYTES = 1536 * 1024
+"""Where a fragmenting watch cuts a response: etcd's ``--max-request-bytes``."""
+
+
+class WatchServicer(rpc_pb2_grpc.WatchServicer):
+    """``Watch.Watch`` over a member facade (module docstring)."""
+
+    def __init__(
+        self,
+        member,
+        stamp: Callable[[], HeaderStamp],
+        *,
+        fragment_bytes: int = DEFAULT_FRAGMENT_BYTES,
+        high_water_bytes: int = HIGH_WATER_BYTES,
+        low_water_bytes: int = LOW_WATER_BYTES,
+    ) -> None:
+        self._member = member
+        self._stamp = stamp
+        self._fragment_bytes = fragment_bytes
+        self._high, self._low = high_water_bytes, low_water_bytes
+        self.open_streams = 0
+        """How many Watch streams are open now."""
+
+    async def Watch(self, request_iterator, context):
+        """Serve one client's watch stream until the client goes away."""
+        outbox = Outbox(context.write, high_bytes=self._high, low_bytes=self._low)
+        stream = WatchStream(self._member, lambda response: self._send(outbox, stream, response))
+        outbox.on_full, outbox.on_room = stream.pause, stream.resume
+        writer = asyncio.ensure_future(outbox.run())
+        self.open_streams += 1
+        try:
+            async for request in request_iterator:
+                _apply(stream, request)
+                if outbox.full:
+                    await _first(outbox.room(), writer)
+            await writer
+        finally:
+            self.open_streams -= 1
+            stream.close()
+            writer.cancel()
+
+    def _send(self, outbox: Outbox, stream: WatchStream, response) -> None:
+        message = convert.watch_response(response, self._stamp())
+        if response.watch_id in stream.fragment:
+            for piece in convert.fragments(message, self._fragment_bytes):
+                outbox.put(piece)
+        else:
+            outbox.put(message)
+
+
+def _apply(stream: WatchStream, request) -> None:
+    """Hand one ``WatchRequest`` to the stream (an empty one is ignored, as etcd does)."""
+    which = request.WhichOneof("request_union")
+    if which == "create_request":
+        stream.create(convert.watch_create(request.create_request))
+    elif which == "cancel_request":
+        stream.cancel(request.cancel_request.watch_id)
+    elif which == "progress_request":
+        stream.request_progress()
+
+
+async def _first(waiting, writer: asyncio.Future) -> None:
+    """Await ``waiting``; if the writer ends first (the client went away),
+    raise its error instead of waiting forever."""
+    waiting = asyncio.ensure_future(waiting)
+    done, _ = await asyncio.wait({waiting, writer}, return_when=asyncio.FIRST_COMPLETED)
+    if waiting not in done:
+        waiting.cancel()
+        writer.result()
