@@ -40,6 +40,7 @@ __all__ = [
     "AlarmType",
     "MemberRecord",
     "Consistency",
+    "EventType",
     "KeyValue",
     "Lease",
     "LeaseStatus",
