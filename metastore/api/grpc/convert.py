@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import metastore.kv.messages as m
-from metastore.api.v3.watch_stream import WatchCreate
+from metastore.api.v3.watch import WatchCreateRequest
 from metastore.kv.errors import KeyNotFoundError
 from metastore.api.grpc.proto import kv_pb2, rpc_pb2
 from metastore.facade import WatchEvent, WatchFilter, WatchResponse
@@ -111,9 +111,9 @@ def txn_request(pb: rpc_pb2.TxnRequest) -> m.TxnRequest:
     )
 
 
-def watch_create(pb: rpc_pb2.WatchCreateRequest) -> WatchCreate:
+def watch_create(pb: rpc_pb2.WatchCreateRequest) -> WatchCreateRequest:
     """A watch create request (filters as ``WatchFilter``s)."""
-    return _copy(pb, WatchCreate, filters=tuple(WatchFilter(f) for f in pb.filters))
+    return _copy(pb, WatchCreateRequest, filters=tuple(WatchFilter(f) for f in pb.filters))
 
 
 # ---------------------------------------------------------------- responses
@@ -190,44 +190,16 @@ def watch_event(e: WatchEvent) -> kv_pb2.Event:
 
 
 def watch_response(r: WatchResponse, stamp: HeaderStamp) -> rpc_pb2.WatchResponse:
-    """A watch stream's response, its ``watch_id`` already the stream's."""
+    """A watch stream's response, its ``watch_id`` already the stream's; a
+    compacted cancel's header has no revision, as etcd's."""
+    revision = 0 if r.compact_revision else r.revision
     return rpc_pb2.WatchResponse(
-        header=response_header(m.ResponseHeader(r.revision), stamp),
+        header=response_header(m.ResponseHeader(revision), stamp),
         watch_id=r.watch_id,
         created=r.created,
         canceled=r.canceled,
         compact_revision=r.compact_revision,
         cancel_reason=r.cancel_reason,
+        fragment=r.fragment,
         events=[watch_event(e) for e in r.events],
     )
-
-
-def fragments(response: rpc_pb2.WatchResponse, max_bytes: int) -> list[rpc_pb2.WatchResponse]:
-    """``response`` cut, as etcd cuts it for a watch that asked for
-    ``fragment``, into responses under ``max_bytes`` each (but at least one
-    event each), all flagged ``fragment`` but the last; a response already
-    small enough, or of one event, is returned whole."""
-    if len(response.events) < 2 or response.ByteSize() < max_bytes:
-        return [response]
-    empty = rpc_pb2.WatchResponse()
-    empty.CopyFrom(response)
-    del empty.events[:]
-    envelope = empty.ByteSize() + 8  # the fragment flag and a little slack
-    pieces: list[rpc_pb2.WatchResponse] = []
-    current, size = [], envelope
-    for event in response.events:
-        cost = event.ByteSize() + 6  # field tag and length prefix
-        if current and size + cost >= max_bytes:
-            pieces.append(current)
-            current, size = [], envelope
-        current.append(event)
-        size += cost
-    pieces.append(current)
-    out = []
-    for i, events in enumerate(pieces):
-        piece = rpc_pb2.WatchResponse()
-        piece.CopyFrom(empty)
-        piece.events.extend(events)
-        piece.fragment = i < len(pieces) - 1
-        out.append(piece)
-    return out

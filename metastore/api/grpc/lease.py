@@ -1,4 +1,4 @@
-"""etcd's ``Lease`` service over the member facade.
+"""etcd's ``Lease`` service over gRPC: protobuf to the v3 ``LeaseService`` and back.
 
 Answers as etcd 3.4 does (checked against ``/usr/bin/etcd``): a grant
 asking for less than the minimum TTL gets the minimum; a grant of an id in
@@ -20,72 +20,69 @@ from __future__ import annotations
 
 from typing import Callable
 
+from twisted.internet import defer
+
 from metastore.api.grpc import convert
 from metastore.api.grpc.convert import HeaderStamp
 from metastore.api.grpc.proto import rpc_pb2, rpc_pb2_grpc
 from metastore.api.grpc.server import as_future
 from metastore.api.grpc.status import answers_etcd_errors, status_of
-from metastore.facade import Consistency
-from metastore.kv.errors import LeaseNotFoundError
-from metastore.kv.messages import ResponseHeader
+from metastore.api.v3 import lease as v3
 
 
 class LeaseServicer(rpc_pb2_grpc.LeaseServicer):
-    """``Lease`` over a member facade (module docstring)."""
+    """``Lease`` over the v3 ``LeaseService`` (module docstring)."""
 
-    def __init__(self, member, reactor, stamp: Callable[[], HeaderStamp]) -> None:
-        self._member = member
+    def __init__(self, leases: v3.LeaseService, reactor, stamp: Callable[[], HeaderStamp]) -> None:
+        self._leases = leases
         self._reactor = reactor
         self._stamp = stamp
 
-    def _header(self, revision: int) -> rpc_pb2.ResponseHeader:
-        return convert.response_header(ResponseHeader(revision), self._stamp())
+    async def _call(self, coroutine):
+        """Run a ``LeaseService`` coroutine (it awaits Deferreds, so Twisted
+        drives it) and await its result on the loop."""
+        return await as_future(defer.ensureDeferred(coroutine), self._reactor)
 
-    async def _wait(self, d):
-        return await as_future(d, self._reactor)
+    def _header(self, header) -> rpc_pb2.ResponseHeader:
+        return convert.response_header(header, self._stamp())
 
     @answers_etcd_errors
     async def LeaseGrant(self, request, context):
         """Grant a lease (``ID`` 0: this member picks one)."""
-        granted = await self._wait(self._member.lease_grant(request.TTL, request.ID))
-        return rpc_pb2.LeaseGrantResponse(header=self._header(granted.header.revision), ID=granted.id, TTL=granted.ttl)
+        granted = await self._call(self._leases.grant(v3.LeaseGrantRequest(request.TTL, request.ID)))
+        return rpc_pb2.LeaseGrantResponse(header=self._header(granted.header), ID=granted.id, TTL=granted.ttl)
 
     @answers_etcd_errors
     async def LeaseRevoke(self, request, context):
         """Revoke a lease and delete its keys."""
-        revoked = await self._wait(self._member.lease_revoke(request.ID))
-        return rpc_pb2.LeaseRevokeResponse(header=self._header(revoked.header.revision))
+        revoked = await self._call(self._leases.revoke(v3.LeaseRevokeRequest(request.ID)))
+        return rpc_pb2.LeaseRevokeResponse(header=self._header(revoked.header))
 
     @answers_etcd_errors
     async def LeaseTimeToLive(self, request, context):
-        """A lease's remaining and granted TTL (and keys), after a
-        linearizable read barrier; TTL -1 for an unknown lease."""
-        await self._wait(self._member.read(Consistency.LINEARIZABLE))
-        status = self._member.lease_time_to_live(request.ID, request.keys)
+        """A lease's remaining and granted TTL (and keys); TTL -1 for an unknown lease."""
+        status = await self._call(self._leases.time_to_live(v3.LeaseTimeToLiveRequest(request.ID, request.keys)))
         return rpc_pb2.LeaseTimeToLiveResponse(
-            header=self._header(self._member.revision), ID=request.ID, TTL=status.ttl,
+            header=self._header(status.header), ID=status.id, TTL=status.ttl,
             grantedTTL=status.granted_ttl, keys=list(status.keys),
         )  # fmt: skip
 
     @answers_etcd_errors
     async def LeaseLeases(self, request, context):
-        """Every lease's id, after a linearizable read barrier."""
-        await self._wait(self._member.read(Consistency.LINEARIZABLE))
-        leases = [rpc_pb2.LeaseStatus(ID=lease.id) for lease in self._member.leases()]
-        return rpc_pb2.LeaseLeasesResponse(header=self._header(self._member.revision), leases=leases)
+        """Every lease's id."""
+        listed = await self._call(self._leases.leases(v3.LeaseLeasesRequest()))
+        leases = [rpc_pb2.LeaseStatus(ID=lease_id) for lease_id in listed.ids]
+        return rpc_pb2.LeaseLeasesResponse(header=self._header(listed.header), leases=leases)
 
     async def LeaseKeepAlive(self, request_iterator, context):
         """Renew each lease the client names, answering each in turn; a
-        failure other than an unknown lease ends the stream with etcd's status."""
+        failure ends the stream with etcd's status."""
         async for request in request_iterator:
             try:
-                renewed = await self._wait(self._member.lease_keepalive(request.ID))
-                answer = rpc_pb2.LeaseKeepAliveResponse(
-                    header=self._header(renewed.header.revision), ID=request.ID, TTL=renewed.ttl
-                )
-            except LeaseNotFoundError:
-                answer = rpc_pb2.LeaseKeepAliveResponse(header=self._header(self._member.revision), ID=request.ID)
+                renewed = await self._call(self._leases.keepalive(v3.LeaseKeepAliveRequest(request.ID)))
             except Exception as error:
                 status = status_of(error)
                 await context.abort(status.code, status.message)
-            await context.write(answer)
+            await context.write(
+                rpc_pb2.LeaseKeepAliveResponse(header=self._header(renewed.header), ID=request.ID, TTL=renewed.ttl)
+            )

@@ -15,6 +15,8 @@ from metastore.api.grpc.lease import LeaseServicer
 from metastore.api.grpc.proto import rpc_pb2_grpc
 from metastore.api.grpc.server import Registration
 from metastore.api.grpc.watch import WatchServicer
+from metastore.api.v3.lease import LeaseService
+from metastore.api.v3.watch import WatchService
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +33,10 @@ class ServicerContext:
 
 SERVICER_FACTORIES: tuple[Callable[[ServicerContext], Registration], ...] = (
     lambda c: lambda server: rpc_pb2_grpc.add_WatchServicer_to_server(
-        WatchServicer(c.member, c.stamp, fragment_bytes=c.max_request_bytes), server
+        WatchServicer(WatchService(c.member, c.max_request_bytes), c.stamp), server
     ),
     lambda c: lambda server: rpc_pb2_grpc.add_LeaseServicer_to_server(
-        LeaseServicer(c.member, c.reactor, c.stamp), server
+        LeaseServicer(LeaseService(c.member), c.reactor, c.stamp), server
     ),
 )
 

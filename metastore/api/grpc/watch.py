@@ -1,7 +1,7 @@
 """etcd's ``Watch`` service: one bidirectional stream, many watches.
 
-The stream's bookkeeping (ids, creates, cancels, progress) is
-``metastore.api.v3.watch_stream.WatchStream``; this servicer reads the
+The stream's bookkeeping (ids, creates, cancels, progress, fragments) is
+``metastore.api.v3.watch.WatchStream``, shared with the JSON API; this servicer reads the
 client's requests into it and writes its responses through an ``Outbox``.
 No thread per stream: the stream is two coroutines on the reactor's loop
 (this handler reading, the outbox writing).
@@ -23,27 +23,30 @@ from metastore.api.grpc import convert
 from metastore.api.grpc.convert import HeaderStamp
 from metastore.api.grpc.outbox import HIGH_WATER_BYTES, LOW_WATER_BYTES, Outbox
 from metastore.api.grpc.proto import rpc_pb2_grpc
-from metastore.api.v3.watch_stream import WatchStream
+from metastore.api.v3.watch import WatchService, WatchStream
 
-DEFAULT_FRAGMENT_BYTES = 1536 * 1024
-"""Where a fragmenting watch cuts a response: etcd's ``--max-request-bytes``."""
+EVENT_FRAMING_BYTES = 6
+"""An event's field tag and length prefix inside a ``WatchResponse``."""
+
+
+def event_size(event) -> int:
+    """The bytes ``event`` takes in a ``WatchResponse`` (for fragmenting)."""
+    return convert.watch_event(event).ByteSize() + EVENT_FRAMING_BYTES
 
 
 class WatchServicer(rpc_pb2_grpc.WatchServicer):
-    """``Watch.Watch`` over a member facade (module docstring)."""
+    """``Watch.Watch`` over the v3 ``WatchService`` (module docstring)."""
 
     def __init__(
         self,
-        member,
+        watches: WatchService,
         stamp: Callable[[], HeaderStamp],
         *,
-        fragment_bytes: int = DEFAULT_FRAGMENT_BYTES,
         high_water_bytes: int = HIGH_WATER_BYTES,
         low_water_bytes: int = LOW_WATER_BYTES,
     ) -> None:
-        self._member = member
+        self._watches = watches
         self._stamp = stamp
-        self._fragment_bytes = fragment_bytes
         self._high, self._low = high_water_bytes, low_water_bytes
         self.open_streams = 0
         """How many Watch streams are open now."""
@@ -51,7 +54,8 @@ class WatchServicer(rpc_pb2_grpc.WatchServicer):
     async def Watch(self, request_iterator, context):
         """Serve one client's watch stream until the client goes away."""
         outbox = Outbox(context.write, high_bytes=self._high, low_bytes=self._low)
-        stream = WatchStream(self._member, lambda response: self._send(outbox, stream, response))
+        stream = self._watches.open(lambda response: outbox.put(convert.watch_response(response, self._stamp())),
+                                    event_size)
         outbox.on_full, outbox.on_room = stream.pause, stream.resume
         writer = asyncio.ensure_future(outbox.run())
         self.open_streams += 1
@@ -65,14 +69,6 @@ class WatchServicer(rpc_pb2_grpc.WatchServicer):
             self.open_streams -= 1
             stream.close()
             writer.cancel()
-
-    def _send(self, outbox: Outbox, stream: WatchStream, response) -> None:
-        message = convert.watch_response(response, self._stamp())
-        if response.watch_id in stream.fragment:
-            for piece in convert.fragments(message, self._fragment_bytes):
-                outbox.put(piece)
-        else:
-            outbox.put(message)
 
 
 def _apply(stream: WatchStream, request) -> None:

@@ -31,6 +31,11 @@ answer, a refused create)."""
 
 DUPLICATE_WATCH_ID = "mvcc: duplicate watch ID provided on the WatchStream"
 
+EMPTY_RANGE = "mvcc: watcher range is empty"
+
+FROM_KEY = b"\0"
+"""A ``range_end`` of one zero byte: every key from ``key`` on."""
+
 
 @dataclass(frozen=True, slots=True)
 class WatchCreateRequest:
@@ -97,12 +102,16 @@ class WatchStream:
         """Start a watch; its ``created`` response is sent at once (then,
         for a compacted start revision, its cancel with
         ``compact_revision``).  Returns its id, or ``INVALID_WATCH_ID`` when
-        the id asked for is taken (that answer is sent too)."""
+        the id asked for is taken or the range is empty (that answer is
+        sent too).  The empty key is the smallest key, ``b"\\0"``, and a
+        negative start revision is below any history (so compacted), as in
+        etcd."""
+        key = request.key or b"\0"
+        if request.range_end not in (b"", FROM_KEY) and key >= request.range_end:
+            return self._refuse(EMPTY_RANGE)
         if request.watch_id:
             if request.watch_id in self._watches:
-                self._deliver(WatchResponse(INVALID_WATCH_ID, self._member.revision, created=True,
-                                            canceled=True, cancel_reason=DUPLICATE_WATCH_ID))  # fmt: skip
-                return INVALID_WATCH_ID
+                return self._refuse(DUPLICATE_WATCH_ID)
             watch_id = request.watch_id
         else:
             while self._next_id in self._watches:
@@ -110,8 +119,8 @@ class WatchStream:
             watch_id = self._next_id
             self._next_id += 1
         watch = self._member.watch(
-            request.key, request.range_end, request.start_revision, request.filters,
-            request.prev_kv, request.progress_notify,
+            key, request.range_end, request.start_revision if request.start_revision >= 0 else 1,
+            request.filters, request.prev_kv, request.progress_notify,
             callback=lambda response: self._forward(watch_id, request.fragment, response),
         )  # fmt: skip
         if not watch.canceled:
@@ -142,6 +151,8 @@ class WatchStream:
         """The reader can take more: buffered responses go out."""
         self._paused = False
         for watch in list(self._watches.values()):
+            if self._paused:
+                break  # a resumed watch filled the reader up again
             watch.resume()
 
     def close(self) -> None:
@@ -150,6 +161,11 @@ class WatchStream:
         watches, self._watches = list(self._watches.values()), {}
         for watch in watches:
             watch.cancel()
+
+    def _refuse(self, reason: str) -> int:
+        self._deliver(WatchResponse(INVALID_WATCH_ID, self._member.revision, created=True, canceled=True,
+                                    cancel_reason=reason))  # fmt: skip
+        return INVALID_WATCH_ID
 
     def _forward(self, watch_id: int, fragment: bool, response: WatchResponse) -> None:
         if response.canceled:
