@@ -12,6 +12,11 @@ reading the client's requests; each paused watch keeps at most the hub's
 bound of events and is then cancelled with a reason ("watcher too slow"),
 which the client reads when it reads again.  As etcd does, a client that
 half-closes keeps its watches until it goes away.
+
+A member that stops ends every stream with UNAVAILABLE rather than
+cancelling each watch: clientv3 takes a ``canceled`` answer as final
+("watch is canceled by the server") but retries an UNAVAILABLE stream at
+another endpoint, from the revision after the last event it got.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from metastore.api.grpc import convert
 from metastore.api.grpc.convert import HeaderStamp
 from metastore.api.grpc.outbox import HIGH_WATER_BYTES, LOW_WATER_BYTES, Outbox
 from metastore.api.grpc.proto import rpc_pb2_grpc
+from metastore.api.grpc.status import SERVER_STOPPED
 from metastore.api.v3.watch import WatchService, WatchStream
 
 EVENT_FRAMING_BYTES = 6
@@ -52,23 +58,39 @@ class WatchServicer(rpc_pb2_grpc.WatchServicer):
         """How many Watch streams are open now."""
 
     async def Watch(self, request_iterator, context):
-        """Serve one client's watch stream until the client goes away."""
+        """Serve one client's watch stream until the client goes away, or
+        end it with UNAVAILABLE "etcdserver: server stopped" when the member
+        stops (clients then resume their watches at another member)."""
+        stopping = asyncio.Event()
         outbox = Outbox(context.write, high_bytes=self._high, low_bytes=self._low)
         stream = self._watches.open(lambda response: outbox.put(convert.watch_response(response, self._stamp())),
-                                    event_size)
+                                    event_size, on_stopping=stopping.set)
         outbox.on_full, outbox.on_room = stream.pause, stream.resume
         writer = asyncio.ensure_future(outbox.run())
+        reader = asyncio.ensure_future(_read(request_iterator, stream, outbox))
+        stopped = asyncio.ensure_future(stopping.wait())
         self.open_streams += 1
         try:
-            async for request in request_iterator:
-                _apply(stream, request)
-                if outbox.full:
-                    await _first(outbox.room(), writer)
-            await writer
+            await asyncio.wait({writer, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if stopped.done():
+                await context.abort(SERVER_STOPPED.code, SERVER_STOPPED.message)
+            writer.result()  # the write that failed: the client went away
         finally:
             self.open_streams -= 1
             stream.close()
-            writer.cancel()
+            for task in (reader, writer, stopped):
+                task.cancel()
+            if reader.done() and not reader.cancelled():
+                reader.exception()  # retrieved: the call's end already says it
+
+
+async def _read(request_iterator, stream: WatchStream, outbox: Outbox) -> None:
+    """Feed the client's requests to the stream, pausing while the outbox
+    is full.  When the client half-closes, its watches go on, as in etcd."""
+    async for request in request_iterator:
+        _apply(stream, request)
+        if outbox.full:
+            await outbox.room()
 
 
 def _apply(stream: WatchStream, request) -> None:
@@ -80,13 +102,3 @@ def _apply(stream: WatchStream, request) -> None:
         stream.cancel(request.cancel_request.watch_id)
     elif which == "progress_request":
         stream.request_progress()
-
-
-async def _first(waiting, writer: asyncio.Future) -> None:
-    """Await ``waiting``; if the writer ends first (the client went away),
-    raise its error instead of waiting forever."""
-    waiting = asyncio.ensure_future(waiting)
-    done, _ = await asyncio.wait({waiting, writer}, return_when=asyncio.FIRST_COMPLETED)
-    if waiting not in done:
-        waiting.cancel()
-        writer.result()

@@ -19,7 +19,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
-from metastore.facade import MemberFacade, Watch, WatchEvent, WatchFilter, WatchResponse
+from metastore.facade import MEMBER_STOPPING, MemberFacade, Watch, WatchEvent, WatchFilter, WatchResponse
 
 GRPC_OVERHEAD_BYTES = 512 * 1024
 """etcd lets a watch message exceed ``--max-request-bytes`` by this much
@@ -83,8 +83,10 @@ class WatchStream:
         *,
         fragment_limit: int,
         event_size: Callable[[WatchEvent], int],
+        on_stopping: Callable[[], None] | None = None,
     ) -> None:
         self._member = member
+        self._on_stopping = on_stopping
         self._send = send
         self._fragment_limit = fragment_limit
         self._event_size = event_size
@@ -170,6 +172,10 @@ class WatchStream:
     def _forward(self, watch_id: int, fragment: bool, response: WatchResponse) -> None:
         if response.canceled:
             self._watches.pop(watch_id, None)
+            if self._on_stopping is not None and response.cancel_reason == MEMBER_STOPPING:
+                self.closed = True
+                self._on_stopping()
+                return
         response = dataclasses.replace(response, watch_id=watch_id)
         if fragment and response.events:
             for part in fragments(response, self._fragment_limit, self._event_size):
@@ -189,8 +195,17 @@ class WatchService:
         self._member = member
         self.fragment_limit = max_request_bytes + GRPC_OVERHEAD_BYTES
 
-    def open(self, send: Callable[[WatchResponse], None], event_size: Callable[[WatchEvent], int]) -> WatchStream:
+    def open(
+        self,
+        send: Callable[[WatchResponse], None],
+        event_size: Callable[[WatchEvent], int],
+        on_stopping: Callable[[], None] | None = None,
+    ) -> WatchStream:
         """A new stream whose responses go to ``send``; ``event_size`` is
-        an event's encoded size, for fragmenting."""
-        return WatchStream(self._member, send, fragment_limit=self.fragment_limit, event_size=event_size)
+        an event's encoded size, for fragmenting.  With ``on_stopping``,
+        the member stopping calls it once and sends nothing more (instead
+        of a ``canceled`` per watch), for an API whose clients must see
+        the stream fail, not end, so that they resume elsewhere."""
+        return WatchStream(self._member, send, fragment_limit=self.fragment_limit, event_size=event_size,
+                           on_stopping=on_stopping)
 

@@ -31,7 +31,7 @@ async def start_member(testcase, **config):
     member = open_member(config.validate(), reactor)
     member.privilegedStartService()
     member.startService()
-    testcase.addCleanup(member.stopService)
+    testcase.addCleanup(lambda: member.stopService() if member.running else None)
     port = await member.grpc.listening
     await member.ready()
     return member, port

@@ -131,6 +131,24 @@ class WatchServicerMemberTests(TestCase):
         call.cancel()
 
 
+    async def test_member_stop_ends_the_stream_unavailable(self):
+        """When the member stops, an open watch stream fails with
+        UNAVAILABLE "etcdserver: server stopped" (clientv3 resumes it at
+        another endpoint), not a ``canceled`` answer (which it takes as final)."""
+        call = self.watch.Watch(timeout=CALL_TIMEOUT)
+        await run(call.write(create(b"a")))
+        await run(call.read())
+        await self.member.stopService()
+
+        async def next_answer():
+            try:
+                return await call.read()
+            except grpc.aio.AioRpcError as e:
+                return e.code(), e.details()
+
+        self.assertEqual(await run(next_answer()), (grpc.StatusCode.UNAVAILABLE, "etcdserver: server stopped"))
+
+
 class SlowReaderTests(TestCase):
     """A client that stops reading is cut off with a reason."""
 
