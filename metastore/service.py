@@ -429,15 +429,19 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
     if grpc is not None:
-        from metastore.api.grpc.services import registrations
-
-        grpc.registrations = tuple(
-            registrations(api, reactor, cluster_id_from_token(config.cluster_token), config.max_request_bytes)
-        )
+        grpc.registrations = _grpc_servicers(api, reactor, config)
     member = MemberService(config, node, transport, ListenerService(endpoint, site), api, history_compaction, grpc)
     lessor.setServiceParent(member)
     watch_hub.setServiceParent(member)
     return member
+
+
+def _grpc_servicers(api: MemberFacade, reactor, config: Config):
+    """The registrations of every gRPC service over ``api``."""
+    from metastore.api.grpc.services import ServedMember, registrations
+
+    served = ServedMember(api, reactor, cluster_id_from_token(config.cluster_token), config.max_request_bytes)
+    return tuple(registrations(served))
 
 
 def _grpc_service(config: Config, reactor):

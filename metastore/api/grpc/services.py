@@ -1,52 +1,52 @@
-"""Which servicers a member's gRPC port serves: one factory per etcd service.
+"""The gRPC services a member serves: one factory per service.
 
-``registrations(member, reactor, cluster_id, max_request_bytes)`` gives the
-``GrpcService`` registrations for a member facade.  A new service is one
-more entry in ``SERVICER_FACTORIES``.
+A factory takes the ``ServedMember`` and the ``grpc.aio.Server`` and adds
+its servicer; to serve another service, add its ``register`` here.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Coroutine
 
+import grpc
+from twisted.internet import defer
+
+from metastore.api.grpc import lease, watch
 from metastore.api.grpc.convert import HeaderStamp
-from metastore.api.grpc.lease import LeaseServicer
-from metastore.api.grpc.proto import rpc_pb2_grpc
-from metastore.api.grpc.server import Registration
-from metastore.api.grpc.watch import WatchServicer
-from metastore.api.v3.lease import LeaseService
-from metastore.api.v3.watch import WatchService
+from metastore.api.grpc.server import Registration, as_future
+from metastore.facade import MemberFacade
 
 
-@dataclass(frozen=True, slots=True)
-class ServicerContext:
-    """What every servicer factory is given."""
+@dataclass(frozen=True)
+class ServedMember:
+    """The member a gRPC server serves: its facade, the reactor it runs on,
+    the cluster id for headers, and the request size limit (where a
+    fragmenting watch cuts its responses)."""
 
-    member: object
-    """The member's ``MemberFacade``."""
-    reactor: object
-    stamp: Callable[[], HeaderStamp]
-    """The response header's cluster id, member id and term, now."""
+    member: MemberFacade
+    reactor: Any
+    cluster_id: int
     max_request_bytes: int
 
+    def stamp(self) -> HeaderStamp:
+        """Who answers, in which term: what a response header adds to a revision."""
+        return HeaderStamp(self.cluster_id, self.member.member_id, self.member.term)
 
-SERVICER_FACTORIES: tuple[Callable[[ServicerContext], Registration], ...] = (
-    lambda c: lambda server: rpc_pb2_grpc.add_WatchServicer_to_server(
-        WatchServicer(WatchService(c.member, c.max_request_bytes), c.stamp), server
-    ),
-    lambda c: lambda server: rpc_pb2_grpc.add_LeaseServicer_to_server(
-        LeaseServicer(LeaseService(c.member), c.reactor, c.stamp), server
-    ),
+    async def call(self, coroutine: Coroutine):
+        """The result of a service coroutine that awaits Deferreds, awaited
+        from a ``grpc.aio`` coroutine (cancelling the call cancels it)."""
+        return await as_future(defer.Deferred.fromCoroutine(coroutine), self.reactor)
+
+
+SERVICE_FACTORIES: tuple[Callable[[ServedMember, grpc.aio.Server], None], ...] = (
+    watch.register,
+    lease.register,
 )
+"""Every service served, in no particular order."""
 
 
-def registrations(member, reactor, cluster_id: int, max_request_bytes: int) -> list[Registration]:
-    """The registrations of every servicer in ``SERVICER_FACTORIES`` for ``member``."""
-
-    def stamp() -> HeaderStamp:
-        return HeaderStamp(cluster_id, member.member_id, member.term)
-
-    context = ServicerContext(member, reactor, stamp, max_request_bytes)
-    return [factory(context) for factory in SERVICER_FACTORIES]
-
+def registrations(served: ServedMember) -> list[Registration]:
+    """The ``GrpcService`` registrations of every service for ``served``."""
+    return [functools.partial(factory, served) for factory in SERVICE_FACTORIES]

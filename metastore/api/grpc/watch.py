@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
+import grpc
+
 from metastore.api.grpc import convert
 from metastore.api.grpc.convert import HeaderStamp
 from metastore.api.grpc.outbox import HIGH_WATER_BYTES, LOW_WATER_BYTES, Outbox
@@ -102,3 +104,9 @@ def _apply(stream: WatchStream, request) -> None:
         stream.cancel(request.cancel_request.watch_id)
     elif which == "progress_request":
         stream.request_progress()
+
+
+def register(served, server: grpc.aio.Server) -> None:
+    """Add the Watch service for ``served`` (a ``ServedMember``) to ``server``."""
+    watches = WatchService(served.member, served.max_request_bytes)
+    rpc_pb2_grpc.add_WatchServicer_to_server(WatchServicer(watches, served.stamp), server)
