@@ -176,3 +176,60 @@ class EtcdctlLeaseTests(TestCase):
         code, out, err = await etcdctl(cluster.endpoints(), "lease", "revoke", "1234")
         self.assertNotEqual(code, 0)
         self.assertIn("etcdserver: requested lease not found", err)
+
+
+async def keys_under(cluster: GrpcCluster, prefix: bytes) -> list[bytes]:
+    """The keys under ``prefix`` (a linearizable read through the v3 JSON API)."""
+    end = prefix[:-1] + bytes([prefix[-1] + 1])
+    body = json.dumps({"key": b64(prefix), "range_end": b64(end), "keys_only": True}).encode()
+    for member_id in sorted(cluster.members):
+        status, content, _ = await cluster.request(member_id, "POST", "/v3/kv/range", body)
+        if status == 200:
+            return [base64.b64decode(kv["key"]) for kv in json.loads(content).get("kvs", [])]
+    return []
+
+
+class EtcdctlLockElectTests(TestCase):
+    """``etcdctl lock`` and ``etcdctl elect`` between two etcdctl processes
+    (sessions: a lease kept alive, a txn that creates the waiter's key, a
+    range for the owner, a watch on the predecessor)."""
+
+    timeout = 240
+
+    async def test_lock_is_held_by_one_process_at_a_time(self):
+        """The second ``lock`` waits (its key queued behind the first's)
+        and prints nothing; once the first process is stopped (it unlocks)
+        the second holds the lock and prints its key."""
+        cluster = await start_cluster(self)
+        first = EtcdctlProcess(self, cluster.endpoints(), "lock", "L")
+        await first.wait_for(lambda out: out.startswith("L/"), what="the first lock")
+        second = EtcdctlProcess(self, cluster.endpoints(), "lock", "L")
+        await wait_until(lambda: self._count(cluster, b"L/", 2), timeout=30, interval=0.2,
+                         what="the second lock to queue")
+        self.assertEqual(second.output(), "")
+        self.assertEqual(first.stop(), 0, first.output())
+        out = await second.wait_for(lambda out: out.startswith("L/"), what="the second lock")
+        self.assertNotEqual(out.splitlines()[0], first.output().splitlines()[0])
+        self.assertEqual(await keys_under(cluster, b"L/"), [out.splitlines()[0].encode()])
+
+    async def _count(self, cluster, prefix: bytes, count: int) -> bool:
+        """Whether exactly ``count`` keys are under ``prefix``."""
+        return len(await keys_under(cluster, prefix)) == count
+
+    async def test_elect_one_leader_then_the_next(self):
+        """The first ``elect`` becomes leader and prints its proposal; the
+        second waits; an observer (``elect -l``) prints the leader's
+        proposal; once the first process stops, the second leads and the
+        observer prints its proposal."""
+        cluster = await start_cluster(self)
+        observer = EtcdctlProcess(self, cluster.endpoints(), "elect", "-l", "E")
+        first = EtcdctlProcess(self, cluster.endpoints(), "elect", "E", "p1")
+        await first.wait_for(lambda out: "p1" in out.splitlines(), what="the first leader")
+        second = EtcdctlProcess(self, cluster.endpoints(), "elect", "E", "p2")
+        await wait_until(lambda: self._count(cluster, b"E/", 2), timeout=30, interval=0.2,
+                         what="the second candidate to queue")
+        self.assertNotIn("p2", second.output().splitlines())
+        await observer.wait_for(lambda out: "p1" in out.splitlines(), what="the observer to see p1")
+        first.stop()
+        await second.wait_for(lambda out: "p2" in out.splitlines(), what="the second leader")
+        await observer.wait_for(lambda out: "p2" in out.splitlines(), what="the observer to see p2")
