@@ -131,6 +131,18 @@ class WatchServicerMemberTests(TestCase):
         call.cancel()
 
 
+    async def test_half_closed_stream_keeps_its_watches(self):
+        """A client that half-closes (done writing) still gets its watches'
+        events, as from etcd."""
+        call = self.watch.Watch(timeout=CALL_TIMEOUT)
+        await run(call.write(create(b"half")))
+        await run(call.read())
+        await run(call.done_writing())
+        await self.put(b"half", b"still")
+        answer = await run(call.read())
+        self.assertEqual([e.kv.value for e in answer.events], [b"still"])
+        call.cancel()
+
     async def test_member_stop_ends_the_stream_unavailable(self):
         """When the member stops, an open watch stream fails with
         UNAVAILABLE "etcdserver: server stopped" (clientv3 resumes it at
