@@ -215,6 +215,33 @@ class WatchRouteTests(V3MemberTestCase):
         last = stream.results[-1]
         self.assertEqual((last["canceled"], last["cancel_reason"]), (True, "the member is shutting down"))
 
+    async def test_slow_reader_is_cancelled_with_a_reason(self):
+        """A client that stops reading: once the socket buffers are full the
+        watch buffers, boundedly; past the bound it is cancelled with a
+        reason.  What the client then reads is every revision up to some
+        point, whole and in order, then the cancel, then the end."""
+        stream = await self.watch({"key": b64(b"s/"), "range_end": b64(b"s0")})
+        await stream.wait_for(1)
+        stream.transport.pauseProducing()
+        value = b64(b"x" * 200)
+        txn = {"success": [{"request_put": {"key": b64(b"s/%03d" % i), "value": value}} for i in range(128)]}
+        first = None
+        for _ in range(3000):  # bounded: 3000 txns are 384,000 events, far past the bound
+            revision = int((await self.ok("/v3/kv/txn", txn))["header"]["revision"])
+            first = first or revision
+            if self.member.api.watch_count() == 0:
+                break
+        self.assertEqual(self.member.api.watch_count(), 0, "the slow watch was never cancelled")
+        stream.transport.resumeProducing()
+        await wait_until(lambda: stream.ended, timeout=30, what="the slow stream to end")
+        *events, last = stream.results[1:]
+        self.assertEqual((last["canceled"], "events" in last), (True, False))
+        self.assertIn("too slow", last["cancel_reason"])
+        revisions = [int(r["header"]["revision"]) for r in events]
+        self.assertEqual(revisions, list(range(first, first + len(revisions))))
+        self.assertTrue(all(len(r["events"]) == 128 for r in events))
+        self.assertLess(revisions[-1], revision)
+
     async def test_progress_request_and_bad_bodies(self):
         """A progress request alone answers one message of watch -1; a body
         with no request, broken JSON, bad base64 or an unknown filter: 400,
