@@ -36,6 +36,12 @@ def status_of(error: BaseException) -> EtcdStatus:
     return EtcdStatus(_CODES.get(known.code, grpc.StatusCode.UNKNOWN), known.message)
 
 
+async def abort_with(context: grpc.aio.ServicerContext, error: BaseException) -> None:
+    """End the call with ``status_of(error)``."""
+    status = status_of(error)
+    await context.abort(status.code, status.message)
+
+
 def answers_etcd_errors(method):
     """Decorate a unary servicer method (``async def M(self, request,
     context)``): a failure it raises ends the call with ``status_of`` it.
@@ -48,7 +54,6 @@ def answers_etcd_errors(method):
         except (grpc.aio.AbortError, grpc.aio.UsageError):
             raise
         except Exception as error:
-            status = status_of(error)
-            await context.abort(status.code, status.message)
+            await abort_with(context, error)
 
     return call

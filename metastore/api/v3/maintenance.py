@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import os
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -14,6 +15,7 @@ from metastore.api.v3.json_fields import enum_field, int_field, uint_field
 from metastore.api.v3.kv_codec import without_zeros
 from metastore.api.v3.versions import ETCD_SERVER_VERSION
 from metastore.facade import AlarmType, MemberFacade
+import metastore.snapshots.stream as stream
 
 SNAPSHOT_CHUNK_BYTES = 32 * 1024
 """etcd sends the snapshot in 32 KiB blobs."""
@@ -108,7 +110,7 @@ class MaintenanceService:
 
     async def snapshot(self) -> str:
         """``Maintenance.Snapshot``: the path of a new snapshot file of the
-        whole store (MetaStore's format, which ``--restore-from`` reads);
+        whole store (MetaStore's format; ``snapshot_chunks`` streams it);
         UNAVAILABLE while another snapshot is being taken."""
         try:
             return await self._member.snapshot_file()
@@ -117,19 +119,15 @@ class MaintenanceService:
 
 
 def snapshot_chunks(path: str) -> Iterator[tuple[bytes, int]]:
-    """The file at ``path`` as etcd streams a snapshot: ``(blob,
-    remaining_bytes)`` pairs of ``SNAPSHOT_CHUNK_BYTES``, read one at a time,
-    ``remaining_bytes`` counting down to 0 (one empty blob for an empty file)."""
-    with open(path, "rb") as source:
-        source.seek(0, 2)
-        remaining = source.tell()
-        source.seek(0)
-        while True:
-            blob = source.read(SNAPSHOT_CHUNK_BYTES)
-            remaining -= len(blob)
-            yield blob, remaining
-            if not blob or remaining <= 0:
-                return
+    """The stream of the snapshot file at ``path`` as etcd sends it:
+    ``(blob, remaining_bytes)`` pairs of at most ``SNAPSHOT_CHUNK_BYTES``,
+    read one at a time, ``remaining_bytes`` counting down to 0.  The bytes
+    are ``metastore.snapshots.stream``'s, which ``etcdctl snapshot save``
+    accepts and ``--restore-from`` reads."""
+    remaining = stream.stream_size(os.path.getsize(path))
+    for blob in stream.stream_chunks(path, SNAPSHOT_CHUNK_BYTES):
+        remaining -= len(blob)
+        yield blob, remaining
 
 
 # -- the JSON API's form -----------------------------------------------------
