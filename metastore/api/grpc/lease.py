@@ -22,7 +22,7 @@ import grpc
 
 from metastore.api.grpc import convert
 from metastore.api.grpc.proto import rpc_pb2, rpc_pb2_grpc
-from metastore.api.grpc.status import answers_etcd_errors, status_of
+from metastore.api.grpc.status import abort_with, answers_etcd_errors
 from metastore.api.v3 import lease as v3
 
 
@@ -71,8 +71,7 @@ class LeaseServicer(rpc_pb2_grpc.LeaseServicer):
             try:
                 renewed = await self._served.call(self._leases.keepalive(v3.LeaseKeepAliveRequest(request.ID)))
             except Exception as error:
-                status = status_of(error)
-                await context.abort(status.code, status.message)
+                await abort_with(context, error)
             await context.write(
                 rpc_pb2.LeaseKeepAliveResponse(header=self._header(renewed.header), ID=request.ID, TTL=renewed.ttl)
             )

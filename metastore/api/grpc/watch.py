@@ -30,8 +30,9 @@ from metastore.api.grpc import convert
 from metastore.api.grpc.convert import HeaderStamp
 from metastore.api.grpc.outbox import HIGH_WATER_BYTES, LOW_WATER_BYTES, Outbox
 from metastore.api.grpc.proto import rpc_pb2_grpc
-from metastore.api.grpc.status import SERVER_STOPPED
+from metastore.api.grpc.status import abort_with
 from metastore.api.v3.watch import WatchService, WatchStream
+from metastore.errors import Stopping
 
 EVENT_FRAMING_BYTES = 6
 """An event's field tag and length prefix inside a ``WatchResponse``."""
@@ -75,7 +76,7 @@ class WatchServicer(rpc_pb2_grpc.WatchServicer):
         try:
             await asyncio.wait({writer, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if stopped.done():
-                await context.abort(SERVER_STOPPED.code, SERVER_STOPPED.message)
+                await abort_with(context, Stopping("the member is shutting down"))
             writer.result()  # the write that failed: the client went away
         finally:
             self.open_streams -= 1
