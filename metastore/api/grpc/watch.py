@@ -34,15 +34,6 @@ from metastore.api.grpc.status import abort_with
 from metastore.api.v3.watch import WatchService, WatchStream
 from metastore.errors import Stopping
 
-EVENT_FRAMING_BYTES = 6
-"""An event's field tag and length prefix inside a ``WatchResponse``."""
-
-
-def event_size(event) -> int:
-    """The bytes ``event`` takes in a ``WatchResponse`` (for fragmenting)."""
-    return convert.watch_event(event).ByteSize() + EVENT_FRAMING_BYTES
-
-
 class WatchServicer(rpc_pb2_grpc.WatchServicer):
     """``Watch.Watch`` over the v3 ``WatchService`` (module docstring)."""
 
@@ -67,7 +58,7 @@ class WatchServicer(rpc_pb2_grpc.WatchServicer):
         stopping = asyncio.Event()
         outbox = Outbox(context.write, high_bytes=self._high, low_bytes=self._low)
         stream = self._watches.open(lambda response: outbox.put(convert.watch_response(response, self._stamp())),
-                                    event_size, on_stopping=stopping.set)
+                                    on_stopping=stopping.set)
         outbox.on_full, outbox.on_room = stream.pause, stream.resume
         writer = asyncio.ensure_future(outbox.run())
         reader = asyncio.ensure_future(_read(request_iterator, stream, outbox))
