@@ -29,7 +29,7 @@ setup(
         "grpcio>=1.85.1",
         "protobuf>=7.35.1",
     ],
-    extras_require={"test": ["hypothesis>=6.80.0", "grpcio-tools>=1.85.1", "etcd3gw>=2.7.0"]},
+    extras_require={"test": ["hypothesis>=6.80.0", "grpcio-tools>=1.85.1", "etcd3gw>=2.7.0", "etcd3>=0.12.0"]},
     package_data={"metastore.api.grpc.proto": ["*.proto", "*.pyi"]},
     entry_points={
         "console_scripts": [

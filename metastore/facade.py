@@ -34,12 +34,23 @@ from metastore.leases import LeaseStatus, Lessor
 from metastore.membership import MembershipError
 from metastore.node import Node
 from metastore.storage.engine import KeyValue, Lease, MemberRecord
-from metastore.watch import Callback, Watch, WatchFilter, WatchHub
+from metastore.watch import (
+    MEMBER_STOPPING,
+    Callback,
+    EventType,
+    Watch,
+    WatchEvent,
+    WatchFilter,
+    WatchHub,
+    WatchResponse,
+)
 
 __all__ = [
     "AlarmType",
+    "MEMBER_STOPPING",
     "MemberRecord",
     "Consistency",
+    "EventType",
     "KeyValue",
     "Lease",
     "LeaseStatus",
@@ -48,8 +59,11 @@ __all__ = [
     "MembershipError",
     "Restoring",
     "Result",
+    "EventType",
     "Watch",
+    "WatchEvent",
     "WatchFilter",
+    "WatchResponse",
 ]
 
 
@@ -278,6 +292,10 @@ class MemberFacade:
         return self._require(self._watch_hub).watch(
             key, range_end, start_revision, filters, prev_kv, progress_notify, callback=callback
         )
+
+    def watch_count(self) -> int:
+        """How many watches are live on this member."""
+        return len(self._require(self._watch_hub).watches())
 
     @staticmethod
     def _require(part):

@@ -17,7 +17,8 @@ import metastore.kv.messages as m
 from metastore.api.grpc.proto import kv_pb2, rpc_pb2
 from metastore.api.v3.cluster import MemberListing, member_name
 from metastore.api.v3.maintenance import StatusAnswer
-from metastore.facade import MemberRecord
+from metastore.api.v3.watch import WatchCreateRequest
+from metastore.facade import MemberRecord, WatchEvent, WatchFilter, WatchResponse
 from metastore.kv.errors import KeyNotFoundError
 
 
@@ -110,6 +111,11 @@ def txn_request(pb: rpc_pb2.TxnRequest) -> m.TxnRequest:
         success=tuple(request_op(op) for op in pb.success),
         failure=tuple(request_op(op) for op in pb.failure),
     )
+
+
+def watch_create(pb: rpc_pb2.WatchCreateRequest) -> WatchCreateRequest:
+    """A watch create request (filters as ``WatchFilter``s)."""
+    return _copy(pb, WatchCreateRequest, filters=tuple(WatchFilter(f) for f in pb.filters))
 
 
 # ---------------------------------------------------------------- responses
@@ -226,3 +232,28 @@ def status_response(s: StatusAnswer, stamp: HeaderStamp) -> rpc_pb2.StatusRespon
 def alarm_members(alarms) -> list[rpc_pb2.AlarmMember]:
     """``AlarmMember`` messages of ``(member_id, AlarmType)`` pairs."""
     return [rpc_pb2.AlarmMember(memberID=member_id, alarm=int(alarm)) for member_id, alarm in alarms]
+
+
+# ---------------------------------------------------------------- watch
+
+
+def watch_event(e: WatchEvent) -> kv_pb2.Event:
+    """An ``mvccpb.Event`` (``prev_kv`` only when the watch asked for it)."""
+    prev = key_value(e.prev_kv) if e.prev_kv is not None else None
+    return kv_pb2.Event(type=int(e.type), kv=key_value(e.kv), prev_kv=prev)
+
+
+def watch_response(r: WatchResponse, stamp: HeaderStamp) -> rpc_pb2.WatchResponse:
+    """A watch stream's response, its ``watch_id`` already the stream's; a
+    compacted cancel's header has no revision, as etcd's."""
+    revision = 0 if r.compact_revision else r.revision
+    return rpc_pb2.WatchResponse(
+        header=response_header(m.ResponseHeader(revision), stamp),
+        watch_id=r.watch_id,
+        created=r.created,
+        canceled=r.canceled,
+        compact_revision=r.compact_revision,
+        cancel_reason=r.cancel_reason,
+        fragment=r.fragment,
+        events=[watch_event(e) for e in r.events],
+    )

@@ -22,13 +22,15 @@ from metastore.facade import MemberFacade
 @dataclass(frozen=True)
 class ServedMember:
     """The member a gRPC server serves: its facade, the reactor it runs on,
-    the cluster id for headers, and how to wait for a physical compaction
-    (``CompactionService.wait_physical``)."""
+    the cluster id for headers, how to wait for a physical compaction
+    (``CompactionService.wait_physical``), and the request size limit
+    (where a fragmenting watch cuts its responses)."""
 
     member: MemberFacade
     reactor: Any
     cluster_id: int
     wait_physical: Callable[[int], defer.Deferred]
+    max_request_bytes: int = 1536 * 1024
 
     def stamp(self) -> HeaderStamp:
         """Who answers, in which term: what a response header adds to a revision."""

@@ -11,7 +11,7 @@ from typing import Callable
 
 import grpc
 
-from metastore.api.grpc import cluster, kv, maintenance
+from metastore.api.grpc import cluster, kv, lease, maintenance, watch
 from metastore.api.grpc.member import ServedMember
 from metastore.api.grpc.server import Registration
 
@@ -19,6 +19,8 @@ SERVICE_FACTORIES: tuple[Callable[[ServedMember, grpc.aio.Server], None], ...] =
     kv.register,
     cluster.register,
     maintenance.register,
+    watch.register,
+    lease.register,
 )
 """Every service served, in no particular order."""
 
