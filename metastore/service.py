@@ -447,8 +447,10 @@ def _grpc_servicers(api: MemberFacade, reactor, config: Config, history_compacti
     from metastore.api.grpc.member import ServedMember
     from metastore.api.grpc.services import registrations
 
-    served = ServedMember(api, reactor, cluster_id_from_token(config.cluster_token), history_compaction.wait_physical,
-                          config.max_request_bytes)
+    served = ServedMember(
+        api, reactor, cluster_id_from_token(config.cluster_token), history_compaction.wait_physical,
+        config.max_request_bytes,
+    )  # fmt: skip
     return tuple(registrations(served))
 
 

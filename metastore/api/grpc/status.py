@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import grpc
 
 from metastore.api.v3.errors import v3_error
+from metastore.errors import Stopping
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -40,6 +41,11 @@ async def abort_with(context: grpc.aio.ServicerContext, error: BaseException) ->
     """End the call with ``status_of(error)``."""
     status = status_of(error)
     await context.abort(status.code, status.message)
+
+
+SERVER_STOPPED = status_of(Stopping("the member is stopping"))
+"""What a stream still open when the member stops ends with (etcd's
+"etcdserver: server stopped", UNAVAILABLE: clients resume elsewhere)."""
 
 
 def answers_etcd_errors(method):

@@ -42,15 +42,9 @@ def _json(request, value: dict, status: int = 200) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def _kv_rpc(decode, method, headers: Headers) -> Callable[[dict], Awaitable[dict]]:
-    """A KV route: the body decoded to its request, ``method``'s response
-    encoded with the header at its revision."""
-
-    async def call(body: dict) -> dict:
-        response = await method(decode(body))
-        return kv_codec.kv_response(response, headers.at(response.header.revision))
-
-    return call
+def _kv_answer(response, headers: Headers) -> dict:
+    """A KV response's JSON, its header at the response's revision."""
+    return kv_codec.kv_response(response, headers.at(response.header.revision))
 
 
 def _body(request) -> dict:
@@ -86,11 +80,11 @@ class V3API:
         )
         leases = self._json_rpc(lease_codec.leases_request, self.lease.leases, lease_codec.leases_response)
         self.rpcs: dict[str, Callable[[dict], Awaitable[dict]]] = {
-            "kv/range": _kv_rpc(kv_codec.range_request, kv.range, self.headers),
-            "kv/put": _kv_rpc(kv_codec.put_request, kv.put, self.headers),
-            "kv/deleterange": _kv_rpc(kv_codec.delete_range_request, kv.delete_range, self.headers),
-            "kv/txn": _kv_rpc(kv_codec.txn_request, kv.txn, self.headers),
-            "kv/compaction": _kv_rpc(kv_codec.compaction_request, kv.compact, self.headers),
+            "kv/range": self._json_rpc(kv_codec.range_request, kv.range, _kv_answer),
+            "kv/put": self._json_rpc(kv_codec.put_request, kv.put, _kv_answer),
+            "kv/deleterange": self._json_rpc(kv_codec.delete_range_request, kv.delete_range, _kv_answer),
+            "kv/txn": self._json_rpc(kv_codec.txn_request, kv.txn, _kv_answer),
+            "kv/compaction": self._json_rpc(kv_codec.compaction_request, kv.compact, _kv_answer),
             "cluster/member/list": self.cluster.list,
             "cluster/member/add": self.cluster.add,
             "cluster/member/remove": self.cluster.remove,
