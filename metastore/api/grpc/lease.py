@@ -51,7 +51,8 @@ class LeaseServicer(rpc_pb2_grpc.LeaseServicer):
     @answers_etcd_errors
     async def LeaseTimeToLive(self, request, context):
         """A lease's remaining and granted TTL (and keys); TTL -1 for an unknown lease."""
-        status = await self._served.call(self._leases.time_to_live(v3.LeaseTimeToLiveRequest(request.ID, request.keys)))
+        asked = v3.LeaseTimeToLiveRequest(request.ID, request.keys)
+        status = await self._served.call(self._leases.time_to_live(asked))
         return rpc_pb2.LeaseTimeToLiveResponse(
             header=self._header(status.header), ID=status.id, TTL=status.ttl,
             grantedTTL=status.granted_ttl, keys=list(status.keys),

@@ -1,8 +1,9 @@
 """etcd's ``Watch`` service: one bidirectional stream, many watches.
 
 The stream's bookkeeping (ids, creates, cancels, progress, fragments) is
-``metastore.api.v3.watch.WatchStream``, shared with the JSON API; this servicer reads the
-client's requests into it and writes its responses through an ``Outbox``.
+``metastore.api.v3.watch.WatchStream``, shared with the JSON API; this
+servicer reads the client's requests into it and writes its responses
+through an ``Outbox``.
 No thread per stream: the stream is two coroutines on the reactor's loop
 (this handler reading, the outbox writing).
 
@@ -34,6 +35,7 @@ from metastore.api.grpc.status import abort_with
 from metastore.api.v3.watch import WatchService, WatchStream
 from metastore.errors import Stopping
 
+
 class WatchServicer(rpc_pb2_grpc.WatchServicer):
     """``Watch.Watch`` over the v3 ``WatchService`` (module docstring)."""
 
@@ -48,8 +50,6 @@ class WatchServicer(rpc_pb2_grpc.WatchServicer):
         self._watches = watches
         self._stamp = stamp
         self._high, self._low = high_water_bytes, low_water_bytes
-        self.open_streams = 0
-        """How many Watch streams are open now."""
 
     async def Watch(self, request_iterator, context):
         """Serve one client's watch stream until the client goes away, or
@@ -63,14 +63,12 @@ class WatchServicer(rpc_pb2_grpc.WatchServicer):
         writer = asyncio.ensure_future(outbox.run())
         reader = asyncio.ensure_future(_read(request_iterator, stream, outbox))
         stopped = asyncio.ensure_future(stopping.wait())
-        self.open_streams += 1
         try:
             await asyncio.wait({writer, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if stopped.done():
                 await abort_with(context, Stopping("the member is shutting down"))
             writer.result()  # the write that failed: the client went away
         finally:
-            self.open_streams -= 1
             stream.close()
             for task in (reader, writer, stopped):
                 task.cancel()
