@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.etcdctl import GrpcCluster, etcdctl, skip_without_etcdctl
 from tests.process import Member, free_port, wait_until
@@ -194,3 +194,21 @@ class SnapshotTests(EtcdctlTestCase):
                                       "--print-value-only", members=(1,)), "1\n")  # fmt: skip
         self.assertEqual(sorted(m["ID"] for m in (await self.json("member", "list"))["members"]), [1, 2, 3])
         self.assertEqual(await self.etcdctl("put", "k", "3", members=(2,)), "OK\n")
+
+
+class CheckPerfTests(EtcdctlTestCase):
+    """``etcdctl check perf``: opt-in, it takes a minute and its latency
+    bounds need a machine that is not overloaded."""
+
+    async def setUp(self):
+        if os.environ.get("METASTORE_CHECK_PERF") != "1":
+            raise SkipTest("takes 60 s and needs an unloaded machine: set METASTORE_CHECK_PERF=1 to run it")
+        await super().setUp()
+
+    async def test_check_perf_small_load_passes(self):
+        """``check perf --load=s`` (150 writes/s from 50 clients for 60 s)
+        passes against the three members: throughput, slowest request
+        and standard deviation within etcdctl's bounds."""
+        code, out, err = await etcdctl(self.cluster.endpoints(), "check", "perf", "--load=s", timeout=180)
+        self.assertEqual(code, 0, out[-2000:] + err[-2000:])
+        self.assertIn("PASS: Throughput is", out)
