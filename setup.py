@@ -40,6 +40,8 @@ setup(
             "tooz>=9.1.0",
             "patroni[etcd3]>=4.1.5",
             "psycopg2-binary>=2.9.13",
+            # python-etcd3, a gRPC client (tests/test_grpc_etcd3_client.py).
+            "etcd3>=0.12.0",
             # The dashboard test drives Debian's chromium (never a browser
             # Playwright downloads); the OpenAPI document is checked live.
             "playwright>=1.65.2",

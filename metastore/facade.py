@@ -34,10 +34,20 @@ from metastore.leases import LeaseStatus, Lessor
 from metastore.membership import MembershipError
 from metastore.node import Node
 from metastore.storage.engine import KeyValue, Lease, MemberRecord
-from metastore.watch import Callback, EventType, Watch, WatchEvent, WatchFilter, WatchHub, WatchResponse
+from metastore.watch import (
+    MEMBER_STOPPING,
+    Callback,
+    EventType,
+    Watch,
+    WatchEvent,
+    WatchFilter,
+    WatchHub,
+    WatchResponse,
+)
 
 __all__ = [
     "AlarmType",
+    "MEMBER_STOPPING",
     "MemberRecord",
     "Consistency",
     "EventType",
@@ -49,6 +59,7 @@ __all__ = [
     "MembershipError",
     "Restoring",
     "Result",
+    "EventType",
     "Watch",
     "WatchEvent",
     "WatchFilter",
