@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
+import urllib.error
 import urllib.request
+from contextlib import contextmanager
 
 from twisted.internet import threads
 from twisted.trial.unittest import SkipTest, TestCase
@@ -82,12 +85,10 @@ class DashboardBrowserTests(TestCase):
             for name in os.listdir(self.shots):
                 shutil.copy(os.path.join(self.shots, name), DOCS_IMAGES)
 
-    def browse(self) -> dict:
-        """Everything done in the browser (in a thread: Playwright's sync API
-        blocks); what it saw, for the test to check."""
-        ui = self.cluster.members[1].url + "/ui"
-        writer = self.cluster.members[2].url
-        result: dict = {"page_errors": []}
+    @contextmanager
+    def open_page(self, errors: list):
+        """A page of a fresh headless Chromium (own user data dir) on member
+        1's /ui; page errors, console errors and failed loads go to ``errors``."""
         with self.sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
                 os.path.abspath(self.mktemp()), executable_path=CHROMIUM, headless=True,
@@ -95,50 +96,104 @@ class DashboardBrowserTests(TestCase):
             )
             try:
                 page = context.new_page()
-                page.on("pageerror", lambda e: result["page_errors"].append(str(e)))
-                page.on("console", lambda m: m.type == "error" and result["page_errors"].append(m.text))
-                page.on("response", lambda r: r.status >= 400 and result["page_errors"].append(f"{r.status} {r.url}"))
-                page.goto(ui)
-                page.wait_for_function(
-                    """() => { const rows = [...document.querySelectorAll('#members tbody tr')];
-                               return rows.length === 3 && rows.every(r => r.cells[3].textContent === 'healthy'); }""",
-                    timeout=WAIT_MS)
-                page.wait_for_function("() => document.getElementById('leader').textContent.startsWith('member ')",
-                                       timeout=WAIT_MS)
-                result["members"] = page.eval_on_selector_all(
-                    "#members tbody tr", "rows => rows.map(r => r.dataset.memberId)")
-                result["healths"] = page.eval_on_selector_all(
-                    "#members tbody tr", "rows => rows.map(r => r.cells[3].textContent)")
-                result["leader_rows"] = page.eval_on_selector_all(
-                    "#members tbody tr[data-role=leader]", "rows => rows.map(r => r.dataset.memberId)")
-                result["leader_text"] = page.text_content("#leader")
-                page.wait_for_function("() => document.getElementById('live-state').textContent === 'watching'",
-                                       timeout=WAIT_MS)
-                page.evaluate("() => { window.sameDocument = true; }")
-
-                self.assertEqual(_call(writer + "/dashboard/greeting", "PUT", b"hello from the test")[0], 204)
-                page.wait_for_selector("#live tbody tr[data-event=PUT]", timeout=WAIT_MS)
-                result["live_put"] = page.eval_on_selector(
-                    "#live tbody tr[data-event=PUT]", "r => [r.cells[2], r.cells[3], r.cells[4]].map(c => c.textContent)")
-                page.fill("#keys-prefix", "dashboard/")
-                page.click("#keys-form button")
-                page.wait_for_selector("#keys tbody tr", timeout=WAIT_MS)
-                result["listed_keys"] = page.eval_on_selector_all(
-                    "#keys tbody tr", "rows => rows.map(r => r.cells[0].textContent)")
-
-                grant = json.loads(_call(writer + "/v3/lease/grant", "POST", b'{"TTL": 60}')[1])
-                put = {"key": "ZGFzaGJvYXJkL2xlYXNlZA==", "value": "eA==", "lease": grant["ID"]}  # dashboard/leased
-                _call(writer + "/v3/kv/put", "POST", json.dumps(put).encode())
-                page.wait_for_selector(f"#leases tbody tr[data-lease-id='{grant['ID']}']", timeout=WAIT_MS)
-                result["lease_keys"] = page.text_content(f"#leases tbody tr[data-lease-id='{grant['ID']}'] td.key")
-                page.screenshot(path=os.path.join(self.shots, "dashboard.png"), full_page=True)
-
-                self.assertEqual(_call(writer + "/dashboard/greeting", "DELETE")[0], 204)
-                page.wait_for_selector("#live tbody tr[data-event=DELETE]", timeout=WAIT_MS)
-                result["live_delete"] = page.eval_on_selector(
-                    "#live tbody tr[data-event=DELETE]", "r => [r.cells[2], r.cells[3]].map(c => c.textContent)")
-                result["same_document"] = page.evaluate("() => window.sameDocument === true")
-                page.locator("#live-section").screenshot(path=os.path.join(self.shots, "dashboard-live.png"))
+                page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
+                page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+                page.on("response", lambda r: r.status >= 400 and errors.append(f"{r.status} {r.url}"))
+                page.goto(self.cluster.members[1].url + "/ui")
+                yield page
             finally:
                 context.close()
+
+    def browse(self) -> dict:
+        """Everything done in the browser (in a thread: Playwright's sync API
+        blocks); what it saw, for the test to check."""
+        writer = self.cluster.members[2].url
+        result: dict = {"page_errors": []}
+        with self.open_page(result["page_errors"]) as page:
+            page.wait_for_function(
+                """() => { const rows = [...document.querySelectorAll('#members tbody tr')];
+                           return rows.length === 3 && rows.every(r => r.cells[3].textContent === 'healthy'); }""",
+                timeout=WAIT_MS)
+            page.wait_for_function("() => document.getElementById('leader').textContent.startsWith('member ')",
+                                   timeout=WAIT_MS)
+            result["members"] = page.eval_on_selector_all(
+                "#members tbody tr", "rows => rows.map(r => r.dataset.memberId)")
+            result["healths"] = page.eval_on_selector_all(
+                "#members tbody tr", "rows => rows.map(r => r.cells[3].textContent)")
+            result["leader_rows"] = page.eval_on_selector_all(
+                "#members tbody tr[data-role=leader]", "rows => rows.map(r => r.dataset.memberId)")
+            result["leader_text"] = page.text_content("#leader")
+            page.wait_for_function("() => document.getElementById('live-state').textContent === 'watching'",
+                                   timeout=WAIT_MS)
+            page.evaluate("() => { window.sameDocument = true; }")
+
+            self.assertEqual(_call(writer + "/dashboard/greeting", "PUT", b"hello from the test")[0], 204)
+            page.wait_for_selector("#live tbody tr[data-event=PUT]", timeout=WAIT_MS)
+            result["live_put"] = page.eval_on_selector(
+                "#live tbody tr[data-event=PUT]", "r => [r.cells[2], r.cells[3], r.cells[4]].map(c => c.textContent)")
+            page.fill("#keys-prefix", "dashboard/")
+            page.click("#keys-form button")
+            page.wait_for_selector("#keys tbody tr", timeout=WAIT_MS)
+            result["listed_keys"] = page.eval_on_selector_all(
+                "#keys tbody tr", "rows => rows.map(r => r.cells[0].textContent)")
+
+            grant = json.loads(_call(writer + "/v3/lease/grant", "POST", b'{"TTL": 60}')[1])
+            put = {"key": "ZGFzaGJvYXJkL2xlYXNlZA==", "value": "eA==", "lease": grant["ID"]}  # dashboard/leased
+            _call(writer + "/v3/kv/put", "POST", json.dumps(put).encode())
+            page.wait_for_selector(f"#leases tbody tr[data-lease-id='{grant['ID']}']", timeout=WAIT_MS)
+            result["lease_keys"] = page.text_content(f"#leases tbody tr[data-lease-id='{grant['ID']}'] td.key")
+            page.screenshot(path=os.path.join(self.shots, "dashboard.png"), full_page=True)
+
+            self.assertEqual(_call(writer + "/dashboard/greeting", "DELETE")[0], 204)
+            page.wait_for_selector("#live tbody tr[data-event=DELETE]", timeout=WAIT_MS)
+            result["live_delete"] = page.eval_on_selector(
+                "#live tbody tr[data-event=DELETE]", "r => [r.cells[2], r.cells[3]].map(c => c.textContent)")
+            result["same_document"] = page.evaluate("() => window.sameDocument === true")
+            page.locator("#live-section").screenshot(path=os.path.join(self.shots, "dashboard-live.png"))
         return result
+
+    async def test_live_view_resumes_after_its_member_restarts(self):
+        """Member 1, which serves the page, restarts; a put made through
+        member 2 while it is down shows in the live view once it is back,
+        exactly once, in the same document."""
+        result = await threads.deferToThread(self.restart_while_watching)
+        self.assertEqual(result["events"], ["dashboard/before", "dashboard/while-down", "dashboard/after"])
+        self.assertTrue(result["same_document"], "the page reloaded")
+        self.assertEqual([e for e in result["page_errors"] if e.startswith("uncaught")], [])
+
+    def restart_while_watching(self) -> dict:
+        """Watch, stop member 1, write, start it again, write; what the live view showed."""
+        writer = self.cluster.members[2].url
+        result: dict = {"page_errors": []}
+        live_state = "() => document.getElementById('live-state').textContent"
+        with self.open_page(result["page_errors"]) as page:
+            page.wait_for_function(f"() => ({live_state})() === 'watching'", timeout=WAIT_MS)
+            page.evaluate("() => { window.sameDocument = true; }")
+            self.put_through(writer, "dashboard/before")
+            page.wait_for_selector("#live tbody tr[data-event=PUT]", timeout=WAIT_MS)
+            self.cluster.members[1].stop()
+            page.wait_for_function(f"() => ({live_state})().startsWith('reconnecting') || "
+                                   f"({live_state})().startsWith('stream ended')", timeout=WAIT_MS)
+            self.put_through(writer, "dashboard/while-down")
+            self.cluster.members[1].start()
+            page.wait_for_function("() => document.querySelectorAll('#live tbody tr').length >= 2", timeout=60_000)
+            self.put_through(writer, "dashboard/after")
+            page.wait_for_function("() => document.querySelectorAll('#live tbody tr').length >= 3", timeout=WAIT_MS)
+            keys = page.eval_on_selector_all("#live tbody tr", "rows => rows.map(r => r.cells[3].textContent)")
+            result["events"] = list(reversed(keys))
+            result["same_document"] = page.evaluate("() => window.sameDocument === true")
+        return result
+
+    @staticmethod
+    def put_through(url: str, key: str, attempts: int = 100) -> None:
+        """PUT ``key`` through the member at ``url``, retrying a 503 (an
+        election) every 0.2 s, at most ``attempts`` times."""
+        for _ in range(attempts):
+            try:
+                if _call(f"{url}/kv/{key}", "PUT", b"v")[0] == 204:
+                    return
+            except urllib.error.HTTPError as e:
+                if e.code != 503:
+                    raise
+            time.sleep(0.2)
+        raise AssertionError(f"PUT {key} through {url} did not succeed in {attempts} attempts")
