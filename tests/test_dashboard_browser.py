@@ -35,6 +35,7 @@ WAIT_MS = 30_000
 
 
 def _sync_playwright():
+    """Playwright's ``sync_playwright``, or None when it is not installed."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -43,6 +44,7 @@ def _sync_playwright():
 
 
 def _call(url: str, method: str = "GET", body: bytes | None = None) -> tuple[int, bytes]:
+    """A blocking HTTP request (from the browser's thread): status and body."""
     request = urllib.request.Request(url, data=body, method=method)
     with urllib.request.urlopen(request, timeout=15) as response:
         return response.status, response.read()

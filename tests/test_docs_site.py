@@ -27,6 +27,7 @@ def _flags_used(text: str) -> set[str]:
 
 
 def _known_flags() -> set[str]:
+    """Every flag ``twistd metastore`` accepts, by its long name."""
     return {row[0] for row in Options.optFlags + Options.optParameters} | {"help", "version"}
 
 

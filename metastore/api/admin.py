@@ -180,6 +180,7 @@ class AdminAPI:
         })
 
     async def _status(self, member) -> PeerStatus | None:
+        """What ``member`` reports of itself (read locally for this one)."""
         if member.member_id == self.member.member_id:
             own = self.member.status()
             return PeerStatus(own.applied_index, own.term, own.role, own.healthy)

@@ -87,7 +87,8 @@ class DashboardResource(Resource):
         return b"" if request.method == b"HEAD" else found.body
 
     def _lookup(self, postpath: list[bytes]) -> StaticFile | None:
-        # postpath is the whole path: [b"ui"], [b"ui", b""] or [b"ui", name].
+        """The file a whole path (``[b"ui"]``, ``[b"ui", b""]`` or
+        ``[b"ui", name]``) names, by exact name; None for any other path."""
         if postpath in ([b"ui"], [b"ui", b""]):
             return self._files.get(INDEX)
         if len(postpath) != 2:

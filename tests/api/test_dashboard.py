@@ -38,10 +38,12 @@ class DashboardFilesTests(SynchronousTestCase):
         self.member = start_single_member(self)
 
     def get(self, target: str, method: str = "GET") -> tuple[int, dict, bytes]:
+        """Status, headers and body of ``target`` sent as its raw bytes."""
         raw = raw_request(self.member.http_port, build_request(method, target, [], b""))
         return parse_response(raw)
 
     def assert_not_found(self, target: str) -> None:
+        """``target`` is a JSON 400 or 404 carrying no other file's text."""
         status, headers, body = self.get(target)
         self.assertIn(status, (400, 404), target)
         self.assertEqual(headers["content-type"], "application/json", target)

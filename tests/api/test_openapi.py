@@ -26,6 +26,8 @@ LEFT_OUT = {"POST /admin/members/{id}", "DELETE /admin/members/{id}"}
 
 
 def _load():
+    """The document's operations and the checks every answer must pass, or
+    None when Schemathesis is not installed."""
     try:
         import schemathesis
         from schemathesis.checks import not_a_server_error
@@ -68,6 +70,7 @@ class OpenAPIConformanceTests(SynchronousTestCase):
                   suppress_health_check=list(HealthCheck))
         @given(case=cases)
         def check(case):
+            """One generated request: no 5xx, and the answer conforms."""
             if case.query and "index" in case.query:
                 case.query["wait"] = BLOCKING_WAIT
             response = case.call(base_url=self.member.url, timeout=15)
