@@ -36,6 +36,7 @@ from metastore.kv.dedup import RecentRequests
 from metastore.kv.store import KeyValueStore
 from metastore.leases import Lessor
 from metastore.membership import Membership
+from metastore.metrics import instrument
 from metastore.node import Node
 from metastore.snapshots.compaction import Compaction
 from metastore.snapshots.recovery import RecoveredLog, align_wal, recover, recover_durable_engine
@@ -424,8 +425,11 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
     rest = RestAPI(api, reactor)
     admin = AdminAPI(api, PeerStatusClient(reactor), rest.members, raw_proposals).app.resource()
     v3 = V3API(api, cluster_id_from_token(config.cluster_token), history_compaction.wait_physical)
-    root = member_root(rest.app.resource(), admin, v3.app.resource())
+    metrics = instrument(node, api) if config.metrics else None
+    root = member_root(rest.app.resource(), admin, v3.app.resource(), metrics=metrics and metrics.resource())
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout)
+    if metrics is not None:
+        site.request_observer = metrics.request_durations(root.is_mounted)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
     member = MemberService(config, node, transport, ListenerService(endpoint, site), api, history_compaction, grpc)
     lessor.setServiceParent(member)

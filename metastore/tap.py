@@ -97,6 +97,7 @@ class Options(VersionOption, usage.Options):
             "History kept: revisions (revision mode) or a duration such as 5m or 1h (periodic mode); 0 turns it off.",
         ],
         ["grpc-port", None, None, "Port of etcd's gRPC API (off when not given); runs the member on the asyncio reactor."],
+        ["metrics", None, "on", "Prometheus metrics at /metrics on the client port: on or off (off measures nothing)."],
     ]
 
     def parseOptions(self, options=None) -> None:
@@ -129,6 +130,9 @@ class Options(VersionOption, usage.Options):
         strict = self["strict-reconfig-check"].strip().lower()
         if strict not in ("true", "false"):
             raise usage.UsageError(f"--strict-reconfig-check must be true or false, got {self['strict-reconfig-check']!r}")
+        metrics = self["metrics"].strip().lower()
+        if metrics not in ("on", "off"):
+            raise usage.UsageError(f"--metrics must be on or off, got {self['metrics']!r}")
         cluster = tuple(u.strip() for u in self["cluster"].split(",") if u.strip())
         try:
             self.config = Config(
@@ -139,6 +143,7 @@ class Options(VersionOption, usage.Options):
                 listen_host=self["listen-host"],
                 cluster_token=self["cluster-token"],
                 strict_reconfig_check=strict == "true",
+                metrics=metrics == "on",
                 auto_compaction_mode=self["auto-compaction-mode"],
                 auto_compaction_retention=self["auto-compaction-retention"],
                 restore_from=self["restore-from"],
