@@ -125,6 +125,9 @@ class MemberService(service.MultiService):
     ``removed`` fires once the member has applied its own removal from the
     cluster and stopped itself."""
 
+    metrics = None
+    """The member's ``metastore.metrics.MemberMetrics`` (its registry), None with metrics off."""
+
     def __init__(
         self,
         config: Config,
@@ -432,6 +435,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
         site.request_observer = metrics.request_durations(root.is_mounted)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
     member = MemberService(config, node, transport, ListenerService(endpoint, site), api, history_compaction, grpc)
+    member.metrics = metrics
     lessor.setServiceParent(member)
     watch_hub.setServiceParent(member)
     return member

@@ -6,7 +6,8 @@ import re
 import time
 from typing import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import CollectorRegistry
 from twisted.web.resource import Resource
 
@@ -94,8 +95,9 @@ class MetricsResource(Resource):
         self._registry = registry
 
     def render_GET(self, request) -> bytes:
-        """The exposition of every metric now."""
-        request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
+        """The exposition of every metric now, in text format 0.0.4 (as etcd
+        serves it: every Prometheus server reads it)."""
+        request.setHeader(b"Content-Type", CONTENT_TYPE_PLAIN_0_0_4.encode("ascii"))
         return generate_latest(self._registry)
 
     def render_HEAD(self, request) -> bytes:
