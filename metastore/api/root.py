@@ -46,10 +46,10 @@ def member_root(
     """A member's tree: ``/admin/...``, ``/health``, ``/livez``,
     ``/readyz`` and ``/version`` to ``admin``, ``/v3/...`` (and the older
     ``/v3beta/...`` and ``/v3alpha/...``) to ``v3``, ``/metrics`` to
-    ``metrics``, everything else to ``seed``."""
+    ``metrics`` (to ``admin``, which answers 404, when metrics are off: the
+    path stays reserved), everything else to ``seed``."""
     exact = {name: admin for name in (b"health", b"livez", b"readyz", b"version")}
-    if metrics is not None:
-        exact[b"metrics"] = metrics
+    exact[b"metrics"] = admin if metrics is None else metrics
     mounts = {b"admin": admin}
     if v3 is not None:
         mounts.update({name: v3 for name in (b"v3", b"v3beta", b"v3alpha")})

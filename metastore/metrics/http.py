@@ -11,6 +11,8 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import CollectorRegistry
 from twisted.web.resource import Resource
 
+from metastore.api.errors import write_error
+
 MAX_ROUTES = 100
 """Distinct route labels kept; later ones are all ``other`` (labels must
 stay few whatever paths clients send)."""
@@ -86,7 +88,8 @@ class RequestDurations:
 
 
 class MetricsResource(Resource):
-    """``GET /metrics``: the registry in Prometheus' text format."""
+    """``GET /metrics``: the registry in Prometheus' text format; any other
+    method but HEAD is a JSON 405."""
 
     isLeaf = True
 
@@ -103,3 +106,10 @@ class MetricsResource(Resource):
     def render_HEAD(self, request) -> bytes:
         """As GET, without the body (Twisted drops it)."""
         return self.render_GET(request)
+
+    def render(self, request) -> bytes:
+        """GET or HEAD; a JSON 405 for any other method."""
+        if request.method not in (b"GET", b"HEAD"):
+            return write_error(request, 405, "method_not_allowed", "/metrics answers GET only",
+                               {b"Allow": b"GET, HEAD"})
+        return super().render(request)

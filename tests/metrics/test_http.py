@@ -91,3 +91,9 @@ class MetricsResourceTests(SynchronousTestCase):
         body = self.successResultOf(response.text())
         families = {f.name: f for f in text_string_to_metric_families(body)}
         self.assertEqual(families["things"].samples[0].value, 3.0)
+
+    def test_other_methods_are_a_json_405(self) -> None:
+        client = StubTreq(MetricsResource(CollectorRegistry()))
+        response = self.successResultOf(client.put("http://member/metrics", data=b"x"))
+        self.assertEqual((response.code, response.headers.getRawHeaders(b"allow")), (405, [b"GET, HEAD"]))
+        self.assertEqual(self.successResultOf(response.json())["error"], "method_not_allowed")

@@ -117,6 +117,10 @@ class MemberMetricsTests(TestCase):
         response = await treq.get(url + "/metrics", persistent=False)
         await response.content()
         self.assertEqual(response.code, 404)
+        response = await treq.put(url + "/metrics", data=b"v", persistent=False)
+        await response.content()
+        self.assertEqual(response.code, 404)  # still reserved: not a key
+        self.assertEqual(member.api.revision, 1)
         self.assertIsNone(member.metrics)
         self.assertIs(member.node.disk.fsync_seconds, UNMEASURED)
         self.assertIsNone(member.node.peer_round_trips)
