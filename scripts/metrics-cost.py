@@ -97,7 +97,7 @@ def main() -> None:
 
 
 def rate(result: dict) -> float:
-    return result["overall"]["requests_per_second"]
+    return result["requests_per_second"]
 
 
 def cpu(result: dict) -> float:

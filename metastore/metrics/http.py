@@ -30,12 +30,12 @@ def route_label(path: bytes, is_mounted: Callable[[bytes], bool]) -> str:
     ``admin``, ``health``...) by its segments, numbers as ``{id}``; a key
     of the seed API as ``/{key}`` (``/kv/{key}`` for its ``/kv/`` spelling),
     never the key itself."""
-    segments = path.split(b"/")[1:]
-    first = segments[0] if segments else b""
+    segments = path.split(b"/", 2)
+    first = segments[1] if len(segments) > 1 else b""
     if not is_mounted(first):
-        return "/kv" + KEY_ROUTE if first == b"kv" and len(segments) > 1 else KEY_ROUTE
+        return "/kv" + KEY_ROUTE if first == b"kv" and len(segments) > 2 else KEY_ROUTE
     parts = []
-    for segment in segments[:4]:
+    for segment in path.split(b"/")[1:5]:
         if segment.isdigit():
             parts.append("{id}")
         elif _NAME.fullmatch(segment):
@@ -59,6 +59,8 @@ class RequestDurations:
         self._clock = clock
         self._children: dict[tuple, object] = {}
         self._routes: set[str] = set()
+        self._route_of: dict[bytes, str] = {}
+        """Routes of paths under mounted APIs, as found (few paths: 404s are not kept)."""
 
     def __call__(self, request) -> None:
         """Record ``request`` (finished; it has ``received_at``)."""
@@ -67,9 +69,14 @@ class RequestDurations:
             return
         elapsed = self._clock() - received_at
         code = request.code
-        route = route_label(request.path, self._is_mounted)
-        if code in (404, 405) and not route.endswith(KEY_ROUTE):
-            route = UNMATCHED_ROUTE
+        path = request.path
+        route = self._route_of.get(path)
+        if route is None:
+            route = route_label(path, self._is_mounted)
+            if code in (404, 405) and not route.endswith(KEY_ROUTE):
+                route = UNMATCHED_ROUTE
+            elif route is not OTHER_ROUTE and not route.endswith(KEY_ROUTE) and len(self._route_of) < 10 * MAX_ROUTES:
+                self._route_of[path] = route
         method = request.method if request.method in _METHODS else b"other"
         key = (method, route, code)
         child = self._children.get(key)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-from prometheus_client import Histogram
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
 from metastore.facade import MemberFacade
 from metastore.metrics.collector import MemberStateCollector
+from metastore.metrics.histogram import HistogramFamily
 from metastore.metrics.http import MetricsResource, RequestDurations
 from metastore.metrics.keyspace import KeyspaceCounts
 from metastore.metrics.peers import PeerRoundTrips
@@ -36,34 +36,33 @@ class MemberMetrics:
 
     def __init__(self, facade: MemberFacade, keyspace: KeyspaceCounts) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=False)
-        self.wal_fsync_seconds = Histogram(
+        self.wal_fsync_seconds = self._family(
             "etcd_disk_wal_fsync_duration_seconds", "The latency distributions of fsync called by WAL.",
-            buckets=DISK_BUCKETS, registry=registry,
-        )  # fmt: skip
-        self.backend_commit_seconds = Histogram(
+            buckets=DISK_BUCKETS)
+        self.backend_commit_seconds = self._family(
             "etcd_disk_backend_commit_duration_seconds",
             "The latency distributions of commit called by backend (one applied batch of entries).",
-            buckets=DISK_BUCKETS, registry=registry,
-        )  # fmt: skip
-        self.peer_round_trip_seconds = Histogram(
+            buckets=DISK_BUCKETS)
+        self.peer_round_trip_seconds = self._family(
             "etcd_network_peer_round_trip_time_seconds", "Round-Trip-Time histogram between peers",
-            labelnames=("To",), buckets=PEER_BUCKETS, registry=registry,
-        )  # fmt: skip
-        self.request_seconds = Histogram(
+            labelnames=("To",), buckets=PEER_BUCKETS)
+        self.request_seconds = self._family(
             "metastore_http_request_duration_seconds",
             "Time from a request's head arriving to its answer's last byte, by method, route and status code.",
-            labelnames=("method", "route", "code"), buckets=REQUEST_BUCKETS, registry=registry,
-        )  # fmt: skip
-        self.snapshot_save_seconds = Histogram(
+            labelnames=("method", "route", "code"), buckets=REQUEST_BUCKETS)
+        self.snapshot_save_seconds = self._family(
             "metastore_snapshot_save_duration_seconds", "Time to write a snapshot file until it is durable.",
-            buckets=SNAPSHOT_BUCKETS, registry=registry,
-        )  # fmt: skip
-        self.snapshot_install_seconds = Histogram(
+            buckets=SNAPSHOT_BUCKETS)
+        self.snapshot_install_seconds = self._family(
             "metastore_snapshot_install_duration_seconds", "Time to install a snapshot received from the leader.",
-            buckets=SNAPSHOT_BUCKETS, registry=registry,
-        )  # fmt: skip
+            buckets=SNAPSHOT_BUCKETS)
         registry.register(MemberStateCollector(facade, keyspace))
         ProcessCollector(registry=registry)
+
+    def _family(self, name: str, documentation: str, buckets, labelnames=()) -> HistogramFamily:
+        family = HistogramFamily(name, documentation, buckets, labelnames)
+        self.registry.register(family)
+        return family
 
     def resource(self) -> MetricsResource:
         """The ``/metrics`` resource for this registry."""
