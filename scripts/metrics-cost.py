@@ -8,6 +8,12 @@ configuration alike), and prints each configuration's median requests/s
 and server CPU ms per 1,000 requests, and the cost relative to ``off``.
 
     python scripts/metrics-cost.py --rounds 5 --duration 8
+
+``--hooks`` measures instead, in this process, the CPU time that metrics
+add to one put in the worst case (every put its own group commit): the
+request hook, the timestamps, two histogram observations and the
+keyspace listener, by ``time.process_time`` (CPU time, so less moved by
+other processes than a rate).
 """
 
 from __future__ import annotations
@@ -70,14 +76,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--hooks", action="store_true", help="measure the per-put cost of the hooks only")
     args = parser.parse_args()
+    if args.hooks:
+        hooks_cost()
+        return
     members = {}
     try:
         for name, flags in CONFIGURATIONS.items():
             members[name] = start_member(tempfile.mkdtemp(prefix="metrics-cost."), flags)
         runs: dict[str, list[dict]] = {name: [] for name in CONFIGURATIONS}
         for round_number in range(args.rounds):
-            for name, (process, url) in members.items():
+            names = list(members)
+            for name in names[round_number % len(names):] + names[:round_number % len(names)]:  # rotate the order
+                process, url = members[name]
                 result = bench(url, process.pid, args.duration)
                 runs[name].append(result)
                 print(f"round {round_number + 1} {name}: {summary(result)}", file=sys.stderr)
@@ -94,6 +106,49 @@ def main() -> None:
         for process, _ in members.values():
             process.terminate()
             process.wait(timeout=30)
+
+
+def hooks_cost(calls: int = 200_000, repeats: int = 7) -> None:
+    """Print the median CPU µs that metrics add to one seed put."""
+    sys.path.insert(0, ROOT)
+    from metastore.kv.store import AppliedChanges, KeyValueStore
+    from metastore.metrics.histogram import HistogramFamily
+    from metastore.metrics.http import RequestDurations
+    from metastore.metrics.keyspace import KeyspaceCounts
+    from metastore.metrics.member import DISK_BUCKETS, REQUEST_BUCKETS
+    from metastore.storage.engine import Event, KeyValue
+    from metastore.storage.memory import MemoryEngine
+
+    class FinishedPut:
+        method, path, code = b"PUT", b"/bench-key-000123", 204
+        received_at = time.perf_counter()
+
+    hook = RequestDurations(HistogramFamily("r", "", REQUEST_BUCKETS, ("method", "route", "code")),
+                            {b"v3", b"admin"}.__contains__)
+    disk = HistogramFamily("d", "", DISK_BUCKETS)
+    keyspace = KeyspaceCounts(KeyValueStore(MemoryEngine()))
+    keyspace.keys()
+    change = AppliedChanges(0, 0, (Event(KeyValue(b"k", b"v", 1, 1, 2), 0),), (None,), ())
+    request, clock = FinishedPut(), time.perf_counter
+
+    def one_put() -> None:
+        request.received_at = clock()  # the request's head
+        hook(request)  # its answer
+        started = clock()  # the WAL fsync
+        disk.observe(clock() - started)
+        started = clock()  # the engine commit
+        keyspace._revision = 0
+        keyspace.applied(change)
+        disk.observe(clock() - started)
+
+    samples = []
+    for _ in range(repeats):
+        begun = time.process_time()
+        for _ in range(calls):
+            one_put()
+        samples.append((time.process_time() - begun) / calls * 1e6)
+    print(f"metrics hooks: median {statistics.median(samples):.2f} µs CPU per put "
+          f"(runs {[round(x, 2) for x in samples]}), load average {os.getloadavg()}")
 
 
 def rate(result: dict) -> float:
