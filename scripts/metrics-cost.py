@@ -9,6 +9,11 @@ and server CPU ms per 1,000 requests, and the cost relative to ``off``.
 
     python scripts/metrics-cost.py --rounds 5 --duration 8
 
+``--paired`` runs the configurations' benchmarks at the same time in each
+round (each member gets its own load generator), so that they share
+whatever else the machine is doing, and reports the median over rounds of
+each one's rate relative to ``off`` in the same round.
+
 ``--hooks`` measures instead, in this process, the CPU time that metrics
 add to one put in the worst case (every put its own group commit): the
 request hook, the timestamps, two histogram observations and the
@@ -77,6 +82,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--hooks", action="store_true", help="measure the per-put cost of the hooks only")
+    parser.add_argument("--paired", action="store_true", help="run the configurations at the same time each round")
     args = parser.parse_args()
     if args.hooks:
         hooks_cost()
@@ -85,6 +91,9 @@ def main() -> None:
     try:
         for name, flags in CONFIGURATIONS.items():
             members[name] = start_member(tempfile.mkdtemp(prefix="metrics-cost."), flags)
+        if args.paired:
+            paired(members, args.rounds, args.duration)
+            return
         runs: dict[str, list[dict]] = {name: [] for name in CONFIGURATIONS}
         for round_number in range(args.rounds):
             names = list(members)
@@ -106,6 +115,35 @@ def main() -> None:
         for process, _ in members.values():
             process.terminate()
             process.wait(timeout=30)
+
+
+def paired(members: dict, rounds: int, duration: float) -> None:
+    """Each round, every configuration's benchmark at once; medians of the
+    per-round ratios to ``metrics off``."""
+    ratios: dict[str, list[float]] = {name: [] for name in members}
+    cpu_ratios: dict[str, list[float]] = {name: [] for name in members}
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    for round_number in range(rounds):
+        running = {
+            name: subprocess.Popen(
+                [sys.executable, "-m", "metastore.bench", "put", "--api", "seed", "--endpoints", url, "--clients", "64",
+                 "--duration", str(duration), "--pid", str(process.pid), "--json"],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            )
+            for name, (process, url) in members.items()
+        }
+        results = {name: json.loads(bench_process.communicate(timeout=duration + 120)[0])
+                   for name, bench_process in running.items()}
+        for name, result in results.items():
+            ratios[name].append(rate(result) / rate(results["metrics off"]))
+            cpu_ratios[name].append(cpu(result) / cpu(results["metrics off"]))
+        print(f"round {round_number + 1}: " + ", ".join(f"{n} {summary(r)}" for n, r in results.items()),
+              file=sys.stderr)
+    print(f"load average after: {os.getloadavg()}")
+    for name in members:
+        print(f"{name}: median rate {100 * (statistics.median(ratios[name]) - 1):+.1f}% and CPU per request "
+              f"{100 * (statistics.median(cpu_ratios[name]) - 1):+.1f}% against metrics off in the same round; "
+              f"rate ratios {[round(r, 3) for r in ratios[name]]}")
 
 
 def hooks_cost(calls: int = 200_000, repeats: int = 7) -> None:
