@@ -34,12 +34,13 @@ from metastore.leases import LeaseStatus, Lessor
 from metastore.membership import MembershipError
 from metastore.node import Node
 from metastore.storage.engine import KeyValue, Lease, MemberRecord
-from metastore.watch import Callback, Watch, WatchFilter, WatchHub
+from metastore.watch import Callback, EventType, Watch, WatchEvent, WatchFilter, WatchHub, WatchResponse
 
 __all__ = [
     "AlarmType",
     "MemberRecord",
     "Consistency",
+    "EventType",
     "KeyValue",
     "Lease",
     "LeaseStatus",
@@ -50,7 +51,9 @@ __all__ = [
     "Restoring",
     "Result",
     "Watch",
+    "WatchEvent",
     "WatchFilter",
+    "WatchResponse",
 ]
 
 
@@ -263,8 +266,8 @@ class MemberFacade:
     def lease_time_to_live(self, id: int, keys: bool = False) -> LeaseStatus:
         """Lease ``id`` from the applied state (after ``read``): seconds left
         (-1: no such lease), TTL granted, attached keys if ``keys``.  Exact
-        on the leader; a follower answers the last checkpoint's remaining
-        TTL, or the whole TTL."""
+        on the leader; a follower counts from the last grant, keepalive or
+        checkpoint it applied (``Lessor.status``)."""
         return self._require(self._lessor).status(id, keys)
 
     def leases(self) -> list[Lease]:
@@ -296,6 +299,10 @@ class MemberFacade:
         return self._require(self._watch_hub).watch(
             key, range_end, start_revision, filters, prev_kv, progress_notify, callback=callback
         )
+
+    def watch_count(self) -> int:
+        """How many watches are live on this member."""
+        return len(self._require(self._watch_hub).watches())
 
     @staticmethod
     def _require(part):
@@ -354,7 +361,7 @@ class MemberFacade:
             leader_changes_seen=node.leader_changes_seen,
             proposals_pending=len(node.requests.pending),
             proposals_failed=node.requests.proposals_failed,
-            watchers=0 if self._watch_hub is None else len(self._watch_hub.watches()),
+            watchers=0 if self._watch_hub is None else self.watch_count(),
             is_learner=any(m.member_id == node.member_id and m.is_learner for m in node.membership.listing()),
         )
 

@@ -427,7 +427,8 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
     )
     rest = RestAPI(api, reactor)
     admin = AdminAPI(api, PeerStatusClient(reactor), rest.members, raw_proposals).app.resource()
-    v3 = V3API(api, cluster_id_from_token(config.cluster_token), history_compaction.wait_physical)
+    v3 = V3API(api, cluster_id_from_token(config.cluster_token), history_compaction.wait_physical,
+               max_request_bytes=config.max_request_bytes)
     metrics = instrument(node, api) if config.metrics else None
     root = member_root(rest.app.resource(), admin, v3.app.resource(), metrics=metrics and metrics.resource())
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout)
