@@ -246,9 +246,8 @@ def watch_event(e: WatchEvent) -> kv_pb2.Event:
 def watch_response(r: WatchResponse, stamp: HeaderStamp) -> rpc_pb2.WatchResponse:
     """A watch stream's response, its ``watch_id`` already the stream's; a
     compacted cancel's header has no revision, as etcd's."""
-    revision = 0 if r.compact_revision else r.revision
     return rpc_pb2.WatchResponse(
-        header=response_header(m.ResponseHeader(revision), stamp),
+        header=header(0 if r.compact_revision else r.revision, stamp),
         watch_id=r.watch_id,
         created=r.created,
         canceled=r.canceled,

@@ -22,7 +22,7 @@ import grpc
 
 from metastore.api.grpc import convert
 from metastore.api.grpc.proto import rpc_pb2, rpc_pb2_grpc
-from metastore.api.grpc.status import answers_etcd_errors, status_of
+from metastore.api.grpc.status import abort_with, answers_etcd_errors
 from metastore.api.v3 import lease as v3
 
 
@@ -51,7 +51,8 @@ class LeaseServicer(rpc_pb2_grpc.LeaseServicer):
     @answers_etcd_errors
     async def LeaseTimeToLive(self, request, context):
         """A lease's remaining and granted TTL (and keys); TTL -1 for an unknown lease."""
-        status = await self._served.call(self._leases.time_to_live(v3.LeaseTimeToLiveRequest(request.ID, request.keys)))
+        asked = v3.LeaseTimeToLiveRequest(request.ID, request.keys)
+        status = await self._served.call(self._leases.time_to_live(asked))
         return rpc_pb2.LeaseTimeToLiveResponse(
             header=self._header(status.header), ID=status.id, TTL=status.ttl,
             grantedTTL=status.granted_ttl, keys=list(status.keys),
@@ -71,8 +72,7 @@ class LeaseServicer(rpc_pb2_grpc.LeaseServicer):
             try:
                 renewed = await self._served.call(self._leases.keepalive(v3.LeaseKeepAliveRequest(request.ID)))
             except Exception as error:
-                status = status_of(error)
-                await context.abort(status.code, status.message)
+                await abort_with(context, error)
             await context.write(
                 rpc_pb2.LeaseKeepAliveResponse(header=self._header(renewed.header), ID=request.ID, TTL=renewed.ttl)
             )

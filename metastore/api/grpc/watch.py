@@ -1,8 +1,9 @@
 """etcd's ``Watch`` service: one bidirectional stream, many watches.
 
 The stream's bookkeeping (ids, creates, cancels, progress, fragments) is
-``metastore.api.v3.watch.WatchStream``, shared with the JSON API; this servicer reads the
-client's requests into it and writes its responses through an ``Outbox``.
+``metastore.api.v3.watch.WatchStream``, shared with the JSON API; this
+servicer reads the client's requests into it and writes its responses
+through an ``Outbox``.
 No thread per stream: the stream is two coroutines on the reactor's loop
 (this handler reading, the outbox writing).
 
@@ -30,16 +31,9 @@ from metastore.api.grpc import convert
 from metastore.api.grpc.convert import HeaderStamp
 from metastore.api.grpc.outbox import HIGH_WATER_BYTES, LOW_WATER_BYTES, Outbox
 from metastore.api.grpc.proto import rpc_pb2_grpc
-from metastore.api.grpc.status import SERVER_STOPPED
+from metastore.api.grpc.status import abort_with
 from metastore.api.v3.watch import WatchService, WatchStream
-
-EVENT_FRAMING_BYTES = 6
-"""An event's field tag and length prefix inside a ``WatchResponse``."""
-
-
-def event_size(event) -> int:
-    """The bytes ``event`` takes in a ``WatchResponse`` (for fragmenting)."""
-    return convert.watch_event(event).ByteSize() + EVENT_FRAMING_BYTES
+from metastore.errors import Stopping
 
 
 class WatchServicer(rpc_pb2_grpc.WatchServicer):
@@ -56,8 +50,6 @@ class WatchServicer(rpc_pb2_grpc.WatchServicer):
         self._watches = watches
         self._stamp = stamp
         self._high, self._low = high_water_bytes, low_water_bytes
-        self.open_streams = 0
-        """How many Watch streams are open now."""
 
     async def Watch(self, request_iterator, context):
         """Serve one client's watch stream until the client goes away, or
@@ -66,19 +58,17 @@ class WatchServicer(rpc_pb2_grpc.WatchServicer):
         stopping = asyncio.Event()
         outbox = Outbox(context.write, high_bytes=self._high, low_bytes=self._low)
         stream = self._watches.open(lambda response: outbox.put(convert.watch_response(response, self._stamp())),
-                                    event_size, on_stopping=stopping.set)
+                                    on_stopping=stopping.set)
         outbox.on_full, outbox.on_room = stream.pause, stream.resume
         writer = asyncio.ensure_future(outbox.run())
         reader = asyncio.ensure_future(_read(request_iterator, stream, outbox))
         stopped = asyncio.ensure_future(stopping.wait())
-        self.open_streams += 1
         try:
             await asyncio.wait({writer, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if stopped.done():
-                await context.abort(SERVER_STOPPED.code, SERVER_STOPPED.message)
+                await abort_with(context, Stopping("the member is shutting down"))
             writer.result()  # the write that failed: the client went away
         finally:
-            self.open_streams -= 1
             stream.close()
             for task in (reader, writer, stopped):
                 task.cancel()

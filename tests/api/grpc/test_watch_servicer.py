@@ -131,6 +131,22 @@ class WatchServicerMemberTests(TestCase):
         call.cancel()
 
 
+    async def test_filters(self):
+        """A watch with the NOPUT filter sees only deletes, one with
+        NODELETE only puts."""
+        call = self.watch.Watch(timeout=CALL_TIMEOUT)
+        noput, nodelete = rpc_pb2.WatchCreateRequest.NOPUT, rpc_pb2.WatchCreateRequest.NODELETE
+        await run(call.write(create(b"f", filters=[noput])))
+        await run(call.read())
+        await run(call.write(create(b"f", filters=[nodelete])))
+        await run(call.read())
+        await self.put(b"f")
+        await self.member.api.propose(DeleteRangeRequest(b"f"))
+        answers = [await run(call.read()) for _ in range(2)]
+        self.assertEqual(sorted((r.watch_id, [e.type for e in r.events]) for r in answers),
+                         [(0, [kv_pb2.Event.DELETE]), (1, [kv_pb2.Event.PUT])])
+        call.cancel()
+
     async def test_half_closed_stream_keeps_its_watches(self):
         """A client that half-closes (done writing) still gets its watches'
         events, as from etcd."""

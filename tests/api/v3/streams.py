@@ -59,7 +59,8 @@ class ChunkedResponse(protocol.Protocol):
                 self.ended = True
                 return
             self.chunks.append(chunk)
-            self.messages.append(json.loads(chunk))
+            if chunk.strip():  # etcd sends a large message's newline as a chunk of its own
+                self.messages.append(json.loads(chunk))
 
     def connectionLost(self, reason) -> None:
         self.closed = True

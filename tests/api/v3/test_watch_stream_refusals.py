@@ -25,7 +25,7 @@ class WatchStreamRefusalTests(SynchronousTestCase):
         self.hub = WatchHub(self.store, task.Clock(), max_buffered_events=5)
         self.index = 0
         self.sent = []
-        self.stream = WatchService(HubMember(self.store, self.hub), 1024).open(self.sent.append, lambda e: 1)
+        self.stream = WatchService(HubMember(self.store, self.hub), 1024).open(self.sent.append)
 
     def apply(self, *commands):
         self.index += 1
@@ -67,7 +67,7 @@ class WatchStreamRefusalTests(SynchronousTestCase):
             if response.events and response.watch_id == 0:
                 self.stream.pause()
 
-        self.stream = WatchService(HubMember(self.store, self.hub), 1024).open(reader, lambda e: 1)
+        self.stream = WatchService(HubMember(self.store, self.hub), 1024).open(reader)
         self.stream.create(WatchCreateRequest(b"a"))
         self.stream.create(WatchCreateRequest(b"b"))
         self.stream.pause()
