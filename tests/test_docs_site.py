@@ -50,7 +50,8 @@ class DocsSiteTests(SynchronousTestCase):
         for page in ("index.html", "quickstart/index.html", "concepts/index.html", "api/rest/index.html",
                      "etcd-compatibility/index.html", "operations/index.html", "deploy/index.html",
                      "dashboard/index.html", "api/openapi.yaml", "deploy/statefulset.yaml",
-                     "deploy/metastore.service", "images/dashboard.png"):
+                     "deploy/metastore.service", "images/dashboard.png", "monitoring/index.html",
+                     "grafana/metastore-dashboard.json"):
             self.assertTrue(os.path.isfile(os.path.join(site, page)), page)
 
 
