@@ -55,7 +55,7 @@ class OpenAPIConformanceTests(SynchronousTestCase):
         """Every key operation and operator endpoint is described."""
         labels = {op.label for op in self.operations}
         for label in ("GET /kv/{key}", "PUT /kv/{key}", "DELETE /kv/{key}", "GET /health", "GET /readyz",
-                      "GET /livez", "GET /version", "GET /admin/status", "GET /admin/members",
+                      "GET /livez", "GET /version", "GET /metrics", "GET /admin/status", "GET /admin/members",
                       "GET /admin/hashkv", "POST /admin/snapshot", *LEFT_OUT):
             self.assertIn(label, labels)
 
