@@ -28,6 +28,9 @@ setup(
         # 1.85.1 generated them (make protos).
         "grpcio>=1.85.1",
         "protobuf>=7.35.1",
+        # The blocking client (metastore.client.sync) and metastorectl.
+        "urllib3>=2.3.0",
+        "click>=8.1.0",
     ],
     extras_require={"test": ["hypothesis>=6.80.0", "grpcio-tools>=1.85.1", "etcd3gw>=2.7.0"]},
     package_data={"metastore.api.grpc.proto": ["*.proto", "*.pyi"]},

@@ -1,0 +1,78 @@
+"""The rules of the lock and election recipes, as etcd's ``concurrency``
+package has them (sans-IO; shared by both flavours and by the older
+``metastore.recipes`` over the seed REST API).
+
+Every contender owns one key under the recipe's prefix, created with its
+lease.  Contenders queue in the order their keys were created
+(``create_revision``): the first holds the lock (leads the election);
+every other waits for the deletion of the key just ahead of its own,
+then looks again.  Waiting on the predecessor alone wakes one contender
+per release.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, TypeVar
+
+from metastore.client import wire
+
+Candidate = TypeVar("Candidate")
+
+
+def contender_key(prefix: bytes | str, lease_id: int) -> bytes:
+    """The key a contender holding ``lease_id`` owns: ``<prefix>/<lease hex>``."""
+    return wire.as_bytes(prefix).rstrip(b"/") + b"/" + format(lease_id, "x").encode()
+
+
+def queue_prefix(prefix: bytes | str) -> bytes:
+    """The prefix every contender's key is under."""
+    return wire.as_bytes(prefix).rstrip(b"/") + b"/"
+
+
+def claim_request(key: bytes, value: bytes | str, lease_id: int) -> wire.Call:
+    """Create ``key`` with the lease if it is missing, else read it (a
+    contender that claims again finds its own key)."""
+    return wire.txn_request(
+        compare=[wire.Compare(key, "CREATE", "EQUAL", 0)],
+        success=[wire.op_put(key, value, lease=lease_id)],
+        failure=[wire.op_range(key)],
+    )
+
+
+def claimed_revision(answer: wire.TxnResult) -> int:
+    """The create revision of the contender's key from ``claim_request``'s answer."""
+    if answer.succeeded:
+        return answer.header.revision
+    kvs = answer.responses[0].kvs
+    if not kvs:
+        raise wire.ClientError(404, 5, "the contender's key vanished at once (its lease expired?)")
+    return kvs[0].create_revision
+
+
+def first_in_line(candidates: Sequence[Candidate]) -> Candidate | None:
+    """The holder: the candidate created first (anything with ``create_revision``)."""
+    return min(candidates, key=lambda c: c.create_revision, default=None)
+
+
+def predecessor(candidates: Sequence[Candidate], my_revision: int) -> Candidate | None:
+    """The candidate just ahead of the one created at ``my_revision``
+    (None: it is first in line)."""
+    ahead = [c for c in candidates if c.create_revision < my_revision]
+    return max(ahead, key=lambda c: c.create_revision, default=None)
+
+
+def proclaim_request(key: bytes, my_revision: int, value: bytes | str, lease_id: int) -> wire.Call:
+    """A leader's new value, written only while its key is still its own."""
+    return wire.txn_request(
+        compare=[wire.Compare(key, "CREATE", "EQUAL", my_revision)],
+        success=[wire.op_put(key, value, lease=lease_id)],
+    )
+
+
+def resign_request(key: bytes, my_revision: int) -> wire.Call:
+    """Delete the contender's key if it is still its own."""
+    return wire.txn_request(compare=[wire.Compare(key, "CREATE", "EQUAL", my_revision)], success=[wire.op_delete(key)])
+
+
+class NotLeader(Exception):
+    """The contender's key is gone (resigned, or its lease expired)."""

@@ -1,0 +1,433 @@
+"""The blocking flavour of the client, over urllib3's connection pool.
+
+``Client`` sends the calls of ``metastore.client.wire`` to the members
+listed, failing over as ``metastore.client.failover`` allows (reads and
+other idempotent calls after any failure; writes only when the connection
+was refused).  Safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Callable, Iterator
+
+import urllib3
+from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, TimeoutError as Urllib3Timeout
+
+from metastore.client import concurrency, wire
+from metastore.client.failover import Endpoints, Outcome, may_retry, outcome_of_status
+from metastore.client.stream import LineBuffer, WatchCanceled, WatchCursor
+
+
+def _outcome_of(error: Exception) -> Outcome:
+    return Outcome.REFUSED if isinstance(error, NewConnectionError) else Outcome.LOST
+
+
+class Client:
+    """A MetaStore (or etcd) cluster through its v3 JSON API.
+
+    ``endpoints``: a list of URLs (``http://host:port``, or ``host:port``)
+    or an ``Endpoints``.  ``user``/``password`` authenticate as etcd does
+    (``/v3/auth/authenticate``; the token goes in ``Authorization``).
+    ``timeout`` bounds each attempt in seconds (watches wait forever)."""
+
+    def __init__(self, endpoints, *, timeout: float = 5.0, user: str | None = None, password: str | None = None,
+                 pool: urllib3.PoolManager | None = None) -> None:
+        self.endpoints = endpoints if isinstance(endpoints, Endpoints) else Endpoints(list(endpoints))
+        self.timeout = timeout
+        self._pool = pool or urllib3.PoolManager(maxsize=8, retries=False)
+        self._credentials = (user, password or "") if user else None
+        self._token: str | None = None
+        self._lock = threading.Lock()
+        self._sleep = threading.Event().wait
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._pool.clear()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- transport ------------------------------------------------------
+
+    def _headers(self) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if self._credentials and self._token is None:
+            with self._lock:
+                if self._token is None:
+                    self._token = self.send(wire.authenticate_request(*self._credentials), auth=False)["token"]
+        if self._token:
+            headers["Authorization"] = self._token
+        return headers
+
+    def _post(self, url: str, call: wire.Call, *, stream: bool = False, headers: dict | None = None):
+        timeout = urllib3.Timeout(connect=self.timeout, read=None if stream else self.timeout)
+        return self._pool.request("POST", url + call.path, body=call.encode(), headers=headers or self._headers(),
+                                  timeout=timeout, preload_content=not stream, retries=False)
+
+    def send(self, call: wire.Call, url: str | None = None, auth: bool = True) -> dict:
+        """The decoded answer to the prepared ``call`` from ``url``, or from the members in
+        turn as the failover rule allows.  Raises ``ClientError`` or
+        ``NoMemberAvailable``."""
+        headers = self._headers() if auth else {"Content-Type": "application/json"}
+        attempts = [(url, 0.0)] if url else self.endpoints.attempts()
+        last: object = None
+        for target, pause in attempts:
+            if pause:
+                self._sleep(pause)
+            try:
+                response = self._post(target, call, headers=headers)
+            except HTTPError as e:
+                last = f"{target}: {e}"
+                if url or not may_retry(call, _outcome_of(e)):
+                    raise wire.NoMemberAvailable(f"{call.path}: {last}") from e
+                continue
+            if response.status == 200:
+                if not url:
+                    self.endpoints.answered(target)
+                return json.loads(response.data)
+            error = wire.parse_error(response.status, response.data)
+            if url or not may_retry(call, outcome_of_status(response.status)):
+                raise error
+            last = f"{target}: {error}"
+        raise wire.NoMemberAvailable(f"no member answered {call.path}; last: {last}")
+
+    def _lines(self, call: wire.Call, url: str) -> Iterator[dict]:
+        """The messages of a stream from ``url`` (errors raise ``HTTPError``)."""
+        response = self._post(url, call, stream=True)
+        try:
+            if response.status != 200:
+                raise wire.parse_error(response.status, response.read())
+            buffer = LineBuffer()
+            for chunk in response.stream(None):
+                yield from buffer.feed(chunk)
+            yield from buffer.finish()
+        finally:
+            response.release_conn()
+
+    # -- kv --------------------------------------------------------------
+
+    def get(self, key, range_end=None, **options) -> wire.RangeResult:
+        """``key`` (or a range: ``range_end``, ``prefix=True``, ``from_key=True``)
+        with etcd's options: ``revision``, ``limit``, ``keys_only``,
+        ``count_only``, ``serializable``, ``sort_order``, ``sort_target``."""
+        return wire.parse_range(self.send(wire.range_request(key, range_end, **options)))
+
+    def put(self, key, value, **options) -> wire.PutResult:
+        """Set ``key`` (options: ``lease``, ``prev_kv``, ``ignore_value``, ``ignore_lease``)."""
+        return wire.parse_put(self.send(wire.put_request(key, value, **options)))
+
+    def delete(self, key, range_end=None, **options) -> wire.DeleteResult:
+        """Delete ``key`` or a range (``prefix=True``, ``from_key=True``, ``prev_kv``)."""
+        return wire.parse_delete(self.send(wire.delete_request(key, range_end, **options)))
+
+    def txn(self, compare=(), success=(), failure=()) -> wire.TxnResult:
+        """A transaction: ``wire.Compare``s, then ``wire.op_*`` ops."""
+        return wire.parse_txn(self.send(wire.txn_request(compare, success, failure)))
+
+    def compact(self, revision: int, physical: bool = False) -> wire.Header:
+        """Compact the history below ``revision``."""
+        return wire.parse_header(self.send(wire.compaction_request(revision, physical)).get("header"))
+
+    # -- leases ----------------------------------------------------------
+
+    def lease_grant(self, ttl: int, lease_id: int = 0) -> wire.Lease:
+        """A new lease of ``ttl`` seconds."""
+        return wire.parse_lease(self.send(wire.lease_grant_request(ttl, lease_id)))
+
+    def lease_revoke(self, lease_id: int) -> None:
+        """Revoke the lease, deleting its keys."""
+        self.send(wire.lease_revoke_request(lease_id))
+
+    def lease_keepalive_once(self, lease_id: int) -> wire.Lease:
+        """Reset the lease's TTL once; ``ttl`` -1 when it is gone."""
+        return wire.parse_lease(self.send(wire.lease_keepalive_request(lease_id)))
+
+    def lease_time_to_live(self, lease_id: int, keys: bool = False) -> wire.Lease:
+        """The lease's remaining TTL (-1: gone), and its keys if asked."""
+        return wire.parse_lease(self.send(wire.lease_time_to_live_request(lease_id, keys)))
+
+    def lease_list(self) -> tuple[int, ...]:
+        """Every live lease's id."""
+        return wire.parse_leases(self.send(wire.lease_leases_request()))
+
+    def lease(self, ttl: int, on_lost: Callable[[], None] | None = None) -> "KeptLease":
+        """A new lease kept alive by a background thread until ``revoke()``
+        or ``stop()`` (also a context manager that revokes on exit)."""
+        return KeptLease(self, self.lease_grant(ttl), on_lost)
+
+    # -- cluster and maintenance ----------------------------------------
+
+    def member_list(self) -> wire.MemberList:
+        """The members."""
+        return wire.parse_members(self.send(wire.member_list_request()))
+
+    def member_add(self, peer_url: str, learner: bool = False) -> wire.MemberList:
+        """Add a member (``added`` is the new one)."""
+        return wire.parse_members(self.send(wire.member_add_request(peer_url, learner)))
+
+    def member_remove(self, member_id: int) -> wire.MemberList:
+        """Remove a member."""
+        return wire.parse_members(self.send(wire.member_remove_request(member_id)))
+
+    def member_promote(self, member_id: int) -> wire.MemberList:
+        """Promote a learner to voter."""
+        return wire.parse_members(self.send(wire.member_promote_request(member_id)))
+
+    def status(self, url: str | None = None) -> wire.Status:
+        """The status of the member at ``url`` (default: any)."""
+        return wire.parse_status(self.send(wire.status_request(), url))
+
+    def hashkv(self, url: str | None = None, revision: int = 0) -> wire.HashKV:
+        """The member's hash of the keyspace at ``revision`` (0: now)."""
+        return wire.parse_hashkv(self.send(wire.hashkv_request(revision), url))
+
+    def defragment(self, url: str | None = None) -> None:
+        """Defragment the member's storage."""
+        self.send(wire.defragment_request(), url)
+
+    def snapshot(self, out, url: str | None = None, progress: Callable[[int, int], None] | None = None) -> int:
+        """Write a new snapshot of the member at ``url`` (default: the one in
+        use) to the binary file ``out``; ``progress(done, total)`` after
+        each blob.  Returns the bytes written."""
+        done = 0
+        for body in self._lines(wire.snapshot_request(), url or self.endpoints.urls[self.endpoints.current]):
+            blob, remaining = wire.parse_snapshot_chunk(body)
+            out.write(blob)
+            done += len(blob)
+            if progress is not None:
+                progress(done, done + remaining)
+        return done
+
+    # -- watch and recipes ----------------------------------------------
+
+    def watch(self, key, range_end=None, **options) -> "Watch":
+        """An iterator of the ``wire.Event``s on ``key`` (or a range:
+        ``prefix=True``...) from ``start_revision`` (default: from now),
+        resumed on another member when a stream breaks."""
+        return Watch(self, key, range_end, **options)
+
+    def lock(self, name, ttl: int = 60) -> "Lock":
+        """etcd's mutex named ``name`` (a key prefix)."""
+        return Lock(self, name, ttl)
+
+    def election(self, name, ttl: int = 60) -> "Election":
+        """etcd's election named ``name`` (a key prefix)."""
+        return Election(self, name, ttl)
+
+
+class Watch:
+    """Iterate for events; ``cancel()`` (from any thread) ends the
+    iteration.  A broken stream is resumed at the first revision not yet
+    delivered, on the next member that answers: no gap and no duplicate.
+    Raises ``WatchCompacted`` when that revision was compacted, and
+    ``NoMemberAvailable`` when no member answers for a full set of rounds."""
+
+    def __init__(self, client: Client, key, range_end=None, *, start_revision: int = 0, **options) -> None:
+        self._client = client
+        self._request = lambda revision: wire.watch_request(key, range_end, start_revision=revision, **options)
+        self.cursor = WatchCursor(start_revision)
+        self._canceled = threading.Event()
+        self._response = None
+
+    def cancel(self) -> None:
+        """End the iteration (the stream in flight is shut down)."""
+        self._canceled.set()
+        response = self._response
+        if response is not None:
+            response.shutdown()
+
+    def __iter__(self) -> Iterator[wire.Event]:
+        endpoints = self._client.endpoints
+        last: object = None
+        failures = 0
+        while not self._canceled.is_set():
+            url = endpoints.urls[endpoints.current]
+            try:
+                for body in self._stream(url):
+                    failures = 0
+                    yield from self.cursor.message(body)
+                    if self._canceled.is_set():
+                        return
+            except (HTTPError, WatchCanceled, OSError) as e:
+                last = e
+            if self._canceled.is_set():
+                return
+            failures += 1
+            if failures > endpoints.rounds * len(endpoints.urls):
+                raise wire.NoMemberAvailable(f"watch: no member answered; last: {last}")
+            endpoints.current = (endpoints.current + 1) % len(endpoints.urls)
+            if endpoints.current == 0:
+                self._canceled.wait(endpoints.pause)
+
+    def _stream(self, url: str) -> Iterator[dict]:
+        client = self._client
+        response = client._post(url, self._request(self.cursor.next_revision), stream=True)
+        self._response = response
+        try:
+            if response.status != 200:
+                error = wire.parse_error(response.status, response.read())
+                if response.status < 500:
+                    raise error
+                raise ProtocolError(str(error))
+            buffer = LineBuffer()
+            for chunk in response.stream(None):
+                yield from buffer.feed(chunk)
+        finally:
+            self._response = None
+            response.release_conn()
+
+
+class KeptLease:
+    """A lease kept alive every third of its TTL by a daemon thread.
+    ``lost`` turns true (and ``on_lost`` is called once) if the lease is
+    found gone; a round in which no member answers is retried next time."""
+
+    def __init__(self, client: Client, granted: wire.Lease, on_lost: Callable[[], None] | None = None) -> None:
+        self.id, self.ttl = granted.id, granted.ttl
+        self.lost = False
+        self._client, self._on_lost = client, on_lost
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"keepalive-{self.id:x}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(max(self.ttl / 3, 0.2)):
+            try:
+                answer = self._client.lease_keepalive_once(self.id)
+            except (wire.ClientError, wire.NoMemberAvailable):
+                continue
+            if answer.ttl <= 0:
+                self.lost = True
+                self._stopped.set()
+                if self._on_lost is not None:
+                    self._on_lost()
+
+    def stop(self) -> None:
+        """Stop keeping it alive (it then expires after its TTL)."""
+        self._stopped.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def revoke(self) -> None:
+        """Stop, and revoke the lease now (deleting its keys)."""
+        self.stop()
+        try:
+            self._client.lease_revoke(self.id)
+        except wire.ClientError as e:
+            if e.code != 5:  # already gone
+                raise
+
+    def __enter__(self) -> "KeptLease":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.revoke()
+
+
+class _Contender:
+    """One place in the queue under ``name``: a kept lease and a key."""
+
+    def __init__(self, client: Client, name, ttl: int) -> None:
+        self.client, self.prefix, self.ttl = client, concurrency.queue_prefix(name), ttl
+        self.lease: KeptLease | None = None
+        self.key: bytes | None = None
+        self.revision = 0
+
+    def _queue(self, value) -> None:
+        self.lease = self.client.lease(self.ttl)
+        self.key = concurrency.contender_key(self.prefix, self.lease.id)
+        answer = wire.parse_txn(self.client.send(concurrency.claim_request(self.key, value, self.lease.id)))
+        self.revision = concurrency.claimed_revision(answer)
+        while True:
+            queue = self.client.get(self.prefix, prefix=True, keys_only=True)
+            if not any(kv.key == self.key for kv in queue.kvs):
+                self._leave()
+                raise concurrency.NotLeader(f"{self.key!r} is gone (its lease expired?)")
+            ahead = concurrency.predecessor(queue.kvs, self.revision)
+            if ahead is None:
+                return
+            self._wait_deleted(ahead.key, queue.header.revision + 1)
+
+    def _wait_deleted(self, key: bytes, from_revision: int) -> None:
+        watch = self.client.watch(key, start_revision=from_revision)
+        for event in watch:
+            if event.type == "DELETE":
+                watch.cancel()
+                return
+
+    def _leave(self) -> None:
+        if self.lease is not None:
+            self.lease.revoke()
+        self.lease, self.key, self.revision = None, None, 0
+
+
+class Lock(_Contender):
+    """etcd's mutex: ``acquire()`` blocks until held; ``release()``; or
+    ``with client.lock(name):``.  A holder that dies releases the lock when
+    its lease expires (``ttl`` seconds)."""
+
+    def acquire(self) -> None:
+        """Wait until this client holds the lock."""
+        self._queue(b"")
+
+    def release(self) -> None:
+        """Give the lock up (revoking the lease deletes the key)."""
+        self._leave()
+
+    def __enter__(self) -> "Lock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class Election(_Contender):
+    """etcd's election: ``campaign(value)`` blocks until leading;
+    ``proclaim(value)``; ``leader()``; ``observe()``; ``resign()``."""
+
+    def campaign(self, value) -> None:
+        """Wait until this candidate leads, announcing ``value``."""
+        self._queue(value)
+
+    def proclaim(self, value) -> None:
+        """Change the leader's value; ``NotLeader`` if this one no longer leads."""
+        if self.key is None:
+            raise concurrency.NotLeader("not campaigning")
+        answer = wire.parse_txn(self.client.send(concurrency.proclaim_request(self.key, self.revision, value, self.lease.id)))
+        if not answer.succeeded:
+            raise concurrency.NotLeader(f"{self.key!r} is no longer this candidate's")
+
+    def resign(self) -> None:
+        """Stop leading (or campaigning)."""
+        self._leave()
+
+    def leader(self) -> wire.KeyValue | None:
+        """The leader's key and value, or None when nobody leads."""
+        return concurrency.first_in_line(self.client.get(self.prefix, prefix=True).kvs)
+
+    def observe(self) -> Iterator[wire.KeyValue | None]:
+        """The leader now, then on every change of leader or of its value
+        (an endless iterator; break out of it to stop)."""
+        current = self.client.get(self.prefix, prefix=True)
+        queue = {kv.key: kv for kv in current.kvs}
+        last = concurrency.first_in_line(list(queue.values()))
+        yield last
+        watch = self.client.watch(self.prefix, prefix=True, start_revision=current.header.revision + 1)
+        try:
+            for event in watch:
+                if event.type == "DELETE":
+                    queue.pop(event.kv.key, None)
+                else:
+                    queue[event.kv.key] = event.kv
+                leader = concurrency.first_in_line(list(queue.values()))
+                if leader != last:
+                    last = leader
+                    yield leader
+        finally:
+            watch.cancel()
