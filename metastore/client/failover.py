@@ -81,3 +81,32 @@ class Endpoints:
     def answered(self, url: str) -> None:
         """``url`` answered: keep asking it."""
         self.current = self.urls.index(url)
+
+
+class Reconnects:
+    """When a long-lived stream (a watch) breaks: move to the next member,
+    pause after each full round, and give up after ``rounds`` rounds with
+    no message received."""
+
+    def __init__(self, endpoints: Endpoints) -> None:
+        self.endpoints = endpoints
+        self._failures = 0
+
+    def received(self) -> None:
+        """The stream delivered a message: failures so far are forgiven."""
+        self._failures = 0
+
+    def broke(self) -> float | None:
+        """The stream broke (or never opened): seconds to pause before
+        reopening it on the next member, or None to give up."""
+        endpoints = self.endpoints
+        self._failures += 1
+        if self._failures > endpoints.rounds * len(endpoints.urls):
+            return None
+        endpoints.current = (endpoints.current + 1) % len(endpoints.urls)
+        return endpoints.pause if endpoints.current == 0 else 0.0
+
+    @property
+    def url(self) -> str:
+        """The member to open the stream on."""
+        return self.endpoints.urls[self.endpoints.current]

@@ -16,7 +16,8 @@ import urllib3
 from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, TimeoutError as Urllib3Timeout
 
 from metastore.client import concurrency, wire
-from metastore.client.failover import Endpoints, Outcome, may_retry, outcome_of_status
+from metastore.client.operations import Operations
+from metastore.client.failover import Endpoints, Outcome, Reconnects, may_retry, outcome_of_status
 from metastore.client.stream import LineBuffer, WatchCanceled, WatchCursor
 
 
@@ -24,7 +25,7 @@ def _outcome_of(error: Exception) -> Outcome:
     return Outcome.REFUSED if isinstance(error, NewConnectionError) else Outcome.LOST
 
 
-class Client:
+class Client(Operations):
     """A MetaStore (or etcd) cluster through its v3 JSON API.
 
     ``endpoints``: a list of URLs (``http://host:port``, or ``host:port``)
@@ -96,9 +97,16 @@ class Client:
             last = f"{target}: {error}"
         raise wire.NoMemberAvailable(f"no member answered {call.path}; last: {last}")
 
-    def _lines(self, call: wire.Call, url: str) -> Iterator[dict]:
-        """The messages of a stream from ``url`` (errors raise ``HTTPError``)."""
+    def _ask(self, call: wire.Call, parse, url: str | None = None):
+        return parse(self.send(call, url))
+
+    def _lines(self, call: wire.Call, url: str, opened: Callable | None = None) -> Iterator[dict]:
+        """The messages of a stream from ``url``; ``opened(response)`` first
+        (so another thread may shut it down).  Raises ``HTTPError`` or
+        ``ClientError``."""
         response = self._post(url, call, stream=True)
+        if opened is not None:
+            opened(response)
         try:
             if response.status != 200:
                 raise wire.parse_error(response.status, response.read())
@@ -109,86 +117,10 @@ class Client:
         finally:
             response.release_conn()
 
-    # -- kv --------------------------------------------------------------
-
-    def get(self, key, range_end=None, **options) -> wire.RangeResult:
-        """``key`` (or a range: ``range_end``, ``prefix=True``, ``from_key=True``)
-        with etcd's options: ``revision``, ``limit``, ``keys_only``,
-        ``count_only``, ``serializable``, ``sort_order``, ``sort_target``."""
-        return wire.parse_range(self.send(wire.range_request(key, range_end, **options)))
-
-    def put(self, key, value, **options) -> wire.PutResult:
-        """Set ``key`` (options: ``lease``, ``prev_kv``, ``ignore_value``, ``ignore_lease``)."""
-        return wire.parse_put(self.send(wire.put_request(key, value, **options)))
-
-    def delete(self, key, range_end=None, **options) -> wire.DeleteResult:
-        """Delete ``key`` or a range (``prefix=True``, ``from_key=True``, ``prev_kv``)."""
-        return wire.parse_delete(self.send(wire.delete_request(key, range_end, **options)))
-
-    def txn(self, compare=(), success=(), failure=()) -> wire.TxnResult:
-        """A transaction: ``wire.Compare``s, then ``wire.op_*`` ops."""
-        return wire.parse_txn(self.send(wire.txn_request(compare, success, failure)))
-
-    def compact(self, revision: int, physical: bool = False) -> wire.Header:
-        """Compact the history below ``revision``."""
-        return wire.parse_header(self.send(wire.compaction_request(revision, physical)).get("header"))
-
-    # -- leases ----------------------------------------------------------
-
-    def lease_grant(self, ttl: int, lease_id: int = 0) -> wire.Lease:
-        """A new lease of ``ttl`` seconds."""
-        return wire.parse_lease(self.send(wire.lease_grant_request(ttl, lease_id)))
-
-    def lease_revoke(self, lease_id: int) -> None:
-        """Revoke the lease, deleting its keys."""
-        self.send(wire.lease_revoke_request(lease_id))
-
-    def lease_keepalive_once(self, lease_id: int) -> wire.Lease:
-        """Reset the lease's TTL once; ``ttl`` -1 when it is gone."""
-        return wire.parse_lease(self.send(wire.lease_keepalive_request(lease_id)))
-
-    def lease_time_to_live(self, lease_id: int, keys: bool = False) -> wire.Lease:
-        """The lease's remaining TTL (-1: gone), and its keys if asked."""
-        return wire.parse_lease(self.send(wire.lease_time_to_live_request(lease_id, keys)))
-
-    def lease_list(self) -> tuple[int, ...]:
-        """Every live lease's id."""
-        return wire.parse_leases(self.send(wire.lease_leases_request()))
-
     def lease(self, ttl: int, on_lost: Callable[[], None] | None = None) -> "KeptLease":
         """A new lease kept alive by a background thread until ``revoke()``
         or ``stop()`` (also a context manager that revokes on exit)."""
         return KeptLease(self, self.lease_grant(ttl), on_lost)
-
-    # -- cluster and maintenance ----------------------------------------
-
-    def member_list(self) -> wire.MemberList:
-        """The members."""
-        return wire.parse_members(self.send(wire.member_list_request()))
-
-    def member_add(self, peer_url: str, learner: bool = False) -> wire.MemberList:
-        """Add a member (``added`` is the new one)."""
-        return wire.parse_members(self.send(wire.member_add_request(peer_url, learner)))
-
-    def member_remove(self, member_id: int) -> wire.MemberList:
-        """Remove a member."""
-        return wire.parse_members(self.send(wire.member_remove_request(member_id)))
-
-    def member_promote(self, member_id: int) -> wire.MemberList:
-        """Promote a learner to voter."""
-        return wire.parse_members(self.send(wire.member_promote_request(member_id)))
-
-    def status(self, url: str | None = None) -> wire.Status:
-        """The status of the member at ``url`` (default: any)."""
-        return wire.parse_status(self.send(wire.status_request(), url))
-
-    def hashkv(self, url: str | None = None, revision: int = 0) -> wire.HashKV:
-        """The member's hash of the keyspace at ``revision`` (0: now)."""
-        return wire.parse_hashkv(self.send(wire.hashkv_request(revision), url))
-
-    def defragment(self, url: str | None = None) -> None:
-        """Defragment the member's storage."""
-        self.send(wire.defragment_request(), url)
 
     def snapshot(self, out, url: str | None = None, progress: Callable[[int, int], None] | None = None) -> int:
         """Write a new snapshot of the member at ``url`` (default: the one in
@@ -242,44 +174,31 @@ class Watch:
             response.shutdown()
 
     def __iter__(self) -> Iterator[wire.Event]:
-        endpoints = self._client.endpoints
+        reconnects = Reconnects(self._client.endpoints)
         last: object = None
-        failures = 0
         while not self._canceled.is_set():
-            url = endpoints.urls[endpoints.current]
             try:
-                for body in self._stream(url):
-                    failures = 0
+                call = self._request(self.cursor.next_revision)
+                for body in self._client._lines(call, reconnects.url, self._opened):
+                    reconnects.received()
                     yield from self.cursor.message(body)
                     if self._canceled.is_set():
                         return
             except (HTTPError, WatchCanceled, OSError) as e:
                 last = e
+            except wire.ClientError as e:
+                if e.status < 500:
+                    raise
+                last = e
             if self._canceled.is_set():
                 return
-            failures += 1
-            if failures > endpoints.rounds * len(endpoints.urls):
+            pause = reconnects.broke()
+            if pause is None:
                 raise wire.NoMemberAvailable(f"watch: no member answered; last: {last}")
-            endpoints.current = (endpoints.current + 1) % len(endpoints.urls)
-            if endpoints.current == 0:
-                self._canceled.wait(endpoints.pause)
+            self._canceled.wait(pause)
 
-    def _stream(self, url: str) -> Iterator[dict]:
-        client = self._client
-        response = client._post(url, self._request(self.cursor.next_revision), stream=True)
+    def _opened(self, response) -> None:
         self._response = response
-        try:
-            if response.status != 200:
-                error = wire.parse_error(response.status, response.read())
-                if response.status < 500:
-                    raise error
-                raise ProtocolError(str(error))
-            buffer = LineBuffer()
-            for chunk in response.stream(None):
-                yield from buffer.feed(chunk)
-        finally:
-            self._response = None
-            response.release_conn()
 
 
 class KeptLease:
@@ -319,7 +238,7 @@ class KeptLease:
         try:
             self._client.lease_revoke(self.id)
         except wire.ClientError as e:
-            if e.code != 5:  # already gone
+            if e.code != wire.NOT_FOUND:  # already gone
                 raise
 
     def __enter__(self) -> "KeptLease":

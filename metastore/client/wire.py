@@ -23,6 +23,8 @@ from metastore.kv.messages import ALL_KEYS, CompareTarget, SortOrder, SortTarget
 from metastore.storage.engine import KeyValue
 
 API_PREFIX = "/v3"
+NOT_FOUND = 5
+"""The gRPC code of an unknown lease (etcd's "requested lease not found")."""
 
 
 
