@@ -12,7 +12,8 @@ per release.
 
 from __future__ import annotations
 
-from typing import Sequence, TypeVar
+from dataclasses import dataclass
+from typing import Callable, Generator, Sequence, TypeVar
 
 from metastore.client import wire
 
@@ -76,3 +77,56 @@ def resign_request(key: bytes, my_revision: int) -> wire.Call:
 
 class NotLeader(Exception):
     """The contender's key is gone (resigned, or its lease expired)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """A step of ``join_queue``: send ``call``, answer with ``parse`` of its reply."""
+
+    call: wire.Call
+    parse: Callable[[dict], object]
+
+
+@dataclass(frozen=True, slots=True)
+class WaitDeleted:
+    """A step of ``join_queue``: answer once ``key`` is deleted at or after
+    ``from_revision`` (a watch from there)."""
+
+    key: bytes
+    from_revision: int
+
+
+def join_queue(prefix: bytes, value: bytes | str, lease_id: int) -> Generator[Send | WaitDeleted, object, tuple[bytes, int]]:
+    """The lock / campaign algorithm as steps for a flavour to carry out:
+    claim the contender's key, then until it is first in line wait for the
+    deletion of the key just ahead.  Returns ``(key, create_revision)``;
+    raises ``NotLeader`` if the key vanishes meanwhile."""
+    key = contender_key(prefix, lease_id)
+    revision = claimed_revision((yield Send(claim_request(key, value, lease_id), wire.parse_txn)))
+    while True:
+        queue = yield Send(wire.range_request(prefix, prefix=True, keys_only=True), wire.parse_range)
+        if not any(kv.key == key for kv in queue.kvs):
+            raise NotLeader(f"{key!r} is gone (its lease expired?)")
+        ahead = predecessor(queue.kvs, revision)
+        if ahead is None:
+            return key, revision
+        yield WaitDeleted(ahead.key, queue.header.revision + 1)
+
+
+class LeaderView:
+    """An election's queue as seen through a watch of its prefix: ``leader``
+    is the first in line (its key and value), or None."""
+
+    def __init__(self, kvs) -> None:
+        self._queue = {kv.key: kv for kv in kvs}
+        self.leader = first_in_line(list(self._queue.values()))
+
+    def apply(self, event: wire.Event) -> bool:
+        """Take ``event`` in; whether the leader (or its value) changed."""
+        if event.type == "DELETE":
+            self._queue.pop(event.kv.key, None)
+        else:
+            self._queue[event.kv.key] = event.kv
+        leader = first_in_line(list(self._queue.values()))
+        changed, self.leader = leader != self.leader, leader
+        return changed

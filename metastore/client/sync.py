@@ -171,7 +171,10 @@ class Watch:
         self._canceled.set()
         response = self._response
         if response is not None:
-            response.shutdown()
+            try:
+                response.shutdown()
+            except RuntimeError:  # the stream already ended and went back to the pool
+                pass
 
     def __iter__(self) -> Iterator[wire.Event]:
         reconnects = Reconnects(self._client.endpoints)
@@ -259,18 +262,21 @@ class _Contender:
 
     def _queue(self, value) -> None:
         self.lease = self.client.lease(self.ttl)
-        self.key = concurrency.contender_key(self.prefix, self.lease.id)
-        answer = wire.parse_txn(self.client.send(concurrency.claim_request(self.key, value, self.lease.id)))
-        self.revision = concurrency.claimed_revision(answer)
+        steps = concurrency.join_queue(self.prefix, value, self.lease.id)
+        reply = None
         while True:
-            queue = self.client.get(self.prefix, prefix=True, keys_only=True)
-            if not any(kv.key == self.key for kv in queue.kvs):
-                self._leave()
-                raise concurrency.NotLeader(f"{self.key!r} is gone (its lease expired?)")
-            ahead = concurrency.predecessor(queue.kvs, self.revision)
-            if ahead is None:
+            try:
+                step = steps.send(reply)
+            except StopIteration as done:
+                self.key, self.revision = done.value
                 return
-            self._wait_deleted(ahead.key, queue.header.revision + 1)
+            except concurrency.NotLeader:
+                self._leave()
+                raise
+            if isinstance(step, concurrency.Send):
+                reply = step.parse(self.client.send(step.call))
+            else:
+                reply = self._wait_deleted(step.key, step.from_revision)
 
     def _wait_deleted(self, key: bytes, from_revision: int) -> None:
         watch = self.client.watch(key, start_revision=from_revision)
@@ -334,19 +340,12 @@ class Election(_Contender):
         """The leader now, then on every change of leader or of its value
         (an endless iterator; break out of it to stop)."""
         current = self.client.get(self.prefix, prefix=True)
-        queue = {kv.key: kv for kv in current.kvs}
-        last = concurrency.first_in_line(list(queue.values()))
-        yield last
+        view = concurrency.LeaderView(current.kvs)
+        yield view.leader
         watch = self.client.watch(self.prefix, prefix=True, start_revision=current.header.revision + 1)
         try:
             for event in watch:
-                if event.type == "DELETE":
-                    queue.pop(event.kv.key, None)
-                else:
-                    queue[event.kv.key] = event.kv
-                leader = concurrency.first_in_line(list(queue.values()))
-                if leader != last:
-                    last = leader
-                    yield leader
+                if view.apply(event):
+                    yield view.leader
         finally:
             watch.cancel()
