@@ -39,6 +39,7 @@ setup(
             "metastore = metastore.cli:main",
             "metastore-chaos = metastore.chaos.cli:main",
             "metastore-bench = metastore.bench.cli:main",
+            "metastorectl = metastore.ctl.cli:main",
         ]
     },
 )

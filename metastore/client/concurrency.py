@@ -113,6 +113,23 @@ def join_queue(prefix: bytes, value: bytes | str, lease_id: int) -> Generator[Se
         yield WaitDeleted(ahead.key, queue.header.revision + 1)
 
 
+class QueueRun:
+    """``join_queue`` for a driver loop: ``next(reply)`` is the next step,
+    or None once ``result`` (``(key, create_revision)``) is known."""
+
+    def __init__(self, prefix: bytes, value: bytes | str, lease_id: int) -> None:
+        self._steps = join_queue(prefix, value, lease_id)
+        self.result: tuple[bytes, int] | None = None
+
+    def next(self, reply: object = None) -> Send | WaitDeleted | None:
+        """The step after ``reply`` (the answer to the previous one)."""
+        try:
+            return self._steps.send(reply)
+        except StopIteration as done:
+            self.result = done.value
+            return None
+
+
 class LeaderView:
     """An election's queue as seen through a watch of its prefix: ``leader``
     is the first in line (its key and value), or None."""

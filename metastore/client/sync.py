@@ -262,21 +262,18 @@ class _Contender:
 
     def _queue(self, value) -> None:
         self.lease = self.client.lease(self.ttl)
-        steps = concurrency.join_queue(self.prefix, value, self.lease.id)
-        reply = None
-        while True:
-            try:
-                step = steps.send(reply)
-            except StopIteration as done:
-                self.key, self.revision = done.value
-                return
-            except concurrency.NotLeader:
-                self._leave()
-                raise
-            if isinstance(step, concurrency.Send):
-                reply = step.parse(self.client.send(step.call))
-            else:
-                reply = self._wait_deleted(step.key, step.from_revision)
+        run = concurrency.QueueRun(self.prefix, value, self.lease.id)
+        try:
+            step = run.next()
+            while step is not None:
+                if isinstance(step, concurrency.Send):
+                    step = run.next(step.parse(self.client.send(step.call)))
+                else:
+                    step = run.next(self._wait_deleted(step.key, step.from_revision))
+        except concurrency.NotLeader:
+            self._leave()
+            raise
+        self.key, self.revision = run.result
 
     def _wait_deleted(self, key: bytes, from_revision: int) -> None:
         watch = self.client.watch(key, start_revision=from_revision)

@@ -282,21 +282,18 @@ class _TxContender:
 
     async def _queue(self, value) -> None:
         self.lease = await self.client.lease(self.ttl)
-        steps = concurrency.join_queue(self.prefix, value, self.lease.id)
-        reply = None
-        while True:
-            try:
-                step = steps.send(reply)
-            except StopIteration as done:
-                self.key, self.revision = done.value
-                return
-            except concurrency.NotLeader:
-                await self._leave()
-                raise
-            if isinstance(step, concurrency.Send):
-                reply = step.parse(await self.client.send(step.call))
-            else:
-                reply = await self._wait_deleted(step.key, step.from_revision)
+        run = concurrency.QueueRun(self.prefix, value, self.lease.id)
+        try:
+            step = run.next()
+            while step is not None:
+                if isinstance(step, concurrency.Send):
+                    step = run.next(step.parse(await self.client.send(step.call)))
+                else:
+                    step = run.next(await self._wait_deleted(step.key, step.from_revision))
+        except concurrency.NotLeader:
+            await self._leave()
+            raise
+        self.key, self.revision = run.result
 
     async def _wait_deleted(self, key: bytes, from_revision: int) -> None:
         deleted: defer.Deferred = defer.Deferred()
