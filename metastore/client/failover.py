@@ -6,7 +6,8 @@ The rule, the same in both flavours:
   read-only txn, a watch) moves on to the next member after any failure:
   refused, reset, timed out, or an answer of 5xx (no leader, timeout);
 * a write moves on only when the connection was refused, so the request
-  was never sent.  After a reset, a timeout or a 5xx the write may have
+  was never sent, or when the member refused it unread (etcd's
+  "etcdserver: not leader": membership changes go to the leader).  After a reset, a timeout or a 5xx the write may have
   been applied, and sending it again could apply it twice: the error goes
   to the caller.
 
@@ -21,7 +22,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from metastore.client.wire import Call
+from metastore.client.wire import Call, ClientError
 
 
 class Outcome(enum.Enum):
@@ -33,9 +34,16 @@ class Outcome(enum.Enum):
     UNAVAILABLE = "unavailable"  # answered 5xx: no leader, timed out, stopping
 
 
-def outcome_of_status(status: int) -> Outcome:
-    """A 5xx answer means the member could not serve it now."""
-    return Outcome.UNAVAILABLE if status >= 500 else Outcome.ANSWERED
+NOT_LEADER = "etcdserver: not leader"
+"""The answer of a member asked what only the leader does; it did nothing."""
+
+
+def outcome_of_error(error: ClientError) -> Outcome:
+    """A 5xx answer means the member could not serve it now; "not leader"
+    that it refused it without acting."""
+    if error.message == NOT_LEADER:
+        return Outcome.REFUSED
+    return Outcome.UNAVAILABLE if error.status >= 500 else Outcome.ANSWERED
 
 
 def may_retry(call: Call, outcome: Outcome) -> bool:

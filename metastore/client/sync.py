@@ -17,7 +17,7 @@ from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, Tim
 
 from metastore.client import concurrency, wire
 from metastore.client.operations import Operations
-from metastore.client.failover import Endpoints, Outcome, Reconnects, may_retry, outcome_of_status
+from metastore.client.failover import Endpoints, Outcome, Reconnects, may_retry, outcome_of_error
 from metastore.client.stream import LineBuffer, WatchCanceled, WatchCursor
 
 
@@ -92,7 +92,7 @@ class Client(Operations):
                     self.endpoints.answered(target)
                 return json.loads(response.data)
             error = wire.parse_error(response.status, response.data)
-            if url or not may_retry(call, outcome_of_status(response.status)):
+            if url or not may_retry(call, outcome_of_error(error)):
                 raise error
             last = f"{target}: {error}"
         raise wire.NoMemberAvailable(f"no member answered {call.path}; last: {last}")

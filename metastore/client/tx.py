@@ -20,7 +20,7 @@ from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
 from twisted.web.http import PotentialDataLoss
 
 from metastore.client import concurrency, wire
-from metastore.client.failover import Endpoints, Outcome, Reconnects, may_retry, outcome_of_status
+from metastore.client.failover import Endpoints, Outcome, Reconnects, may_retry, outcome_of_error
 from metastore.client.operations import Operations
 from metastore.client.stream import LineBuffer, WatchCanceled, WatchCursor
 
@@ -120,7 +120,7 @@ class TxClient(Operations):
                     self.endpoints.answered(target)
                 return json.loads(content)
             error = wire.parse_error(response.code, content)
-            if url or not may_retry(call, outcome_of_status(response.code)):
+            if url or not may_retry(call, outcome_of_error(error)):
                 raise error
             last = f"{target}: {error}"
         raise wire.NoMemberAvailable(f"no member answered {call.path}; last: {last}")

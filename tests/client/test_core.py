@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from metastore.client import concurrency, wire
-from metastore.client.failover import Endpoints, Outcome, Reconnects, may_retry, normalize, outcome_of_status
+from metastore.client.failover import Endpoints, Outcome, Reconnects, may_retry, normalize, outcome_of_error
 from metastore.client.stream import LineBuffer, WatchCanceled, WatchCompacted, WatchCursor
 from metastore.ctl.output import table
 from metastore.ctl.txn_text import TxnSyntaxError, parse_txn
@@ -140,10 +140,11 @@ class FailoverTests(SynchronousTestCase):
         self.assertFalse(may_retry(write, Outcome.LOST))
         self.assertFalse(may_retry(write, Outcome.UNAVAILABLE))
 
-    def test_status_codes(self):
-        """5xx is unavailable; 4xx is an answer."""
-        self.assertIs(outcome_of_status(503), Outcome.UNAVAILABLE)
-        self.assertIs(outcome_of_status(404), Outcome.ANSWERED)
+    def test_error_answers(self):
+        """5xx is unavailable; 4xx is an answer, except "not leader", a refusal."""
+        self.assertIs(outcome_of_error(wire.ClientError(503, 14, "etcdserver: no leader")), Outcome.UNAVAILABLE)
+        self.assertIs(outcome_of_error(wire.ClientError(404, 5, "etcdserver: requested lease not found")), Outcome.ANSWERED)
+        self.assertIs(outcome_of_error(wire.ClientError(412, 9, "etcdserver: not leader")), Outcome.REFUSED)
 
     def test_attempts_start_at_the_member_in_use_and_pause_between_rounds(self):
         """Rounds go around every member from the one that answered last."""
