@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
-import time
 
 from twisted.trial.unittest import TestCase
 
+from metastore.client.sync import Client
 from tests.process import Cluster, child_env, run_to_exit, wait_healthy, wait_until
 
 CTL = [sys.executable, "-m", "metastore.ctl"]
@@ -21,6 +22,29 @@ def ctl(endpoints: list[str], *args: str, stdin: str | None = None, timeout: flo
     """Run ``metastorectl --endpoints ... ARGS`` to its exit."""
     return subprocess.run([*CTL, "--endpoints", ",".join(endpoints), *args], input=stdin, env=child_env(),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def save_on_a_terminal(endpoints: list[str], path: str) -> tuple[str, str]:
+    """``snapshot save`` with its stderr on a pseudo-terminal: (stdout, what the terminal showed)."""
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run([*CTL, "--endpoints", ",".join(endpoints), "snapshot", "save", path], env=child_env(),
+                              stdout=subprocess.PIPE, stderr=terminal, text=True, timeout=60)
+        os.close(terminal)
+        shown = b""
+        for _ in range(1000):  # bounded: the child has exited, so this is what it wrote
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: nothing more
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(controller)
+    if done.returncode != 0:
+        raise AssertionError(f"snapshot save failed: {shown!r}")
+    return done.stdout, shown.decode("utf-8", "replace")
 
 
 class CtlTestCase(TestCase):
@@ -225,14 +249,17 @@ class SnapshotCommandTests(CtlTestCase):
         """A new 3-member cluster restored from the saved file has the
         old cluster's hashkv at the same revision, and takes writes."""
         await self.start_cluster()
-        for i in range(50):
-            self.ok("put", f"k{i % 7}", f"v{i}")
-        self.ok("del", "k3")
+        with Client(self.urls) as client:  # the history to carry over (metastorectl's put is tested above)
+            for i in range(50):
+                client.put(f"k{i % 7}", f"v{i}")
+            client.delete("k3")
         revision = self.json("get", "k0")["header"]["revision"]
         path = os.path.abspath(self.mktemp())
         leader_url = [self.cluster.members[self.leader].url]
-        saved = self.ok("snapshot", "save", path, endpoints=leader_url)
+        saved, progress = save_on_a_terminal(leader_url, path)
         self.assertTrue(saved.startswith(f"Snapshot saved at {path} ("), saved)
+        self.assertIn("Saving snapshot", progress)
+        self.assertIn("100%", progress)
         self.assertFalse(os.path.exists(path + ".part"))
         old_hash = self.json("endpoint", "hashkv", "--rev", str(revision), endpoints=leader_url)[0]["HashKV"]["hash"]
 
