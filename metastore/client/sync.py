@@ -72,8 +72,17 @@ class Client(Operations):
 
     def send(self, call: wire.Call, url: str | None = None, auth: bool = True) -> dict:
         """The decoded answer to the prepared ``call`` from ``url``, or from the members in
-        turn as the failover rule allows.  Raises ``ClientError`` or
-        ``NoMemberAvailable``."""
+        turn as the failover rule allows; an expired token is renewed once.
+        Raises ``ClientError`` or ``NoMemberAvailable``."""
+        try:
+            return self._send(call, url, auth)
+        except wire.ClientError as e:
+            if not (auth and self._credentials and e.status == wire.UNAUTHENTICATED_STATUS):
+                raise
+            self._token = None
+            return self._send(call, url, auth)
+
+    def _send(self, call: wire.Call, url: str | None, auth: bool) -> dict:
         headers = self._headers() if auth else {"Content-Type": "application/json"}
         attempts = [(url, 0.0)] if url else self.endpoints.attempts()
         last: object = None
@@ -270,8 +279,11 @@ class _Contender:
                     step = run.next(step.parse(self.client.send(step.call)))
                 else:
                     step = run.next(self._wait_deleted(step.key, step.from_revision))
-        except concurrency.NotLeader:
-            self._leave()
+        except Exception:  # NotLeader, or no member answered: give the place up
+            try:
+                self._leave()
+            except Exception:  # the lease is no longer kept alive and expires
+                self.lease, self.key, self.revision = None, None, 0
             raise
         self.key, self.revision = run.result
 

@@ -97,8 +97,17 @@ class TxClient(Operations):
 
     async def send(self, call: wire.Call, url: str | None = None, auth: bool = True) -> dict:
         """The decoded answer to the prepared ``call`` from ``url``, or from
-        the members in turn as the failover rule allows.  Raises
-        ``ClientError`` or ``NoMemberAvailable``."""
+        the members in turn as the failover rule allows; an expired token is
+        renewed once.  Raises ``ClientError`` or ``NoMemberAvailable``."""
+        try:
+            return await self._send(call, url, auth)
+        except wire.ClientError as e:
+            if not (auth and self._credentials and e.status == wire.UNAUTHENTICATED_STATUS):
+                raise
+            self._token = None
+            return await self._send(call, url, auth)
+
+    async def _send(self, call: wire.Call, url: str | None, auth: bool) -> dict:
         headers = await self._headers() if auth else {b"Content-Type": [b"application/json"]}
         attempts = [(url, 0.0)] if url else self.endpoints.attempts()
         last: object = None
@@ -290,8 +299,11 @@ class _TxContender:
                     step = run.next(step.parse(await self.client.send(step.call)))
                 else:
                     step = run.next(await self._wait_deleted(step.key, step.from_revision))
-        except concurrency.NotLeader:
-            await self._leave()
+        except Exception:  # NotLeader, or no member answered: give the place up
+            try:
+                await self._leave()
+            except Exception:  # the lease is no longer kept alive and expires
+                self.lease, self.key, self.revision = None, None, 0
             raise
         self.key, self.revision = run.result
 

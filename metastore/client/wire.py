@@ -25,6 +25,8 @@ from metastore.storage.engine import KeyValue
 API_PREFIX = "/v3"
 NOT_FOUND = 5
 """The gRPC code of an unknown lease (etcd's "requested lease not found")."""
+UNAUTHENTICATED_STATUS = 401
+"""etcd's answer to an expired or unknown token ("etcdserver: invalid auth token")."""
 
 
 

@@ -254,9 +254,11 @@ def _usable_connections(client: TxClient, port: int) -> list:
 
 
 async def _count(client: TxClient, prefix: str) -> bool:
+    """Whether two contenders are queued under ``prefix``."""
     return (await client.get(prefix, prefix=True)).count == 2
 
 
 async def _holder(client: TxClient) -> bytes:
+    """The key of the holder of ``locks/one``."""
     queue = (await client.get("locks/one/", prefix=True)).kvs
     return min(queue, key=lambda kv: kv.create_revision).key

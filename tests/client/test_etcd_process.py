@@ -64,3 +64,10 @@ class EtcdTests(TestCase):
         wrong = ctl(etcd.urls, "--user", "root:nope", "get", "k")
         self.assertEqual(wrong.returncode, 1)
         self.assertIn("authentication failed", wrong.stderr)
+
+        user = Client(etcd.urls, user="root", password="pw")
+        self.addCleanup(user.close)
+        self.assertEqual((await threads.deferToThread(user.get, "k")).kvs[0].value, b"v")
+        user._token = "no-longer-valid"  # as after etcd's token TTL: renewed once
+        self.assertEqual((await threads.deferToThread(user.get, "k")).kvs[0].value, b"v")
+        self.assertNotEqual(user._token, "no-longer-valid")
