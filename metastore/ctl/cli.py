@@ -79,12 +79,12 @@ def _hex(value: str) -> int:
 @click.option("--user", default=None, help="name[:password] for authentication.")
 @click.option("--password", default=None, help="Password of --user.")
 @click.option("--command-timeout", default=5.0, show_default=True, help="Seconds for each request.")
-@click.option("-w", "--write-out", "fmt", type=click.Choice(["simple", "table", "json"]), default=None,
+@click.option("-w", "--write-out", type=click.Choice(["simple", "table", "json"]), default=None,
               help="Output format (default: table on a terminal, simple otherwise).")
 @click.pass_context
-def main(ctx, endpoints, user, password, command_timeout, fmt):
+def main(ctx, endpoints, user, password, command_timeout, write_out):
     """A command-line client for MetaStore (and etcd) clusters."""
-    ctx.obj = Context(endpoints, user, password, command_timeout, fmt)
+    ctx.obj = Context(endpoints, user, password, command_timeout, write_out)
 
 
 # -- kv ---------------------------------------------------------------------
