@@ -13,7 +13,7 @@ import threading
 from typing import Callable, Iterator
 
 import urllib3
-from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, TimeoutError as Urllib3Timeout
+from urllib3.exceptions import HTTPError, NewConnectionError
 
 from metastore.client import concurrency, wire
 from metastore.client.operations import Operations

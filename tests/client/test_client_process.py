@@ -4,7 +4,6 @@ duplicate, leases kept alive past their TTL, and lock exclusion."""
 
 from __future__ import annotations
 
-import threading
 
 from twisted.internet import defer, reactor, task, threads
 from twisted.trial.unittest import TestCase
