@@ -8,7 +8,8 @@ from __future__ import annotations
 from twisted.internet import defer, reactor, task, threads
 from twisted.trial.unittest import TestCase
 
-from metastore.client import wire
+from metastore.client import concurrency, wire
+from metastore.client.stream import WatchCompacted
 from metastore.client.failover import Endpoints
 from metastore.client.sync import Client
 from metastore.client.tx import TxClient
@@ -261,3 +262,68 @@ async def _holder(client: TxClient) -> bytes:
     """The key of the holder of ``locks/one``."""
     queue = (await client.get("locks/one/", prefix=True)).kvs
     return min(queue, key=lambda kv: kv.create_revision).key
+
+
+class ElectionTests(TestCase):
+    """Elections: one leader at a time, observed changes, hand-over on resign."""
+
+    timeout = 120
+
+    async def test_tx_election_hands_over_on_resign(self):
+        """The second candidate leads only after the first resigns; an
+        observer sees each leader and each proclaimed value in order."""
+        cluster, leader = await started_cluster(self)
+        urls = [m.url for m in cluster.members.values()]
+        first, second = TxClient(urls, reactor), TxClient(urls, reactor)
+        self.addCleanup(first.close)
+        self.addCleanup(second.close)
+        seen: list = []
+        observer = await first.election("elections/e").observe(lambda kv: seen.append(kv and kv.value))
+        self.addCleanup(observer.cancel)
+        a, b = first.election("elections/e", ttl=10), second.election("elections/e", ttl=10)
+        await a.campaign("a")
+        b_leads = defer.ensureDeferred(b.campaign("b"))
+        await a.proclaim("a2")
+        self.assertEqual((await b.leader()).value, b"a2")
+        self.assertFalse(b_leads.called)
+        await a.resign()
+        await b_leads
+        self.assertEqual((await a.leader()).value, b"b")
+        await wait_until(lambda: seen[-1:] == [b"b"], timeout=10, what="the observer to see b lead")
+        self.assertEqual(seen, [None, b"a", b"a2", b"b"])
+        await b.resign()
+
+    async def test_sync_proclaim_after_losing_the_lead_fails(self):
+        """A leader whose key was deleted behind its back cannot proclaim."""
+        cluster, leader = await started_cluster(self)
+        client = Client([m.url for m in cluster.members.values()])
+        self.addCleanup(client.close)
+        election = client.election("elections/s", ttl=10)
+        await threads.deferToThread(election.campaign, "me")
+        await threads.deferToThread(client.delete, election.key)
+        with self.assertRaises(concurrency.NotLeader):
+            await threads.deferToThread(election.proclaim, "still me?")
+        await threads.deferToThread(election.resign)
+
+
+class CompactedWatchTests(TestCase):
+    """A watch from a compacted revision fails with the revision to start from."""
+
+    timeout = 120
+
+    async def test_watch_from_a_compacted_revision(self):
+        """Both flavours raise WatchCompacted with the compaction's revision."""
+        cluster, leader = await started_cluster(self)
+        client = TxClient([m.url for m in cluster.members.values()], reactor)
+        self.addCleanup(client.close)
+        first = (await client.put("c", "1")).header.revision
+        now = (await client.put("c", "2")).header.revision
+        await client.compact(now)
+        watch = client.watch("c", lambda event: None, start_revision=first)
+        failure = await self.assertFailure(watch.done, WatchCompacted)
+        self.assertEqual(failure.compact_revision, now)
+
+        sync = Client([m.url for m in cluster.members.values()])
+        self.addCleanup(sync.close)
+        with self.assertRaises(WatchCompacted):
+            await threads.deferToThread(lambda: list(sync.watch("c", start_revision=first)))
