@@ -28,6 +28,9 @@ setup(
         # 1.85.1 generated them (make protos).
         "grpcio>=1.85.1",
         "protobuf>=7.35.1",
+        # The blocking client (metastore.client.sync) and metastorectl.
+        "urllib3>=2.3.0",
+        "click>=8.1.0",
     ],
     extras_require={
         "test": [
@@ -59,6 +62,7 @@ setup(
             "metastore = metastore.cli:main",
             "metastore-chaos = metastore.chaos.cli:main",
             "metastore-bench = metastore.bench.cli:main",
+            "metastorectl = metastore.ctl.cli:main",
         ]
     },
 )

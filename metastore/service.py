@@ -285,6 +285,20 @@ def _seed(config: Config, wal: WAL, state: WALState, snapshots: SnapshotDirector
     wal.sync()
 
 
+def restore_data_dir(config: Config, fsync=os.fsync) -> None:
+    """Seed a new member's empty data directory from ``config.restore_from``
+    exactly as ``--restore-from`` does at start, without starting it
+    (``metastorectl snapshot restore``); the member then starts with the
+    same flags minus ``--restore-from``.  Raises ``StartupError``."""
+    paths = _paths(config)
+    wal, state = _open_wal(config, paths.wal, fsync)
+    try:
+        snapshots = _open_snapshots(paths.snap, config.max_snapshots, fsync)
+        _seed(config, wal, state, snapshots, paths.snap, fsync)
+    finally:
+        wal.close()
+
+
 @dataclass(frozen=True, slots=True)
 class _Paths:
     wal: str
