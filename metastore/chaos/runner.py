@@ -47,6 +47,7 @@ from metastore.chaos.checker import (
 )
 from metastore.chaos.cluster import ProxiedCluster
 from metastore.chaos.nemesis import NEMESES, Fault
+from metastore.chaos.v3client import non_retrying_pool
 
 
 @dataclass
@@ -158,19 +159,9 @@ class _Outcome:
         self.refused = refused
 
 
-class _QuietClientFactory(client._HTTP11ClientFactory):
-    """The pool's per-connection factory without its start/stop log lines."""
-
-    noisy = False
-
-
 def _http_client(reactor) -> tuple[treq.client.HTTPClient, client.HTTPConnectionPool]:
-    """A client over a persistent pool that never retries a request by
-    itself: a silently repeated PUT would corrupt the history."""
-    pool = client.HTTPConnectionPool(reactor, persistent=True)
-    pool.retryAutomatically = False
-    pool.maxPersistentPerHost = 32
-    pool._factory = _QuietClientFactory
+    """A treq client over a pool that never retries a request by itself."""
+    pool = non_retrying_pool(reactor)
     return treq.client.HTTPClient(client.Agent(reactor, pool=pool)), pool
 
 
