@@ -28,7 +28,6 @@ from twisted.internet.protocol import Protocol
 from twisted.web import client
 from twisted.web.http_headers import Headers
 
-from metastore.bench.watch import prefix_end
 
 PUT = "PUT"
 DELETE = "DELETE"
