@@ -34,12 +34,13 @@ from metastore.leases import LeaseStatus, Lessor
 from metastore.membership import MembershipError
 from metastore.node import Node
 from metastore.storage.engine import KeyValue, Lease, MemberRecord
-from metastore.watch import Callback, Watch, WatchFilter, WatchHub
+from metastore.watch import Callback, EventType, Watch, WatchEvent, WatchFilter, WatchHub, WatchResponse
 
 __all__ = [
     "AlarmType",
     "MemberRecord",
     "Consistency",
+    "EventType",
     "KeyValue",
     "Lease",
     "LeaseStatus",
@@ -49,7 +50,9 @@ __all__ = [
     "Restoring",
     "Result",
     "Watch",
+    "WatchEvent",
     "WatchFilter",
+    "WatchResponse",
 ]
 
 

@@ -423,7 +423,8 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
     )
     rest = RestAPI(api, reactor)
     admin = AdminAPI(api, PeerStatusClient(reactor), rest.members, raw_proposals).app.resource()
-    v3 = V3API(api, cluster_id_from_token(config.cluster_token), history_compaction.wait_physical)
+    v3 = V3API(api, cluster_id_from_token(config.cluster_token), history_compaction.wait_physical,
+               max_request_bytes=config.max_request_bytes)
     root = member_root(rest.app.resource(), admin, v3.app.resource())
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)

@@ -88,6 +88,9 @@ class WatchResponse:
     canceled: bool = False
     cancel_reason: str = ""
     compact_revision: int = 0
+    fragment: bool = False
+    """More responses of this revision follow (etcd's ``fragment``: an
+    API splits a response too large for one message when asked to)."""
 
     @property
     def is_progress_notify(self) -> bool:
