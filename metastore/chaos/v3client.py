@@ -28,7 +28,6 @@ from twisted.internet.protocol import Protocol
 from twisted.web import client
 from twisted.web.http_headers import Headers
 
-
 PUT = "PUT"
 DELETE = "DELETE"
 
