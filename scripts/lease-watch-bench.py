@@ -2,10 +2,11 @@
 """Watch fan-out, lease keepalive and idle-watcher memory: 3 etcd members next to 3 MetaStore members.
 
 Starts a 3-member etcd 3.4 (/usr/bin/etcd) and a 3-member MetaStore (memory
-engine, this checkout) on free 127.0.0.1 ports, runs each measurement
-against one cluster then the other, ``--runs`` times, and prints every run
-and the medians as JSON lines, then a Markdown table.  Everything is
-stopped by PID at the end.
+engine, this checkout) on free 127.0.0.1 ports, one after the other, fresh
+for every run; on each, measures the RSS per idle watcher, the watch
+fan-out and the keepalive rate; ``--runs`` times.  Prints every run as a
+JSON line, then the medians as a Markdown table.  Every process is stopped
+by PID.
 
     .venv/bin/python scripts/lease-watch-bench.py --runs 3 --duration 8 --watchers 1000
 """
@@ -48,12 +49,11 @@ def wait_ready(url: str, body: bytes | None, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
-def start_etcd(workdir: str) -> tuple[list[subprocess.Popen], list[str]]:
+def start_etcd(workdir: str, processes: list[subprocess.Popen]) -> tuple[list[subprocess.Popen], list[str]]:
     names = ["e1", "e2", "e3"]
     peers = {n: f"http://127.0.0.1:{free_port()}" for n in names}
     clients = {n: f"http://127.0.0.1:{free_port()}" for n in names}
     initial = ",".join(f"{n}={peers[n]}" for n in names)
-    processes = []
     for n in names:
         log = open(os.path.join(workdir, f"{n}.log"), "wb")
         processes.append(subprocess.Popen(
@@ -67,11 +67,10 @@ def start_etcd(workdir: str) -> tuple[list[subprocess.Popen], list[str]]:
     return processes, urls
 
 
-def start_metastore(workdir: str) -> tuple[list[subprocess.Popen], list[str]]:
+def start_metastore(workdir: str, processes: list[subprocess.Popen]) -> tuple[list[subprocess.Popen], list[str]]:
     peers = [f"http://127.0.0.1:{free_port()}" for _ in range(3)]
     ports = [free_port() for _ in range(3)]
     env = dict(os.environ, PYTHONPATH=CHECKOUT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    processes = []
     for i in range(3):
         processes.append(subprocess.Popen(
             [PYTHON, "-c", "from twisted.scripts.twistd import run; run()", "--nodaemon", "--pidfile=",
@@ -119,47 +118,49 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=1)
     parser.add_argument("--keepalive-clients", type=int, default=64)
     options = parser.parse_args()
-    workdir = tempfile.mkdtemp(prefix="lwbench-")
-    systems = {}
-    try:
-        os.makedirs(os.path.join(workdir, "etcd"))
-        os.makedirs(os.path.join(workdir, "metastore"))
-        systems["etcd"] = start_etcd(os.path.join(workdir, "etcd"))
-        systems["MetaStore"] = start_metastore(os.path.join(workdir, "metastore"))
-        runs: dict[tuple[str, str], list[dict]] = {}
-        plan = [
-            ("watch", ["watch", "--watchers", str(options.watchers), "--clients", str(options.writers),
-                       "--duration", str(options.duration), "--key-prefix", "fan/"]),
-            ("keepalive", ["lease-keepalive", "--clients", str(options.keepalive_clients), "--duration",
-                           str(options.duration)]),
-            ("idle-watch-memory", ["watch-memory", "--watchers", str(options.watchers), "--settle", "3"]),
-        ]
-        for n in range(options.runs):
-            for kind, args in plan:
-                for name, (processes, urls) in systems.items():
+    plan = [
+        ("idle-watch-memory", ["watch-memory", "--watchers", str(options.watchers), "--settle", "3"]),
+        ("watch", ["watch", "--watchers", str(options.watchers), "--clients", str(options.writers),
+                   "--duration", str(options.duration), "--key-prefix", "fan/"]),
+        ("keepalive", ["lease-keepalive", "--clients", str(options.keepalive_clients), "--duration",
+                       str(options.duration)]),
+    ]
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for n in range(options.runs):
+        # Fresh members every run, idle memory measured first: memory a
+        # process freed earlier would otherwise be reused and hide the cost.
+        for name, start in (("etcd", start_etcd), ("MetaStore", start_metastore)):
+            workdir = tempfile.mkdtemp(prefix=f"lwbench-{name}-")
+            processes: list[subprocess.Popen] = []
+            try:
+                processes, urls = start(workdir, processes)
+                for kind, args in plan:
                     result = figures(kind, bench(args, urls, [p.pid for p in processes]))
                     runs.setdefault((kind, name), []).append(result)
                     print(json.dumps({"run": n + 1, "kind": kind, "system": name, **result}), flush=True)
-        print(f"load average at the end: {os.getloadavg()}")
-        print("| measurement | system | median | runs |")
-        print("|---|---|---|---|")
-        for (kind, name), results in runs.items():
-            for field in results[0]:
-                values = [r[field] for r in results if r[field] is not None]
-                if values:
-                    print(f"| {kind} {field} | {name} | {statistics.median(values)} | {values} |")
-    finally:
-        for processes, _ in systems.values():
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=15)
-        shutil.rmtree(workdir, ignore_errors=True)
+            finally:
+                stop(processes)
+                shutil.rmtree(workdir, ignore_errors=True)
+    print(f"load average at the end: {os.getloadavg()}")
+    print("| measurement | system | median | runs |")
+    print("|---|---|---|---|")
+    for (kind, name), results in sorted(runs.items()):
+        for field in results[0]:
+            values = [r[field] for r in results if r[field] is not None]
+            if values:
+                print(f"| {kind} {field} | {name} | {statistics.median(values)} | {values} |")
 
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM each by PID, SIGKILL any that hangs."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
 
 if __name__ == "__main__":
     main()
