@@ -282,6 +282,10 @@ class MemberFacade:
             key, range_end, start_revision, filters, prev_kv, progress_notify, callback=callback
         )
 
+    def watch_count(self) -> int:
+        """How many watches are live on this member."""
+        return len(self._require(self._watch_hub).watches())
+
     @staticmethod
     def _require(part):
         if part is None:

@@ -132,14 +132,16 @@ class Lessor(service.Service):
         if lease is None:
             return LeaseStatus(lease_id, -1, 0)
         attached = tuple(self._store.lease_keys(lease_id)) if keys else ()
-        return LeaseStatus(lease_id, self.remaining_ttl(lease), lease.ttl, attached)
+        return LeaseStatus(lease_id, self.remaining_ttl(lease, math.floor), lease.ttl, attached)
 
-    def remaining_ttl(self, lease: Lease) -> int:
-        """Whole seconds left of ``lease`` (rounded up, never below 0)."""
+    def remaining_ttl(self, lease: Lease, rounding: Callable[[float], int] = math.ceil) -> int:
+        """Whole seconds left of ``lease``, never below 0: rounded up by
+        default (a checkpoint never takes time from a lease), rounded down
+        for the TTL shown to clients (etcd says 29 just after a grant of 30)."""
         deadline = self._deadlines.get(lease.id)
         if deadline is None:
             return lease.remaining_ttl or lease.ttl
-        return max(0, math.ceil(deadline - self._clock.seconds()))
+        return max(0, rounding(deadline - self._clock.seconds()))
 
     # -- the clock-keeping ----------------------------------------------------------
 

@@ -134,6 +134,16 @@ class LessorTests(SynchronousTestCase):
         self.assertEqual(len(failing), 2)
         self.assertEqual(len(self.flushLoggedErrors()), 0)
 
+    def test_status_rounds_down_as_etcd(self):
+        """The TTL shown is whole seconds rounded down (etcd: 29 right after
+        a grant of 30); checkpoints round up."""
+        lessor = self.lessor("a")
+        self.clock.advance(0.5)
+        self.cluster.propose(LeaseGrantRequest(30, 3))
+        self.clock.advance(0.25)
+        self.assertEqual(lessor.status(3).ttl, 29)
+        self.assertEqual(lessor.remaining_ttl(self.cluster.store.lease(3)), 30)
+
     def test_status_of_an_unknown_lease(self):
         """TimeToLive of a lease that does not exist: TTL -1, as etcd answers."""
         lessor = self.lessor("a")

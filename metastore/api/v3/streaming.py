@@ -87,9 +87,7 @@ class PushedLines:
 
     def end(self) -> None:
         """No more messages: the response may finish."""
-        if not self.done.called:
-            self._request.unregisterProducer()
-            self.done.callback(None)
+        self._gone(None)
 
     def pauseProducing(self) -> None:
         """The transport's buffer is full."""
@@ -105,4 +103,6 @@ class PushedLines:
 
     def _gone(self, _) -> None:
         if not self.done.called:
+            if self._request.producer is self:
+                self._request.unregisterProducer()
             self.done.callback(None)
