@@ -84,6 +84,8 @@ class LeaseWatchReport:
     watch_events_delivered: int = 0
     watch_resumes: int = 0
     history_events: int = 0
+    histories_compared: int = 0
+    histories_equal: bool = False
     acknowledged_puts: int = 0
     ranges_compared: int = 0
     problems: list[str] = field(default_factory=list)
@@ -107,7 +109,8 @@ class LeaseWatchReport:
             lines.append(
                 f"watchers: {self.watchers}, events delivered: {self.watch_events_delivered}, "
                 f"resumes after a lost stream: {self.watch_resumes}; history up to revision "
-                f"{self.sentinel_revision}: {self.history_events} events, equal on every member; "
+                f"{self.sentinel_revision}: {self.history_events} events, "
+                f"{'equal' if self.histories_equal else 'NOT equal'} on the {self.histories_compared} members read; "
                 f"{self.acknowledged_puts} acknowledged puts, {self.ranges_compared} ranges compared")
         lines.append(f"lease/watch problems: {len(self.problems)}")
         lines += [f"  {text}" for text in self.problems[:30]]
@@ -362,7 +365,10 @@ class LeaseWatchWorkload:
         report.history_events = len(reference)
         if not is_revision_ordered(reference):
             report.problems.append("the history read back is not in revision order")
-        report.problems += [v.describe() for v in compare_histories(histories, sentinel)]
+        differences = compare_histories(histories, sentinel)
+        report.problems += [v.describe() for v in differences]
+        report.histories_compared = len(histories)
+        report.histories_equal = not differences and len(histories) == len(self._ids)
         report.watchers = len(self.watches)
         for watch in self.watches:
             report.watch_events_delivered += len(watch.events)
