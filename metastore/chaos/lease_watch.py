@@ -108,7 +108,7 @@ class LeaseWatchReport:
         if WATCH in self.workloads:
             lines.append(
                 f"watchers: {self.watchers}, events delivered: {self.watch_events_delivered}, "
-                f"resumes after a lost stream: {self.watch_resumes}; history up to revision "
+                f"streams resumed on a member after one was lost: {self.watch_resumes}; history up to revision "
                 f"{self.sentinel_revision}: {self.history_events} events, "
                 f"{'equal' if self.histories_equal else 'NOT equal'} on the {self.histories_compared} members read; "
                 f"{self.acknowledged_puts} acknowledged puts, {self.ranges_compared} ranges compared")
@@ -372,7 +372,7 @@ class LeaseWatchWorkload:
         report.watchers = len(self.watches)
         for watch in self.watches:
             report.watch_events_delivered += len(watch.events)
-            report.watch_resumes += max(0, len(watch.sessions) - 1)
+            report.watch_resumes += sum(1 for session in watch.sessions[1:] if session.created)
             report.problems += watch.problems
             verdict = compare_watcher(watch.name, watch.events, reference, watch.first_revision, sentinel)
             if not verdict.ok:
