@@ -248,8 +248,8 @@ class MemberFacade:
     def lease_time_to_live(self, id: int, keys: bool = False) -> LeaseStatus:
         """Lease ``id`` from the applied state (after ``read``): seconds left
         (-1: no such lease), TTL granted, attached keys if ``keys``.  Exact
-        on the leader; a follower answers the last checkpoint's remaining
-        TTL, or the whole TTL."""
+        on the leader; a follower counts from the last grant, keepalive or
+        checkpoint it applied (``Lessor.status``)."""
         return self._require(self._lessor).status(id, keys)
 
     def leases(self) -> list[Lease]:

@@ -92,6 +92,10 @@ class Lessor(service.Service):
         self._revoke_retry = revoke_retry
         self._rng = rng or random.SystemRandom()
         self._deadlines: dict[int, float] = {}
+        self._estimates: dict[int, float] = {}
+        """On every member: when each lease runs out counted from the last
+        grant, keepalive or checkpoint applied here.  Only what a follower
+        shows as the remaining TTL; expiry is the leader's ``_deadlines``."""
         self._queue: list[tuple[float, int]] = []
         """(deadline, id) in a heap, with stale pairs (a deadline since
         moved) skipped and dropped lazily: a check costs the expired leases,
@@ -129,8 +133,10 @@ class Lessor(service.Service):
 
     def status(self, lease_id: int, keys: bool = False) -> LeaseStatus:
         """Lease ``lease_id`` as this member knows it now: exact on the
-        leader; on a follower, the remaining TTL of the last checkpoint (or
-        the whole TTL), which may be longer than the leader's."""
+        leader; on a follower, counted from the last grant, keepalive or
+        checkpoint it applied (so within a commit latency of the leader's,
+        except after a leader change, which extends leases), or, when it
+        applied none since it started, the checkpointed or whole TTL."""
         lease = self._store.lease(lease_id)
         if lease is None:
             return LeaseStatus(lease_id, -1, 0)
@@ -141,7 +147,7 @@ class Lessor(service.Service):
         """Whole seconds left of ``lease``, never below 0: rounded up by
         default (a checkpoint never takes time from a lease), rounded down
         for the TTL shown to clients (etcd says 29 just after a grant of 30)."""
-        deadline = self._deadlines.get(lease.id)
+        deadline = self._deadlines.get(lease.id, self._estimates.get(lease.id))
         if deadline is None:
             return lease.remaining_ttl or lease.ttl
         return max(0, rounding(deadline - self._clock.seconds()))
@@ -150,20 +156,26 @@ class Lessor(service.Service):
 
     def applied(self, changes: AppliedChanges) -> None:
         """A store listener: grants and keepalives restart a lease's clock
-        here if leading; a revoke ends it."""
+        here if leading (and its shown countdown on any member, as a
+        checkpoint does); a revoke ends it."""
         now = self._clock.seconds()
         stale = []
         for event in changes.lease_events:
             lease_id = event.lease.id
-            if event.kind in ("grant", "keepalive") and self._leading:
-                self._set_deadline(lease_id, now + event.lease.ttl)
-            elif event.kind == "checkpoint" and self._leading and lease_id in self._deadlines:
-                # Computed before a keepalive that applied first: the store now
-                # holds less than the lease has, which a new leader would use.
-                remaining = min(self.remaining_ttl(event.lease), event.lease.ttl)
-                if remaining > (event.lease.remaining_ttl or event.lease.ttl):
-                    stale.append((lease_id, remaining))
+            if event.kind in ("grant", "keepalive"):
+                self._estimates[lease_id] = now + event.lease.ttl
+                if self._leading:
+                    self._set_deadline(lease_id, now + event.lease.ttl)
+            elif event.kind == "checkpoint":
+                self._estimates[lease_id] = now + (event.lease.remaining_ttl or event.lease.ttl)
+                if self._leading and lease_id in self._deadlines:
+                    # Computed before a keepalive that applied first: the store now
+                    # holds less than the lease has, which a new leader would use.
+                    remaining = min(self.remaining_ttl(event.lease), event.lease.ttl)
+                    if remaining > (event.lease.remaining_ttl or event.lease.ttl):
+                        stale.append((lease_id, remaining))
             elif event.kind == "revoke":
+                self._estimates.pop(lease_id, None)
                 self._deadlines.pop(lease_id, None)
                 self._revoking.pop(lease_id, None)
         if stale:

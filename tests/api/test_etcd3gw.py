@@ -119,6 +119,9 @@ class Etcd3gwScenario:
         self.assertEqual(lease.ttl(), -1)
         self.assertEqual(lease.refresh(), -1)
 
+        from etcd3gw.lease import Lease
+
+        counting = one.lease(ttl=30)
         short = two.lease(ttl=2)
         one.put("/l/short", "s", lease=short)
         kept = three.lease(ttl=2)
@@ -127,6 +130,9 @@ class Etcd3gwScenario:
         while time.monotonic() - started < 4:  # two TTLs, refreshing one lease only
             self.assertEqual(kept.refresh(), 2)
             time.sleep(0.5)
+        # every member, asked for the remaining TTL, has counted down
+        self.assertEqual([Lease(counting.id, c).ttl() in range(15, 27) for c in clients], [True] * 3)
+        counting.revoke()
         poll(lambda: three.get("/l/short") == [], 10, "the expired lease's key to go")
         self.assertEqual(short.ttl(), -1)
         self.assertEqual(short.refresh(), -1)

@@ -145,7 +145,7 @@ class V3API:
         body = _body(request)
         create = object_field(body, "create_request")
         if create is None and object_field(body, "progress_request") is None:
-            raise V3Error(INVALID_ARGUMENT, "etcdserver: a watch request must hold create_request or progress_request")
+            raise V3Error(INVALID_ARGUMENT, "a watch request must hold create_request or progress_request")
         create_request = None if create is None else watch_codec.create_request(create)
         stream: WatchStream | None = None
         lines = PushedLines(request, pause=lambda: stream.pause(), resume=lambda: stream.resume())
@@ -155,18 +155,19 @@ class V3API:
             if response.canceled and not stream.watch_ids:
                 lines.end()
 
-        stream = self.watch.open(send, watch_codec.event_size)
+        stream = self.watch.open(send)
         request.setHeader(b"Content-Type", b"application/json")
         done = lines.start()
-        if create_request is None:
-            stream.request_progress()
-            lines.end()
-        else:
-            stream.create(create_request)
         try:
+            if create_request is None:
+                stream.request_progress()
+                lines.end()
+            else:
+                stream.create(create_request)
             await done
         finally:
             stream.close()
+            lines.end()
         return b""
 
     @app.route(API + "/<path:rpc>", methods=["POST"])

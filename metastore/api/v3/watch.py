@@ -4,7 +4,8 @@ keeps them, on etcd-shaped dataclasses.
 A ``WatchStream`` is what a client's ``Watch`` RPC gets: watches created on
 it have ids of their own (from 0, or the one the client chose), its
 responses go to one ``send`` function in order, a response too large for
-one message is split in fragments when the watch asked for it, and the
+one message is split in fragments when the watch asked for it (at the
+sizes etcd splits at: protobuf's), and the
 stream's reader can pause it (its watches buffer, boundedly: past the
 bound a watch is cancelled with a reason) and resume it.  Closing the
 stream (the client went away) cancels every watch and frees it.
@@ -48,21 +49,62 @@ class WatchCreateRequest:
     fragment: bool = False
 
 
-def fragments(response: WatchResponse, limit: int, size: Callable[[WatchEvent], int]) -> list[WatchResponse]:
-    """``response`` split as etcd splits it: whole when its events'
-    ``size`` sum stays under ``limit`` or it has one event; otherwise in
-    parts each under ``limit`` (but at least one event), every part but
-    the last marked ``fragment``."""
+RESPONSE_ENVELOPE_BYTES = 48
+"""About what a ``WatchResponse`` takes on the wire besides its events
+(header, watch id, fragment flag)."""
+
+
+def _varint_size(value: int) -> int:
+    if value < 0:
+        return 10
+    size = 1
+    while value >= 0x80:
+        value >>= 7
+        size += 1
+    return size
+
+
+def _field_size(payload: int) -> int:
+    """A length-delimited field of ``payload`` bytes, tag and length included."""
+    return 1 + _varint_size(payload) + payload
+
+
+def key_value_wire_size(kv) -> int:
+    """An ``mvccpb.KeyValue``'s bytes as protobuf encodes it."""
+    size = sum(_field_size(len(b)) for b in (kv.key, kv.value) if b)
+    return size + sum(1 + _varint_size(n) for n in (kv.create_revision, kv.mod_revision, kv.version, kv.lease) if n)
+
+
+def event_wire_size(event: WatchEvent) -> int:
+    """An ``mvccpb.Event``'s bytes inside a ``WatchResponse`` (its field tag
+    and length included), as protobuf encodes it: what etcd measures when
+    it fragments."""
+    size = (2 if event.type else 0) + _field_size(key_value_wire_size(event.kv))
+    if event.prev_kv is not None:
+        size += _field_size(key_value_wire_size(event.prev_kv))
+    return _field_size(size)
+
+
+def fragments(
+    response: WatchResponse,
+    limit: int,
+    size: Callable[[WatchEvent], int] = event_wire_size,
+    envelope: int = RESPONSE_ENVELOPE_BYTES,
+) -> list[WatchResponse]:
+    """``response`` split as etcd splits it: whole when it (``envelope``
+    and its events' ``size``) stays under ``limit`` or it has one event;
+    otherwise in parts each under ``limit`` (but at least one event), every
+    part but the last marked ``fragment``."""
     events = response.events
     sizes = [size(event) for event in events]
-    if len(events) < 2 or sum(sizes) < limit:
+    if len(events) < 2 or envelope + sum(sizes) < limit:
         return [response]
     parts: list[tuple[WatchEvent, ...]] = []
-    start, total = 0, 0
+    start, total = 0, envelope
     for i, event_size in enumerate(sizes):
         if i > start and total + event_size >= limit:
             parts.append(events[start:i])
-            start, total = i, 0
+            start, total = i, envelope
         total += event_size
     parts.append(events[start:])
     return [dataclasses.replace(response, events=part, fragment=i < len(parts) - 1) for i, part in enumerate(parts)]
@@ -77,12 +119,10 @@ class WatchStream:
         send: Callable[[WatchResponse], None],
         *,
         fragment_limit: int,
-        event_size: Callable[[WatchEvent], int],
     ) -> None:
         self._member = member
         self._send = send
         self._fragment_limit = fragment_limit
-        self._event_size = event_size
         self._watches: dict[int, Watch] = {}
         self._next_id = 0
         self._paused = False
@@ -156,7 +196,7 @@ class WatchStream:
             self._watches.pop(watch_id, None)
         response = dataclasses.replace(response, watch_id=watch_id)
         if fragment and response.events:
-            for part in fragments(response, self._fragment_limit, self._event_size):
+            for part in fragments(response, self._fragment_limit):
                 self._deliver(part)
         else:
             self._deliver(response)
@@ -173,8 +213,7 @@ class WatchService:
         self._member = member
         self.fragment_limit = max_request_bytes + GRPC_OVERHEAD_BYTES
 
-    def open(self, send: Callable[[WatchResponse], None], event_size: Callable[[WatchEvent], int]) -> WatchStream:
-        """A new stream whose responses go to ``send``; ``event_size`` is
-        an event's encoded size, for fragmenting."""
-        return WatchStream(self._member, send, fragment_limit=self.fragment_limit, event_size=event_size)
+    def open(self, send: Callable[[WatchResponse], None]) -> WatchStream:
+        """A new stream whose responses go to ``send``."""
+        return WatchStream(self._member, send, fragment_limit=self.fragment_limit)
 

@@ -8,8 +8,6 @@ event has no ``type``; watch id 0 is absent).
 
 from __future__ import annotations
 
-import json
-
 from metastore.api.v3.header import Headers
 from metastore.api.v3.json_fields import (
     bool_field,
@@ -45,11 +43,6 @@ def event(value: WatchEvent) -> dict:
         "kv": key_value(value.kv),
         "prev_kv": None if value.prev_kv is None else key_value(value.prev_kv),
     })  # fmt: skip
-
-
-def event_size(value: WatchEvent) -> int:
-    """The bytes ``value`` takes in a message (for fragmenting)."""
-    return len(json.dumps(event(value), separators=(",", ":")))
 
 
 def watch_response(response: WatchResponse, headers: Headers) -> dict:

@@ -259,3 +259,47 @@ class WatchRouteTests(V3MemberTestCase):
         response, content = await self.request("POST", "/v3/watch", b"nope")
         self.assertEqual((response.code, json.loads(content)["code"]), (400, 3))
         self.assertEqual(self.member.api.watch_count(), 0)
+
+
+class FragmentRouteTests(V3MemberTestCase):
+    """``fragment`` splits a large message where etcd splits it."""
+
+    config_overrides = {"max_request_bytes": 10240}
+
+    async def test_fragments_as_etcd(self):
+        """Deleting 90 keys of 7000-byte values, watched with prev_kv and
+        fragment: two messages of the same revision, 75 events then 15, the
+        first marked ``fragment`` (etcd 3.4.23 with --max-request-bytes
+        10240 answers exactly this); without fragment, one message."""
+        value = b64(b"x" * 7000)
+        for i in range(10, 100):
+            await self.ok("/v3/kv/put", {"key": b64(b"f/%d" % i), "value": value})
+        create = {"key": b64(b"f/"), "range_end": b64(b"f0"), "prev_kv": True}
+        split = await self.watch({**create, "fragment": True})
+        whole = await self.watch(create)
+        await split.wait_for(1)
+        await whole.wait_for(1)
+        deleted = await self.ok("/v3/kv/deleterange", {"key": b64(b"f/"), "range_end": b64(b"f0")})
+        _, first, second = await split.wait_for(3)
+        self.assertEqual((len(first["events"]), first["fragment"]), (75, True))
+        self.assertEqual((len(second["events"]), "fragment" in second), (15, False))
+        self.assertEqual({first["header"]["revision"], second["header"]["revision"]}, {deleted["header"]["revision"]})
+        _, only = await whole.wait_for(2)
+        self.assertEqual(len(only["events"]), 90)
+
+
+class ProgressRouteTests(V3MemberTestCase):
+    """``progress_notify`` over HTTP."""
+
+    config_overrides = {"watch_progress_interval": 0.2}
+
+    async def test_progress_notify(self):
+        """A watch that asked for progress gets header-only messages at the
+        store's revision; one that did not gets none."""
+        revision = int((await self.ok("/v3/kv/put", {"key": b64(b"x"), "value": b64(b"1")}))["header"]["revision"])
+        asked = await self.watch({"key": b64(b"k"), "progress_notify": True})
+        quiet = await self.watch({"key": b64(b"k")})
+        _, progress = await asked.wait_for(2)
+        self.assertHeader(progress.pop("header"), revision)
+        self.assertEqual(progress, {})
+        self.assertEqual(len(quiet.messages), 1)

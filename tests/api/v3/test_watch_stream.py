@@ -12,9 +12,10 @@ from metastore.api.v3.watch import (
     INVALID_WATCH_ID,
     WatchCreateRequest,
     WatchService,
+    event_wire_size,
     fragments,
 )
-from metastore.facade import WatchFilter
+from metastore.facade import EventType, KeyValue, WatchEvent, WatchFilter
 from metastore.kv.messages import CompactionRequest, PutRequest, TxnRequest
 from metastore.kv.store import KeyValueStore
 from metastore.storage.memory import MemoryEngine
@@ -49,7 +50,7 @@ class WatchStreamTests(SynchronousTestCase):
         self.index = 0
         self.sent = []
         self.service = WatchService(HubMember(self.store, self.hub), max_request_bytes=1024)
-        self.stream = self.service.open(self.sent.append, event_size=lambda event: len(event.kv.value))
+        self.stream = self.service.open(self.sent.append)
 
     def apply(self, *commands):
         self.index += 1
@@ -93,8 +94,8 @@ class WatchStreamTests(SynchronousTestCase):
         self.apply(TxnRequest(success=tuple(PutRequest(b"k%d" % i, b"x" * n) for i, n in enumerate((3, 3, 9, 1)))))
         response = self.sent[-1]
         size = lambda event: len(event.kv.value)  # noqa: E731
-        self.assertEqual(fragments(response, 17, size), [response])
-        parts = fragments(response, 7, size)
+        self.assertEqual(fragments(response, 17, size, envelope=0), [response])
+        parts = fragments(response, 7, size, envelope=0)
         self.assertEqual([[len(e.kv.value) for e in p.events] for p in parts], [[3, 3], [9], [1]])
         self.assertEqual([p.fragment for p in parts], [True, True, False])
 
@@ -153,3 +154,27 @@ class WatchStreamTests(SynchronousTestCase):
         self.assertEqual([(r.created, r.canceled, r.compact_revision) for r in self.sent],
                          [(True, False, 0), (False, True, 3)])  # fmt: skip
         self.assertEqual(self.stream.watch_ids, [])
+
+
+class WireSizeTests(SynchronousTestCase):
+    """``event_wire_size`` is what protobuf encodes (etcd fragments by it)."""
+
+    def test_equals_protobuf(self):
+        """For puts and deletes, with and without prev_kv, small and large
+        fields and negative leases: the size of the event inside a
+        WatchResponse, as the generated protobuf classes encode it."""
+        from metastore.api.grpc.proto import kv_pb2, rpc_pb2
+
+        def proto(kv):
+            return kv_pb2.KeyValue(key=kv.key, value=kv.value, create_revision=kv.create_revision,
+                                   mod_revision=kv.mod_revision, version=kv.version, lease=kv.lease)  # fmt: skip
+
+        kvs = [KeyValue(b"k", b"", 0, 7, 0), KeyValue(b"key" * 50, b"v" * 300, 2**40, 2**40 + 1, 3, 2**62),
+               KeyValue(b"x", b"y" * 70000, 1, 1, 1, -5)]  # fmt: skip
+        for kv in kvs:
+            for prev in (None, kvs[1]):
+                for kind in EventType:
+                    event = WatchEvent(kind, kv, prev)
+                    message = kv_pb2.Event(type=kind.value, kv=proto(kv), prev_kv=None if prev is None else proto(prev))
+                    response = rpc_pb2.WatchResponse(events=[message])
+                    self.assertEqual(event_wire_size(event), response.ByteSize(), (kind, kv, prev))
