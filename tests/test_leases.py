@@ -208,6 +208,11 @@ class LessorTests(SynchronousTestCase):
         self.cluster.propose(LeaseKeepAliveRequest(4))
         self.clock.advance(0.5)
         self.assertEqual(follower.status(4).ttl, 29)
+        # A checkpoint of 12 s while "a" leads with 29.5 s left would be
+        # corrected by "a" at once (test_a_checkpoint_overtaken_by_a_keepalive_is_corrected):
+        # let "a" step down first, as if the checkpoint came from a leader that had 12 s.
+        self.leading["a"] = False
+        self.clock.advance(0.5)
         self.cluster.propose(LeaseCheckpointRequest(((4, 12),)))
         self.assertEqual(follower.status(4).ttl, 12)
         restarted = Lessor(self.cluster.store, self.cluster.propose, self.clock, lambda: False)
