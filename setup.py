@@ -28,14 +28,32 @@ setup(
         # 1.85.1 generated them (make protos).
         "grpcio>=1.85.1",
         "protobuf>=7.35.1",
+        # The blocking client (metastore.client.sync) and metastorectl.
+        "urllib3>=2.3.0",
+        "click>=8.1.0",
     ],
-    extras_require={"test": ["hypothesis>=6.80.0", "grpcio-tools>=1.85.1", "etcd3gw>=2.7.0"]},
+    extras_require={
+        "test": [
+            "hypothesis>=6.80.0",
+            "grpcio-tools>=1.85.1",
+            "etcd3gw>=2.7.0",
+            # Real clients the v3 JSON API is held to (tests/api/test_tooz.py,
+            # test_patroni.py); Patroni imports psycopg at import time, and the
+            # binary wheel brings its own libpq.
+            "tooz>=9.1.0",
+            "patroni[etcd3]>=4.1.5",
+            "psycopg2-binary>=2.9.13",
+            # python-etcd3, a gRPC client (tests/test_grpc_etcd3_client.py).
+            "etcd3>=0.12.0",
+        ]
+    },
     package_data={"metastore.api.grpc.proto": ["*.proto", "*.pyi"]},
     entry_points={
         "console_scripts": [
             "metastore = metastore.cli:main",
             "metastore-chaos = metastore.chaos.cli:main",
             "metastore-bench = metastore.bench.cli:main",
+            "metastorectl = metastore.ctl.cli:main",
         ]
     },
 )

@@ -34,10 +34,20 @@ from metastore.leases import LeaseStatus, Lessor
 from metastore.membership import MembershipError
 from metastore.node import Node
 from metastore.storage.engine import KeyValue, Lease, MemberRecord
-from metastore.watch import Callback, EventType, Watch, WatchEvent, WatchFilter, WatchHub, WatchResponse
+from metastore.watch import (
+    MEMBER_STOPPING,
+    Callback,
+    EventType,
+    Watch,
+    WatchEvent,
+    WatchFilter,
+    WatchHub,
+    WatchResponse,
+)
 
 __all__ = [
     "AlarmType",
+    "MEMBER_STOPPING",
     "MemberRecord",
     "Consistency",
     "EventType",
@@ -45,10 +55,12 @@ __all__ = [
     "Lease",
     "LeaseStatus",
     "MemberFacade",
+    "MemberActivity",
     "MemberStatus",
     "MembershipError",
     "Restoring",
     "Result",
+    "EventType",
     "Watch",
     "WatchEvent",
     "WatchFilter",
@@ -124,6 +136,23 @@ class MemberStatus:
     election_ticks: int = 10
     connected_peers: tuple[int, ...] = ()
     """The members this one's transport is connected to now."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberActivity:
+    """Running totals of one member's work and what waits now, for its
+    metrics (``/metrics``)."""
+
+    leader_changes_seen: int
+    """Times this member learnt of a new leader since it started."""
+    proposals_pending: int
+    """Proposals made here that wait for their entry to apply."""
+    proposals_failed: int
+    """Proposals made here that failed for want of the cluster."""
+    watchers: int
+    """Live watches on this member."""
+    is_learner: bool
+    """Whether this member is a learner (a non-voting member)."""
 
 
 class MemberFacade:
@@ -334,6 +363,17 @@ class MemberFacade:
                 i for i in sorted(node.membership.peer_urls())
                 if i != node.member_id and node.transport is not None and node.transport.connected(i)
             ),
+        )
+
+    def activity(self) -> MemberActivity:
+        """This member's running totals now (``MemberActivity``)."""
+        node = self._node
+        return MemberActivity(
+            leader_changes_seen=node.leader_changes_seen,
+            proposals_pending=len(node.requests.pending),
+            proposals_failed=node.requests.proposals_failed,
+            watchers=0 if self._watch_hub is None else self.watch_count(),
+            is_learner=any(m.member_id == node.member_id and m.is_learner for m in node.membership.listing()),
         )
 
     # -- members ----------------------------------------------------------------

@@ -17,14 +17,14 @@ from twisted.internet import defer
 from werkzeug.exceptions import NotFound
 
 from metastore.api.errors import internal_error
-from metastore.api.v3 import lease_codec, watch_codec
-from metastore.api.v3.cluster import ClusterService
+from metastore.api.v3 import kv_codec, lease_codec, watch_codec
+from metastore.api.v3.cluster import ClusterJSON, ClusterService
 from metastore.api.v3.errors import INVALID_ARGUMENT, REQUEST_TOO_LARGE, V3Error, v3_error
 from metastore.api.v3.header import Headers
 from metastore.api.v3.json_fields import object_field, parse_body
 from metastore.api.v3.kv import KVService
 from metastore.api.v3.lease import LeaseService
-from metastore.api.v3.maintenance import MaintenanceService
+from metastore.api.v3.maintenance import MaintenanceJSON, MaintenanceService
 from metastore.api.v3.streaming import LineProducer, PushedLines, json_line
 from metastore.api.v3.watch import WatchService, WatchStream
 from metastore.facade import MemberFacade, WatchResponse
@@ -40,6 +40,11 @@ def _json(request, value: dict, status: int = 200) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json")
     return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _kv_answer(response, headers: Headers) -> dict:
+    """A KV response's JSON, its header at the response's revision."""
+    return kv_codec.kv_response(response, headers.at(response.header.revision))
 
 
 def _body(request) -> dict:
@@ -63,9 +68,9 @@ class V3API:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
         self.headers = Headers(member, cluster_id)
-        self.kv = KVService(member, self.headers, wait_physical)
-        self.cluster = ClusterService(member, self.headers)
-        self.maintenance = MaintenanceService(member, self.headers)
+        kv = KVService(member, wait_physical)
+        self.cluster = ClusterJSON(ClusterService(member), self.headers.at)
+        self.maintenance = MaintenanceJSON(MaintenanceService(member), self.headers)
         self.lease = LeaseService(member)
         self.watch = WatchService(member, max_request_bytes)
         self.watch_lines = watch_codec.SharedEncoding(self.headers)
@@ -76,11 +81,11 @@ class V3API:
         )
         leases = self._json_rpc(lease_codec.leases_request, self.lease.leases, lease_codec.leases_response)
         self.rpcs: dict[str, Callable[[dict], Awaitable[dict]]] = {
-            "kv/range": self.kv.range,
-            "kv/put": self.kv.put,
-            "kv/deleterange": self.kv.delete_range,
-            "kv/txn": self.kv.txn,
-            "kv/compaction": self.kv.compact,
+            "kv/range": self._json_rpc(kv_codec.range_request, kv.range, _kv_answer),
+            "kv/put": self._json_rpc(kv_codec.put_request, kv.put, _kv_answer),
+            "kv/deleterange": self._json_rpc(kv_codec.delete_range_request, kv.delete_range, _kv_answer),
+            "kv/txn": self._json_rpc(kv_codec.txn_request, kv.txn, _kv_answer),
+            "kv/compaction": self._json_rpc(kv_codec.compaction_request, kv.compact, _kv_answer),
             "cluster/member/list": self.cluster.list,
             "cluster/member/add": self.cluster.add,
             "cluster/member/remove": self.cluster.remove,

@@ -20,7 +20,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
-from metastore.facade import MemberFacade, Watch, WatchEvent, WatchFilter, WatchResponse
+from metastore.facade import MEMBER_STOPPING, MemberFacade, Watch, WatchEvent, WatchFilter, WatchResponse
 
 GRPC_OVERHEAD_BYTES = 512 * 1024
 """etcd lets a watch message exceed ``--max-request-bytes`` by this much
@@ -31,6 +31,11 @@ INVALID_WATCH_ID = -1
 answer, a refused create)."""
 
 DUPLICATE_WATCH_ID = "mvcc: duplicate watch ID provided on the WatchStream"
+
+EMPTY_RANGE = "mvcc: watcher range is empty"
+
+FROM_KEY = b"\0"
+"""A ``range_end`` of one zero byte: every key from ``key`` on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +124,10 @@ class WatchStream:
         send: Callable[[WatchResponse], None],
         *,
         fragment_limit: int,
+        on_stopping: Callable[[], None] | None = None,
     ) -> None:
         self._member = member
+        self._on_stopping = on_stopping
         self._send = send
         self._fragment_limit = fragment_limit
         self._watches: dict[int, Watch] = {}
@@ -137,12 +144,16 @@ class WatchStream:
         """Start a watch; its ``created`` response is sent at once (then,
         for a compacted start revision, its cancel with
         ``compact_revision``).  Returns its id, or ``INVALID_WATCH_ID`` when
-        the id asked for is taken (that answer is sent too)."""
+        the id asked for is taken or the range is empty (that answer is
+        sent too).  The empty key is the smallest key, ``b"\\0"``, and a
+        negative start revision is below any history (so compacted), as in
+        etcd."""
+        key = request.key or b"\0"
+        if request.range_end not in (b"", FROM_KEY) and key >= request.range_end:
+            return self._refuse(EMPTY_RANGE)
         if request.watch_id:
             if request.watch_id in self._watches:
-                self._deliver(WatchResponse(INVALID_WATCH_ID, self._member.revision, created=True,
-                                            canceled=True, cancel_reason=DUPLICATE_WATCH_ID))  # fmt: skip
-                return INVALID_WATCH_ID
+                return self._refuse(DUPLICATE_WATCH_ID)
             watch_id = request.watch_id
         else:
             while self._next_id in self._watches:
@@ -150,8 +161,8 @@ class WatchStream:
             watch_id = self._next_id
             self._next_id += 1
         watch = self._member.watch(
-            request.key, request.range_end, request.start_revision, request.filters,
-            request.prev_kv, request.progress_notify,
+            key, request.range_end, request.start_revision if request.start_revision >= 0 else 1,
+            request.filters, request.prev_kv, request.progress_notify,
             callback=lambda response: self._forward(watch_id, request.fragment, response),
         )  # fmt: skip
         if not watch.canceled:
@@ -182,6 +193,8 @@ class WatchStream:
         """The reader can take more: buffered responses go out."""
         self._paused = False
         for watch in list(self._watches.values()):
+            if self._paused:
+                break  # a resumed watch filled the reader up again
             watch.resume()
 
     def close(self) -> None:
@@ -191,9 +204,18 @@ class WatchStream:
         for watch in watches:
             watch.cancel()
 
+    def _refuse(self, reason: str) -> int:
+        self._deliver(WatchResponse(INVALID_WATCH_ID, self._member.revision, created=True, canceled=True,
+                                    cancel_reason=reason))  # fmt: skip
+        return INVALID_WATCH_ID
+
     def _forward(self, watch_id: int, fragment: bool, response: WatchResponse) -> None:
         if response.canceled:
             self._watches.pop(watch_id, None)
+            if self._on_stopping is not None and response.cancel_reason == MEMBER_STOPPING:
+                self.closed = True
+                self._on_stopping()
+                return
         response = dataclasses.replace(response, watch_id=watch_id)
         if fragment and response.events:
             for part in fragments(response, self._fragment_limit):
@@ -213,7 +235,10 @@ class WatchService:
         self._member = member
         self.fragment_limit = max_request_bytes + GRPC_OVERHEAD_BYTES
 
-    def open(self, send: Callable[[WatchResponse], None]) -> WatchStream:
-        """A new stream whose responses go to ``send``."""
-        return WatchStream(self._member, send, fragment_limit=self.fragment_limit)
+    def open(self, send: Callable[[WatchResponse], None], on_stopping: Callable[[], None] | None = None) -> WatchStream:
+        """A new stream whose responses go to ``send``.  With ``on_stopping``,
+        the member stopping calls it once and sends nothing more (instead
+        of a ``canceled`` per watch), for an API whose clients must see
+        the stream fail, not end, so that they resume elsewhere."""
+        return WatchStream(self._member, send, fragment_limit=self.fragment_limit, on_stopping=on_stopping)
 
