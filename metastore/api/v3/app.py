@@ -73,6 +73,7 @@ class V3API:
         self.maintenance = MaintenanceJSON(MaintenanceService(member), self.headers)
         self.lease = LeaseService(member)
         self.watch = WatchService(member, max_request_bytes)
+        self.watch_lines = watch_codec.SharedEncoding(self.headers)
         grant = self._json_rpc(lease_codec.grant_request, self.lease.grant, lease_codec.grant_response)
         revoke = self._json_rpc(lease_codec.revoke_request, self.lease.revoke, lease_codec.revoke_response)
         time_to_live = self._json_rpc(
@@ -156,7 +157,7 @@ class V3API:
         lines = PushedLines(request, pause=lambda: stream.pause(), resume=lambda: stream.resume())
 
         def send(response: WatchResponse) -> None:
-            lines.write(watch_codec.watch_response(response, self.headers))
+            lines.write_line(self.watch_lines.line(response))
             if response.canceled and not stream.watch_ids:
                 lines.end()
 
