@@ -22,6 +22,7 @@ from twisted.internet.error import CannotListenError
 from metastore import raft
 from metastore.api.admin import AdminAPI
 from metastore.api.peer_status import PeerStatusClient
+from metastore.api.fastpath import HotRoutes
 from metastore.api.rest import RestAPI
 from metastore.api.root import member_root
 from metastore.api.site import MetaStoreSite
@@ -425,7 +426,8 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
     admin = AdminAPI(api, PeerStatusClient(reactor), rest.members, raw_proposals).app.resource()
     v3 = V3API(api, cluster_id_from_token(config.cluster_token), history_compaction.wait_physical)
     root = member_root(rest.app.resource(), admin, v3.app.resource())
-    site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout)
+    site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout,
+                         hot_routes=HotRoutes(api, v3.kv))
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
     member = MemberService(config, node, transport, ListenerService(endpoint, site), api, history_compaction, grpc)
     lessor.setServiceParent(member)

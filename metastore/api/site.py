@@ -75,6 +75,13 @@ class MetaStoreRequest(server.Request):
             return
         super().handleContentChunk(data)
 
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """Hand the request to the site's hot routes when they take it
+        (``metastore.api.fastpath``), else to the resource tree."""
+        hot_routes = self.channel.site.hot_routes
+        if hot_routes is None or not hot_routes.answer(self, command, path, version):
+            super().requestReceived(command, path, version)
+
     def __repr__(self) -> str:
         """Method and target, whatever bytes they hold (Twisted's own repr
         raises on a target that is not ASCII)."""
@@ -217,7 +224,9 @@ class MetaStoreChannel(http.HTTPChannel):
 
 
 class MetaStoreSite(server.Site):
-    """A ``Site`` with MetaStore's request limits and binary-safe routing.
+    """A ``Site`` with MetaStore's request limits and binary-safe routing;
+    the requests ``hot_routes`` takes (``metastore.api.fastpath.HotRoutes``)
+    bypass the resource tree.
 
     A connection that sends nothing for ``idle_timeout`` seconds (by
     default ``IDLE_TIMEOUT_SECONDS``), including one stuck in the middle of
@@ -231,8 +240,9 @@ class MetaStoreSite(server.Site):
 
     def __init__(self, resource, max_request_bytes: int, reactor=None,
                  idle_timeout: float = IDLE_TIMEOUT_SECONDS,
-                 header_timeout: float = HEADER_TIMEOUT_SECONDS) -> None:
+                 header_timeout: float = HEADER_TIMEOUT_SECONDS, hot_routes=None) -> None:
         super().__init__(resource, timeout=idle_timeout, reactor=reactor)
+        self.hot_routes = hot_routes
         self.max_request_bytes = max_request_bytes
         self.header_timeout = header_timeout
         self.displayTracebacks = False

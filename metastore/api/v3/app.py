@@ -30,16 +30,37 @@ API = "/<any(v3, v3beta, v3alpha):api>"
 """The path prefixes served (etcd 3.4 serves /v3/ and /v3beta/)."""
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
+def compact_json(value: dict) -> bytes:
+    """``value`` as the gateway writes JSON: no spaces."""
+    return _COMPACT.encode(value).encode()
+
+
 def _json(request, value: dict, status: int = 200) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json")
-    return json.dumps(value, separators=(",", ":")).encode()
+    return compact_json(value)
 
 
-def _body(request) -> dict:
+def request_body(request) -> dict:
+    """The JSON object of a v3 request's body; ``V3Error`` when it is over
+    ``--max-request-bytes``, ``BadBody`` when it is no JSON object."""
     if getattr(request, "body_too_large", False):
         raise V3Error(INVALID_ARGUMENT, REQUEST_TOO_LARGE)
     return parse_body(request.content.read())
+
+
+def error_answer(request, failure) -> bytes:
+    """Set the status and Content-Type of etcd's answer to ``failure`` on
+    ``request`` and return its body (a 500, logged, for a bug)."""
+    error = v3_error(failure.value)
+    if error is None:
+        return internal_error(request, failure)
+    request.setResponseCode(error.http_status)
+    request.setHeader(b"Content-Type", b"application/json")
+    return error.body()
 
 
 class V3API:
@@ -77,17 +98,12 @@ class V3API:
 
     @app.handle_errors(Exception)
     def _error(self, request, failure):
-        error = v3_error(failure.value)
-        if error is None:
-            return internal_error(request, failure)
-        request.setResponseCode(error.http_status)
-        request.setHeader(b"Content-Type", b"application/json")
-        return error.body()
+        return error_answer(request, failure)
 
     @app.route(API + "/maintenance/snapshot", methods=["POST"])
     async def snapshot(self, request, api: str):
         """etcd's ``Maintenance.Snapshot``: a stream of JSON lines."""
-        messages = await self.maintenance.snapshot(_body(request))
+        messages = await self.maintenance.snapshot(request_body(request))
         request.setHeader(b"Content-Type", b"application/json")
         await LineProducer(request, messages).start()
         return b""
@@ -98,4 +114,4 @@ class V3API:
         method = self.rpcs.get(rpc)
         if method is None:
             raise NotFound()
-        return _json(request, await method(_body(request)))
+        return _json(request, await method(request_body(request)))
