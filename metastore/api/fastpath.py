@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import time
+from urllib.parse import unquote_to_bytes
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
@@ -37,10 +38,12 @@ from metastore.config import MAX_KEY_BYTES
 from metastore.facade import Consistency, MemberFacade
 from metastore.kv.messages import DeleteRange, Put
 
-_PLAIN_PATH = re.compile(rb"(?:/[A-Za-z0-9_~:@+,=-][A-Za-z0-9._~:@+,=-]*)+")
-"""Paths served here: non-empty segments of characters that need no
-decoding and that no router treats specially (no ``%``, no ``//``, no
-segment starting with a dot)."""
+_PLAIN_PATH = re.compile(rb"(?:/(?:[A-Za-z0-9_~:@+,=-]|%[0-9A-Fa-f]{2})(?:[A-Za-z0-9._~:@+,=-]|%[0-9A-Fa-f]{2})*)+")
+"""Paths served here: non-empty segments of unreserved characters and
+``%XX`` escapes, none starting with a dot (no ``//``, ``.`` or ``..``
+segment that a router might treat specially).  The routers see escapes
+as text, as this does; the key is the path percent-decoded, as the seed
+API decodes it."""
 
 _NOT_KEYS = frozenset((b"kv", b"v3", b"v3beta", b"v3alpha", b"admin", b"health", b"livez", b"readyz",
                        b"version", b"metrics"))
@@ -214,8 +217,12 @@ def _key(path: bytes, method: bytes) -> bytes | None:
         key = path[4:]
     else:
         key = path[1:]
-        if key.partition(b"/")[0] in _NOT_KEYS or (method == b"DELETE" and key.isdigit()):
+        if key.partition(b"/")[0] in _NOT_KEYS:
             return None
+    if b"%" in key:
+        key = unquote_to_bytes(key)
+    if method == b"DELETE" and key.isdigit() and not path.startswith(b"/kv/"):
+        return None
     return key if len(key) <= MAX_KEY_BYTES else None
 
 

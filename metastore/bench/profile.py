@@ -28,7 +28,7 @@ LAYERS = (
     ("raft core", ("metastore/raft/",)),
     ("WAL, storage engine", ("metastore/storage/",)),
     ("kv state machine", ("metastore/kv/",)),
-    ("logging", ("twisted/logger/", "twisted/python/log.py")),
+    ("twisted logging and log context", ("twisted/logger/", "twisted/python/log.py")),
     ("fast path", ("metastore/api/fastpath.py",)),
     ("json", ("json/",)),
     ("metastore api", ("metastore/api/",)),
@@ -74,11 +74,12 @@ def summarize(collapsed: str, top: int = 15) -> str:
     return "\n".join(lines)
 
 
-def profile(api: str, workload: str, duration: float, storage: str, keep: str | None = None, out=sys.stdout) -> None:
-    """Start a member, load it while py-spy samples it, print the summary
-    (and copy py-spy's collapsed stacks to ``keep``)."""
+def profile(api: str, workload: str, duration: float, storage: str, keep: str | None = None,
+            checkout: str = CHECKOUT, out=sys.stdout) -> None:
+    """Start a member from ``checkout``, load it while py-spy samples it,
+    print the summary (and copy py-spy's collapsed stacks to ``keep``)."""
     workdir = tempfile.mkdtemp(prefix="metastore-profile-")
-    server = start_metastore(workdir, storage=storage)
+    server = start_metastore(workdir, storage=storage, checkout=checkout)
     try:
         wait_for(server.ready_url)
         bench = [sys.executable, "-m", "metastore.bench", "put" if workload == "put" else "range",
@@ -118,8 +119,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds sampled")
     parser.add_argument("--storage", choices=("memory", "rocksdb"), default="memory")
     parser.add_argument("--keep", help="copy py-spy's collapsed stacks to this file")
+    parser.add_argument("--checkout", default=CHECKOUT, help="run the member from this checkout (default: this one)")
     arguments = parser.parse_args()
-    profile(arguments.api, arguments.workload, arguments.duration, arguments.storage, arguments.keep)
+    profile(arguments.api, arguments.workload, arguments.duration, arguments.storage, arguments.keep,
+            os.path.abspath(arguments.checkout))
 
 
 if __name__ == "__main__":

@@ -109,6 +109,14 @@ class HotRoutesTests(SynchronousTestCase):
         self.assertEqual(self.transport.writes, 1)
         self.assertEqual(self.tree.seen, [])
 
+    def test_percent_encoded_key_is_decoded(self):
+        """The key is the path percent-decoded, as the seed API decodes it."""
+        self.send(b"PUT /bench%2F7%00 HTTP/1.1\r\nContent-Length: 1\r\n\r\nv")
+        self.send(b"DELETE /kv/%37 HTTP/1.1\r\n\r\n")
+        self.assertEqual(self.member.proposals[0][0], Put(b"bench/7\x00", b"v"))
+        self.member.proposals[0][1].callback(PutResponse(ResponseHeader(3)))
+        self.assertEqual(self.member.proposals[1][0], DeleteRange(b"7"))
+
     def test_get_answers_value_with_exact_length(self):
         """``GET /kv/{key}`` after the read barrier: the value, its
         metadata and an exact Content-Length."""
@@ -176,7 +184,7 @@ class HotRoutesTests(SynchronousTestCase):
             b"PUT /k HTTP/1.1\r\nIf-Match: *\r\nContent-Length: 0\r\n\r\n",
             b"DELETE /k HTTP/1.1\r\nIf-None-Match: *\r\n\r\n", b"DELETE /7 HTTP/1.1\r\n\r\n",
             b"GET /admin/status HTTP/1.1\r\n\r\n", b"GET /health HTTP/1.1\r\n\r\n", b"GET /v3/kv HTTP/1.1\r\n\r\n",
-            b"GET /a%20b HTTP/1.1\r\n\r\n", b"GET /a//b HTTP/1.1\r\n\r\n", b"GET /a/../b HTTP/1.1\r\n\r\n",
+            b"GET /a%2 HTTP/1.1\r\n\r\n", b"DELETE /%37 HTTP/1.1\r\n\r\n", b"GET /a//b HTTP/1.1\r\n\r\n", b"GET /a/../b HTTP/1.1\r\n\r\n",
             b"GET /kv/ HTTP/1.1\r\n\r\n", b"POST /v3/kv/compaction HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
             b"POST /v3/kv/put?x HTTP/1.1\r\nContent-Length: 0\r\n\r\n", b"POST /k HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
             b"PUT /k HTTP/1.1\r\nContent-Length: 65\r\n\r\n" + b"x" * 65, b"GET /k HTTP/1.0\r\n\r\n",
