@@ -144,9 +144,17 @@ class MetaStoreChannel(http.HTTPChannel):
     """
 
     _refused = False
+    _host = None
     _linger = None
     _head_deadline = None
     _reading_head = True
+
+    def getHost(self):
+        """This end's address, asked of the socket once per connection
+        (every request asks for it)."""
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         self._refuse(*MALFORMED_REQUEST)
@@ -202,8 +210,11 @@ class MetaStoreChannel(http.HTTPChannel):
             return
         if self._reading_head and self._head_deadline is None and data:
             timeout = self.site.header_timeout
-            self._head_deadline = self.callLater(timeout, self._refuse, *_head_too_slow(timeout))
+            self._head_deadline = self.callLater(timeout, self._head_timed_out, timeout)
         super().dataReceived(data)
+
+    def _head_timed_out(self, timeout: float) -> None:
+        self._refuse(*_head_too_slow(timeout))  # the body is made only when needed: not per request
 
     def allHeadersReceived(self) -> None:
         """The head arrived in time: its deadline no longer applies."""
