@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import tempfile
 
 from twisted.web import http, server
 
@@ -120,6 +121,8 @@ MALFORMED_REQUEST = (b"400 Bad Request", json.dumps({
     "error": "bad_request",
     "message": "the request line or a header is malformed (or the body's framing is)",
 }).encode())
+SPOOL_BODY_BYTES = 100_000
+"""Bodies this long or longer (or of unknown length) are buffered in a file."""
 LINGER_SECONDS = 5
 """How long a refused connection may go on sending before it is cut."""
 
@@ -258,6 +261,16 @@ class MetaStoreSite(server.Site):
         self.header_timeout = header_timeout
         self.displayTracebacks = False
         self.noisy = False
+
+    @staticmethod
+    def getContentFile(length: int | None):
+        """Where a request's body is buffered: memory for a small body of
+        known length, a temporary file otherwise (as Twisted does; defined
+        here because Twisted looks this method up on every request, and a
+        missing one costs an exception each time)."""
+        if length is not None and length < SPOOL_BODY_BYTES:
+            return io.BytesIO()
+        return tempfile.TemporaryFile()
 
     def getResourceFor(self, request):
         """Route on the percent-encoded segments (see the module docstring)."""
