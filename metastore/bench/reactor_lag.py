@@ -50,10 +50,13 @@ class Timings:
         return timed
 
     def summary(self) -> str:
-        """Count, how many on the reactor thread, and the maximum in ms."""
+        """Count, how many on the reactor thread, the total, mean and maximum in ms."""
         longest = max((d for d, _ in self.calls), default=0.0)
+        total = sum(d for d, _ in self.calls)
+        mean = total / len(self.calls) if self.calls else 0.0
         on_reactor = sum(r for _, r in self.calls)
-        return f"{len(self.calls)} calls ({on_reactor} on the reactor thread), max {longest * 1000:.1f} ms"
+        return (f"{len(self.calls)} calls ({on_reactor} on the reactor thread), total {total * 1000:.0f} ms, "
+                f"mean {mean * 1000:.2f} ms, max {longest * 1000:.1f} ms")
 
 
 def _ms(values: list[float], fraction: float) -> str:
@@ -80,13 +83,16 @@ async def measure(reactor, command: list[str], storage: str = "rocksdb") -> None
     wal.save = timed["wal.save"].wrap(wal.save)
     wal.release_to = timed["wal.release_to"].wrap(wal.release_to)
     pauses: list[float] = []
+    all_pauses: list[float] = []
     gc_started = [0.0]
 
     def gc_callback(phase: str, info: dict) -> None:
         if phase == "start":
             gc_started[0] = time.perf_counter()
-        elif info.get("generation") == 2:
-            pauses.append(time.perf_counter() - gc_started[0])
+            return
+        all_pauses.append(time.perf_counter() - gc_started[0])
+        if info.get("generation") == 2:
+            pauses.append(all_pauses[-1])
 
     gc.callbacks.append(gc_callback)
     lateness: list[float] = []
@@ -110,7 +116,8 @@ async def measure(reactor, command: list[str], storage: str = "rocksdb") -> None
           f"p50 {_ms(lateness, 0.5)}")
     for name, timing in timed.items():
         print(f"{name}: {timing.summary()}")
-    print(f"gc generation-2 pauses: {len(pauses)}, max {max(pauses, default=0.0) * 1000:.1f} ms")
+    print(f"gc generation-2 pauses: {len(pauses)}, max {max(pauses, default=0.0) * 1000:.1f} ms; "
+          f"all collections: {len(all_pauses)}, total {sum(all_pauses) * 1000:.0f} ms")
     await member.stopService()
 
 
