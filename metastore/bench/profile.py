@@ -1,8 +1,9 @@
 """Where a member's reactor thread spends its time under load.
 
-``python -m metastore.bench.profile [--api seed|v3] [--workload put|get]
-[--duration 8] [--storage memory|rocksdb]`` starts one MetaStore member
-from this checkout, puts ``metastore-bench`` load on it (64 clients, 256 B
+``python -m metastore.bench.profile [--api seed|v3] [--workload
+put|get|sget] [--duration 8] [--storage memory|rocksdb] [--checkout DIR]
+[--keep FILE]`` starts one MetaStore member from this checkout (or
+``DIR``), puts ``metastore-bench`` load on it (64 clients, 256 B
 values, 10,000 keys; a get first writes every key), samples the member
 with ``py-spy`` (``pip install py-spy``) while the load runs, and prints
 the share of the samples spent in each layer of the request path (a
