@@ -17,6 +17,7 @@ from twisted.python import usage
 from metastore.config import STORAGE_ENGINES, Config, ConfigError
 from metastore.kv.autocompaction import DEFAULT_MODE, DEFAULT_RETENTION, MODES
 from metastore.errors import StartupError
+from metastore.gctuning import tune_for_server
 from metastore.options import VersionOption
 
 USAGE_EXIT_STATUS = 2
@@ -186,6 +187,12 @@ class _CommandLineMember(service.MultiService):
         super().__init__()
         self.member = member
         member.setServiceParent(self)
+
+    def startService(self) -> None:
+        """Start the member, then set the garbage collector for a long-running
+        server (``metastore.gctuning``)."""
+        super().startService()
+        tune_for_server()
 
     def privilegedStartService(self) -> None:
         """Bind the member's ports, or exit with one line saying why not."""

@@ -25,6 +25,7 @@ import time
 from twisted.internet import defer, task, utils
 
 from metastore.config import Config
+from metastore.gctuning import tune_for_server
 from metastore.service import open_member
 
 PROBE_SECONDS = 0.01
@@ -63,8 +64,9 @@ def _ms(values: list[float], fraction: float) -> str:
     return f"{values[min(len(values) - 1, int(len(values) * fraction))] * 1000:.1f} ms"
 
 
-async def measure(reactor, command: list[str], storage: str = "rocksdb") -> None:
-    """Run ``command`` against a fresh member and print the figures."""
+async def measure(reactor, command: list[str], storage: str = "rocksdb", tune_gc: bool = False) -> None:
+    """Run ``command`` against a fresh member (with ``tune_gc``, the
+    collector set as ``twistd metastore`` sets it) and print the figures."""
     config = Config(cluster=("http://127.0.0.1:0",), port=0, data_dir=tempfile.mkdtemp(), storage=storage,
                     snapshot_count=5000, snapshot_catchup_entries=1000).validate()
     member = open_member(config, reactor)
@@ -75,6 +77,8 @@ async def measure(reactor, command: list[str], storage: str = "rocksdb") -> None
         if member.node.is_leader:
             break
         await task.deferLater(reactor, 0.02, lambda: None)
+    if tune_gc:
+        tune_for_server()
     reactor_thread = threading.get_ident()
     engine, wal = member.node.store.engine, member.node.wal
     timed = {name: Timings(reactor_thread) for name in ("engine.commit", "engine.sync", "wal.save", "wal.release_to")}
@@ -122,11 +126,12 @@ async def measure(reactor, command: list[str], storage: str = "rocksdb") -> None
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m metastore.bench.reactor_lag [--memory] -- COMMAND...``."""
+    """``python -m metastore.bench.reactor_lag [--memory] [--tune-gc] -- COMMAND...``."""
     args = list(sys.argv[1:] if argv is None else argv)
-    storage = "memory" if "--memory" in args[: args.index("--")] else "rocksdb"
+    options = args[: args.index("--")]
+    storage = "memory" if "--memory" in options else "rocksdb"
     command = args[args.index("--") + 1:]
-    task.react(lambda reactor: defer.ensureDeferred(measure(reactor, command, storage)))
+    task.react(lambda reactor: defer.ensureDeferred(measure(reactor, command, storage, "--tune-gc" in options)))
 
 
 if __name__ == "__main__":
