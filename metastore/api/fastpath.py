@@ -144,6 +144,7 @@ class HotRoutes:
             _take(request, method, target, path)
             self._call_v3(request, rpc)
             return True
+        serializable = False
         if method == b"GET":
             serializable = _SERIALIZABLE.get(query) if query else False
             if serializable is None:
@@ -151,26 +152,25 @@ class HotRoutes:
         elif method not in (b"PUT", b"DELETE") or query:
             return False
         key = _key(path, method)
-        if key is None:
-            return False
-        if method == b"PUT" and (request.body_too_large or request.requestHeaders.hasHeader(b"if-match")
-                                 or request.requestHeaders.hasHeader(b"if-none-match")):
-            return False
-        if method == b"DELETE" and (request.requestHeaders.hasHeader(b"if-match")
-                                    or request.requestHeaders.hasHeader(b"if-none-match")):
+        if key is None or _conditional(request) or (method == b"PUT" and request.body_too_large):
             return False
         _take(request, method, target, path)
-        if method == b"GET":
-            consistency = Consistency.SERIALIZABLE if serializable else Consistency.LINEARIZABLE
-            d = self._member.read(consistency).addCallback(self._got, request, key)
-        elif method == b"PUT":
-            d = self._member.propose(Put(key, request.content.read())).addCallback(self._put, request)
-        else:
-            d = self._member.propose(DeleteRange(key)).addCallback(self._deleted, request)
+        try:
+            d = self._start_seed(request, method, key, serializable)
+        except Exception:
+            d = defer.fail(Failure())
         d.addErrback(_seed_failed, request)
         return True
 
     # -- the seed API -----------------------------------------------------------
+
+    def _start_seed(self, request, method: bytes, key: bytes, serializable: bool) -> defer.Deferred:
+        if method == b"GET":
+            consistency = Consistency.SERIALIZABLE if serializable else Consistency.LINEARIZABLE
+            return self._member.read(consistency).addCallback(self._got, request, key)
+        if method == b"PUT":
+            return self._member.propose(Put(key, request.content.read())).addCallback(self._put, request)
+        return self._member.propose(DeleteRange(key)).addCallback(self._deleted, request)
 
     def _got(self, _, request, key: bytes) -> None:
         kv = self._member.get(key)
@@ -224,6 +224,13 @@ def _key(path: bytes, method: bytes) -> bytes | None:
     if method == b"DELETE" and key.isdigit() and not path.startswith(b"/kv/"):
         return None
     return key if len(key) <= MAX_KEY_BYTES else None
+
+
+def _conditional(request) -> bool:
+    """Whether ``request`` carries ``If-Match`` or ``If-None-Match`` (a
+    compare-and-swap: the REST API's own code answers it)."""
+    headers = request.requestHeaders
+    return headers.hasHeader(b"if-match") or headers.hasHeader(b"if-none-match")
 
 
 def _take(request, method: bytes, target: bytes, path: bytes) -> None:

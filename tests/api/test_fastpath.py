@@ -158,6 +158,20 @@ class HotRoutesTests(SynchronousTestCase):
         self.assertIn(b"\r\nContent-Length: %d" % len(body), head)
         self.assertIn(b'"error": "no_leader"', body)
 
+    def test_bug_is_a_500_with_an_error_id(self):
+        """An exception raised at once by the facade: a JSON 500 naming the
+        error id its logged traceback carries; the connection goes on."""
+        def broken(command):
+            raise RuntimeError("bug")
+
+        self.member.propose = broken
+        self.send(b"DELETE /k HTTP/1.1\r\n\r\n")
+        head, _, body = self.answered().partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 500 Internal Server Error\r\n"), head)
+        self.assertIn(b'"error_id"', body)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertFalse(self.transport.disconnecting)
+
     def test_v3_rpcs_under_every_prefix(self):
         """``POST /v3*/kv/{range,put,deleterange,txn}`` go to the KV service
         with the parsed body; its answer is compact JSON."""
