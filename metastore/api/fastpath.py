@@ -32,8 +32,8 @@ from twisted.web.http import RESPONSES, datetimeToString
 from twisted.web.server import version as SERVER_VERSION
 
 from metastore.api.errors import answer_failure, json_body
-from metastore.api.v3.app import compact_json, error_answer, request_body
-from metastore.api.v3.kv import KVService
+from metastore.api.v3 import kv_codec
+from metastore.api.v3.app import V3API, compact_json, error_answer, kv_answer, request_body
 from metastore.config import MAX_KEY_BYTES
 from metastore.facade import Consistency, MemberFacade
 from metastore.kv.messages import DeleteRange, Put
@@ -53,7 +53,13 @@ _SERIALIZABLE = {b"serializable=true": True, b"serializable=1": True,
                  b"serializable=false": False, b"serializable=0": False}
 """The one query a hot GET may carry (anything else goes to Klein)."""
 
-_V3_RPCS = ("kv/range", "range"), ("kv/put", "put"), ("kv/deleterange", "delete_range"), ("kv/txn", "txn")
+_V3_RPCS = (
+    ("kv/range", kv_codec.range_request, "range"),
+    ("kv/put", kv_codec.put_request, "put"),
+    ("kv/deleterange", kv_codec.delete_range_request, "delete_range"),
+    ("kv/txn", kv_codec.txn_request, "txn"),
+)
+"""The hot v3 RPCs: path after the prefix, body decoder, ``KVService`` method."""
 _V3_PREFIXES = (b"/v3/", b"/v3beta/", b"/v3alpha/")
 
 _NOT_FOUND = json_body("not_found", "no such key")
@@ -123,13 +129,16 @@ def _revision_lines(revision: int) -> bytes:
 
 
 class HotRoutes:
-    """Answers the hot seed-API and v3 KV requests directly against
-    ``member``; ``answer`` says whether it took a request."""
+    """Answers the hot seed-API requests directly against ``member`` and
+    the hot v3 KV requests through ``v3``'s ``KVService`` and response
+    headers (the same objects the Klein v3 API uses); ``answer`` says
+    whether it took a request."""
 
-    def __init__(self, member: MemberFacade, kv: KVService) -> None:
+    def __init__(self, member: MemberFacade, v3: V3API) -> None:
         self._member = member
-        self._v3 = {prefix + path.encode(): getattr(kv, method)
-                    for prefix in _V3_PREFIXES for path, method in _V3_RPCS}
+        self._headers = v3.headers
+        self._v3 = {prefix + path.encode(): (decode, getattr(v3.kv, method))
+                    for prefix in _V3_PREFIXES for path, decode, method in _V3_RPCS}
 
     def answer(self, request, method: bytes, target: bytes, version: bytes) -> bool:
         """Take ``request`` (its head and body received) if it is a hot one
@@ -198,14 +207,17 @@ class HotRoutes:
 
     # -- the v3 API -------------------------------------------------------------
 
-    @staticmethod
-    def _call_v3(request, rpc) -> None:
+    def _call_v3(self, request, rpc) -> None:
+        decode, call = rpc
         try:
-            d = rpc(request_body(request))
+            d = call(decode(request_body(request)))
         except Exception:
             d = defer.fail(Failure())
-        d.addCallback(_v3_answer, request)
+        d.addCallback(self._v3_answer, request)
         d.addErrback(_v3_failed, request)
+
+    def _v3_answer(self, response, request) -> None:
+        _write(request, 200, _JSON, compact_json(kv_answer(response, self._headers)))
 
 
 def _key(path: bytes, method: bytes) -> bytes | None:
@@ -245,10 +257,6 @@ def _take(request, method: bytes, target: bytes, path: bytes) -> None:
 
 def _seed_failed(failure, request) -> None:
     _write_prepared(request, answer_failure(request, failure))
-
-
-def _v3_answer(value: dict, request) -> None:
-    _write(request, 200, _JSON, compact_json(value))
 
 
 def _v3_failed(failure, request) -> None:

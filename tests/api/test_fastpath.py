@@ -11,7 +11,15 @@ from twisted.web.resource import Resource
 
 from metastore.api.fastpath import HotRoutes
 from metastore.api.site import MetaStoreSite
-from metastore.kv.messages import DeleteRange, DeleteRangeResponse, Put, PutResponse, ResponseHeader
+from metastore.kv.messages import (
+    DeleteRange,
+    DeleteRangeResponse,
+    Put,
+    PutResponse,
+    RangeResponse,
+    ResponseHeader,
+    TxnResponse,
+)
 from metastore.storage.engine import KeyValue
 
 
@@ -55,10 +63,35 @@ class _Facade:
 
 
 class _KV:
-    """A v3 KV service that answers every RPC with its name."""
+    """A v3 KV service that records each call and answers at revision 5."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def _answer(self, name, response):
+        def call(request):
+            self.calls.append((name, request))
+            return defer.succeed(response)
+
+        return call
 
     def __getattr__(self, name):
-        return lambda body: defer.succeed({"rpc": name, "body": body})
+        responses = {"range": RangeResponse(ResponseHeader(5), count=0), "put": PutResponse(ResponseHeader(5)),
+                     "delete_range": DeleteRangeResponse(ResponseHeader(5)),
+                     "txn": TxnResponse(ResponseHeader(5), succeeded=True)}
+        return self._answer(name, responses[name])
+
+
+class _V3:
+    """What ``HotRoutes`` takes of ``V3API``: its KV service and headers."""
+
+    def __init__(self) -> None:
+        self.kv = _KV()
+        self.headers = self
+
+    @staticmethod
+    def at(revision):
+        return {"revision": str(revision)}
 
 
 class _CountingTransport(StringTransport):
@@ -80,8 +113,9 @@ class HotRoutesTests(SynchronousTestCase):
 
     def setUp(self):
         self.member = _Facade()
+        self.v3 = _V3()
         self.tree = _Fallback()
-        site = MetaStoreSite(self.tree, 64, reactor=task.Clock(), hot_routes=HotRoutes(self.member, _KV()))
+        site = MetaStoreSite(self.tree, 64, reactor=task.Clock(), hot_routes=HotRoutes(self.member, self.v3))
         self.channel = site.buildProtocol(address.IPv4Address("TCP", "127.0.0.1", 1))
         self.transport = _CountingTransport()
         self.channel.makeConnection(self.transport)
@@ -174,12 +208,14 @@ class HotRoutesTests(SynchronousTestCase):
 
     def test_v3_rpcs_under_every_prefix(self):
         """``POST /v3*/kv/{range,put,deleterange,txn}`` go to the KV service
-        with the parsed body; its answer is compact JSON."""
-        for path, rpc in ((b"/v3/kv/range", b"range"), (b"/v3beta/kv/put", b"put"),
-                          (b"/v3alpha/kv/deleterange", b"delete_range"), (b"/v3/kv/txn", b"txn")):
-            self.send(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n{\"a\": 1}" % path)
-            body = self.answered().partition(b"\r\n\r\n")[2]
-            self.assertEqual(body, b'{"rpc":"%s","body":{"a":1}}' % rpc)
+        with the decoded body; its answer is compact JSON with the header."""
+        body = b'{"key": "YQ=="}'
+        for path in (b"/v3/kv/range", b"/v3beta/kv/put", b"/v3alpha/kv/deleterange", b"/v3/kv/txn"):
+            self.send(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (path, len(body), body))
+            answer = self.answered().partition(b"\r\n\r\n")[2]
+            self.assertTrue(answer.startswith(b'{"header":{"revision":"5"}'), answer)
+        self.assertEqual([name for name, _ in self.v3.kv.calls], ["range", "put", "delete_range", "txn"])
+        self.assertEqual(self.v3.kv.calls[1][1].key, b"a")
         self.assertEqual(self.tree.seen, [])
 
     def test_v3_bad_body_is_etcds_400(self):

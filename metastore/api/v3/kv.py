@@ -1,7 +1,9 @@
-"""The v3 KV service: range, put, delete range, txn and compaction.
+"""etcd's KV service, protocol-neutral: range, put, delete range, txn and
+compaction on the dataclasses of ``metastore.kv.messages``.
 
-Each handler takes the parsed JSON body and returns the JSON answer (a
-Deferred of it).  A
+The JSON API (``metastore.api.v3.app``) and the gRPC API
+(``metastore.api.grpc.kv``) decode their wire form into those requests,
+call these methods and encode the responses; the rules live here once.  A
 request is checked as etcd checks it before proposing; writes go through
 raft; a range, or a txn that only reads, is served from this member's
 applied state after a linearizable read barrier (or at once when
@@ -14,10 +16,19 @@ from typing import Callable
 
 from twisted.internet import defer
 
-from metastore.api.v3 import kv_codec
-from metastore.api.v3.header import Headers
 from metastore.facade import Consistency, MemberFacade
-from metastore.kv.messages import RangeRequest, TxnRequest
+from metastore.kv.messages import (
+    CompactionRequest,
+    CompactionResponse,
+    DeleteRangeRequest,
+    DeleteRangeResponse,
+    PutRequest,
+    PutResponse,
+    RangeRequest,
+    RangeResponse,
+    TxnRequest,
+    TxnResponse,
+)
 
 
 def _serializable(request: RangeRequest | TxnRequest) -> bool:
@@ -31,61 +42,56 @@ def _serializable(request: RangeRequest | TxnRequest) -> bool:
 
 
 class KVService:
-    """etcd's ``KV`` service over a member's facade."""
+    """etcd's ``KV`` service over a member's facade.  Every method raises
+    (or fails with) etcd's errors: ``KVError`` before anything is
+    proposed, the node's ``Unavailable`` when the cluster cannot answer."""
 
-    def __init__(
-        self, member: MemberFacade, headers: Headers, wait_physical: Callable[[int], defer.Deferred]
-    ) -> None:
+    def __init__(self, member: MemberFacade, wait_physical: Callable[[int], defer.Deferred]) -> None:
         self._member = member
-        self._headers = headers
         self._wait_physical = wait_physical
 
-    def range(self, body: dict) -> defer.Deferred:
-        """``/kv/range``."""
-        return self._read(kv_codec.range_request(body))
+    def range(self, request: RangeRequest) -> defer.Deferred:
+        """``KV.Range``: fires with a ``RangeResponse``."""
+        return self._read(request)
 
-    def put(self, body: dict) -> defer.Deferred:
-        """``/kv/put``."""
-        return self._write(kv_codec.put_request(body))
+    def put(self, request: PutRequest) -> defer.Deferred:
+        """``KV.Put``: fires with a ``PutResponse``."""
+        return self._write(request)
 
-    def delete_range(self, body: dict) -> defer.Deferred:
-        """``/kv/deleterange``."""
-        return self._write(kv_codec.delete_range_request(body))
+    def delete_range(self, request: DeleteRangeRequest) -> defer.Deferred:
+        """``KV.DeleteRange``: fires with a ``DeleteRangeResponse``."""
+        return self._write(request)
 
-    def txn(self, body: dict) -> defer.Deferred:
-        """``/kv/txn``: read-only txns are served like ranges."""
-        request = kv_codec.txn_request(body)
+    def txn(self, request: TxnRequest) -> defer.Deferred:
+        """``KV.Txn``: fires with a ``TxnResponse``; read-only txns are
+        served like ranges."""
         if self._member.is_read_only(request):
             return self._read(request)
         return self._write(request)
 
-    async def compact(self, body: dict) -> dict:
-        """``/kv/compaction``; with ``physical``, answers once the versions
+    async def compact(self, request: CompactionRequest) -> CompactionResponse:
+        """``KV.Compact``; with ``physical``, answers once the versions
         below the revision are gone from the engine."""
-        request = kv_codec.compaction_request(body)
         response = await self._member.propose(request)
         if request.physical and request.revision > 0:
             await self._wait_physical(request.revision)
-        return {"header": self._headers.at(response.header.revision)}
+        return response
 
     # The hot methods chain callbacks on the facade's Deferreds instead of
-    # awaiting them: a coroutine costs several Deferred hops per request.
-    # A bad request raises at once; the caller turns that into its answer.
+    # awaiting them in coroutines: a coroutine costs several Deferred hops
+    # per request.  A bad request raises at once.
 
     def _read(self, request: RangeRequest | TxnRequest) -> defer.Deferred:
         self._member.check(request)
         consistency = Consistency.SERIALIZABLE if _serializable(request) else Consistency.LINEARIZABLE
         return self._member.read(consistency).addCallback(self._serve_read, request)
 
-    def _serve_read(self, _, request: RangeRequest | TxnRequest) -> dict:
-        return self._answer(self._member.read_request(request))
+    def _serve_read(self, _, request: RangeRequest | TxnRequest) -> RangeResponse | TxnResponse:
+        return self._member.read_request(request)
 
     def _write(self, request) -> defer.Deferred:
         self._member.check(request)
         return self._member.check_space(request).addCallback(self._propose, request)
 
     def _propose(self, _, request) -> defer.Deferred:
-        return self._member.propose(request).addCallback(self._answer)
-
-    def _answer(self, response) -> dict:
-        return kv_codec.kv_response(response, self._headers.at(response.header.revision))
+        return self._member.propose(request)
