@@ -22,6 +22,7 @@ from twisted.internet.error import CannotListenError
 from metastore import raft
 from metastore.api.admin import AdminAPI
 from metastore.api.peer_status import PeerStatusClient
+from metastore.api.fastpath import HotRoutes
 from metastore.api.rest import RestAPI
 from metastore.api.root import member_root
 from metastore.api.site import MetaStoreSite
@@ -451,7 +452,8 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
                max_request_bytes=config.max_request_bytes)
     metrics = instrument(node, api) if config.metrics else None
     root = member_root(rest.app.resource(), admin, v3.app.resource(), metrics=metrics and metrics.resource())
-    site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout)
+    site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout,
+                         hot_routes=HotRoutes(api, v3))
     if metrics is not None:
         site.request_observer = metrics.request_durations(root.is_mounted)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)

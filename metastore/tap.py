@@ -18,6 +18,7 @@ from twisted.python import usage
 from metastore.config import STORAGE_ENGINES, Config, ConfigError
 from metastore.kv.autocompaction import DEFAULT_MODE, DEFAULT_RETENTION, MODES
 from metastore.errors import StartupError
+from metastore.gctuning import tune_for_server
 from metastore.logs import FORMATS, LEVELS, twistd_observer_factory
 from metastore.options import VersionOption
 
@@ -215,6 +216,12 @@ class _CommandLineMember(service.MultiService):
         self.member = member
         self._log_observer_factory = log_observer_factory
         member.setServiceParent(self)
+
+    def startService(self) -> None:
+        """Start the member, then set the garbage collector for a long-running
+        server (``metastore.gctuning``)."""
+        super().startService()
+        tune_for_server()
 
     def setServiceParent(self, parent) -> None:
         """Join twistd's application, giving it the member's log observer."""

@@ -1,13 +1,16 @@
 """Side by side: one etcd member and one MetaStore member, the same load.
 
-``python -m metastore.bench.compare [--runs 3] [--duration 8]`` starts etcd
-(``/usr/bin/etcd``, v3 JSON gateway) and a MetaStore member (``twistd
-metastore``, memory engine, seed API) on free 127.0.0.1 ports with
-temporary data directories, runs each workload of issue 17's one-member
-table against each with ``metastore-bench`` (a separate process, as a user
-runs it), and prints a Markdown table of the medians (by requests/s) with
-the p99 and server CPU ms per 1,000 requests of the median run.  Both
-servers are stopped at the end, however it ends.
+``python -m metastore.bench.compare [--runs 3] [--duration 8] [--api
+seed|v3] [--baseline CHECKOUT]`` starts etcd (``/usr/bin/etcd``, v3 JSON
+gateway) and a MetaStore member (``twistd metastore``, memory engine,
+driven through ``--api``) on free 127.0.0.1 ports with temporary data
+directories, and with ``--baseline`` a second MetaStore member run from
+another checkout (to show what a change did, in the same run); it runs
+each workload of issue 17's one-member table against each with
+``metastore-bench`` (a separate process, as a user runs it), and prints a
+Markdown table of the medians (by requests/s) with the p99 and server CPU
+ms per 1,000 requests of the median run.  The servers are stopped at the
+end, however it ends.
 """
 
 from __future__ import annotations
@@ -66,37 +69,34 @@ class Figure:
                    server["cpu_ms_per_1000_requests"], server["rss_after_mb"], median["errors"])
 
 
-def compare(runs: int, duration: float, etcd: str, out=sys.stdout) -> None:
-    """Start both servers, measure every workload, print the table."""
+def compare(runs: int, duration: float, etcd: str, api: str = "seed", baseline: str | None = None,
+            out=sys.stdout) -> None:
+    """Start the servers, measure every workload, print the table."""
     workdir = tempfile.mkdtemp(prefix="metastore-compare-")
     servers: list[Server] = []
     try:
         servers.append(start_etcd(workdir, etcd))
-        servers.append(start_metastore(workdir))
+        if baseline is not None:
+            servers.append(start_metastore(workdir, api=api, checkout=os.path.abspath(baseline), name="baseline"))
+        servers.append(start_metastore(workdir, api=api))
         for server in servers:
             wait_for(server.ready_url)
         load_before = os.getloadavg()
         figures: dict[tuple[str, str], Figure] = {}
         populated: set[str] = set()
         for label, arguments in WORKLOADS:
-            for server in servers:
-                documents = []
-                for _ in range(runs):
+            documents: dict[str, list[dict]] = {server.name: [] for server in servers}
+            for _ in range(runs):  # the servers take turns, so a busy spell of the machine hits all of them
+                for server in servers:
                     reads_populated = arguments[0] == "range" and server.name in populated
-                    documents.append(bench(server, arguments + (["--no-populate"] if reads_populated else []),
-                                           duration))
+                    documents[server.name].append(
+                        bench(server, arguments + (["--no-populate"] if reads_populated else []), duration))
                     if arguments[0] == "range":
                         populated.add(server.name)
-                figures[label, server.name] = Figure.median_of(documents)
+            for server in servers:
+                figures[label, server.name] = Figure.median_of(documents[server.name])
                 print(f"{label} {server.name}: {figures[label, server.name]}", file=sys.stderr, flush=True)
-        print("| 1 member | etcd req/s (p99 ms) | MetaStore req/s (p99 ms) | ratio | CPU ms / 1,000 req "
-              "etcd / MetaStore | RSS MB etcd / MetaStore |", file=out)
-        print("|---|---|---|---|---|---|", file=out)
-        for label, _ in WORKLOADS:
-            e, m = figures[label, "etcd"], figures[label, "MetaStore"]
-            print(f"| {label} | {e.requests_per_second:,.0f} ({e.p99_ms:.1f}) | "
-                  f"{m.requests_per_second:,.0f} ({m.p99_ms:.1f}) | {m.requests_per_second / e.requests_per_second:.2f} | "
-                  f"{e.cpu_ms_per_1000:.0f} / {m.cpu_ms_per_1000:.0f} | {e.rss_mb:.0f} / {m.rss_mb:.0f} |", file=out)
+        print_table(figures, [server.name for server in servers], out)
         load_after = os.getloadavg()
         print(f"\n{runs} runs of {duration:g} s each, median by requests/s; load average "
               f"{load_before[0]:.1f} before, {load_after[0]:.1f} after, on {os.cpu_count()} cores.", file=out)
@@ -109,14 +109,31 @@ def compare(runs: int, duration: float, etcd: str, out=sys.stdout) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def print_table(figures: dict, names: list[str], out) -> None:
+    """The Markdown table: per workload, each server's req/s (p99), the
+    last server's ratio to etcd's req/s, CPU per 1,000 requests and RSS."""
+    print(f"| 1 member | {' | '.join(f'{n} req/s (p99 ms)' for n in names)} | ratio {names[-1]} / etcd | "
+          f"CPU ms / 1,000 req {' / '.join(names)} | RSS MB {' / '.join(names)} |", file=out)
+    print("|---" * (len(names) + 4) + "|", file=out)
+    for label, _ in WORKLOADS:
+        row = [figures[label, n] for n in names]
+        rates = " | ".join(f"{f.requests_per_second:,.0f} ({f.p99_ms:.1f})" for f in row)
+        ratio = row[-1].requests_per_second / row[0].requests_per_second
+        print(f"| {label} | {rates} | {ratio:.2f} | {' / '.join(f'{f.cpu_ms_per_1000:.0f}' for f in row)} | "
+              f"{' / '.join(f'{f.rss_mb:.0f}' for f in row)} |", file=out)
+
+
 def main() -> None:
     """Parse the options and compare."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per workload and server (median taken)")
     parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per run")
     parser.add_argument("--etcd", default="/usr/bin/etcd", help="the etcd binary")
+    parser.add_argument("--api", choices=("seed", "v3"), default="seed", help="the API MetaStore is driven through")
+    parser.add_argument("--baseline", metavar="CHECKOUT",
+                        help="also run a MetaStore member from this checkout (e.g. `git archive main | tar -x`)")
     arguments = parser.parse_args()
-    compare(arguments.runs, arguments.duration, arguments.etcd)
+    compare(arguments.runs, arguments.duration, arguments.etcd, arguments.api, arguments.baseline)
 
 
 if __name__ == "__main__":

@@ -72,19 +72,21 @@ def start_etcd(workdir: str, etcd: str) -> Server:
     return Server("etcd", url, "v3", process, url + "/version")
 
 
-def start_metastore(workdir: str) -> Server:
-    """One MetaStore member (memory engine) from this checkout, on free
-    ports (not yet waited for)."""
+def start_metastore(workdir: str, storage: str = "memory", api: str = "seed", checkout: str = CHECKOUT,
+                    name: str = "MetaStore") -> Server:
+    """One MetaStore member (``storage``: its engine) from ``checkout`` (by
+    default this one), driven through ``api``, on free ports (not yet
+    waited for)."""
     peer, http = free_port(), free_port()
-    env = dict(os.environ, PYTHONPATH=CHECKOUT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    data_dir = os.path.join(workdir, "metastore")
+    env = dict(os.environ, PYTHONPATH=checkout + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    data_dir = os.path.join(workdir, name.replace(" ", "-"))
     os.makedirs(data_dir)
     process = subprocess.Popen(
         [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--nodaemon", "--pidfile=",
-         f"--logfile={os.path.join(workdir, 'metastore.log')}", "metastore", "--id", "1",
-         "--cluster", f"http://127.0.0.1:{peer}", "--port", str(http), "--storage", "memory",
+         f"--logfile={data_dir}.log", "metastore", "--id", "1",
+         "--cluster", f"http://127.0.0.1:{peer}", "--port", str(http), "--storage", storage,
          "--data-dir", data_dir],
         cwd=data_dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{http}"
-    return Server("MetaStore", url, "seed", process, url + "/health")
+    return Server(name, url, api, process, url + "/health")
