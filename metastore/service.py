@@ -145,6 +145,8 @@ class MemberService(service.MultiService):
         """Compacts the MVCC history (``metastore.compacting``)."""
         self.grpc = grpc
         """The ``GrpcService`` when --grpc-port is given, else None."""
+        self.fronts = None
+        """The ``FrontSupervisor`` with --workers, else None."""
         self.removed: defer.Deferred = defer.Deferred()
         # Started in this order, stopped in reverse: the node answers no
         # request after the API stops, and sends nothing after the transport;
@@ -426,10 +428,20 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
     v3 = V3API(api, cluster_id_from_token(config.cluster_token), history_compaction.wait_physical)
     root = member_root(rest.app.resource(), admin, v3.app.resource())
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout)
-    endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
-    member = MemberService(config, node, transport, ListenerService(endpoint, site), api, history_compaction, grpc)
+    if config.workers:
+        from metastore.workers.supervisor import PortClaim
+
+        http = PortClaim(config.listen_host, config.port)
+    else:
+        http = ListenerService(endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host), site)
+    member = MemberService(config, node, transport, http, api, history_compaction, grpc)
     lessor.setServiceParent(member)
     watch_hub.setServiceParent(member)
+    if config.workers:
+        from metastore.workers.supervisor import add_fronts
+
+        member.fronts = add_fronts(member, config, reactor, api, site, history_compaction.wait_physical,
+                                   lambda: node.compaction.restoring)
     return member
 
 

@@ -112,6 +112,7 @@ class AppliedChanges:
 
 
 Listener = Callable[[AppliedChanges], None]
+CommandListener = Callable[[int, int, Sequence["RequestOp | CompactionRequest | None"]], None]
 
 
 def _in_range(name: bytes, key: bytes, range_end: bytes | None) -> bool:
@@ -458,6 +459,11 @@ class KeyValueStore:
         self.engine = engine
         self.listeners: list[Listener] = []
         """Called with each apply's ``AppliedChanges`` once it is committed."""
+        self.command_listeners: list[CommandListener] = []
+        """Called with ``(applied index before, index, commands)`` for each
+        apply once it is committed, before ``listeners``: a replica that
+        applies the same commands in the same order holds the same state
+        (``metastore.workers``)."""
 
     @property
     def revision(self) -> int:
@@ -560,6 +566,7 @@ class KeyValueStore:
         etcd would answer, in which case the command changed nothing)."""
         batch = _Batch(self.engine)
         previous_revision = self.engine.revision
+        previous_index = self.engine.applied_index
         results = [None if c is None else self._apply_one(batch, c) for c in commands]
         self.engine.commit(
             batch.events,
@@ -569,6 +576,8 @@ class KeyValueStore:
             batch.compacted_revision if batch.compaction_changed else None,
             batch.lease_changes(),
         )
+        for command_listener in self.command_listeners:
+            command_listener(previous_index, index, commands)
         if self.listeners and (batch.events or batch.lease_events):
             changes = AppliedChanges(
                 previous_revision, batch.revision, tuple(batch.events), tuple(batch.prev_kvs), tuple(batch.lease_events)
