@@ -110,6 +110,17 @@ class PortClaim(service.Service):
             self._socket = None
 
 
+def _front_environment() -> dict:
+    """This process's environment, with the directory this ``metastore``
+    was imported from first on the path: a front runs the core's code."""
+    import metastore
+
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(metastore.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
 class _FrontProcess(protocol.ProcessProtocol):
     """One front: its output goes to the core's log; its end is reported."""
 
@@ -147,6 +158,8 @@ class FrontSupervisor(service.Service):
         self.processes: dict[int, _FrontProcess] = {}
         self.restarts = 0
         """How many fronts were started again after dying."""
+        self.link = None
+        """The ``CoreLinkFactory`` the fronts connect to (set by ``add_fronts``)."""
 
     def startService(self) -> None:
         """Start every front (on the port ``claim`` holds, when given)."""
@@ -161,7 +174,7 @@ class FrontSupervisor(service.Service):
             return
         front = _FrontProcess(self, number)
         argv = [sys.executable, "-m", "metastore.workers.front", self.settings.to_json()]
-        self._reactor.spawnProcess(front, sys.executable, argv, env=dict(os.environ), childFDs={0: "w", 1: "r", 2: "r"})
+        self._reactor.spawnProcess(front, sys.executable, argv, env=_front_environment(), childFDs={0: "w", 1: "r", 2: "r"})
         self.processes[number] = front
 
     def ended(self, front: _FrontProcess, reason) -> None:
@@ -223,5 +236,6 @@ def add_fronts(member, config, reactor, api, site, wait_physical, restoring) -> 
         header_timeout=config.header_timeout, call_timeout=2 * config.request_timeout + 5,
     )
     supervisor = FrontSupervisor(reactor, config.workers, settings, member.http)
+    supervisor.link = link
     supervisor.setServiceParent(member)
     return supervisor
