@@ -44,6 +44,7 @@ class ChaosOptions(VersionOption, usage.Options):
         ["clients", None, 6, "register (read/write/CAS) clients", int],
         ["set-clients", None, 2, "set (unique-key append) clients", int],
         ["request-timeout", None, 2.0, "the members' --request-timeout", float],
+        ["workers", None, 0, "the members' --workers (front processes per member)", int],
         ["client-timeout", None, 3.0, "seconds before a client gives up (the operation becomes unknown)", float],
         ["runs", None, 1, "run this many times (seeds seed, seed+1, ...; work dirs run-1, run-2, ...)", int],
         ["check", None, None, "only check this history.jsonl file and exit"],
@@ -71,6 +72,7 @@ class ChaosOptions(VersionOption, usage.Options):
             size=self["members"], duration=self["duration"], nemeses=self["nemesis"], workdir=self["workdir"],
             seed=self["seed"], register_clients=self["clients"], set_clients=self["set-clients"],
             request_timeout=self["request-timeout"], client_timeout=self["client-timeout"],
+            extra_member_args=("--workers", str(self["workers"])) if self["workers"] else (),
         )
 
 

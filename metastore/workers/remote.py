@@ -12,7 +12,8 @@ it, so the replica then reflects all this member applied (an acknowledged
 write, through whichever front, is read back).
 
 When the link is lost every pending call fails with ``CoreUnavailable``
-(HTTP 503) at once, and so does every later one; a call unanswered for
+(HTTP 503) at once, and so does every later call or read; every watch
+gets its last, ``canceled`` response; a call unanswered for
 ``call_timeout`` seconds (a core that hangs) fails the same way.
 """
 
@@ -30,7 +31,7 @@ from metastore.errors import Unavailable
 from metastore.facade import Consistency, MemberFacade, MemberStatus
 from metastore.kv.store import KeyValueStore
 from metastore.storage.memory import MemoryEngine
-from metastore.watch import Callback, WatchFilter
+from metastore.watch import Callback, WatchFilter, WatchResponse
 from metastore.workers import codec
 from metastore.workers.link import BatchedLink
 
@@ -130,6 +131,13 @@ class FrontLink(BatchedLink):
             del self._pending[call_id]
             d.errback(CoreUnavailable(f"the member's core process did not answer within {self.call_timeout:g}s"))
 
+    def store(self) -> KeyValueStore:
+        """The replica, to read from; raises ``CoreUnavailable`` once the
+        link is lost (the replica no longer follows the member)."""
+        if not self._connected or self.replica is None:
+            raise CoreUnavailable("this front has lost its member's core process")
+        return self.replica
+
     def watch(self, arguments: tuple, callback: Callback) -> RemoteWatch:
         """Open a watch in the core; ``callback`` gets its responses."""
         watch = RemoteWatch(self, next(self._ids), callback)
@@ -200,7 +208,7 @@ class FrontLink(BatchedLink):
             d.errback(CoreUnavailable("this front lost its member's core process"))
         watches, self.watches = self.watches, {}
         for watch in watches.values():
-            watch.canceled = True
+            watch.deliver(WatchResponse(watch.id or 0, 0, canceled=True, cancel_reason="the member's core process is gone"))
         if not self.ready.called:
             self.ready.errback(CoreUnavailable("the link to the core closed before the front was ready"))
         self.lost.callback(None)
@@ -290,37 +298,37 @@ class RemoteFacade:
 
     def get(self, key: bytes, revision: int = 0):
         """``MemberFacade.get`` from the replica."""
-        return self._link.replica.get(key, revision)
+        return self._link.store().get(key, revision)
 
     def range_request(self, request):
         """``MemberFacade.range_request`` from the replica."""
-        return self._link.replica.range(request)
+        return self._link.store().range(request)
 
     def read_request(self, request):
         """``MemberFacade.read_request`` from the replica."""
-        return self._link.replica.read(request)
+        return self._link.store().read(request)
 
     def hash_kv(self, revision: int = 0) -> tuple[int, int]:
         """``MemberFacade.hash_kv`` from the replica (the same log, the same hash)."""
-        return self._link.replica.hash_kv(revision)
+        return self._link.store().hash_kv(revision)
 
     @property
     def compacted_revision(self) -> int:
         """The revision history was compacted at (the replica's)."""
-        return self._link.replica.compacted_revision
+        return self._link.store().compacted_revision
 
     @property
     def revision(self) -> int:
         """The replica's current revision."""
-        return self._link.replica.revision
+        return self._link.store().revision
 
     def keyspace_hash(self) -> str:
         """``MemberFacade.keyspace_hash`` from the replica."""
-        return self._link.replica.keyspace_hash()
+        return self._link.store().keyspace_hash()
 
     def leases(self) -> list:
         """Every lease in the replica."""
-        return self._link.replica.leases()
+        return self._link.store().leases()
 
     # -- leases, watches, members, snapshots: in the core -------------------------
 
