@@ -24,6 +24,7 @@ import dataclasses
 import enum
 import hashlib
 import importlib
+import operator
 from typing import Any
 
 import msgpack
@@ -69,6 +70,8 @@ SCHEMA: str = hashlib.sha256("\n".join(f"{t.__module__}.{t.__qualname__}" for t 
 """Names this codec's vocabulary; both ends of a link must agree on it."""
 _NUMBER = {t: i for i, t in enumerate(TYPES)}
 _FIELDS = {t: tuple(f.name for f in dataclasses.fields(t)) for t in TYPES if dataclasses.is_dataclass(t)}
+_GETTERS = {t: operator.attrgetter(*names) if len(names) > 1 else (lambda o, n=names: tuple(getattr(o, f) for f in n))
+            for t, names in _FIELDS.items()}
 
 
 def carries(value: Any) -> bool:
@@ -87,9 +90,9 @@ def _default(value: Any):
         return list(value)
     number = _NUMBER.get(kind)
     if number is not None:
-        fields = _FIELDS.get(kind)
-        if fields is not None:
-            return msgpack.ExtType(_DATACLASS, pack([number, *[getattr(value, f) for f in fields]]))
+        getter = _GETTERS.get(kind)
+        if getter is not None:
+            return msgpack.ExtType(_DATACLASS, pack((number, *getter(value))))
         if isinstance(value, enum.Enum):
             return msgpack.ExtType(_ENUM, pack([number, value.value]))
         attributes = {k: v for k, v in vars(value).items() if _plain(v)} if hasattr(value, "__dict__") else {}
@@ -117,9 +120,27 @@ def _ext(code: int, data: bytes):
     return msgpack.ExtType(code, data)
 
 
+_packers: list[msgpack.Packer] = []
+"""One reusable packer per nesting level (an object's fields are packed
+while its container is): making a packer costs more than packing a request."""
+_depth = 0
+
+
 def pack(value: Any) -> bytes:
-    """``value`` as bytes (see the module docstring)."""
-    return msgpack.packb(value, default=_default, use_bin_type=True, strict_types=True)
+    """``value`` as bytes (see the module docstring).  Not thread-safe:
+    the reactor thread alone packs."""
+    global _depth
+    if _depth == len(_packers):
+        _packers.append(msgpack.Packer(default=_default, use_bin_type=True, strict_types=True))
+    level = _depth
+    _depth += 1
+    try:
+        return _packers[level].pack(value)
+    except BaseException:
+        _packers[level] = msgpack.Packer(default=_default, use_bin_type=True, strict_types=True)
+        raise
+    finally:
+        _depth -= 1
 
 
 def unpack(data: bytes) -> Any:

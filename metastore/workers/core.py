@@ -26,6 +26,7 @@ from typing import Callable
 
 from twisted.internet import defer, protocol, task
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from metastore.facade import MemberFacade
 from metastore.kv.store import KeyValueStore
@@ -152,10 +153,18 @@ class FrontConnection(BatchedLink):
             return
         if name == "read":
             self._factory.fanout.check()
-        d = defer.maybeDeferred(method, *args)
-        d.addCallback(_awaited)
-        d.addCallbacks(lambda value: self._answer(call_id, name, True, value),
-                       lambda failure: self._answer(call_id, name, False, failure))
+        try:
+            result = method(*args)
+        except Exception:
+            self._answer(call_id, name, False, Failure())
+            return
+        if inspect.iscoroutine(result):
+            result = defer.ensureDeferred(result)
+        if isinstance(result, defer.Deferred):
+            result.addCallbacks(lambda value: self._answer(call_id, name, True, value),
+                                lambda failure: self._answer(call_id, name, False, failure))
+        else:
+            self._answer(call_id, name, True, result)
 
     def _answer(self, call_id: int, name: str, ok: bool, value) -> None:
         if not ok:
@@ -193,12 +202,6 @@ class FrontConnection(BatchedLink):
         watches, self._watches = self._watches, {}
         for watch in watches.values():
             watch.cancel()
-
-
-def _awaited(value):
-    if inspect.iscoroutine(value):
-        return defer.ensureDeferred(value)
-    return value
 
 
 class CoreLinkFactory(protocol.ServerFactory):
