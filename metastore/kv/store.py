@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import msgpack
 
@@ -109,6 +109,19 @@ class AppliedChanges:
     events: tuple[Event, ...]
     prev_kvs: tuple[KeyValue | None, ...]
     lease_events: tuple[LeaseEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreState:
+    """A store's counters, membership and leases at one moment: with the
+    history read at that moment, all a replica needs (``Engine.restore``)."""
+
+    revision: int
+    applied_index: int
+    compacted_revision: int
+    physically_compacted_revision: int
+    cluster_state: ClusterState | None
+    leases: tuple[Lease, ...]
 
 
 Listener = Callable[[AppliedChanges], None]
@@ -585,6 +598,15 @@ class KeyValueStore:
             for listener in list(self.listeners):
                 listener(changes)
         return results
+
+    def dump(self) -> tuple[StoreState, Iterable[Event]]:
+        """The store as it is now: its ``StoreState`` and its retained
+        history, which later applies and compaction steps do not change."""
+        engine = self.engine
+        items = engine.snapshot_items()
+        state = StoreState(engine.revision, engine.applied_index, engine.compacted_revision,
+                           engine.physically_compacted_revision, engine.cluster_state, tuple(engine.leases()))
+        return state, items
 
     def lease(self, lease_id: int) -> Lease | None:
         """Lease ``lease_id`` as applied, or None."""

@@ -37,6 +37,7 @@ VOCABULARY_MODULES = (
     "metastore.kv.commands",
     "metastore.kv.errors",
     "metastore.kv.messages",
+    "metastore.kv.store",
     "metastore.leases",
     "metastore.membership",
     "metastore.storage.engine",

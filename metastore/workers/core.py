@@ -122,12 +122,8 @@ class FrontConnection(BatchedLink):
     def send_dump(self) -> None:
         """Send the whole store as it is now (its history back to the
         compacted revision and its leases), a chunk per message."""
-        engine = self._factory.store.engine
-        items = engine.snapshot_items()
-        self.send((
-            "d0", engine.revision, engine.applied_index, engine.compacted_revision,
-            engine.physically_compacted_revision, engine.cluster_state, tuple(engine.leases()),
-        ))
+        state, items = self._factory.store.dump()
+        self.send(("d0", state))
         chunk: list = []
         size = 0
         for event in items:

@@ -172,7 +172,7 @@ class FrontLink(BatchedLink):
             self.view = message[1:]
             self._maybe_ready()
         elif kind == "d0":
-            self._dump_header, self._dump = message[1:], []
+            self._dump_header, self._dump = message[1], []
         elif kind == "d1":
             self._dump.extend(message[1])
         elif kind == "d2":
@@ -189,9 +189,10 @@ class FrontLink(BatchedLink):
             self.transport.loseConnection()
 
     def _restore(self) -> None:
-        revision, applied_index, compacted, physically_compacted, cluster_state, leases = self._dump_header
+        state = self._dump_header
         engine = MemoryEngine()
-        engine.restore(self._dump, revision, applied_index, cluster_state, compacted, physically_compacted, leases)
+        engine.restore(self._dump, state.revision, state.applied_index, state.cluster_state, state.compacted_revision,
+                       state.physically_compacted_revision, state.leases)
         self._dump = self._dump_header = None
         self.replica = KeyValueStore(engine)
         self._maybe_ready()

@@ -79,3 +79,10 @@ class SingleMemberEdgeTests(WorkersMember, test_edge.SingleMemberEdgeTests):
 SingleMemberEdgeTests.test_unexpected_exception_is_json_500_logged_once_with_its_id.skip = (
     "patches the core's store, which a front does not read (it reads its replica)"
 )
+
+
+class RocksDBKeyValueTests(WorkersMember, test_rest.KeyValueTests):
+    """The key-value checks through fronts of a RocksDB member (the fronts'
+    replicas are in memory whatever the core's engine)."""
+
+    config_overrides = {"storage": "rocksdb"}
