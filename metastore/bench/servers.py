@@ -99,12 +99,13 @@ def start_etcd(workdir: str, etcd: str, size: int = 1) -> Server:
     """An etcd cluster of ``size`` members on free ports (not yet waited for)."""
     clients = [f"http://127.0.0.1:{free_port()}" for _ in range(size)]
     peers = [f"http://127.0.0.1:{free_port()}" for _ in range(size)]
-    initial = ",".join(f"m{i}={peer}" for i, peer in enumerate(peers, start=1))
+    names = ["compare"] if size == 1 else [f"compare-{i}" for i in range(1, size + 1)]
+    initial = ",".join(f"{name}={peer}" for name, peer in zip(names, peers))
     processes = []
-    for i, (url, peer_url) in enumerate(zip(clients, peers), start=1):
+    for i, (name, url, peer_url) in enumerate(zip(names, clients, peers), start=1):
         with open(os.path.join(workdir, f"etcd-{i}.log"), "wb") as log:
             processes.append(subprocess.Popen(
-                [etcd, "--name", f"m{i}", "--data-dir", os.path.join(workdir, f"etcd-{i}"),
+                [etcd, "--name", name, "--data-dir", os.path.join(workdir, f"etcd-{i}"),
                  "--listen-client-urls", url, "--advertise-client-urls", url,
                  "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
                  "--initial-cluster", initial],
