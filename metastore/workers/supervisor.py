@@ -4,10 +4,12 @@ port, and the front processes it starts, restarts and stops."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import os
 import socket
 import sys
+import time
 
 from twisted.application import service
 from twisted.internet import defer, protocol
@@ -24,6 +26,8 @@ RESTART_DELAY_SECONDS = 1.0
 """A front that died is started again after this long."""
 STOP_GRACE_SECONDS = 5.0
 """A front that does not exit this long after SIGTERM is killed."""
+RELEASE_WAIT_SECONDS = 3.0
+"""How long a starting core waits for its client port to be released."""
 MAX_SOCKET_PATH = 100
 """Unix socket paths longer than this (the limit is 107 bytes) go to
 Linux's abstract namespace instead of the data directory."""
@@ -81,6 +85,8 @@ class PortClaim(service.Service):
         """Claim the port (once)."""
         if self._socket is not None:
             return
+        if self.requested_port:
+            self._check_free()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -92,6 +98,24 @@ class PortClaim(service.Service):
         self._socket = sock
         self.port = sock.getsockname()[1]
         self.listening.callback(_ClaimedPort(self.host, self.port))
+
+    def _check_free(self) -> None:
+        """Refuse a port another process uses, with ``SO_REUSEPORT`` or
+        not (another member's fronts would otherwise share it silently).
+        Waits up to ``RELEASE_WAIT_SECONDS`` for it: the fronts of this
+        member's previous, killed core release it within about a second."""
+        deadline = time.monotonic() + RELEASE_WAIT_SECONDS
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((self.host, self.requested_port))
+                    return
+                except OSError as e:
+                    if e.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                        raise StartupError(
+                            f"cannot listen for HTTP on {self.host}:{self.requested_port}: {e.strerror}") from None
+            time.sleep(0.1)
 
     def startService(self) -> None:
         """Claim the port unless ``privilegedStartService`` did."""

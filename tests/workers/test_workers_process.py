@@ -85,6 +85,16 @@ class WorkersProcessTests(TestCase):
             self.assertEqual((code, body), (200, b"v"))
         self.assertIn("starting it again", self.member.log_text())
 
+    async def test_a_second_member_on_the_same_port_does_not_start(self):
+        """``SO_REUSEPORT`` would let two members share a port: the second
+        core refuses to start instead, with one line saying why."""
+        self._front_pids = set(await self.start())
+        other = Cluster(self, 1, extra=["--workers", str(FRONTS)]).members[1]
+        other.http_port = self.member.http_port
+        other.start()
+        self.assertEqual(other.process.wait(timeout=30), 1)
+        self.assertIn("cannot listen for HTTP", other.log_text())
+
     async def test_stopping_the_core_stops_its_fronts(self):
         """SIGTERM the core: it stops both fronts and exits; the port is free."""
         fronts = await self.start()
