@@ -93,6 +93,11 @@ class FrontConnection(BatchedLink):
     def message_received(self, message: tuple) -> None:
         """Serve one message of the front."""
         kind = message[0]
+        if not self._greeted:
+            if kind == "hello":
+                self._hello(message[1])
+                return
+            kind = "before hello: " + str(kind)
         if kind == "c":
             self._call(message[1], message[2], message[3])
         elif kind == "w":
@@ -101,8 +106,6 @@ class FrontConnection(BatchedLink):
             watch = self._watches.get(message[1])
             if watch is not None and message[2] in WATCH_OPERATIONS:
                 getattr(watch, message[2])(*message[3])
-        elif kind == "hello" and not self._greeted:
-            self._hello(message[1])
         else:
             log.error("dropping a worker link: unexpected message {kind!r}", kind=kind)
             self.transport.loseConnection()

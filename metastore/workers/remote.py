@@ -345,11 +345,6 @@ class RemoteFacade:
         """``MemberFacade.lease_keepalive``, in the core."""
         return self._link.call("lease_keepalive", id)
 
-    def lease_time_to_live_remote(self, id: int, keys: bool = False) -> defer.Deferred:
-        """``MemberFacade.lease_time_to_live`` in the core (the lessor's
-        clock lives there), as a Deferred."""
-        return self._link.call("lease_time_to_live", id, keys)
-
     def watch(self, key: bytes, range_end: bytes = b"", start_revision: int = 0,
               filters: tuple[WatchFilter, ...] = (), prev_kv: bool = False, progress_notify: bool = False,
               *, callback: Callback) -> RemoteWatch:
