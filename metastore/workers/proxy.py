@@ -64,9 +64,13 @@ class CoreProxy(Resource):
 
     def __init__(self, reactor, address: str) -> None:
         super().__init__()
-        pool = HTTPConnectionPool(reactor, persistent=True)
-        pool.retryAutomatically = False
-        self._agent = Agent.usingEndpointFactory(reactor, _UnixEndpoints(reactor, address), pool=pool)
+        self._pool = HTTPConnectionPool(reactor, persistent=True)
+        self._pool.retryAutomatically = False
+        self._agent = Agent.usingEndpointFactory(reactor, _UnixEndpoints(reactor, address), pool=self._pool)
+
+    def close(self):
+        """Close the idle connections to the core; fires once closed."""
+        return self._pool.closeCachedConnections()
 
     def render(self, request):
         """Forward ``request`` and stream the core's answer back."""
