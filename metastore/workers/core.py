@@ -28,7 +28,7 @@ from twisted.internet import defer, protocol, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from metastore.facade import MemberFacade
+from metastore.facade import MemberFacade, Restoring
 from metastore.kv.store import KeyValueStore
 from metastore.workers import codec
 from metastore.workers.link import BatchedLink
@@ -54,7 +54,8 @@ class ApplyFanout:
 
     def __init__(self, store: KeyValueStore, restoring: Callable[[], bool]) -> None:
         self._store = store
-        self._restoring = restoring
+        self.restoring = restoring
+        """Whether a snapshot from the leader is replacing the store now."""
         self.links: list[FrontConnection] = []
         self._last_index = store.applied_index
         store.command_listeners.append(self._applied)
@@ -71,7 +72,7 @@ class ApplyFanout:
     def check(self) -> None:
         """Before answering a read: if the store was replaced since the last
         apply, send every front a new dump first."""
-        if self._store.applied_index != self._last_index and not self._restoring():
+        if self._store.applied_index != self._last_index and not self.restoring():
             self._resync()
             self._last_index = self._store.applied_index
 
@@ -172,7 +173,12 @@ class FrontConnection(BatchedLink):
                 log.failure("a front's {name} call failed unexpectedly", value, name=name)
             value = error
         elif name == "read":
-            self._factory.fanout.check()
+            if self._factory.fanout.restoring():
+                # The store is being replaced: the front's replica cannot
+                # be brought up to date yet, so it must not read.
+                ok, value = False, Restoring("this member is installing a snapshot; retry")
+            else:
+                self._factory.fanout.check()
         self.send(("r", call_id, ok, value))
 
     def _watch(self, watch_id: int, arguments: tuple) -> None:

@@ -7,7 +7,7 @@ from twisted.internet import defer, task
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from metastore.facade import Consistency, MemberStatus
+from metastore.facade import Consistency, MemberStatus, Restoring
 from metastore.kv.errors import CompactedError
 from metastore.kv.messages import (
     Compare, CompareResult, CompareTarget, PutRequest, RangeRequest, TxnRequest,
@@ -220,6 +220,19 @@ class CoreAndFrontTests(SynchronousTestCase):
         self.successResultOf(d)
         self.assertIsNone(self.remote.get(b"old"))
         self.assertEqual((self.remote.revision, self.front.replica.applied_index), (9, 40))
+
+    def test_no_read_answers_while_the_store_is_being_replaced(self):
+        """While a snapshot is installed the front's replica cannot follow:
+        its read barrier fails with ``Restoring`` (503) instead of answering."""
+        installing = [True]
+        self.factory.fanout.restoring = lambda: installing[0]
+        d = self.remote.read(Consistency.LINEARIZABLE)
+        self.pump()
+        self.failureResultOf(d, Restoring)
+        installing[0] = False
+        d = self.remote.read(Consistency.LINEARIZABLE)
+        self.pump()
+        self.successResultOf(d)
 
     def test_a_lost_core_fails_calls_reads_and_watches(self):
         """Losing the link: the pending call fails 503-style, watches get a
