@@ -29,7 +29,21 @@ setup(
         "grpcio>=1.85.1",
         "protobuf>=7.35.1",
     ],
-    extras_require={"test": ["hypothesis>=6.80.0", "grpcio-tools>=1.85.1", "etcd3gw>=2.7.0"]},
+    extras_require={
+        "test": [
+            "hypothesis>=6.80.0",
+            "grpcio-tools>=1.85.1",
+            "etcd3gw>=2.7.0",
+            # Real clients the v3 JSON API is held to (tests/api/test_tooz.py,
+            # test_patroni.py); Patroni imports psycopg at import time, and the
+            # binary wheel brings its own libpq.
+            "tooz>=9.1.0",
+            "patroni[etcd3]>=4.1.5",
+            "psycopg2-binary>=2.9.13",
+            # python-etcd3, a gRPC client (tests/test_grpc_etcd3_client.py).
+            "etcd3>=0.12.0",
+        ]
+    },
     package_data={"metastore.api.grpc.proto": ["*.proto", "*.pyi"]},
     entry_points={
         "console_scripts": [

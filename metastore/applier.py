@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Sequence
 
@@ -14,6 +15,7 @@ from metastore.kv.dedup import RecentRequests, Verdict
 from metastore.kv.errors import NoSpaceError
 from metastore.kv.validation import adds_data
 from metastore.kv.store import KeyValueStore
+from metastore.measure import UNMEASURED, Observer
 from metastore.membership import Membership
 from metastore.raft.types import ConfChange, Entry, EntryType
 from metastore.waiters import PendingRequests
@@ -59,6 +61,8 @@ class EntryApplier:
         """Ticks for which the applied index stayed below the commit index
         without moving."""
         self._applied_at_last_tick = store.applied_index
+        self.commit_seconds: Observer = UNMEASURED
+        """Records how long each batch of entries took to apply and commit to the engine."""
 
     def tick(self, commit_index: int) -> None:
         """One tick passed with ``commit_index`` known committed: count how
@@ -155,7 +159,9 @@ class EntryApplier:
             record = replace(record or self._membership.record(self._rawnode.applied_conf_state()),
                              requests=self._recent.entries())
             self._recent.changed = False
+        started = time.perf_counter()
         results = self._store.apply(index, [c for _, c in run], record)
+        self.commit_seconds.observe(time.perf_counter() - started)
         for (request_id, _), result in zip(run, results):
             if request_id is not None:
                 self._pending.resolve(request_id, result)

@@ -64,6 +64,8 @@ class Config:
     grpc_port: int | None = None
     """Port of etcd's gRPC API; None serves no gRPC (the default)."""
     strict_reconfig_check: bool = True
+    metrics: bool = True
+    """Serve ``/metrics`` and measure for it; False measures nothing."""
     """etcd's check: refuse membership changes that could lose quorum."""
     auto_compaction_mode: str = DEFAULT_MODE
     auto_compaction_retention: str = DEFAULT_RETENTION

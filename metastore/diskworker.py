@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
 
+from metastore.measure import UNMEASURED, Observer
 from metastore.storage.wal import WAL
 
 RunBlocking = Callable[[Callable[[], None]], defer.Deferred]
@@ -25,6 +27,8 @@ class DiskWorker:
         self._pool: ThreadPool | None = None
         self.wal_syncs = 0
         """WAL fsyncs done by this process (group commit: many writes share one)."""
+        self.fsync_seconds: Observer = UNMEASURED
+        """Records how long each WAL fsync took."""
 
     def run(self, f: Callable[[], None]) -> defer.Deferred:
         """Run ``f`` on the worker thread; fires with its result."""
@@ -37,7 +41,9 @@ class DiskWorker:
 
     def sync_wal(self) -> None:
         """Make every WAL write so far durable (blocking: call it through ``run``)."""
+        started = time.perf_counter()
         self._wal.sync()
+        self.fsync_seconds.observe(time.perf_counter() - started)
         self.wal_syncs += 1  # one worker thread syncs at a time: no race
 
     def stop(self) -> None:

@@ -34,22 +34,37 @@ from metastore.leases import LeaseStatus, Lessor
 from metastore.membership import MembershipError
 from metastore.node import Node
 from metastore.storage.engine import KeyValue, Lease, MemberRecord
-from metastore.watch import Callback, Watch, WatchFilter, WatchHub
+from metastore.watch import (
+    MEMBER_STOPPING,
+    Callback,
+    EventType,
+    Watch,
+    WatchEvent,
+    WatchFilter,
+    WatchHub,
+    WatchResponse,
+)
 
 __all__ = [
     "AlarmType",
+    "MEMBER_STOPPING",
     "MemberRecord",
     "Consistency",
+    "EventType",
     "KeyValue",
     "Lease",
     "LeaseStatus",
     "MemberFacade",
+    "MemberActivity",
     "MemberStatus",
     "MembershipError",
     "Restoring",
     "Result",
+    "EventType",
     "Watch",
+    "WatchEvent",
     "WatchFilter",
+    "WatchResponse",
 ]
 
 
@@ -121,6 +136,23 @@ class MemberStatus:
     election_ticks: int = 10
     connected_peers: tuple[int, ...] = ()
     """The members this one's transport is connected to now."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberActivity:
+    """Running totals of one member's work and what waits now, for its
+    metrics (``/metrics``)."""
+
+    leader_changes_seen: int
+    """Times this member learnt of a new leader since it started."""
+    proposals_pending: int
+    """Proposals made here that wait for their entry to apply."""
+    proposals_failed: int
+    """Proposals made here that failed for want of the cluster."""
+    watchers: int
+    """Live watches on this member."""
+    is_learner: bool
+    """Whether this member is a learner (a non-voting member)."""
 
 
 class MemberFacade:
@@ -245,8 +277,8 @@ class MemberFacade:
     def lease_time_to_live(self, id: int, keys: bool = False) -> LeaseStatus:
         """Lease ``id`` from the applied state (after ``read``): seconds left
         (-1: no such lease), TTL granted, attached keys if ``keys``.  Exact
-        on the leader; a follower answers the last checkpoint's remaining
-        TTL, or the whole TTL."""
+        on the leader; a follower counts from the last grant, keepalive or
+        checkpoint it applied (``Lessor.status``)."""
         return self._require(self._lessor).status(id, keys)
 
     def leases(self) -> list[Lease]:
@@ -278,6 +310,10 @@ class MemberFacade:
         return self._require(self._watch_hub).watch(
             key, range_end, start_revision, filters, prev_kv, progress_notify, callback=callback
         )
+
+    def watch_count(self) -> int:
+        """How many watches are live on this member."""
+        return len(self._require(self._watch_hub).watches())
 
     @staticmethod
     def _require(part):
@@ -327,6 +363,17 @@ class MemberFacade:
                 i for i in sorted(node.membership.peer_urls())
                 if i != node.member_id and node.transport is not None and node.transport.connected(i)
             ),
+        )
+
+    def activity(self) -> MemberActivity:
+        """This member's running totals now (``MemberActivity``)."""
+        node = self._node
+        return MemberActivity(
+            leader_changes_seen=node.leader_changes_seen,
+            proposals_pending=len(node.requests.pending),
+            proposals_failed=node.requests.proposals_failed,
+            watchers=0 if self._watch_hub is None else self.watch_count(),
+            is_learner=any(m.member_id == node.member_id and m.is_learner for m in node.membership.listing()),
         )
 
     # -- members ----------------------------------------------------------------

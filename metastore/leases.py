@@ -89,6 +89,10 @@ class Lessor(service.Service):
         self._revoke_retry = revoke_retry
         self._rng = rng or random.SystemRandom()
         self._deadlines: dict[int, float] = {}
+        self._estimates: dict[int, float] = {}
+        """On every member: when each lease runs out counted from the last
+        grant, keepalive or checkpoint applied here.  Only what a follower
+        shows as the remaining TTL; expiry is the leader's ``_deadlines``."""
         self._queue: list[tuple[float, int]] = []
         """(deadline, id) in a heap, with stale pairs (a deadline since
         moved) skipped and dropped lazily: a check costs the expired leases,
@@ -126,32 +130,42 @@ class Lessor(service.Service):
 
     def status(self, lease_id: int, keys: bool = False) -> LeaseStatus:
         """Lease ``lease_id`` as this member knows it now: exact on the
-        leader; on a follower, the remaining TTL of the last checkpoint (or
-        the whole TTL), which may be longer than the leader's."""
+        leader; on a follower, counted from the last grant, keepalive or
+        checkpoint it applied (so within a commit latency of the leader's,
+        except after a leader change, which extends leases), or, when it
+        applied none since it started, the checkpointed or whole TTL."""
         lease = self._store.lease(lease_id)
         if lease is None:
             return LeaseStatus(lease_id, -1, 0)
         attached = tuple(self._store.lease_keys(lease_id)) if keys else ()
-        return LeaseStatus(lease_id, self.remaining_ttl(lease), lease.ttl, attached)
+        return LeaseStatus(lease_id, self.remaining_ttl(lease, math.floor), lease.ttl, attached)
 
-    def remaining_ttl(self, lease: Lease) -> int:
-        """Whole seconds left of ``lease`` (rounded up, never below 0)."""
-        deadline = self._deadlines.get(lease.id)
+    def remaining_ttl(self, lease: Lease, rounding: Callable[[float], int] = math.ceil) -> int:
+        """Whole seconds left of ``lease``, never below 0: rounded up by
+        default (a checkpoint never takes time from a lease), rounded down
+        for the TTL shown to clients (etcd says 29 just after a grant of 30)."""
+        deadline = self._deadlines.get(lease.id, self._estimates.get(lease.id))
         if deadline is None:
             return lease.remaining_ttl or lease.ttl
-        return max(0, math.ceil(deadline - self._clock.seconds()))
+        return max(0, rounding(deadline - self._clock.seconds()))
 
     # -- the clock-keeping ----------------------------------------------------------
 
     def applied(self, changes: AppliedChanges) -> None:
         """A store listener: grants and keepalives restart a lease's clock
-        here if leading; a revoke ends it."""
+        here if leading (and its shown countdown on any member, as a
+        checkpoint does); a revoke ends it."""
         now = self._clock.seconds()
         for event in changes.lease_events:
             lease_id = event.lease.id
-            if event.kind in ("grant", "keepalive") and self._leading:
-                self._set_deadline(lease_id, now + event.lease.ttl)
+            if event.kind in ("grant", "keepalive"):
+                self._estimates[lease_id] = now + event.lease.ttl
+                if self._leading:
+                    self._set_deadline(lease_id, now + event.lease.ttl)
+            elif event.kind == "checkpoint":
+                self._estimates[lease_id] = now + (event.lease.remaining_ttl or event.lease.ttl)
             elif event.kind == "revoke":
+                self._estimates.pop(lease_id, None)
                 self._deadlines.pop(lease_id, None)
                 self._revoking.pop(lease_id, None)
 

@@ -77,6 +77,8 @@ class Membership:
         self.transport = None
         self.client_url = ""
         """This member's own client URL, published once a leader is known."""
+        self.grpc_url = ""
+        """This member's gRPC URL (with ``--grpc-port``), published with it."""
         self.strict_reconfig_check = True
         """Refuse membership changes that could lose quorum (``unsafe_reconfiguration``)."""
         self._changed = False
@@ -309,8 +311,9 @@ class Membership:
         url = change.context.decode("utf-8", "replace") or self.initial_urls.get(change.node_id, "")
         learner = change.type == ConfChangeType.ConfChangeAddLearnerNode
         known = self.members.get(change.node_id)
-        client_url = known.client_url if known else ""
-        self.members[change.node_id] = MemberRecord(change.node_id, url, client_url, learner)
+        self.members[change.node_id] = MemberRecord(
+            change.node_id, url, known.client_url if known else "", learner, known.grpc_url if known else ""
+        )
         self.removed_ids.discard(change.node_id)
         if self.transport is not None and change.node_id != self.member_id:
             if url:
@@ -326,7 +329,7 @@ class Membership:
             return
         self._changed = True
         if isinstance(command, PublishMember):
-            self.members[command.member_id] = replace(known, client_url=command.client_url)
+            self.members[command.member_id] = replace(known, client_url=command.client_url, grpc_url=command.grpc_url)
             return
         self.members[command.member_id] = replace(known, peer_url=command.peer_url)
         if self.transport is not None and command.member_id != self.member_id:
@@ -390,9 +393,11 @@ class Membership:
         (as etcd publishes its attributes), one attempt at a time; the
         caller retries (every tick) until it is applied."""
         me = self.members.get(self.member_id)
-        if self._publishing or not self.client_url or me is None or me.client_url == self.client_url:
+        if self._publishing or not self.client_url or me is None:
+            return
+        if (me.client_url, me.grpc_url) == (self.client_url, self.grpc_url):
             return
         self._publishing = True
-        d = propose(PublishMember(self.member_id, self.client_url))
+        d = propose(PublishMember(self.member_id, self.client_url, self.grpc_url))
         d.addErrback(lambda f: log.debug("publishing the client URL failed, will retry: {f}", f=f.value))
         d.addBoth(lambda _: setattr(self, "_publishing", False))

@@ -75,6 +75,12 @@ class Node(service.Service):
         """The storage (or apply) error that stopped this member accepting writes, if any."""
         self.removed = False
         self.on_removed: Callable[[], None] | None = None
+        self.leader_changes_seen = 0
+        """How many times this member learnt of a new leader (etcd counts the same)."""
+        self.peer_round_trips = None
+        """When set (by a member with metrics), told of the messages sent
+        and received, to time heartbeat round trips
+        (``metastore.metrics.peers.PeerRoundTrips``)."""
 
     def startService(self) -> None:
         """Start ticking and processing; campaigns at once when alone."""
@@ -109,6 +115,8 @@ class Node(service.Service):
         """Step messages that arrived from peers."""
         if self.failure is not None:
             return
+        if self.peer_round_trips is not None:
+            self.peer_round_trips.received(messages)
         for m in messages:
             try:
                 self.rawnode.step(m)
@@ -237,6 +245,7 @@ class Node(service.Service):
 
     def _observe_soft_state(self, soft: raft.SoftState) -> None:
         if soft.lead not in (0, self.leader_id):
+            self.leader_changes_seen += 1
             self.requests.repropose()  # what the old leader held may be lost
         was_leader, (self.leader_id, self.role) = self.is_leader, (soft.lead, soft.raft_state)
         if was_leader != self.is_leader:
@@ -246,6 +255,8 @@ class Node(service.Service):
         """Hand messages to the transport; a MsgSnap streams its file."""
         if self.transport is None:
             return
+        if self.peer_round_trips is not None:
+            self.peer_round_trips.sent(messages)
         for m in messages:
             if m.type == MessageType.MsgSnap:
                 self.compaction.stream(m, self.transport).addCallback(self._snapshot_sent, m.to)

@@ -12,9 +12,12 @@ import itertools
 import os
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from metastore import raft
-from metastore.errors import ChangeRefused, NoLeader, RequestTimedOut, StorageFailed, Stopping, UnhealthyCluster
+from metastore.errors import (
+    ChangeRefused, NoLeader, RequestTimedOut, StorageFailed, Stopping, Unavailable, UnhealthyCluster,
+)
 from metastore.kv.commands import Command, encode_command
 from metastore.raft.types import ConfChange
 from metastore.waiters import LinearizableReads, PendingRequests, fail_after
@@ -30,6 +33,9 @@ class Requests:
         self.pending = PendingRequests(node.reactor, node.request_timeout)
         self._in_flight: dict[bytes, bytes] = {}
         """Each waiting write's entry data, by request id, to re-propose."""
+        self.proposals_failed = 0
+        """Proposals that failed for want of the cluster (no leader, timed out,
+        stopping, storage failed), not those the state machine refused."""
         self.reads = LinearizableReads(
             node.reactor, node.request_timeout, election_ticks, self._new_id, node.rawnode.read_index
         )
@@ -45,14 +51,17 @@ class Requests:
         later are recognised (``metastore.kv.dedup``)."""
         node = self._node
         if node.failure is not None:
+            self.proposals_failed += 1
             return defer.fail(StorageFailed(str(node.failure)))
         if not node.running:
+            self.proposals_failed += 1
             return defer.fail(Stopping("the member is not running"))
         request_id = self._new_id()
         data = encode_command(request_id, command, node.rawnode.status().commit)
         try:
             node.rawnode.propose(data)
         except raft.ProposalDropped as e:
+            self.proposals_failed += 1
             return defer.fail(NoLeader(f"proposal dropped: {e}"))
         self._in_flight[request_id] = data
         d = self.pending.add(request_id)
@@ -62,6 +71,8 @@ class Requests:
 
     def _answered(self, result, request_id: bytes):
         self._in_flight.pop(request_id, None)
+        if isinstance(result, Failure) and isinstance(result.value, Unavailable):
+            self.proposals_failed += 1
         return result
 
     def repropose(self) -> None:

@@ -36,6 +36,7 @@ from metastore.kv.dedup import RecentRequests
 from metastore.kv.store import KeyValueStore
 from metastore.leases import Lessor
 from metastore.membership import Membership
+from metastore.metrics import instrument
 from metastore.node import Node
 from metastore.snapshots.compaction import Compaction
 from metastore.snapshots.recovery import RecoveredLog, align_wal, recover, recover_durable_engine
@@ -124,6 +125,9 @@ class MemberService(service.MultiService):
     ``removed`` fires once the member has applied its own removal from the
     cluster and stopped itself."""
 
+    metrics = None
+    """The member's ``metastore.metrics.MemberMetrics`` (its registry), None with metrics off."""
+
     def __init__(
         self,
         config: Config,
@@ -159,6 +163,8 @@ class MemberService(service.MultiService):
             grpc.setServiceParent(self)
         node.on_removed = self._on_removed
         http.listening.addCallback(self._publish_client_url)
+        if grpc is not None:
+            grpc.listening.addCallback(self._publish_grpc_url)
 
     def privilegedStartService(self) -> None:
         """Bind the peer and HTTP ports; raises ``StartupError`` when either
@@ -207,6 +213,10 @@ class MemberService(service.MultiService):
     def _publish_client_url(self, port):
         address = port.getHost()
         self.node.membership.client_url = f"http://{address.host}:{address.port}"
+        return port
+
+    def _publish_grpc_url(self, port: int) -> int:
+        self.node.membership.grpc_url = f"http://{self.grpc.host}:{port}"
         return port
 
     def _on_removed(self) -> None:
@@ -425,9 +435,15 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
     )
     rest = RestAPI(api, reactor)
     admin = AdminAPI(api, PeerStatusClient(reactor), rest.members, raw_proposals).app.resource()
-    v3 = V3API(api, cluster_id_from_token(config.cluster_token), history_compaction.wait_physical)
-    root = member_root(rest.app.resource(), admin, v3.app.resource())
+    v3 = V3API(api, cluster_id_from_token(config.cluster_token), history_compaction.wait_physical,
+               max_request_bytes=config.max_request_bytes)
+    metrics = instrument(node, api) if config.metrics else None
+    root = member_root(rest.app.resource(), admin, v3.app.resource(), metrics=metrics and metrics.resource())
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout)
+    if metrics is not None:
+        site.request_observer = metrics.request_durations(root.is_mounted)
+    if grpc is not None:
+        grpc.registrations = _grpc_servicers(api, reactor, config, history_compaction)
     if config.workers:
         from metastore.workers.supervisor import PortClaim
 
@@ -435,6 +451,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
     else:
         http = ListenerService(endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host), site)
     member = MemberService(config, node, transport, http, api, history_compaction, grpc)
+    member.metrics = metrics
     lessor.setServiceParent(member)
     watch_hub.setServiceParent(member)
     if config.workers:
@@ -443,6 +460,18 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
         member.fronts = add_fronts(member, config, reactor, api, site, history_compaction.wait_physical,
                                    lambda: node.compaction.restoring)
     return member
+
+
+def _grpc_servicers(api: MemberFacade, reactor, config: Config, history_compaction: CompactionService):
+    """The registrations of every gRPC service over ``api``."""
+    from metastore.api.grpc.member import ServedMember
+    from metastore.api.grpc.services import registrations
+
+    served = ServedMember(
+        api, reactor, cluster_id_from_token(config.cluster_token), history_compaction.wait_physical,
+        config.max_request_bytes,
+    )  # fmt: skip
+    return tuple(registrations(served))
 
 
 def _grpc_service(config: Config, reactor):

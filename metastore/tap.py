@@ -13,11 +13,13 @@ import os
 import sys
 
 from twisted.application import service
+from twisted.logger import ILogObserver
 from twisted.python import usage
 
 from metastore.config import STORAGE_ENGINES, Config, ConfigError
 from metastore.kv.autocompaction import DEFAULT_MODE, DEFAULT_RETENTION, MODES
 from metastore.errors import StartupError
+from metastore.logs import FORMATS, LEVELS, twistd_observer_factory
 from metastore.options import VersionOption
 
 USAGE_EXIT_STATUS = 2
@@ -101,6 +103,9 @@ class Options(VersionOption, usage.Options):
          "Front processes serving the HTTP APIs on the client port beside this core process "
          "(Raft, the WAL and apply stay here): a number, or auto (one per core when there are several)."],
         ["grpc-port", None, None, "Port of etcd's gRPC API (off when not given); runs the member on the asyncio reactor."],
+        ["metrics", None, "on", "Prometheus metrics at /metrics on the client port: on or off (off measures nothing)."],
+        ["log-format", None, "text", f"Log lines: {' or '.join(FORMATS)} (one event per line)."],
+        ["log-level", None, "info", f"Least severe events logged: {', '.join(LEVELS)}."],
     ]
 
     def parseOptions(self, options=None) -> None:
@@ -134,6 +139,10 @@ class Options(VersionOption, usage.Options):
         strict = self["strict-reconfig-check"].strip().lower()
         if strict not in ("true", "false"):
             raise usage.UsageError(f"--strict-reconfig-check must be true or false, got {self['strict-reconfig-check']!r}")
+        metrics = self["metrics"].strip().lower()
+        if metrics not in ("on", "off"):
+            raise usage.UsageError(f"--metrics must be on or off, got {self['metrics']!r}")
+        self._check_logging()
         cluster = tuple(u.strip() for u in self["cluster"].split(",") if u.strip())
         try:
             self.config = Config(
@@ -144,6 +153,7 @@ class Options(VersionOption, usage.Options):
                 listen_host=self["listen-host"],
                 cluster_token=self["cluster-token"],
                 strict_reconfig_check=strict == "true",
+                metrics=metrics == "on",
                 auto_compaction_mode=self["auto-compaction-mode"],
                 auto_compaction_retention=self["auto-compaction-retention"],
                 restore_from=self["restore-from"],
@@ -151,6 +161,21 @@ class Options(VersionOption, usage.Options):
             ).validate()
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
+
+    def _check_logging(self) -> None:
+        """Validate --log-format and --log-level; under twistd, prepare the
+        member's observer (``log_observer_factory``) unless twistd was given
+        ``--logger`` or ``--syslog``."""
+        for flag, choices in (("log-format", FORMATS), ("log-level", LEVELS)):
+            self[flag] = self[flag].strip().lower()
+            if self[flag] not in choices:
+                raise usage.UsageError(f"--{flag} must be one of {', '.join(choices)}, got {self[flag]!r}")
+        twistd = getattr(self, "parent", None)
+        self.log_observer_factory = None
+        if twistd is not None and not twistd.get("logger") and not twistd.get("syslog"):
+            self.log_observer_factory = twistd_observer_factory(
+                self["log-format"], self["log-level"], twistd.get("logfile") or "", bool(twistd.get("nodaemon"))
+            )
 
 
 def _workers(value: str) -> int:
@@ -191,17 +216,26 @@ def makeService(options: Options):
         _exit_with_one_line(f"cannot start: {e}", STARTUP_EXIT_STATUS)
     # A member removed from the cluster has nothing left to do: exit.
     member.removed.addCallback(lambda _: reactor.callLater(REMOVED_EXIT_GRACE_SECONDS, reactor.stop))
-    return _CommandLineMember(member)
+    return _CommandLineMember(member, getattr(options, "log_observer_factory", None))
 
 
 class _CommandLineMember(service.MultiService):
     """The member as twistd runs it: when its ports cannot be bound, one
-    line on standard error and exit status 1 instead of a traceback."""
+    line on standard error and exit status 1 instead of a traceback.  With
+    a ``log_observer_factory``, its observer becomes the application's
+    ``ILogObserver`` (twistd then logs through it)."""
 
-    def __init__(self, member) -> None:
+    def __init__(self, member, log_observer_factory=None) -> None:
         super().__init__()
         self.member = member
+        self._log_observer_factory = log_observer_factory
         member.setServiceParent(self)
+
+    def setServiceParent(self, parent) -> None:
+        """Join twistd's application, giving it the member's log observer."""
+        super().setServiceParent(parent)
+        if self._log_observer_factory is not None and parent.getComponent(ILogObserver, None) is None:
+            parent.setComponent(ILogObserver, self._log_observer_factory())
 
     def privilegedStartService(self) -> None:
         """Bind the member's ports, or exit with one line saying why not."""

@@ -47,6 +47,11 @@ log = Logger()
 DEFAULT_MAX_BUFFERED_EVENTS = 10_000
 """How many undelivered events a paused watcher may hold before it is cancelled."""
 
+MEMBER_STOPPING = "the member is shutting down"
+"""The cancel reason every watch gets when the member stops (an API may
+end its streams with its own "server stopped" instead, so that clients
+reconnect elsewhere)."""
+
 REPLAY_CHUNK_EVENTS = 1000
 """About how many history events one replay step reads for one watcher."""
 
@@ -88,6 +93,9 @@ class WatchResponse:
     canceled: bool = False
     cancel_reason: str = ""
     compact_revision: int = 0
+    fragment: bool = False
+    """More responses of this revision follow (etcd's ``fragment``: an
+    API splits a response too large for one message when asked to)."""
 
     @property
     def is_progress_notify(self) -> bool:
@@ -239,7 +247,7 @@ class WatchHub(service.Service):
         super().stopService()
         stop_periodic(self._progress)
         for watch in list(self.watches()):
-            watch.cancel("the member is shutting down")
+            watch.cancel(MEMBER_STOPPING)
 
     # -- watches ---------------------------------------------------------------
 

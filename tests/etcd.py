@@ -116,6 +116,14 @@ class EtcdMember:
             proc.kill()
             return proc.wait(timeout=timeout)
 
+    def kill(self, timeout: float = 15) -> int | None:
+        """SIGKILL the process by its PID, as a crash, and reap it."""
+        if self.process is None:
+            return None
+        proc, self.process = self.process, None
+        proc.kill()
+        return proc.wait(timeout=timeout)
+
     def log_text(self) -> str:
         """What the member logged, for failure messages."""
         if not os.path.exists(self.logfile):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from dataclasses import dataclass, field
 import treq
 from twisted.internet import defer, reactor, task
 
+from metastore.ports import free_port  # noqa: F401  (tests import it from here)
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWISTD = "from twisted.scripts.twistd import run; run()"
 MEMBER_REACTOR = os.environ.get("METASTORE_TEST_MEMBER_REACTOR", "")
@@ -26,11 +27,6 @@ MEMBER_REACTOR = os.environ.get("METASTORE_TEST_MEMBER_REACTOR", "")
 ``asyncio``); empty for twistd's default."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def twistd_command(*args: str, logfile: str = "-") -> list[str]:

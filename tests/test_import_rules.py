@@ -38,6 +38,7 @@ API_MAY_IMPORT = {
     "metastore.kv.commands",  # the command and result value types
     "metastore.kv.messages",  # etcd's request and response value types
     "metastore.kv.errors",  # etcd's key-value errors
+    "metastore.snapshots.stream",  # the bytes of a streamed snapshot (no node parts)
 }
 """What ``metastore/api/`` may import from ``metastore`` besides itself."""
 

@@ -134,6 +134,36 @@ class LessorTests(SynchronousTestCase):
         self.assertEqual(len(failing), 2)
         self.assertEqual(len(self.flushLoggedErrors()), 0)
 
+    def test_status_rounds_down_as_etcd(self):
+        """The TTL shown is whole seconds rounded down (etcd: 29 right after
+        a grant of 30); checkpoints round up."""
+        lessor = self.lessor("a")
+        self.clock.advance(0.5)
+        self.cluster.propose(LeaseGrantRequest(30, 3))
+        self.clock.advance(0.25)
+        self.assertEqual(lessor.status(3).ttl, 29)
+        self.assertEqual(lessor.remaining_ttl(self.cluster.store.lease(3)), 30)
+
+    def test_a_follower_counts_down_from_what_it_applied(self):
+        """A follower's TTL counts down from the grant, keepalive or
+        checkpoint it applied; a member that applied none shows the
+        checkpointed or whole TTL; a revoke ends it."""
+        self.lessor("a")
+        follower = self.lessor("b")
+        self.clock.advance(0.5)
+        self.cluster.propose(LeaseGrantRequest(30, 4))
+        self.clock.pump([0.5] * 20)  # 10 s
+        self.assertEqual(follower.status(4).ttl, 20)
+        self.cluster.propose(LeaseKeepAliveRequest(4))
+        self.clock.advance(0.5)
+        self.assertEqual(follower.status(4).ttl, 29)
+        self.cluster.propose(LeaseCheckpointRequest(((4, 12),)))
+        self.assertEqual(follower.status(4).ttl, 12)
+        restarted = Lessor(self.cluster.store, self.cluster.propose, self.clock, lambda: False)
+        self.assertEqual(restarted.status(4).ttl, 12)
+        self.cluster.propose(LeaseRevokeRequest(4))
+        self.assertEqual(follower.status(4).ttl, -1)
+
     def test_status_of_an_unknown_lease(self):
         """TimeToLive of a lease that does not exist: TTL -1, as etcd answers."""
         lessor = self.lessor("a")

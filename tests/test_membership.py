@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
 from metastore.kv.commands import PublishMember
@@ -122,9 +123,31 @@ class RecordTests(SynchronousTestCase):
         self.assertEqual(record.voters, (1, 2, 3))
         self.assertEqual([m.member_id for m in record.members], [1, 2, 3])
         self.assertIsNone(membership.changed_record(lambda: conf))
-        membership.apply_attributes(PublishMember(2, "http://127.0.0.1:9122"))
+        membership.apply_attributes(PublishMember(2, "http://127.0.0.1:9122", "http://127.0.0.1:9123"))
         record = membership.changed_record(lambda: conf)
-        self.assertEqual(record.members[1].client_url, "http://127.0.0.1:9122")
+        self.assertEqual(
+            (record.members[1].client_url, record.members[1].grpc_url), ("http://127.0.0.1:9122", "http://127.0.0.1:9123")
+        )
+
+    def test_publishes_again_when_the_grpc_url_comes_later(self) -> None:
+        """A member whose gRPC port listens after its HTTP port publishes
+        both URLs once more; with nothing new it proposes nothing."""
+        membership = bootstrapped()
+        proposed = []
+        membership.client_url = "http://127.0.0.1:9111"
+
+        def propose(command):
+            proposed.append(command)
+            membership.apply_attributes(command)
+            return defer.succeed(None)
+
+        membership.maybe_publish(propose)
+        membership.grpc_url = "http://127.0.0.1:9112"
+        membership.maybe_publish(propose)
+        membership.maybe_publish(propose)
+        self.assertEqual(proposed, [
+            PublishMember(1, "http://127.0.0.1:9111"), PublishMember(1, "http://127.0.0.1:9111", "http://127.0.0.1:9112"),
+        ])  # fmt: skip
 
     def test_attributes_of_an_unknown_member_change_nothing(self) -> None:
         membership = bootstrapped()

@@ -60,6 +60,9 @@ class PluginTests(SynchronousTestCase):
             "--election-ticks": ["--election-ticks", "1", "--heartbeat-ticks", "1"],
             "--cluster": ["--id", "3", "--cluster", "http://127.0.0.1:1"],
             "--max-request-bytes": ["--max-request-bytes", "10"],
+            "--metrics": ["--metrics", "maybe"],
+            "--log-format": ["--log-format", "xml"],
+            "--log-level": ["--log-level", "verbose"],
         }
         for flag, argv in cases.items():
             options = Options()
@@ -108,6 +111,50 @@ class PluginTests(SynchronousTestCase):
         for bad in ("many", "-1", "65"):
             error = self.assertRaises(usage.UsageError, Options().parseOptions, ["--workers", bad])
             self.assertIn("--workers", str(error))
+
+
+    def test_metrics_and_log_flags(self):
+        """Metrics are on by default and --metrics off turns them off; log
+        flags are case-blind; parsed outside twistd, no observer is made."""
+        options = Options()
+        options.parseOptions([])
+        self.assertTrue(options.config.metrics)
+        self.assertEqual((options["log-format"], options["log-level"]), ("text", "info"))
+        self.assertIsNone(options.log_observer_factory)
+        options = Options()
+        options.parseOptions(["--metrics", "off", "--log-format", "JSON", "--log-level", "Warn"])
+        self.assertFalse(options.config.metrics)
+        self.assertEqual((options["log-format"], options["log-level"]), ("json", "warn"))
+
+    def test_under_twistd_the_member_logs_through_its_observer(self):
+        """twistd's options get the member's observer as the application's
+        ILogObserver, unless twistd was given --logger or --syslog."""
+        from twisted.scripts.twistd import ServerOptions
+        from twisted.application.service import Application
+        from twisted.logger import ILogObserver
+
+        from metastore.tap import _CommandLineMember
+
+        class TwistdOptions(ServerOptions):
+            subCommands = [["metastore", None, Options, ""]]
+
+        twistd = TwistdOptions()
+        twistd.parseOptions(["--nodaemon", "--logfile", self.mktemp(), "metastore", "--log-format", "json"])
+        factory = twistd.subOptions.log_observer_factory
+        self.assertIsNotNone(factory)
+        application = Application("metastore")
+        _CommandLineMember(service_stub(), factory).setServiceParent(application)
+        self.assertIsNotNone(application.getComponent(ILogObserver, None))
+        twistd = TwistdOptions()
+        twistd.parseOptions(["--nodaemon", "--logger", "twisted.logger.textFileLogObserver", "metastore"])
+        self.assertIsNone(twistd.subOptions.log_observer_factory)
+
+
+def service_stub():
+    """A service standing in for a member."""
+    from twisted.application.service import Service
+
+    return Service()
 
 
 class CommandLineTests(SynchronousTestCase):

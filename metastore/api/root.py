@@ -34,13 +34,22 @@ class RootResource(Resource):
             return self._exact[segment]
         return self._mounts.get(segment, self._default)
 
+    def is_mounted(self, segment: bytes) -> bool:
+        """Whether a path starting with ``segment`` belongs to a mounted API
+        (not to the default one)."""
+        return segment in self._mounts or segment in self._exact
 
-def member_root(seed: IResource, admin: IResource, v3: IResource | None = None) -> RootResource:
+
+def member_root(
+    seed: IResource, admin: IResource, v3: IResource | None = None, metrics: IResource | None = None
+) -> RootResource:
     """A member's tree: ``/admin/...``, ``/health``, ``/livez``,
     ``/readyz`` and ``/version`` to ``admin``, ``/v3/...`` (and the older
-    ``/v3beta/...`` and ``/v3alpha/...``) to ``v3``, everything else to
-    ``seed``."""
+    ``/v3beta/...`` and ``/v3alpha/...``) to ``v3``, ``/metrics`` to
+    ``metrics`` (to ``admin``, which answers 404, when metrics are off: the
+    path stays reserved), everything else to ``seed``."""
     exact = {name: admin for name in (b"health", b"livez", b"readyz", b"version")}
+    exact[b"metrics"] = admin if metrics is None else metrics
     mounts = {b"admin": admin}
     if v3 is not None:
         mounts.update({name: v3 for name in (b"v3", b"v3beta", b"v3alpha")})

@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 
 from twisted.web import http, server
 
@@ -54,9 +55,12 @@ class MetaStoreRequest(server.Request):
 
     body_too_large = False
     _body_bytes = 0
+    received_at: float | None = None
+    """``time.perf_counter()`` when the request's head had arrived."""
 
     def gotLength(self, length: int | None) -> None:
         """Refuse to buffer a body whose declared length is over the limit."""
+        self.received_at = time.perf_counter()
         if length is not None and length > self.channel.site.max_request_bytes:
             self.body_too_large = True
             self.content = _DiscardedBody()
@@ -228,6 +232,8 @@ class MetaStoreSite(server.Site):
 
     requestFactory = MetaStoreRequest
     protocol = MetaStoreChannel
+    request_observer = None
+    """Called with each finished request (``metastore.metrics.http.RequestDurations``), if set."""
 
     def __init__(self, resource, max_request_bytes: int, reactor=None,
                  idle_timeout: float = IDLE_TIMEOUT_SECONDS,
@@ -244,4 +250,7 @@ class MetaStoreSite(server.Site):
         return super().getResourceFor(request)
 
     def log(self, request) -> None:
-        """No access log: one line per request costs more than it tells."""
+        """No access log (one line per request costs more than it tells):
+        the finished request goes to ``request_observer`` instead."""
+        if self.request_observer is not None:
+            self.request_observer(request)

@@ -8,22 +8,16 @@ real etcd; a started server is the caller's to stop (:meth:`Server.stop`).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from dataclasses import dataclass
 
+from metastore.ports import free_port
+
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 """The checkout this module is in; a MetaStore member runs its code."""
-
-
-def free_port() -> int:
-    """A 127.0.0.1 port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(url: str, timeout: float = 30.0, method: str = "GET") -> None:

@@ -12,7 +12,8 @@ nested txns included.  Format 1 (the seed's, still read from old WAL
 entries and snapshots of the log) had Put ``[1, key, value, lease]``,
 DeleteRange ``[2, key, range_end or nil]``, Txn ``[3, compares, success,
 failure]`` with compares ``[target, result, key, operand]`` and no nesting,
-and PublishMember ``[4, member_id, client_url]``.
+and PublishMember ``[4, member_id, client_url]`` (format 2 adds the gRPC
+URL, when there is one: ``[4, member_id, client_url, grpc_url]``).
 
 The lease commands are format 2 too, told apart by their codes:
 LeaseGrant ``[7, ttl, id]``, LeaseRevoke ``[8, id]``, LeaseKeepAlive
@@ -60,11 +61,13 @@ class CommandError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class PublishMember:
-    """Member ``member_id`` serves clients at ``client_url``.  Cluster
-    metadata, applied by the node; it changes no key and no revision."""
+    """Member ``member_id`` serves the HTTP APIs at ``client_url`` and, when
+    ``grpc_url`` is not empty, etcd's gRPC API there.  Cluster metadata,
+    applied by the node; it changes no key and no revision."""
 
     member_id: int
     client_url: str
+    grpc_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +129,8 @@ def _encode_operation(op: Command) -> list:
     if isinstance(op, CompactionRequest):
         return [_COMPACTION, op.revision, op.physical]
     if isinstance(op, PublishMember):
-        return [_PUBLISH_MEMBER, op.member_id, op.client_url]
+        grpc = [op.grpc_url] if op.grpc_url else []
+        return [_PUBLISH_MEMBER, op.member_id, op.client_url, *grpc]
     if isinstance(op, UpdateMember):
         return [_UPDATE_MEMBER, op.member_id, op.peer_url]
     if isinstance(op, SetAlarm):
@@ -222,6 +226,9 @@ def _decode_operation(raw: object, version: int, nested: bool = False) -> Comman
         return CompactionRequest(fields[0], bool(fields[1]))
     if version == 2 and not nested and code in (_LEASE_GRANT, _LEASE_REVOKE, _LEASE_KEEPALIVE, _LEASE_CHECKPOINT):
         return _decode_lease(code, fields)
+    if code == _PUBLISH_MEMBER and version == 2 and len(fields) == 3 and not nested:
+        if isinstance(fields[0], int) and isinstance(fields[1], str) and isinstance(fields[2], str):
+            return PublishMember(*fields)
     if code in (_PUBLISH_MEMBER, _UPDATE_MEMBER) and len(fields) == 2 and not nested:
         if isinstance(fields[0], int) and isinstance(fields[1], str):
             return (PublishMember if code == _PUBLISH_MEMBER else UpdateMember)(fields[0], fields[1])

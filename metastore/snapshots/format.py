@@ -16,7 +16,8 @@ File layout: an 8-byte magic, then records, each framed as::
   ``index``, ``term``, ``revision``, ``voters``, ``learners`` and
   ``members``, and from format 2 ``compacted_revision`` and
   ``physically_compacted_revision`` (and, optionally, ``alarms``: the
-  raised ``[member_id, alarm type]`` pairs; absent means none).  Keys a reader does not know are
+  raised ``[member_id, alarm type]`` pairs; absent means none; and
+  ``grpc_urls``: ``[member_id, url]`` of the members serving gRPC).  Keys a reader does not know are
   ignored, so later versions may add informational fields without a
   format bump.
 * LEASES, once, from format 3: a msgpack array of ``[id, ttl,
@@ -162,6 +163,7 @@ def _encode_header(header: SnapshotHeader) -> bytes:
             "compacted_revision": header.compacted_revision,
             "physically_compacted_revision": header.physically_compacted_revision,
             "alarms": [list(a) for a in cs.alarms],
+            "grpc_urls": [[m.member_id, m.grpc_url] for m in cs.members if m.grpc_url],
         }
     )
 
@@ -181,8 +183,9 @@ def _decode_header(payload: bytes) -> SnapshotHeader:
             f"snapshot format {version!r} is not supported (this version reads "
             f"formats {READABLE_FORMATS}); was it written by a newer MetaStore?"
         )
+    grpc_urls = {int(mid): str(url) for mid, url in fields.get("grpc_urls", ())}
     members = tuple(
-        MemberRecord(int(mid), str(peer), str(client), bool(learner))
+        MemberRecord(int(mid), str(peer), str(client), bool(learner), grpc_urls.get(int(mid), ""))
         for mid, peer, client, learner in fields["members"]
     )
     cluster_state = ClusterState(

@@ -15,8 +15,12 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+from metastore.snapshots import stream
 from metastore.snapshots.format import Fsync, SnapshotHeader, read_snapshot, write_snapshot
 from metastore.storage.engine import ClusterState, MemberRecord
+
+UNWRAPPED_NAME = "restore-source.tmp"
+"""Where a saved stream's snapshot file is unwrapped to while it is read."""
 
 RESTORED_TERM = 1
 """The term of the restored snapshot's entry: the new cluster's first."""
@@ -31,9 +35,19 @@ def new_cluster_state(peer_urls: tuple[str, ...]) -> ClusterState:
 def seed_from_snapshot(source: str, snap_dir: str, peer_urls: tuple[str, ...], fsync: Fsync = os.fsync) -> SnapshotHeader:
     """Write ``source``'s history into ``snap_dir`` as the snapshot a new
     member of the cluster ``peer_urls`` starts from; returns its header.
-    Raises ``SnapshotCorruptionError`` (a damaged file, checked while it
-    is copied) or ``OSError``."""
-    header, events = read_snapshot(source)
-    seeded = replace(header, term=RESTORED_TERM, cluster_state=new_cluster_state(peer_urls))
-    write_snapshot(snap_dir, seeded, events, fsync)
+    ``source`` is a snapshot file or a saved ``Maintenance.Snapshot``
+    stream (``metastore.snapshots.stream``, what ``etcdctl snapshot save``
+    writes).  Raises ``SnapshotCorruptionError`` (a damaged file, checked
+    while it is copied) or ``OSError``."""
+    os.makedirs(snap_dir, exist_ok=True)
+    inner = os.path.join(snap_dir, UNWRAPPED_NAME)
+    if stream.unwrap(source, inner):
+        source = inner
+    try:
+        header, events = read_snapshot(source)
+        seeded = replace(header, term=RESTORED_TERM, cluster_state=new_cluster_state(peer_urls))
+        write_snapshot(snap_dir, seeded, events, fsync)
+    finally:
+        if source == inner:
+            os.remove(inner)
     return seeded

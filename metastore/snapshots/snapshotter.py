@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from metastore.measure import UNMEASURED, Observer
 from metastore.storage.engine import ClusterState, Engine
 from metastore.snapshots.format import SnapshotDirectory, SnapshotHeader, restore_from_snapshot, write_snapshot
 
@@ -54,6 +55,10 @@ class Snapshotter:
         self.in_progress = False
         self.longest_pause_seconds = 0.0
         """The longest time the reactor thread spent starting a snapshot."""
+        self.save_seconds: Observer = UNMEASURED
+        """Records how long each snapshot took, from its start until its file was durable."""
+        self.install_seconds: Observer = UNMEASURED
+        """Records how long each installation of a received snapshot took."""
         self._fsync = fsync
         self._pool: ThreadPool | None = None
         self._run_blocking = run_blocking
@@ -83,6 +88,7 @@ class Snapshotter:
 
         def written(path: str) -> SnapshotHeader:
             log.info("snapshot at index {index} written to {path}", index=index, path=path)
+            self.save_seconds.observe(time.perf_counter() - started)
             self.snapshot_index = max(self.snapshot_index, index)
             return header
 
@@ -110,8 +116,14 @@ class Snapshotter:
         worker thread; fires with its header.  The caller keeps the reactor
         thread off the engine until then.  Fails with
         ``SnapshotCorruptionError`` or ``OSError``, leaving the engine as it was."""
+        started = time.perf_counter()
 
-        return self._in_thread(restore_from_snapshot, engine, self.directory.path_for(term, index), index)
+        def installed(header):
+            self.install_seconds.observe(time.perf_counter() - started)
+            return header
+
+        d = self._in_thread(restore_from_snapshot, engine, self.directory.path_for(term, index), index)
+        return d.addCallback(installed)
 
     def path_for(self, term: int, index: int) -> str | None:
         """The file of snapshot (term, index), or None when it is not here."""

@@ -44,7 +44,10 @@ class MemberRecord:
     member_id: int
     peer_url: str
     client_url: str = ""
+    """Where it serves the HTTP APIs (empty until it published it)."""
     is_learner: bool = False
+    grpc_url: str = ""
+    """Where it serves etcd's gRPC API (empty when it serves none)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -254,9 +254,11 @@ def _put_lease_changes(batch: rocksdict.WriteBatch, changes: LeaseChanges) -> No
 def encode_cluster_state(state: ClusterState) -> bytes:
     """The stored (msgpack) form of a membership."""
     members = [[m.member_id, m.peer_url, m.client_url, m.is_learner] for m in state.members]
-    return msgpack.packb(
-        [list(state.voters), list(state.learners), members, list(state.removed), [list(a) for a in state.alarms]]
-    )
+    grpc_urls = [[m.member_id, m.grpc_url] for m in state.members if m.grpc_url]
+    return msgpack.packb([
+        list(state.voters), list(state.learners), members, list(state.removed), [list(a) for a in state.alarms],
+        grpc_urls,
+    ])  # fmt: skip
 
 
 def _write_requests(batch, old: tuple[tuple[bytes, int], ...], new: tuple[tuple[bytes, int], ...]) -> None:
@@ -284,12 +286,16 @@ def _read_requests(db: rocksdict.Rdict) -> tuple[tuple[bytes, int], ...]:
 
 
 def decode_cluster_state(stored: bytes) -> ClusterState:
-    """The membership from its stored form (older records have no removed ids or alarms)."""
+    """The membership from its stored form (older records have no removed
+    ids, alarms or gRPC URLs)."""
     voters, learners, members, *rest = msgpack.unpackb(stored)
+    grpc_urls = dict(rest[2]) if len(rest) > 2 else {}
     return ClusterState(
         voters=tuple(voters),
         learners=tuple(learners),
-        members=tuple(MemberRecord(i, peer, client, learner) for i, peer, client, learner in members),
+        members=tuple(
+            MemberRecord(i, peer, client, learner, grpc_urls.get(i, "")) for i, peer, client, learner in members
+        ),
         removed=tuple(rest[0]) if rest else (),
         alarms=tuple((int(m), int(a)) for m, a in (rest[1] if len(rest) > 1 else ())),
     )

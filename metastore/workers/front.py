@@ -78,13 +78,14 @@ class V3Split(Resource):
         return target.render(request)
 
 
-def front_root(facade: RemoteFacade, reactor, cluster_id: int, core: IResource) -> IResource:
+def front_root(facade: RemoteFacade, reactor, cluster_id: int, core: IResource, max_request_bytes: int) -> IResource:
     """The site a front serves: ``member_root`` over ``facade`` for the
     seed REST API and the v3 KV service, ``core`` (the proxy to the core)
-    for the admin endpoints and the other v3 services."""
+    for the admin endpoints, ``/metrics`` (the core's) and the other v3
+    services."""
     rest = RestAPI(facade, reactor)
-    v3 = V3API(facade, cluster_id, facade.wait_physical)
-    return member_root(rest.app.resource(), core, V3Split(v3.app.resource(), core))
+    v3 = V3API(facade, cluster_id, facade.wait_physical, max_request_bytes=max_request_bytes)
+    return member_root(rest.app.resource(), core, V3Split(v3.app.resource(), core), metrics=core)
 
 
 def listen_reuseport(reactor, host: str, port: int, factory):
@@ -110,7 +111,8 @@ async def serve(reactor, settings: FrontSettings) -> None:
     await link.ready
     stop_chores = housekeeping(link, reactor)
     facade = RemoteFacade(link)
-    root = front_root(facade, reactor, settings.cluster_id, CoreProxy(reactor, settings.core_http))
+    root = front_root(facade, reactor, settings.cluster_id, CoreProxy(reactor, settings.core_http),
+                      settings.max_request_bytes)
     site = MetaStoreSite(root, settings.max_request_bytes, reactor=reactor, header_timeout=settings.header_timeout)
     port = listen_reuseport(reactor, settings.host, settings.port, site)
     log.info("front serving port {port} for member {id}", port=settings.port, id=link.member_id)

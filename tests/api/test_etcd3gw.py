@@ -10,6 +10,7 @@ processes.
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
 from twisted.internet import threads
@@ -24,6 +25,46 @@ def etcd3gw_client(url: str):
 
     parts = urlsplit(url)
     return etcd3gw.client(host=parts.hostname, port=parts.port, timeout=10)
+
+
+def poll(condition, timeout: float, what: str, interval: float = 0.1):
+    """In a client thread: ``condition()``'s first true value, checked
+    every ``interval`` seconds for at most ``timeout``; AssertionError after."""
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / interval) + 1):
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def take(events, count: int, timeout: float, stop) -> list:
+    """The first ``count`` events of an etcd3gw watch iterator, read in a
+    helper thread; ``stop`` (the watch's cancel) ends it after ``timeout``."""
+    import threading
+
+    got: list = []
+
+    def read():
+        for event in events:
+            got.append(event)
+            if len(got) == count:
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    stop()
+    reader.join(5)
+    return got
+
+
+def summary(event) -> tuple:
+    """An etcd3gw event as (type, key, value)."""
+    return (event.get("type", "PUT"), event["kv"]["key"], event["kv"].get("value", b""))
 
 
 class Etcd3gwScenario:
@@ -45,6 +86,126 @@ class Etcd3gwScenario:
         finally:
             for client in clients:
                 client.session.close()
+
+    async def run_with_clients(self, scenario) -> None:
+        """Start the cluster; run ``scenario(clients)`` (one client per
+        member) in a thread."""
+        target = await self.start_cluster()
+        clients = [etcd3gw_client(url) for url in target.urls]
+        try:
+            await threads.deferToThread(scenario, clients)
+        finally:
+            for client in clients:
+                client.session.close()
+
+    async def test_leases(self):
+        """grant / ttl / keys / refresh / revoke through different members;
+        a lease left alone expires and takes its keys along; refresh of an
+        expired lease answers -1."""
+        await self.run_with_clients(self.lease_scenario)
+
+    def lease_scenario(self, clients) -> None:
+        one, two, three = clients
+        lease = one.lease(ttl=30)
+        self.assertGreater(lease.id, 0)
+        self.assertIs(two.put("/l/a", "1", lease=lease), True)
+        three.put("/l/b", "2", lease=lease)
+        self.assertIn(lease.ttl(), range(25, 31))
+        self.assertEqual(sorted(lease.keys()), [b"/l/a", b"/l/b"])
+        self.assertEqual(lease.refresh(), 30)
+        self.assertIs(lease.revoke(), True)
+        self.assertEqual(poll(lambda: two.get_prefix("/l/") == [] and three.get_prefix("/l/") == [], 10,
+                              "the revoked lease's keys to go"), True)  # fmt: skip
+        self.assertEqual(lease.ttl(), -1)
+        self.assertEqual(lease.refresh(), -1)
+
+        from etcd3gw.lease import Lease
+
+        counting = one.lease(ttl=30)
+        short = two.lease(ttl=2)
+        one.put("/l/short", "s", lease=short)
+        kept = three.lease(ttl=2)
+        one.put("/l/kept", "k", lease=kept)
+        started = time.monotonic()
+        while time.monotonic() - started < 4:  # two TTLs, refreshing one lease only
+            self.assertEqual(kept.refresh(), 2)
+            time.sleep(0.5)
+        # every member, asked for the remaining TTL, has counted down
+        self.assertEqual([Lease(counting.id, c).ttl() in range(15, 27) for c in clients], [True] * 3)
+        counting.revoke()
+        poll(lambda: three.get("/l/short") == [], 10, "the expired lease's key to go")
+        self.assertEqual(short.ttl(), -1)
+        self.assertEqual(short.refresh(), -1)
+        self.assertEqual(one.get("/l/kept"), [b"k"])
+        kept.revoke()
+
+    async def test_lock_exclusion_and_ttl_hand_over(self):
+        """Two clients on two members: one holds the lock, the other cannot
+        take it; released, the other takes it; a holder that stops
+        refreshing loses it when its lease runs out."""
+        await self.run_with_clients(self.lock_scenario)
+
+    def lock_scenario(self, clients) -> None:
+        one, two, _ = clients
+        first, second = one.lock("job", ttl=30), two.lock("job", ttl=30)
+        self.assertIs(first.acquire(), True)
+        self.assertIs(second.acquire(), False)
+        self.assertTrue(first.is_acquired())
+        self.assertFalse(second.is_acquired())
+        self.assertEqual(first.refresh(), 30)
+        self.assertIs(second.release(), False)
+        self.assertIs(first.release(), True)
+        self.assertIs(second.acquire(), True)
+        self.assertIs(first.acquire(), False)
+        self.assertIs(second.release(), True)
+
+        holder, waiter = one.lock("ttl", ttl=2), two.lock("ttl", ttl=2)
+        self.assertIs(holder.acquire(), True)
+        self.assertIs(waiter.acquire(), False)
+        poll(waiter.acquire, 10, "the lock to pass when its holder's lease expires", interval=0.25)
+        self.assertFalse(holder.is_acquired())
+        self.assertTrue(waiter.is_acquired())
+        self.assertIs(waiter.release(), True)
+
+    async def test_watches(self):
+        """A key watch and a prefix watch see their events in order, through
+        other members' writes; a watch from a past revision replays history;
+        watch_once returns the next event, or times out."""
+        await self.run_with_clients(self.watch_scenario)
+
+    def watch_scenario(self, clients) -> None:
+        from etcd3gw.exceptions import WatchTimedOut
+
+        one, two, three = clients
+        key_events, stop_key = one.watch("/w/k")
+        prefix_events, stop_prefix = two.watch_prefix("/w/")
+        first = int(three.status()["header"]["revision"]) + 1
+        three.put("/w/k", "1")
+        one.put("/w/other", "x")
+        two.put("/w/k", "2")
+        three.delete("/w/k")
+        self.assertEqual([summary(e) for e in take(key_events, 3, 10, stop_key)],
+                         [("PUT", b"/w/k", b"1"), ("PUT", b"/w/k", b"2"), ("DELETE", b"/w/k", b"")])  # fmt: skip
+        expected = [("PUT", b"/w/k", b"1"), ("PUT", b"/w/other", b"x"), ("PUT", b"/w/k", b"2"),
+                    ("DELETE", b"/w/k", b"")]  # fmt: skip
+        self.assertEqual([summary(e) for e in take(prefix_events, 4, 10, stop_prefix)], expected)
+
+        past, stop_past = three.watch_prefix("/w/", start_revision=first)
+        self.assertEqual([summary(e) for e in take(past, 4, 10, stop_past)], expected)
+
+        started = time.monotonic()
+        with self.assertRaises(WatchTimedOut):
+            one.watch_once("/w/quiet", timeout=1)
+        self.assertGreaterEqual(time.monotonic() - started, 1)
+        import threading
+
+        timer = threading.Timer(0.5, lambda: two.put("/w/once", "o"))
+        timer.start()
+        try:
+            event = three.watch_once("/w/once", timeout=10)
+        finally:
+            timer.join()
+        self.assertEqual(summary(event), ("PUT", b"/w/once", b"o"))
 
     def scenario(self, clients, urls) -> None:
         """The blocking etcd3gw calls and what each must return."""

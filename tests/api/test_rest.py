@@ -324,9 +324,9 @@ class BadInputTests(SingleMemberTestCase):
         await self.assertKeptIntact()
 
     async def test_reserved_prefixes_are_not_keys(self):
-        """/v3/…, /admin/…, /metrics are reserved: never keys (404, or for a
-        v3 RPC etcd's 405 to a method other than POST), and nothing is stored."""
-        for path, status in (("/v3/kv/put", 405), ("/v3/nothing", 405), ("/admin/nothing-here", 404), ("/metrics", 404)):
+        """/v3/…, /admin/…, /metrics are reserved: never keys (404; 405 for a method other
+        than POST to a v3 RPC, as etcd, or than GET to /metrics), and nothing is stored."""
+        for path, status in (("/v3/kv/put", 405), ("/v3/nothing", 405), ("/admin/nothing-here", 404), ("/metrics", 405)):
             response, body = await self.request("PUT", path, b"v")
             self.assertEqual(response.code, status, path)
             self.assertTrue(json.loads(body)["error"], path)

@@ -250,6 +250,85 @@ class RequestGenerator:
         return body
 
 
+LEASE_IDS = [1, 2, 3, 2**62 + 5]
+"""Lease ids the lease sequences name (the same on both systems, so their
+answers compare; one above 2**53 checks exact 64-bit handling)."""
+LEASE_TTLS = [30, 600, 3600]
+"""TTLs long enough that nothing expires during a run (expiry is timing)."""
+LEASE_PATHS = {
+    "grant": ("/v3/lease/grant",),
+    "revoke": ("/v3/lease/revoke", "/v3/kv/lease/revoke"),
+    "keepalive": ("/v3/lease/keepalive",),
+    "timetolive": ("/v3/lease/timetolive", "/v3/kv/lease/timetolive"),
+    "leases": ("/v3/lease/leases",),
+}
+
+
+class LeaseRequestGenerator:
+    """Seeded random lease requests (grant with named ids, revoke on both
+    paths, keepalive, timetolive with and without keys, the list) mixed
+    with puts that attach keys to leases (known or not), deletes and txns
+    whose puts carry leases."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+
+    def observe(self, request: Request, answer_status: int, answer: object) -> None:
+        """Nothing to learn: lease ids are named, not generated."""
+
+    def next(self) -> Request:
+        """The next request."""
+        kind = self.rng.choices(
+            ["grant", "put", "revoke", "keepalive", "timetolive", "leases", "deleterange", "txn"],
+            weights=[14, 30, 8, 10, 12, 4, 10, 8],
+        )[0]
+        if kind in LEASE_PATHS:
+            return Request(self.rng.choice(LEASE_PATHS[kind]), getattr(self, f"_{kind}")(), local=False)
+        return Request(f"/v3/kv/{kind}", getattr(self, f"_{kind}")(), local=False)
+
+    def _id(self):
+        value = self.rng.choice(LEASE_IDS)
+        return str(value) if self.rng.random() < 0.3 else value
+
+    def _grant(self) -> dict:
+        ttl = 9_000_000_001 if self.rng.random() < 0.05 else self.rng.choice(LEASE_TTLS)
+        return {"TTL": ttl, "ID": self._id()}
+
+    def _revoke(self) -> dict:
+        return {"ID": self._id()}
+
+    _keepalive = _revoke
+
+    def _timetolive(self) -> dict:
+        body = {"ID": self._id()}
+        if self.rng.random() < 0.6:
+            body["keys"] = True
+        return body
+
+    def _leases(self) -> dict:
+        return {}
+
+    def _put(self) -> dict:
+        body = {"key": b64(self.rng.choice(KEYS)), "value": b64(self.rng.choice(VALUES))}
+        if self.rng.random() < 0.7:
+            body["lease"] = self._id()
+        if self.rng.random() < 0.2:
+            body["prev_kv"] = True
+        return body
+
+    def _deleterange(self) -> dict:
+        prefix = self.rng.choice(PREFIXES)
+        body = {"key": b64(prefix)}
+        if self.rng.random() < 0.5:
+            body["range_end"] = b64(prefix_end(prefix))
+        return body
+
+    def _txn(self) -> dict:
+        keys = self.rng.sample(KEYS, self.rng.randint(1, 3))
+        puts = [{"request_put": {"key": b64(k), "value": b64(b"t"), "lease": self._id()}} for k in keys]
+        return {"success": puts}
+
+
 def served_locally(kind: str, body: dict) -> bool:
     """Whether etcd serves the request from the asked member's state without
     a linearizable read: a serializable range, and a txn whose success and
@@ -314,8 +393,41 @@ def comparable(status: int, content_type: str, body: bytes) -> tuple:
         parsed = json.loads(body)
     except ValueError:
         return status, content_type.split(";")[0].strip(), body.decode("utf-8", "replace")
+    return status, without_ids(parsed)
+
+
+def without_ids(parsed):
+    """An answer (or a stream message's ``result``) without the header
+    fields that differ between any two clusters."""
+    if isinstance(parsed, dict) and isinstance(parsed.get("result"), dict):
+        return {**parsed, "result": without_ids(parsed["result"])}
     if isinstance(parsed, dict) and isinstance(parsed.get("header"), dict):
-        parsed["header"] = {k: v for k, v in parsed["header"].items() if k not in IGNORED_HEADER_FIELDS}
+        parsed = {**parsed, "header": {k: v for k, v in parsed["header"].items() if k not in IGNORED_HEADER_FIELDS}}
+    return parsed
+
+
+FORWARDED_LEASE_CALLS = ("timetolive", "leases", "keepalive")
+"""Lease calls an etcd follower forwards to its leader but answers with its
+own, possibly older, header revision."""
+
+
+def lease_comparable(path: str, status: int, content_type: str, body: bytes) -> tuple:
+    """``comparable`` for an answer to ``path``, with what is timing or
+    etcd's map order made comparable: a remaining TTL within 5 s of the
+    granted one is "counting down", lease lists and lease keys are sorted
+    (etcd lists leases by expiry and a lease's keys in map order), and the
+    header revision of ``FORWARDED_LEASE_CALLS`` is left out."""
+    status, parsed = comparable(status, content_type, body)
+    if status == 200 and path.rsplit("/", 1)[-1] in FORWARDED_LEASE_CALLS:
+        message = parsed.get("result", parsed)
+        message["header"].pop("revision", None)
+    if isinstance(parsed, dict):
+        if "grantedTTL" in parsed and 0 <= int(parsed["grantedTTL"]) - int(parsed.get("TTL", "0")) <= 5:
+            parsed["TTL"] = "counting down"
+        if "keys" in parsed:
+            parsed["keys"] = sorted(parsed["keys"])
+        if "leases" in parsed:
+            parsed["leases"] = sorted(parsed["leases"], key=lambda lease: int(lease["ID"]))
     return status, parsed
 
 

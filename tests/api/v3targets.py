@@ -20,7 +20,7 @@ from twisted.internet import reactor
 from twisted.web.client import HTTPConnectionPool
 
 from tests.etcd import EtcdCluster
-from tests.process import Cluster, wait_healthy
+from tests.process import Cluster, wait_healthy, wait_until
 
 TARGET_ENV = "METASTORE_V3_TARGET"
 
@@ -32,11 +32,13 @@ METASTORE_FLAGS = ["--request-timeout", "5", "--auto-compaction-retention", "0"]
 @dataclass
 class V3Target:
     """A running cluster serving the v3 JSON API: a name for messages,
-    its members' base URLs, and a way to read its logs."""
+    its members' base URLs, a way to read its logs and one to crash a member."""
 
     name: str
     urls: list[str]
     logs: Callable[[], str]
+    kill_member: Callable[[int], None]
+    """SIGKILL the member at ``index`` in ``urls`` (a crash)."""
     is_etcd: bool = False
 
 
@@ -45,7 +47,10 @@ async def start_etcd(testcase, size: int, name: str = "etcd") -> V3Target:
     skipped when etcd is not installed)."""
     cluster = EtcdCluster(testcase, size, name=name)
     await cluster.start()
-    return V3Target(name=f"{size}-member etcd", urls=cluster.urls, logs=cluster.logs, is_etcd=True)
+    return V3Target(
+        name=f"{size}-member etcd", urls=cluster.urls, logs=cluster.logs, is_etcd=True,
+        kill_member=lambda index: cluster.members[index].kill(),
+    )
 
 
 async def start_metastore(testcase, size: int = 3, timeout: float = 40) -> V3Target:
@@ -60,9 +65,30 @@ async def start_metastore(testcase, size: int = 3, timeout: float = 40) -> V3Tar
             raise AssertionError(
                 f"MetaStore did not start with {' '.join(METASTORE_FLAGS)}: {lines[-1]}\n{e}"
             ) from None
+    members = list(cluster.members.values())
     return V3Target(
-        name=f"{size}-member MetaStore", urls=[m.url for m in cluster.members.values()], logs=cluster.logs
+        name=f"{size}-member MetaStore", urls=[m.url for m in members], logs=cluster.logs,
+        kill_member=lambda index: members[index].kill(),
     )
+
+
+class OnRealEtcd:
+    """Mixin for a ``TestCase``: ``start_cluster`` gives a real 3-member
+    etcd, which proves a client scenario states etcd's behaviour (skipped
+    without etcd)."""
+
+    async def start_cluster(self) -> V3Target:
+        """A running 3-member etcd."""
+        return await start_etcd(self, 3)
+
+
+class OnMetaStore:
+    """Mixin for a ``TestCase``: ``start_cluster`` gives a 3-member
+    MetaStore, the system a client scenario is held to."""
+
+    async def start_cluster(self) -> V3Target:
+        """A running 3-member MetaStore."""
+        return await start_metastore(self, 3)
 
 
 async def start_system_under_test(testcase, size: int = 3) -> V3Target:
@@ -114,3 +140,19 @@ class V3Client:
         content = await treq.content(response)
         content_type = response.headers.getRawHeaders("Content-Type", [""])[0]
         return Answer(response.code, content_type, content)
+
+
+async def raft_leader_index(client: V3Client, target: V3Target, timeout: float = 20) -> int:
+    """The index in ``target.urls`` of the member that every member names
+    as the Raft leader in its ``/v3/maintenance/status``."""
+
+    async def agreed():
+        answers = [await client.post(url, "/v3/maintenance/status", {}) for url in target.urls]
+        statuses = [a.json() for a in answers if a.status == 200]
+        if len(statuses) != len(target.urls) or len({s["leader"] for s in statuses}) != 1:
+            return None
+        ids = [s["header"]["member_id"] for s in statuses]
+        return (ids.index(statuses[0]["leader"]),) if statuses[0]["leader"] in ids else None
+
+    [index] = await wait_until(agreed, timeout=timeout, what=f"the members of {target.name} to agree on a leader")
+    return index

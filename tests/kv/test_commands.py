@@ -55,7 +55,7 @@ _ops = st.recursive(
 _commands = (
     _ops
     | st.builds(CompactionRequest, _revisions, st.booleans())
-    | st.builds(PublishMember, _revisions, st.text(max_size=20))
+    | st.builds(PublishMember, _revisions, st.text(max_size=20), st.text(max_size=20))
     | st.builds(UpdateMember, _revisions, st.text(max_size=20))
     | st.builds(SetAlarm, _revisions, st.sampled_from(AlarmType), st.booleans())
 )

@@ -44,7 +44,7 @@ CLUSTER = ClusterState(
     learners=(3,),
     members=(
         MemberRecord(1, "http://a:1"),
-        MemberRecord(2, "http://b:2", "http://b:3"),
+        MemberRecord(2, "http://b:2", "http://b:3", grpc_url="http://b:5"),
         MemberRecord(3, "http://c:4", is_learner=True),
     ),
     alarms=((1, 1),),

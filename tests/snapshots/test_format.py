@@ -32,7 +32,7 @@ MEMBERSHIP = ClusterState(
     voters=(1, 2, 3),
     learners=(4,),
     members=(
-        MemberRecord(1, "http://a:2380", "http://a:2379"),
+        MemberRecord(1, "http://a:2380", "http://a:2379", grpc_url="http://a:2378"),
         MemberRecord(2, "http://b:2380"),
         MemberRecord(3, "http://c:2380", "http://c:2379"),
         MemberRecord(4, "http://d:2380", is_learner=True),

@@ -14,8 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import metastore.kv.messages as m
-from metastore.kv.errors import KeyNotFoundError
 from metastore.api.grpc.proto import kv_pb2, rpc_pb2
+from metastore.api.v3.cluster import MemberListing, member_name
+from metastore.api.v3.maintenance import StatusAnswer
+from metastore.api.v3.watch import WatchCreateRequest
+from metastore.facade import MemberRecord, WatchEvent, WatchFilter, WatchResponse
+from metastore.kv.errors import KeyNotFoundError
 
 
 class EmptyRequestOp(KeyNotFoundError):
@@ -109,6 +113,11 @@ def txn_request(pb: rpc_pb2.TxnRequest) -> m.TxnRequest:
     )
 
 
+def watch_create(pb: rpc_pb2.WatchCreateRequest) -> WatchCreateRequest:
+    """A watch create request (filters as ``WatchFilter``s)."""
+    return _copy(pb, WatchCreateRequest, filters=tuple(WatchFilter(f) for f in pb.filters))
+
+
 # ---------------------------------------------------------------- responses
 
 
@@ -173,4 +182,77 @@ def txn_response(r: m.TxnResponse, stamp: HeaderStamp | None) -> rpc_pb2.TxnResp
         header=response_header(r.header, stamp),
         succeeded=r.succeeded,
         responses=[response_op(op, None) for op in r.responses],
+    )
+
+
+# ---------------------------------------------------------------- cluster and maintenance
+
+
+def header(revision: int, stamp: HeaderStamp) -> rpc_pb2.ResponseHeader:
+    """A full response header at ``revision`` (0: none, as in the Cluster service)."""
+    return rpc_pb2.ResponseHeader(
+        cluster_id=stamp.cluster_id, member_id=stamp.member_id, revision=revision, raft_term=stamp.raft_term
+    )
+
+
+def member(record: MemberRecord) -> rpc_pb2.Member:
+    """etcd's ``Member`` for a gRPC client: its ``clientURLs`` hold the
+    member's gRPC URL, the one a gRPC client can dial (none when the member
+    serves no gRPC)."""
+    return rpc_pb2.Member(
+        ID=record.member_id,
+        name=member_name(record),
+        peerURLs=[record.peer_url],
+        clientURLs=[record.grpc_url] if record.grpc_url else [],
+        isLearner=record.is_learner,
+    )
+
+
+def members(listing: MemberListing) -> list[rpc_pb2.Member]:
+    """The ``members`` of a Cluster RPC's answer."""
+    return [member(record) for record in listing.members]
+
+
+def status_response(s: StatusAnswer, stamp: HeaderStamp) -> rpc_pb2.StatusResponse:
+    """A Status response."""
+    return rpc_pb2.StatusResponse(
+        header=header(s.revision, stamp),
+        version=s.version,
+        dbSize=s.db_size,
+        leader=s.leader,
+        raftIndex=s.raft_index,
+        raftTerm=s.raft_term,
+        raftAppliedIndex=s.raft_applied_index,
+        errors=s.errors,
+        dbSizeInUse=s.db_size_in_use,
+        isLearner=s.is_learner,
+    )
+
+
+def alarm_members(alarms) -> list[rpc_pb2.AlarmMember]:
+    """``AlarmMember`` messages of ``(member_id, AlarmType)`` pairs."""
+    return [rpc_pb2.AlarmMember(memberID=member_id, alarm=int(alarm)) for member_id, alarm in alarms]
+
+
+# ---------------------------------------------------------------- watch
+
+
+def watch_event(e: WatchEvent) -> kv_pb2.Event:
+    """An ``mvccpb.Event`` (``prev_kv`` only when the watch asked for it)."""
+    prev = key_value(e.prev_kv) if e.prev_kv is not None else None
+    return kv_pb2.Event(type=int(e.type), kv=key_value(e.kv), prev_kv=prev)
+
+
+def watch_response(r: WatchResponse, stamp: HeaderStamp) -> rpc_pb2.WatchResponse:
+    """A watch stream's response, its ``watch_id`` already the stream's; a
+    compacted cancel's header has no revision, as etcd's."""
+    return rpc_pb2.WatchResponse(
+        header=header(0 if r.compact_revision else r.revision, stamp),
+        watch_id=r.watch_id,
+        created=r.created,
+        canceled=r.canceled,
+        compact_revision=r.compact_revision,
+        cancel_reason=r.cancel_reason,
+        fragment=r.fragment,
+        events=[watch_event(e) for e in r.events],
     )

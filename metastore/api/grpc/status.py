@@ -1,12 +1,10 @@
 """Which gRPC status a failure answers with: etcd's code and message.
 
-Clients act on these: clientv3 retries a read on ``UNAVAILABLE`` at another
+Clients act on these: clientv3 retries on ``UNAVAILABLE`` at another
 member and shows the ``etcdserver: ...`` text; a compacted revision is
-``OUT_OF_RANGE``.  One place maps every failure, so servicers only raise.
-
-An error that carries etcd's wire form itself (``grpc_code``, an int, and
-``message``, as ``metastore.kv`` errors do) answers with it; the node's
-errors (``metastore.errors``) are mapped here; anything else answers
+``OUT_OF_RANGE``.  The table is the one the JSON API answers from
+(``metastore.api.v3.errors.v3_error``), so both APIs answer a failure
+alike; servicers only raise.  Anything the table does not know answers
 ``UNKNOWN`` with its text, as etcd does for an error it has no entry for.
 """
 
@@ -17,7 +15,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from metastore.errors import NoLeader, Refused, RequestTimedOut, Stopping, Unavailable
+from metastore.api.v3.errors import v3_error
+from metastore.errors import Stopping
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -30,29 +29,23 @@ class EtcdStatus:
     message: str
 
 
-NO_LEADER = EtcdStatus(grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader")
-REQUEST_TIMED_OUT = EtcdStatus(grpc.StatusCode.UNAVAILABLE, "etcdserver: request timed out")
-SERVER_STOPPED = EtcdStatus(grpc.StatusCode.UNAVAILABLE, "etcdserver: server stopped")
-
-_NODE_ERRORS = ((NoLeader, NO_LEADER), (RequestTimedOut, REQUEST_TIMED_OUT), (Stopping, SERVER_STOPPED))
-
-
 def status_of(error: BaseException) -> EtcdStatus:
     """The status ``error`` answers with (see the module's rules)."""
-    code, message = getattr(error, "grpc_code", None), getattr(error, "message", None)
-    if isinstance(code, int) and isinstance(message, str):
-        return EtcdStatus(_CODES.get(code, grpc.StatusCode.UNKNOWN), message)
-    for kind, status in _NODE_ERRORS:
-        if isinstance(error, kind):
-            return status
-    if isinstance(error, Refused):
-        # etcd answers an unsafe or invalid membership change so.
-        return EtcdStatus(grpc.StatusCode.FAILED_PRECONDITION, f"etcdserver: {error}")
-    if isinstance(error, Unavailable):
-        # Any other "retry later" (a refused membership change, a failed
-        # disk): clients retry on the code; the text says which.
-        return EtcdStatus(grpc.StatusCode.UNAVAILABLE, f"etcdserver: {error}")
-    return EtcdStatus(grpc.StatusCode.UNKNOWN, str(error) or type(error).__name__)
+    known = v3_error(error)
+    if known is None:
+        return EtcdStatus(grpc.StatusCode.UNKNOWN, str(error) or type(error).__name__)
+    return EtcdStatus(_CODES.get(known.code, grpc.StatusCode.UNKNOWN), known.message)
+
+
+async def abort_with(context: grpc.aio.ServicerContext, error: BaseException) -> None:
+    """End the call with ``status_of(error)``."""
+    status = status_of(error)
+    await context.abort(status.code, status.message)
+
+
+SERVER_STOPPED = status_of(Stopping("the member is stopping"))
+"""What a stream still open when the member stops ends with (etcd's
+"etcdserver: server stopped", UNAVAILABLE: clients resume elsewhere)."""
 
 
 def answers_etcd_errors(method):
@@ -67,7 +60,6 @@ def answers_etcd_errors(method):
         except (grpc.aio.AbortError, grpc.aio.UsageError):
             raise
         except Exception as error:
-            status = status_of(error)
-            await context.abort(status.code, status.message)
+            await abort_with(context, error)
 
     return call

@@ -17,23 +17,34 @@ from twisted.internet import defer
 from werkzeug.exceptions import NotFound
 
 from metastore.api.errors import internal_error
+from metastore.api.v3 import kv_codec, lease_codec, watch_codec
+from metastore.api.v3.cluster import ClusterJSON, ClusterService
 from metastore.api.v3.errors import INVALID_ARGUMENT, REQUEST_TOO_LARGE, V3Error, v3_error
 from metastore.api.v3.header import Headers
-from metastore.api.v3.json_fields import parse_body
-from metastore.api.v3.cluster import ClusterService
+from metastore.api.v3.json_fields import object_field, parse_body
 from metastore.api.v3.kv import KVService
-from metastore.api.v3.maintenance import MaintenanceService
-from metastore.api.v3.streaming import LineProducer
-from metastore.facade import MemberFacade
+from metastore.api.v3.lease import LeaseService
+from metastore.api.v3.maintenance import MaintenanceJSON, MaintenanceService
+from metastore.api.v3.streaming import LineProducer, PushedLines, json_line
+from metastore.api.v3.watch import WatchService, WatchStream
+from metastore.facade import MemberFacade, WatchResponse
 
 API = "/<any(v3, v3beta, v3alpha):api>"
 """The path prefixes served (etcd 3.4 serves /v3/ and /v3beta/)."""
+
+DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024
+"""etcd's default ``--max-request-bytes``."""
 
 
 def _json(request, value: dict, status: int = 200) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json")
     return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _kv_answer(response, headers: Headers) -> dict:
+    """A KV response's JSON, its header at the response's revision."""
+    return kv_codec.kv_response(response, headers.at(response.header.revision))
 
 
 def _body(request) -> dict:
@@ -49,18 +60,31 @@ class V3API:
     app = Klein()
 
     def __init__(
-        self, member: MemberFacade, cluster_id: int, wait_physical: Callable[[int], defer.Deferred]
+        self,
+        member: MemberFacade,
+        cluster_id: int,
+        wait_physical: Callable[[int], defer.Deferred],
+        *,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
         self.headers = Headers(member, cluster_id)
-        self.kv = KVService(member, self.headers, wait_physical)
-        self.cluster = ClusterService(member, self.headers)
-        self.maintenance = MaintenanceService(member, self.headers)
+        kv = KVService(member, wait_physical)
+        self.cluster = ClusterJSON(ClusterService(member), self.headers.at)
+        self.maintenance = MaintenanceJSON(MaintenanceService(member), self.headers)
+        self.lease = LeaseService(member)
+        self.watch = WatchService(member, max_request_bytes)
+        grant = self._json_rpc(lease_codec.grant_request, self.lease.grant, lease_codec.grant_response)
+        revoke = self._json_rpc(lease_codec.revoke_request, self.lease.revoke, lease_codec.revoke_response)
+        time_to_live = self._json_rpc(
+            lease_codec.time_to_live_request, self.lease.time_to_live, lease_codec.time_to_live_response
+        )
+        leases = self._json_rpc(lease_codec.leases_request, self.lease.leases, lease_codec.leases_response)
         self.rpcs: dict[str, Callable[[dict], Awaitable[dict]]] = {
-            "kv/range": self.kv.range,
-            "kv/put": self.kv.put,
-            "kv/deleterange": self.kv.delete_range,
-            "kv/txn": self.kv.txn,
-            "kv/compaction": self.kv.compact,
+            "kv/range": self._json_rpc(kv_codec.range_request, kv.range, _kv_answer),
+            "kv/put": self._json_rpc(kv_codec.put_request, kv.put, _kv_answer),
+            "kv/deleterange": self._json_rpc(kv_codec.delete_range_request, kv.delete_range, _kv_answer),
+            "kv/txn": self._json_rpc(kv_codec.txn_request, kv.txn, _kv_answer),
+            "kv/compaction": self._json_rpc(kv_codec.compaction_request, kv.compact, _kv_answer),
             "cluster/member/list": self.cluster.list,
             "cluster/member/add": self.cluster.add,
             "cluster/member/remove": self.cluster.remove,
@@ -72,8 +96,23 @@ class V3API:
             "maintenance/defragment": self.maintenance.defragment,
             "maintenance/alarm": self.maintenance.alarm,
             "maintenance/transfer-leadership": self.maintenance.move_leader,
+            "lease/grant": grant,
+            "lease/revoke": revoke,
+            "kv/lease/revoke": revoke,
+            "lease/timetolive": time_to_live,
+            "kv/lease/timetolive": time_to_live,
+            "lease/leases": leases,
         }
         """Each RPC's path after the prefix, and the method answering it."""
+
+    def _json_rpc(self, decode, call, encode) -> Callable[[dict], Awaitable[dict]]:
+        """An RPC of a protocol-neutral service method: its request decoded
+        from the JSON body, its response encoded with this member's header."""
+
+        async def rpc(body: dict) -> dict:
+            return encode(await call(decode(body)), self.headers)
+
+        return rpc
 
     @app.handle_errors(Exception)
     def _error(self, request, failure):
@@ -90,6 +129,50 @@ class V3API:
         messages = await self.maintenance.snapshot(_body(request))
         request.setHeader(b"Content-Type", b"application/json")
         await LineProducer(request, messages).start()
+        return b""
+
+    @app.route(API + "/lease/keepalive", methods=["POST"])
+    async def keepalive(self, request, api: str):
+        """etcd's ``Lease.LeaseKeepAlive`` as the gateway serves it: one
+        request, one stream message (no ``TTL`` for an unknown lease), end."""
+        response = await self.lease.keepalive(lease_codec.keepalive_request(_body(request)))
+        request.setHeader(b"Content-Type", b"application/json")
+        return json_line({"result": lease_codec.keepalive_response(response, self.headers)})
+
+    @app.route(API + "/watch", methods=["POST"])
+    async def watch_stream(self, request, api: str):
+        """etcd's ``Watch`` as the gateway serves it: the body's
+        ``create_request`` starts one watch; its responses go out as they
+        happen, one chunk each, the ``created`` one at once.  The response
+        ends when the watch is cancelled (compacted start, slow reader,
+        member shutting down); the watch ends when the client goes away.
+        A ``progress_request`` alone gets its one answer."""
+        body = _body(request)
+        create = object_field(body, "create_request")
+        if create is None and object_field(body, "progress_request") is None:
+            raise V3Error(INVALID_ARGUMENT, "a watch request must hold create_request or progress_request")
+        create_request = None if create is None else watch_codec.create_request(create)
+        stream: WatchStream | None = None
+        lines = PushedLines(request, pause=lambda: stream.pause(), resume=lambda: stream.resume())
+
+        def send(response: WatchResponse) -> None:
+            lines.write(watch_codec.watch_response(response, self.headers))
+            if response.canceled and not stream.watch_ids:
+                lines.end()
+
+        stream = self.watch.open(send)
+        request.setHeader(b"Content-Type", b"application/json")
+        done = lines.start()
+        try:
+            if create_request is None:
+                stream.request_progress()
+                lines.end()
+            else:
+                stream.create(create_request)
+            await done
+        finally:
+            stream.close()
+            lines.end()
         return b""
 
     @app.route(API + "/<path:rpc>", methods=["POST"])

@@ -1,9 +1,13 @@
-"""etcd's error answers: ``{"error", "code", "message"}``, the HTTP status
-derived from the gRPC code as etcd's grpc-gateway derives it.
+"""etcd's errors, one table for both client APIs: each failure's gRPC
+code and etcd's message (``etcdserver: ...``).
 
-``V3Error`` is what the v3 handlers raise; ``v3_error`` turns anything a
-handler raised (a ``KVError`` of the state machine, an ``Unavailable`` of
-the node, a ``BadBody``, a routing outcome) into one.
+``v3_error`` turns anything a service raised (a ``KVError`` of the state
+machine, an ``Unavailable`` or ``Refused`` of the node, a
+``MembershipError``, a ``BadBody``, a routing outcome) into a ``V3Error``:
+the gRPC API answers with its code and message
+(``metastore.api.grpc.status``); the JSON API writes ``{"error", "code",
+"message"}`` with the HTTP status derived from the code as etcd's
+grpc-gateway derives it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import json
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from metastore.api.v3.json_fields import BadBody
-from metastore.errors import ChangeRefused, NoLeader, RequestTimedOut, Stopping, Unavailable
+from metastore.errors import ChangeRefused, NoLeader, Refused, RequestTimedOut, Stopping, Unavailable, UnhealthyCluster
 from metastore.facade import MembershipError
 from metastore.kv.errors import KVError
 
@@ -90,6 +94,11 @@ MEMBERSHIP_ERRORS = {
 """etcd's error for each ``MembershipError`` code (others: InvalidArgument
 with MetaStore's message)."""
 
+NOT_ENOUGH_STARTED = MEMBERSHIP_ERRORS["last_member"]
+"""etcd's answer when a membership change would leave too few started
+members for a quorum (its strict reconfiguration check, MetaStore's
+``UnhealthyCluster``)."""
+
 
 def v3_error(e: BaseException) -> V3Error | None:
     """The etcd answer for ``e``, or None for a bug (answered 500)."""
@@ -102,6 +111,10 @@ def v3_error(e: BaseException) -> V3Error | None:
     if isinstance(e, MembershipError):
         code, message = MEMBERSHIP_ERRORS.get(e.code, (INVALID_ARGUMENT, str(e)))
         return V3Error(code, message)
+    if isinstance(e, UnhealthyCluster):
+        return V3Error(*NOT_ENOUGH_STARTED)
+    if isinstance(e, Refused):
+        return V3Error(FAILED_PRECONDITION, f"etcdserver: {e}")
     if isinstance(e, Unavailable):
         message = next((m for kind, m in _UNAVAILABLE_MESSAGES if isinstance(e, kind)), f"etcdserver: {e}")
         return V3Error(UNAVAILABLE, message)

@@ -99,6 +99,11 @@ def enum_field(body: dict, name: str, kind: type[enum.IntEnum]) -> enum.IntEnum:
     value = raw_field(body, name)
     if value is None:
         return kind(0)
+    return enum_value(value, name, kind)
+
+
+def enum_value(value, name: str, kind: type[enum.IntEnum]) -> enum.IntEnum:
+    """One enum value of field ``name``, given by name or number."""
     try:
         if isinstance(value, str):
             return kind[value]

@@ -1,6 +1,9 @@
-"""The v3 KV service: range, put, delete range, txn and compaction.
+"""etcd's KV service, protocol-neutral: range, put, delete range, txn and
+compaction on the dataclasses of ``metastore.kv.messages``.
 
-Each handler takes the parsed JSON body and returns the JSON answer.  A
+The JSON API (``metastore.api.v3.app``) and the gRPC API
+(``metastore.api.grpc.kv``) decode their wire form into those requests,
+call these methods and encode the responses; the rules live here once.  A
 request is checked as etcd checks it before proposing; writes go through
 raft; a range, or a txn that only reads, is served from this member's
 applied state after a linearizable read barrier (or at once when
@@ -13,10 +16,19 @@ from typing import Callable
 
 from twisted.internet import defer
 
-from metastore.api.v3 import kv_codec
-from metastore.api.v3.header import Headers
 from metastore.facade import Consistency, MemberFacade
-from metastore.kv.messages import RangeRequest, TxnRequest
+from metastore.kv.messages import (
+    CompactionRequest,
+    CompactionResponse,
+    DeleteRangeRequest,
+    DeleteRangeResponse,
+    PutRequest,
+    PutResponse,
+    RangeRequest,
+    RangeResponse,
+    TxnRequest,
+    TxnResponse,
+)
 
 
 def _serializable(request: RangeRequest | TxnRequest) -> bool:
@@ -30,52 +42,47 @@ def _serializable(request: RangeRequest | TxnRequest) -> bool:
 
 
 class KVService:
-    """etcd's ``KV`` service over a member's facade."""
+    """etcd's ``KV`` service over a member's facade.  Every method raises
+    (or fails with) etcd's errors: ``KVError`` before anything is
+    proposed, the node's ``Unavailable`` when the cluster cannot answer."""
 
-    def __init__(
-        self, member: MemberFacade, headers: Headers, wait_physical: Callable[[int], defer.Deferred]
-    ) -> None:
+    def __init__(self, member: MemberFacade, wait_physical: Callable[[int], defer.Deferred]) -> None:
         self._member = member
-        self._headers = headers
         self._wait_physical = wait_physical
 
-    async def range(self, body: dict) -> dict:
-        """``/kv/range``."""
-        return await self._read(kv_codec.range_request(body))
+    async def range(self, request: RangeRequest) -> RangeResponse:
+        """``KV.Range``."""
+        return await self._read(request)
 
-    async def put(self, body: dict) -> dict:
-        """``/kv/put``."""
-        return await self._write(kv_codec.put_request(body))
+    async def put(self, request: PutRequest) -> PutResponse:
+        """``KV.Put``."""
+        return await self._write(request)
 
-    async def delete_range(self, body: dict) -> dict:
-        """``/kv/deleterange``."""
-        return await self._write(kv_codec.delete_range_request(body))
+    async def delete_range(self, request: DeleteRangeRequest) -> DeleteRangeResponse:
+        """``KV.DeleteRange``."""
+        return await self._write(request)
 
-    async def txn(self, body: dict) -> dict:
-        """``/kv/txn``: read-only txns are served like ranges."""
-        request = kv_codec.txn_request(body)
+    async def txn(self, request: TxnRequest) -> TxnResponse:
+        """``KV.Txn``: read-only txns are served like ranges."""
         if self._member.is_read_only(request):
             return await self._read(request)
         return await self._write(request)
 
-    async def compact(self, body: dict) -> dict:
-        """``/kv/compaction``; with ``physical``, answers once the versions
+    async def compact(self, request: CompactionRequest) -> CompactionResponse:
+        """``KV.Compact``; with ``physical``, answers once the versions
         below the revision are gone from the engine."""
-        request = kv_codec.compaction_request(body)
         response = await self._member.propose(request)
         if request.physical and request.revision > 0:
             await self._wait_physical(request.revision)
-        return {"header": self._headers.at(response.header.revision)}
+        return response
 
-    async def _read(self, request: RangeRequest | TxnRequest) -> dict:
+    async def _read(self, request: RangeRequest | TxnRequest):
         self._member.check(request)
         consistency = Consistency.SERIALIZABLE if _serializable(request) else Consistency.LINEARIZABLE
         await self._member.read(consistency)
-        response = self._member.read_request(request)
-        return kv_codec.kv_response(response, self._headers.at(response.header.revision))
+        return self._member.read_request(request)
 
-    async def _write(self, request) -> dict:
+    async def _write(self, request):
         self._member.check(request)
         await self._member.check_space(request)
-        response = await self._member.propose(request)
-        return kv_codec.kv_response(response, self._headers.at(response.header.revision))
+        return await self._member.propose(request)

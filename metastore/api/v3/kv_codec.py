@@ -22,6 +22,7 @@ from metastore.api.v3.json_fields import (
 from metastore.facade import KeyValue
 from metastore.kv.messages import (
     CompactionRequest,
+    CompactionResponse,
     Compare,
     CompareResult,
     CompareTarget,
@@ -232,8 +233,10 @@ def txn_response(response: TxnResponse, header: dict) -> dict:
     })  # fmt: skip
 
 
-def kv_response(response: ResponseOp, header: dict) -> dict:
+def kv_response(response: ResponseOp | CompactionResponse, header: dict) -> dict:
     """Any top-level KV response with ``header``."""
+    if isinstance(response, CompactionResponse):
+        return {"header": header}
     if isinstance(response, TxnResponse):
         return txn_response(response, header)
     for kind, _, encode in _RESPONSE_OPS:

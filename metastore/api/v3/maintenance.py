@@ -1,21 +1,24 @@
-"""The v3 Maintenance service: status, hash, hashkv, defragment, alarm,
-snapshot and MoveLeader (``/maintenance/transfer-leadership``)."""
+"""etcd's Maintenance service, protocol-neutral: status, hash, hashkv,
+defragment, alarm, snapshot and MoveLeader; and their JSON form for the
+v3 JSON API (``/maintenance/transfer-leadership`` is MoveLeader there)."""
 
 from __future__ import annotations
 
 import base64
 import enum
+import os
+from dataclasses import dataclass
 from typing import Iterator
 
 from metastore.api.v3.errors import INVALID_ARGUMENT, UNAVAILABLE, V3Error
-from metastore.api.v3.header import Headers
 from metastore.api.v3.json_fields import enum_field, int_field, uint_field
 from metastore.api.v3.kv_codec import without_zeros
 from metastore.api.v3.versions import ETCD_SERVER_VERSION
 from metastore.facade import AlarmType, MemberFacade
+import metastore.snapshots.stream as stream
 
 SNAPSHOT_CHUNK_BYTES = 32 * 1024
-"""etcd's gateway sends the snapshot in 32 KiB blobs."""
+"""etcd sends the snapshot in 32 KiB blobs."""
 
 
 class AlarmAction(enum.IntEnum):
@@ -26,93 +29,180 @@ class AlarmAction(enum.IntEnum):
     DEACTIVATE = 2
 
 
+@dataclass(frozen=True, slots=True)
+class StatusAnswer:
+    """etcd's ``StatusResponse`` fields (``revision`` is its header's)."""
+
+    revision: int
+    version: str
+    db_size: int
+    leader: int
+    raft_index: int
+    raft_term: int
+    raft_applied_index: int
+    errors: list[str]
+    db_size_in_use: int
+    is_learner: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HashAnswer:
+    """etcd's ``HashKVResponse`` (and ``HashResponse``: ``compact_revision`` 0)
+    with the revision of its header."""
+
+    revision: int
+    hash: int
+    compact_revision: int = 0
+
+
+class MaintenanceService:
+    """etcd's ``Maintenance`` service over a member's facade; raises
+    etcd's errors."""
+
+    def __init__(self, member: MemberFacade) -> None:
+        self._member = member
+
+    def status(self) -> StatusAnswer:
+        """``Maintenance.Status``: this member's view."""
+        status = self._member.status()
+        me = next((m for m in self._member.members() if m.member_id == status.member_id), None)
+        size = self._member.db_size()
+        return StatusAnswer(
+            revision=status.revision,
+            version=ETCD_SERVER_VERSION,
+            db_size=size,
+            leader=status.leader,
+            raft_index=status.commit_index,
+            raft_term=status.term,
+            raft_applied_index=status.applied_index,
+            errors=[f"memberID:{m} alarm:{a.name} " for m, a in self._member.alarms()],
+            db_size_in_use=size,
+            is_learner=bool(me and me.is_learner),
+        )
+
+    def hash(self) -> HashAnswer:
+        """``Maintenance.Hash``: a hash of the whole keyspace history here
+        (etcd hashes its database file; MetaStore's equals across members
+        that applied the same entries)."""
+        value, _ = self._member.hash_kv(0)
+        return HashAnswer(self._member.revision, value)
+
+    def hash_kv(self, revision: int) -> HashAnswer:
+        """``Maintenance.HashKV`` at ``revision`` (0: now)."""
+        value, compacted = self._member.hash_kv(revision)
+        return HashAnswer(self._member.revision, value, compacted)
+
+    def defragment(self) -> None:
+        """``Maintenance.Defragment``: accepted; the engines need no defragmenting."""
+
+    async def alarm(self, action: AlarmAction, member_id: int, alarm: AlarmType) -> list[tuple[int, AlarmType]]:
+        """``Maintenance.Alarm``, changes through raft; answers as etcd 3.4
+        does: GET every raised alarm, ACTIVATE the alarm raised, DEACTIVATE
+        the alarm disarmed (none when it was not raised)."""
+        if action is AlarmAction.GET:
+            return self._member.alarms()
+        if alarm is AlarmType.NONE:
+            raise V3Error(INVALID_ARGUMENT, "etcdserver: alarm type is NONE")
+        was_raised = (member_id, alarm) in self._member.alarms()
+        await self._member.set_alarm(member_id, alarm, action is AlarmAction.ACTIVATE)
+        return [(member_id, alarm)] if action is AlarmAction.ACTIVATE or was_raised else []
+
+    async def move_leader(self, target: int) -> None:
+        """``Maintenance.MoveLeader``: returns once ``target`` leads."""
+        await self._member.transfer_leadership(target)
+
+    async def snapshot(self) -> str:
+        """``Maintenance.Snapshot``: the path of a new snapshot file of the
+        whole store (MetaStore's format; ``snapshot_chunks`` streams it);
+        UNAVAILABLE while another snapshot is being taken."""
+        try:
+            return await self._member.snapshot_file()
+        except RuntimeError as e:
+            raise V3Error(UNAVAILABLE, f"etcdserver: {e}; retry") from None
+
+
+def snapshot_chunks(path: str) -> Iterator[tuple[bytes, int]]:
+    """The stream of the snapshot file at ``path`` as etcd sends it:
+    ``(blob, remaining_bytes)`` pairs of at most ``SNAPSHOT_CHUNK_BYTES``,
+    read one at a time, ``remaining_bytes`` counting down to 0.  The bytes
+    are ``metastore.snapshots.stream``'s, which ``etcdctl snapshot save``
+    accepts and ``--restore-from`` reads."""
+    remaining = stream.stream_size(os.path.getsize(path))
+    for blob in stream.stream_chunks(path, SNAPSHOT_CHUNK_BYTES):
+        remaining -= len(blob)
+        yield blob, remaining
+
+
+# -- the JSON API's form -----------------------------------------------------
+
+
 def alarms_json(alarms) -> list[dict]:
     """``AlarmMember`` messages."""
     return [without_zeros({"memberID": str(member_id), "alarm": alarm.name}) for member_id, alarm in alarms]
 
 
-class MaintenanceService:
-    """etcd's ``Maintenance`` service over a member's facade."""
+class MaintenanceJSON:
+    """The JSON routes' side of ``MaintenanceService``: bodies in, answers out."""
 
-    def __init__(self, member: MemberFacade, headers: Headers) -> None:
-        self._member = member
+    def __init__(self, service: MaintenanceService, headers) -> None:
+        self._service = service
         self._headers = headers
 
     async def status(self, body: dict) -> dict:
-        """``/maintenance/status``: this member's view."""
-        status = self._member.status()
-        me = next((m for m in self._member.members() if m.member_id == status.member_id), None)
-        size = self._member.db_size()
+        """``/maintenance/status``."""
+        s = self._service.status()
         return without_zeros({
-            "header": self._headers.at(status.revision),
-            "version": ETCD_SERVER_VERSION,
-            "dbSize": str(size),
-            "leader": str(status.leader),
-            "raftIndex": str(status.commit_index),
-            "raftTerm": str(status.term),
-            "raftAppliedIndex": str(status.applied_index),
-            "errors": [f"memberID:{m} alarm:{a.name} " for m, a in self._member.alarms()],
-            "dbSizeInUse": str(size),
-            "isLearner": bool(me and me.is_learner),
+            "header": self._headers.at(s.revision),
+            "version": s.version,
+            "dbSize": str(s.db_size),
+            "leader": str(s.leader),
+            "raftIndex": str(s.raft_index),
+            "raftTerm": str(s.raft_term),
+            "raftAppliedIndex": str(s.raft_applied_index),
+            "errors": s.errors,
+            "dbSizeInUse": str(s.db_size_in_use),
+            "isLearner": s.is_learner,
         })  # fmt: skip
 
     async def hash(self, body: dict) -> dict:
-        """``/maintenance/hash``: a hash of the whole keyspace history here
-        (etcd hashes its database file; MetaStore's equals across members
-        that applied the same entries)."""
-        value, _ = self._member.hash_kv(0)
-        return without_zeros({"header": self._headers.now(), "hash": str(value)})
+        """``/maintenance/hash``."""
+        answer = self._service.hash()
+        return without_zeros({"header": self._headers.at(answer.revision), "hash": str(answer.hash)})
 
     async def hashkv(self, body: dict) -> dict:
-        """``/maintenance/hashkv``: etcd's HashKV at ``revision`` (0: now)."""
-        value, compacted = self._member.hash_kv(int_field(body, "revision"))
+        """``/maintenance/hashkv``."""
+        answer = self._service.hash_kv(int_field(body, "revision"))
         return without_zeros({
-            "header": self._headers.now(), "hash": str(value), "compact_revision": str(compacted),
+            "header": self._headers.at(answer.revision), "hash": str(answer.hash),
+            "compact_revision": str(answer.compact_revision),
         })  # fmt: skip
 
     async def defragment(self, body: dict) -> dict:
-        """``/maintenance/defragment``: accepted; the engines need no defragmenting."""
+        """``/maintenance/defragment``."""
+        self._service.defragment()
         return {"header": self._headers.now()}
 
     async def alarm(self, body: dict) -> dict:
-        """``/maintenance/alarm``: list (GET), raise (ACTIVATE) or disarm
-        (DEACTIVATE) alarms; changes go through raft."""
+        """``/maintenance/alarm``."""
         action = enum_field(body, "action", AlarmAction)
+        alarm, member_id = AlarmType.NONE, 0
         if action is not AlarmAction.GET:
-            alarm = enum_field(body, "alarm", AlarmType)
-            member_id = uint_field(body, "memberID")
-            if alarm is AlarmType.NONE:
-                raise V3Error(INVALID_ARGUMENT, "etcdserver: alarm type is NONE")
-            await self._member.set_alarm(member_id, alarm, action is AlarmAction.ACTIVATE)
-        return without_zeros({"header": self._headers.now(), "alarms": alarms_json(self._member.alarms())})
+            alarm, member_id = enum_field(body, "alarm", AlarmType), uint_field(body, "memberID")
+        alarms = await self._service.alarm(action, member_id, alarm)
+        return without_zeros({"header": self._headers.now(), "alarms": alarms_json(alarms)})
 
     async def move_leader(self, body: dict) -> dict:
-        """``/maintenance/transfer-leadership``: answers once ``targetID`` leads."""
-        await self._member.transfer_leadership(uint_field(body, "targetID"))
+        """``/maintenance/transfer-leadership``."""
+        await self._service.move_leader(uint_field(body, "targetID"))
         return {"header": self._headers.now()}
 
     async def snapshot(self, body: dict) -> Iterator[dict]:
-        """``/maintenance/snapshot``: a new snapshot of the whole store, as
-        the gateway streams etcd's: one ``{"result": ...}`` message per
-        blob, ``remaining_bytes`` counting down to 0."""
-        try:
-            path = await self._member.snapshot_file()
-        except RuntimeError as e:
-            raise V3Error(UNAVAILABLE, f"etcdserver: {e}; retry") from None
-        return _snapshot_messages(path, self._headers.now())
-
-
-def _snapshot_messages(path: str, header: dict) -> Iterator[dict]:
-    """The stream's messages, read from ``path`` one blob at a time."""
-    with open(path, "rb") as source:
-        source.seek(0, 2)
-        remaining = source.tell()
-        source.seek(0)
-        while True:
-            blob = source.read(SNAPSHOT_CHUNK_BYTES)
-            remaining -= len(blob)
-            yield {"result": without_zeros({
-                "header": header, "remaining_bytes": str(remaining), "blob": base64.b64encode(blob).decode("ascii"),
-            })}  # fmt: skip
-            if not blob or remaining <= 0:
-                return
+        """``/maintenance/snapshot``: as the gateway streams etcd's, one
+        ``{"result": ...}`` message per blob."""
+        path = await self._service.snapshot()
+        header = self._headers.now()
+        return (
+            {"result": without_zeros({"header": header, "remaining_bytes": str(remaining),
+                                      "blob": base64.b64encode(blob).decode("ascii")})}
+            for blob, remaining in snapshot_chunks(path)
+        )  # fmt: skip

@@ -1,15 +1,17 @@
-"""Writing a server-streaming RPC's messages as the gateway does: one JSON
-object per line, pulled by the transport so a large stream (a snapshot)
-is never held in memory whole."""
+"""Writing a streaming RPC's messages as the gateway does: one JSON object
+per line and per HTTP chunk.  ``LineProducer`` pulls them from an iterator
+(a large stream, a snapshot, is never held in memory whole);
+``PushedLines`` writes them as they happen (a watch) and passes the
+transport's flow control back to their source."""
 
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from typing import Callable, Iterator
 
 from twisted.internet import defer
 from zope.interface import implementer
-from twisted.internet.interfaces import IPullProducer
+from twisted.internet.interfaces import IPullProducer, IPushProducer
 
 
 @implementer(IPullProducer)
@@ -38,7 +40,7 @@ class LineProducer:
             self._request.unregisterProducer()
             self._finished(None)
             return
-        self._request.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+        self._request.write(json_line(message))
 
     def stopProducing(self) -> None:
         """The connection is gone: stop reading."""
@@ -53,3 +55,54 @@ class LineProducer:
         close = getattr(self._messages, "close", None)
         if close is not None:
             close()
+
+
+def json_line(message: dict) -> bytes:
+    """``message`` as one line of compact JSON."""
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+@implementer(IPushProducer)
+class PushedLines:
+    """Writes each message given to ``write`` to ``request`` at once, one
+    HTTP chunk each; calls ``pause``/``resume`` when the transport asks
+    (its buffer is full / drained).  ``done`` fires when ``end`` is called
+    or the client goes away, whichever comes first."""
+
+    def __init__(self, request, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        self._request = request
+        self._pause, self._resume = pause, resume
+        self.done: defer.Deferred = defer.Deferred()
+        request.notifyFinish().addBoth(self._gone)
+
+    def start(self) -> defer.Deferred:
+        """Register with the request; fires once the stream ended."""
+        self._request.registerProducer(self, True)
+        return self.done
+
+    def write(self, message: dict) -> None:
+        """Send one message now (nothing once the stream ended)."""
+        if not self.done.called:
+            self._request.write(json_line(message))
+
+    def end(self) -> None:
+        """No more messages: the response may finish."""
+        self._gone(None)
+
+    def pauseProducing(self) -> None:
+        """The transport's buffer is full."""
+        self._pause()
+
+    def resumeProducing(self) -> None:
+        """The transport's buffer drained."""
+        self._resume()
+
+    def stopProducing(self) -> None:
+        """The connection is gone."""
+        self._gone(None)
+
+    def _gone(self, _) -> None:
+        if not self.done.called:
+            if self._request.producer is self:
+                self._request.unregisterProducer()
+            self.done.callback(None)

@@ -6,8 +6,10 @@ import grpc
 from twisted.trial.unittest import SynchronousTestCase
 
 from metastore.api.grpc.status import EtcdStatus, status_of
-from metastore.errors import ChangeRefused, NoLeader, RequestTimedOut, Stopping
-from metastore.kv.errors import CompactedError
+from metastore.api.v3.errors import v3_error
+from metastore.errors import ChangeRefused, NoLeader, RequestTimedOut, Stopping, StorageFailed, UnhealthyCluster
+from metastore.facade import MembershipError
+from metastore.kv.errors import CompactedError, FutureRevisionError, TooManyOpsError
 
 
 class StatusOfTests(SynchronousTestCase):
@@ -25,13 +27,36 @@ class StatusOfTests(SynchronousTestCase):
             ],
         )
 
-    def test_other_unavailable_is_retryable_with_its_text(self):
-        """Any other Unavailable answers UNAVAILABLE with its own text."""
-        status = status_of(ChangeRefused("another membership change is in progress"))
+    def test_other_unavailable_is_retryable(self):
+        """A refused membership change answers etcd's "unhealthy cluster";
+        any other Unavailable UNAVAILABLE with its own text."""
         self.assertEqual(
-            status,
-            EtcdStatus(grpc.StatusCode.UNAVAILABLE, "etcdserver: another membership change is in progress"),
+            status_of(ChangeRefused("another membership change is in progress")),
+            EtcdStatus(grpc.StatusCode.UNAVAILABLE, "etcdserver: unhealthy cluster"),
         )
+        self.assertEqual(
+            status_of(StorageFailed("disk gone")), EtcdStatus(grpc.StatusCode.UNAVAILABLE, "etcdserver: disk gone")
+        )
+
+    def test_same_table_as_the_json_api(self):
+        """Membership refusals, the strict reconfiguration check and
+        MetaStore's own V3Errors answer the code and message the JSON API
+        answers (etcd 3.4's, as etcdctl showed them)."""
+        cases = [
+            (MembershipError("no_such_member", "x"), grpc.StatusCode.NOT_FOUND, "etcdserver: member not found"),
+            (MembershipError("bad_transferee", "x"), grpc.StatusCode.FAILED_PRECONDITION,
+             "etcdserver: bad leader transferee"),
+            (MembershipError("peer_url_exists", "x"), grpc.StatusCode.FAILED_PRECONDITION,
+             "etcdserver: Peer URLs already exists"),
+            (UnhealthyCluster("x"), grpc.StatusCode.FAILED_PRECONDITION,
+             "etcdserver: re-configuration failed due to not enough started members"),
+            (TooManyOpsError(), grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: too many operations in txn request"),
+            (FutureRevisionError(), grpc.StatusCode.OUT_OF_RANGE,
+             "etcdserver: mvcc: required revision is a future revision"),
+        ]
+        for error, code, message in cases:
+            self.assertEqual(status_of(error), EtcdStatus(code, message))
+            self.assertEqual((v3_error(error).code, v3_error(error).message), (code.value[0], message))
 
     def test_error_with_its_wire_form(self):
         """A KV error answers with the gRPC code and message it carries."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import json
 
+import os
+
+from metastore.snapshots import stream
 from metastore.snapshots.format import read_snapshot
 from tests.api.test_rest import SingleMemberTestCase
 from tests.api.v3.test_kv_routes import b64
@@ -125,11 +128,16 @@ class MaintenanceRouteTests(RouteTestCase):
         self.assertEqual(await self.post("/v3/kv/txn", {"failure": [{"request_put": {"key": b64(b"k")}}]}), (429, full))
         self.assertEqual((await self.post("/v3/kv/deleterange", {"key": b64(b"k")}))[0], 200)
         status, answer = await self.post("/v3/maintenance/alarm", {"action": 2, "memberID": "1", "alarm": 1})
+        self.assertEqual((status, answer["alarms"]), (200, [{"memberID": "1", "alarm": "NOSPACE"}]))
+        status, answer = await self.post("/v3/maintenance/alarm", {"action": 2, "memberID": "1", "alarm": 1})
         self.assertEqual((status, "alarms" in answer), (200, False))
+        _, answer = await self.post("/v3/maintenance/alarm", {})
+        self.assertNotIn("alarms", answer)
         self.assertEqual((await self.post("/v3/kv/put", {"key": b64(b"k")}))[0], 200)
 
     async def test_snapshot_stream_is_a_snapshot_file(self):
-        """The stream's blobs, joined, are a valid snapshot holding the keys."""
+        """The stream's blobs, joined, are a saved stream (aligned as
+        etcdctl wants it) around a valid snapshot holding the keys."""
         await self.post("/v3/kv/put", {"key": b64(b"k"), "value": b64(b"v")})
         response, content = await self.request("POST", "/v3/maintenance/snapshot", b"{}")
         self.assertEqual(response.code, 200)
@@ -139,7 +147,10 @@ class MaintenanceRouteTests(RouteTestCase):
         with open(path, "wb") as out:
             for message in messages:
                 out.write(base64.b64decode(message.get("blob", "")))
-        header, events = read_snapshot(path)
+        self.assertEqual((os.path.getsize(path) - 32) % 512, 0)
+        inner = self.mktemp()
+        self.assertTrue(stream.unwrap(path, inner))
+        header, events = read_snapshot(inner)
         self.assertIn(b"k", [event.kv.key for event in events])
 
 
