@@ -42,10 +42,17 @@ class _UnixEndpoints:
 
 
 class _Relay(protocol.Protocol):
-    """Writes the core's answer body into the front's request as it arrives."""
+    """Writes the core's answer body into the front's request as it
+    arrives; when the client goes away first (a watch stream it closed),
+    drops the connection to the core, which then ends its side."""
 
     def __init__(self, request) -> None:
         self._request = request
+        request.notifyFinish().addErrback(self._client_gone)
+
+    def _client_gone(self, _) -> None:
+        if self.transport is not None:
+            self.transport.stopProducing()
 
     def dataReceived(self, data: bytes) -> None:
         if not self._request.finished and not getattr(self._request, "_disconnected", False):

@@ -6,12 +6,14 @@ import json
 
 import treq
 from klein import Klein
-from twisted.internet import endpoints, reactor
+from twisted.internet import defer, endpoints, protocol, reactor
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from metastore.api.site import MetaStoreSite
 from metastore.workers.proxy import CoreProxy
 from metastore.workers.supervisor import socket_address
+from tests.process import wait_until
 
 
 class _Core:
@@ -25,6 +27,14 @@ class _Core:
         request.setHeader(b"Content-Type", b"application/json")
         return json.dumps({"body": request.content.read().decode(), "query": request.uri.decode(),
                            "header": (request.getHeader(b"x-custom") or b"").decode()}).encode()
+
+    @app.route("/endless")
+    def endless(self, request):
+        """One line, then nothing until the connection goes."""
+        request.write(b"first\n")
+        self.ended = defer.Deferred()
+        request.notifyFinish().addBoth(self.ended.callback)
+        return defer.Deferred(lambda d: None)  # never answers by itself
 
     @app.route("/stream")
     def stream(self, request):
@@ -47,7 +57,8 @@ class CoreProxyTests(TestCase):
 
     async def start_core(self) -> str:
         address = socket_address(self.mktemp(), 1, "http")
-        port = await endpoints.UNIXServerEndpoint(reactor, address).listen(MetaStoreSite(_Core().app.resource(), 1024))
+        self.core = _Core()
+        port = await endpoints.UNIXServerEndpoint(reactor, address).listen(MetaStoreSite(self.core.app.resource(), 1024))
         self.addCleanup(port.stopListening)
         return address
 
@@ -66,6 +77,20 @@ class CoreProxyTests(TestCase):
         response = await treq.get(url + "/stream", persistent=False)
         self.assertEqual(await treq.content(response), b"".join(b"%d\n" % i for i in range(100)))
 
+    async def test_a_client_leaving_a_stream_ends_it_in_the_core(self):
+        """The client closes a streamed answer (a watch): the core's request
+        ends too, so nothing is left open there."""
+        url = await self.serve(await self.start_core())
+        host, port = url.rsplit("/", 1)[1].split(":")
+        client = _Lines()
+        await endpoints.connectProtocol(endpoints.TCP4ClientEndpoint(reactor, host, int(port)), client)
+        client.transport.write(b"GET /endless HTTP/1.1\r\nHost: x\r\n\r\n")
+        await wait_until(lambda: b"first" in client.data, timeout=10, what="the first line")
+        client.transport.loseConnection()
+        await wait_until(lambda: self.core.ended.called, timeout=10, what="the core's request to end")
+        self.assertIsInstance(self.core.ended.result, Failure)  # the connection went, not a normal end
+        self.core.ended.addErrback(lambda _: None)
+
     async def test_unreachable_core_is_503_with_json(self):
         """No core listening: 503, JSON body, Retry-After."""
         url = await self.serve(socket_address(self.mktemp(), 1, "http"))
@@ -74,3 +99,13 @@ class CoreProxyTests(TestCase):
         self.assertTrue(response.headers.getRawHeaders("Retry-After"))
         self.assertEqual((await treq.json_content(response))["error"], "core_unavailable")
         self.flushLoggedErrors()
+
+
+class _Lines(protocol.Protocol):
+    """Keeps what the server sent."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
