@@ -31,8 +31,8 @@ log = Logger()
 
 EXIT_GRACE_SECONDS = 1.0
 """How long a front whose core is gone lingers so its 503s reach their clients."""
-V3_LOCAL_SERVICES = (b"kv/",)
-"""The v3 services a front answers itself; the others go to the core."""
+V3_LOCAL_RPCS = frozenset((b"kv/range", b"kv/put", b"kv/deleterange", b"kv/txn", b"kv/compaction"))
+"""The v3 calls a front answers itself (the KV service); the others go to the core."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +61,8 @@ class FrontSettings:
 
 
 class V3Split(Resource):
-    """``/v3/...``: the services in ``V3_LOCAL_SERVICES`` to this front's
-    v3 API, the others to the core."""
+    """``/v3/...``: the calls in ``V3_LOCAL_RPCS`` to this front's v3 API,
+    the others to the core."""
 
     isLeaf = True
 
@@ -73,8 +73,8 @@ class V3Split(Resource):
 
     def render(self, request):
         """Hand ``request`` to whichever serves its service."""
-        service = request.path.split(b"/", 2)[-1]
-        target = self._local if service.startswith(V3_LOCAL_SERVICES) else self._core
+        rpc = request.path.split(b"/", 2)[-1]
+        target = self._local if rpc in V3_LOCAL_RPCS else self._core
         return target.render(request)
 
 

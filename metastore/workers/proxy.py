@@ -50,16 +50,34 @@ class _Relay(protocol.Protocol):
         self._request = request
         request.notifyFinish().addErrback(self._client_gone)
 
+    def connectionMade(self) -> None:
+        """The client's pace is the core's: when the client reads slowly,
+        the front stops reading from the core (which then buffers, and
+        cancels a watch whose reader is too slow, as it would directly)."""
+        if not self._request.finished and not getattr(self._request, "_disconnected", False):
+            self._request.registerProducer(self.transport, True)
+
     def _client_gone(self, _) -> None:
         if self.transport is not None:
             self.transport.stopProducing()
 
+    _partial = b""
+
     def dataReceived(self, data: bytes) -> None:
-        if not self._request.finished and not getattr(self._request, "_disconnected", False):
-            self._request.write(data)
+        """Pass on whole lines only: each line of a stream (a watch's
+        response, a keep-alive's) then reaches the client as one write, so
+        one HTTP chunk, as the core wrote it."""
+        if self._request.finished or getattr(self._request, "_disconnected", False):
+            return
+        head, newline, self._partial = (self._partial + data).rpartition(b"\n")
+        if newline:
+            self._request.write(head + newline)
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
         if not self._request.finished and not getattr(self._request, "_disconnected", False):
+            if self._partial:
+                self._request.write(self._partial)
+            self._request.unregisterProducer()
             self._request.finish()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import treq
 
 from tests.api import test_edge, test_rest, test_rest_leases
-from tests.api.v3 import test_cluster_maintenance_routes, test_kv_routes
+from tests.api.v3 import test_cluster_maintenance_routes, test_kv_routes, test_lease_watch_routes
 from tests.process import wait_until
 
 FRONTS = 2
@@ -86,3 +86,15 @@ class RocksDBKeyValueTests(WorkersMember, test_rest.KeyValueTests):
     replicas are in memory whatever the core's engine)."""
 
     config_overrides = {"storage": "rocksdb"}
+
+
+class LeaseRouteTests(WorkersMember, test_lease_watch_routes.LeaseRouteTests):
+    """The v3 lease service, forwarded to the core (keep-alive streams included)."""
+
+
+class WatchRouteTests(WorkersMember, test_lease_watch_routes.WatchRouteTests):
+    """v3 watch streams through fronts."""
+
+
+class ProgressRouteTests(WorkersMember, test_lease_watch_routes.ProgressRouteTests):
+    """Progress notifications through fronts."""
