@@ -31,8 +31,9 @@ log = Logger()
 
 EXIT_GRACE_SECONDS = 1.0
 """How long a front whose core is gone lingers so its 503s reach their clients."""
-V3_LOCAL_RPCS = frozenset((b"kv/range", b"kv/put", b"kv/deleterange", b"kv/txn", b"kv/compaction"))
-"""The v3 calls a front answers itself (the KV service); the others go to the core."""
+V3_LOCAL_RPCS = frozenset((b"kv/range", b"kv/put", b"kv/deleterange", b"kv/txn", b"kv/compaction", b"watch"))
+"""The v3 calls a front answers itself (the KV service, watch streams);
+the others go to the core."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +81,9 @@ class V3Split(Resource):
 
 def front_root(facade: RemoteFacade, reactor, cluster_id: int, core: IResource, max_request_bytes: int) -> IResource:
     """The site a front serves: ``member_root`` over ``facade`` for the
-    seed REST API and the v3 KV service, ``core`` (the proxy to the core)
-    for the admin endpoints, ``/metrics`` (the core's) and the other v3
-    services."""
+    seed REST API, the v3 KV service and watch streams, ``core`` (the
+    proxy to the core) for the admin endpoints, ``/metrics`` (the core's)
+    and the other v3 services."""
     rest = RestAPI(facade, reactor)
     v3 = V3API(facade, cluster_id, facade.wait_physical, max_request_bytes=max_request_bytes)
     return member_root(rest.app.resource(), core, V3Split(v3.app.resource(), core), metrics=core)

@@ -98,3 +98,7 @@ class WatchRouteTests(WorkersMember, test_lease_watch_routes.WatchRouteTests):
 
 class ProgressRouteTests(WorkersMember, test_lease_watch_routes.ProgressRouteTests):
     """Progress notifications through fronts."""
+
+
+class FragmentRouteTests(WorkersMember, test_lease_watch_routes.FragmentRouteTests):
+    """Fragmented watch responses through fronts."""
