@@ -150,6 +150,8 @@ class MemberService(service.MultiService):
         """Compacts the MVCC history (``metastore.compacting``)."""
         self.grpc = grpc
         """The ``GrpcService`` when --grpc-port is given, else None."""
+        self.fronts = None
+        """The ``FrontSupervisor`` with --workers, else None."""
         self.removed: defer.Deferred = defer.Deferred()
         # Started in this order, stopped in reverse: the node answers no
         # request after the API stops, and sends nothing after the transport;
@@ -456,13 +458,23 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
                          hot_routes=HotRoutes(api, v3))
     if metrics is not None:
         site.request_observer = metrics.request_durations(root.is_mounted)
-    endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
     if grpc is not None:
         grpc.registrations = _grpc_servicers(api, reactor, config, history_compaction)
-    member = MemberService(config, node, transport, ListenerService(endpoint, site), api, history_compaction, grpc)
+    if config.workers:
+        from metastore.workers.supervisor import PortClaim
+
+        http = PortClaim(config.listen_host, config.port)
+    else:
+        http = ListenerService(endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host), site)
+    member = MemberService(config, node, transport, http, api, history_compaction, grpc)
     member.metrics = metrics
     lessor.setServiceParent(member)
     watch_hub.setServiceParent(member)
+    if config.workers:
+        from metastore.workers.supervisor import add_fronts
+
+        member.fronts = add_fronts(member, config, reactor, api, site, history_compaction.wait_physical,
+                                   lambda: node.compaction.restoring)
     return member
 
 

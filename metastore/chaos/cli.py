@@ -47,6 +47,7 @@ class ChaosOptions(VersionOption, usage.Options):
         ["clients", None, 6, "register (read/write/CAS) clients", int],
         ["set-clients", None, 2, "set (unique-key append) clients", int],
         ["request-timeout", None, 2.0, "the members' --request-timeout", float],
+        ["workers", None, 0, "the members' --workers (front processes per member)", int],
         ["client-timeout", None, 3.0, "seconds before a client gives up (the operation becomes unknown)", float],
         ["runs", None, 1, "run this many times (seeds seed, seed+1, ...; work dirs run-1, run-2, ...)", int],
         ["check", None, None, "only check this history.jsonl file and exit"],
@@ -89,6 +90,7 @@ class ChaosOptions(VersionOption, usage.Options):
             request_timeout=self["request-timeout"], client_timeout=self["client-timeout"],
             workloads=self["workload"], lease_keepers=self["lease-keepers"], lease_ttl=self["lease-ttl"],
             watchers_per_member=self["watchers"],
+            extra_member_args=("--workers", str(self["workers"])) if self["workers"] else (),
         )
 
 
