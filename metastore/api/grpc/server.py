@@ -113,6 +113,7 @@ class GrpcService(service.Service):
         *,
         max_request_bytes: int = 1536 * 1024,
         options: Sequence[tuple[str, object]] = (),
+        credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self.reactor = reactor
         self.host = host
@@ -126,6 +127,8 @@ class GrpcService(service.Service):
             *KEEPALIVE_OPTIONS,
             *options,
         )
+        self.credentials = credentials
+        """TLS credentials (``grpc.ssl_server_credentials``), or None for plaintext."""
         self.port: int | None = None
         """The bound port once ``bind`` has run, else None."""
         self.listening: defer.Deferred = defer.Deferred()
@@ -148,7 +151,10 @@ class GrpcService(service.Service):
         address = f"{self.host}:{self.requested_port}"
         _check_free(self.host, self.requested_port)
         try:
-            self.port = server.add_insecure_port(address)
+            if self.credentials is None:
+                self.port = server.add_insecure_port(address)
+            else:
+                self.port = server.add_secure_port(address, self.credentials)
         except RuntimeError as e:
             raise StartupError(f"cannot listen for gRPC on {address}: {e}") from None
         self._server = server
