@@ -9,7 +9,8 @@ themselves know nothing of TLS:
   token at start-up (``StartupError`` naming the bad file);
 - :func:`client_endpoint` is the client HTTP port: TCP, then a
   connection cap, inside TLS when configured;
-- :func:`client_root` puts a request rate per client in front of the HTTP tree;
+- :func:`client_root` puts a request rate per client in front of the HTTP
+  tree, :func:`grpc_interceptors` in front of gRPC;
 - :func:`grpc_credentials` / :func:`grpc_options` give the gRPC server the
   same certificate (reloaded on change) and its stream limit;
 - :meth:`MemberSecurity.reload` (SIGHUP) rebuilds every TLS context from its files.
@@ -115,12 +116,28 @@ def client_endpoint(config: Config, reactor, security: MemberSecurity) -> IStrea
     return _WrappedEndpoint(endpoint, wrap)
 
 
+def client_buckets(config: Config, reactor) -> TokenBuckets | None:
+    """The per-client token buckets of ``--client-request-rate`` (None when 0)."""
+    if not config.client_request_rate:
+        return None
+    burst = config.client_request_burst or max(1, round(config.client_request_rate))
+    return TokenBuckets(reactor, config.client_request_rate, burst)
+
+
 def client_root(config: Config, reactor, root):
     """The HTTP tree behind ``--client-request-rate`` (unchanged when 0)."""
-    if not config.client_request_rate:
-        return root
-    burst = config.client_request_burst or max(1, round(config.client_request_rate))
-    return RateLimitedRoot(root, TokenBuckets(reactor, config.client_request_rate, burst))
+    buckets = client_buckets(config, reactor)
+    return root if buckets is None else RateLimitedRoot(root, buckets)
+
+
+def grpc_interceptors(config: Config, reactor) -> tuple:
+    """gRPC interceptors from the limits: ``--client-request-rate``."""
+    buckets = client_buckets(config, reactor)
+    if buckets is None:
+        return ()
+    from metastore.api.grpc.ratelimit import RateLimitInterceptor
+
+    return (RateLimitInterceptor(buckets),)
 
 
 def grpc_options(config: Config) -> tuple[tuple[str, object], ...]:

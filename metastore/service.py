@@ -34,7 +34,9 @@ from metastore.diskusage import DiskUsage
 from metastore.facade import MemberFacade
 from metastore.kv.dedup import RecentRequests
 from metastore.kv.store import KeyValueStore
-from metastore.listening import MemberSecurity, client_endpoint, client_root, grpc_credentials, grpc_options, member_security
+from metastore.listening import (
+    MemberSecurity, client_endpoint, client_root, grpc_credentials, grpc_interceptors, grpc_options, member_security,
+)
 from metastore.leases import Lessor
 from metastore.membership import Membership
 from metastore.node import Node
@@ -474,4 +476,5 @@ def _grpc_service(config: Config, reactor, security: MemberSecurity):
     except WrongReactor as e:
         raise StartupError(f"--grpc-port: {e}") from None
     return GrpcService(reactor, config.listen_host, config.grpc_port, max_request_bytes=config.max_request_bytes,
-                       options=grpc_options(config), credentials=grpc_credentials(security))
+                       options=grpc_options(config), credentials=grpc_credentials(security),
+                       interceptors=grpc_interceptors(config, reactor))

@@ -114,6 +114,7 @@ class GrpcService(service.Service):
         max_request_bytes: int = 1536 * 1024,
         options: Sequence[tuple[str, object]] = (),
         credentials: grpc.ServerCredentials | None = None,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     ) -> None:
         self.reactor = reactor
         self.host = host
@@ -128,6 +129,7 @@ class GrpcService(service.Service):
             *options,
         )
         self.credentials = credentials
+        self.interceptors = tuple(interceptors)
         """TLS credentials (``grpc.ssl_server_credentials``), or None for plaintext."""
         self.port: int | None = None
         """The bound port once ``bind`` has run, else None."""
@@ -145,7 +147,7 @@ class GrpcService(service.Service):
         if self._server is not None:
             return
         asyncio_loop(self.reactor)
-        server = grpc.aio.server(options=list(self.options))
+        server = grpc.aio.server(options=list(self.options), interceptors=self.interceptors or None)
         for register in self.registrations:
             register(server)
         address = f"{self.host}:{self.requested_port}"
