@@ -48,6 +48,9 @@ class ChaosOptions(VersionOption, usage.Options):
         ["runs", None, 1, "run this many times (seeds seed, seed+1, ...; work dirs run-1, run-2, ...)", int],
         ["check", None, None, "only check this history.jsonl file and exit"],
     ]
+    optFlags = [
+        ["tls", None, "members serve clients HTTPS and talk to each other over mutual TLS with a peer token"],
+    ]
 
     def postOptions(self) -> None:
         """Validate the nemesis names and sizes."""
@@ -70,7 +73,7 @@ class ChaosOptions(VersionOption, usage.Options):
         return RunConfig(
             size=self["members"], duration=self["duration"], nemeses=self["nemesis"], workdir=self["workdir"],
             seed=self["seed"], register_clients=self["clients"], set_clients=self["set-clients"],
-            request_timeout=self["request-timeout"], client_timeout=self["client-timeout"],
+            request_timeout=self["request-timeout"], client_timeout=self["client-timeout"], tls=bool(self["tls"]),
         )
 
 

@@ -34,6 +34,7 @@ from twisted.internet import defer, task
 from twisted.internet.error import ConnectionRefusedError
 from twisted.web import client
 
+from metastore.chaos.tls import chaos_tls
 from metastore.chaos.checker import (
     CAS,
     FAIL,
@@ -69,6 +70,8 @@ class RunConfig:
     converge_timeout: float = 90.0
     max_states: int = 2_000_000
     extra_member_args: tuple[str, ...] = ()
+    tls: bool = False
+    """Client HTTPS, mutual peer TLS and a peer token on every member (``metastore.chaos.tls``)."""
 
 
 @dataclass
@@ -164,14 +167,15 @@ class _QuietClientFactory(client._HTTP11ClientFactory):
     noisy = False
 
 
-def _http_client(reactor) -> tuple[treq.client.HTTPClient, client.HTTPConnectionPool]:
+def _http_client(reactor, tls=None) -> tuple[treq.client.HTTPClient, client.HTTPConnectionPool]:
     """A client over a persistent pool that never retries a request by
     itself: a silently repeated PUT would corrupt the history."""
     pool = client.HTTPConnectionPool(reactor, persistent=True)
     pool.retryAutomatically = False
     pool.maxPersistentPerHost = 32
     pool._factory = _QuietClientFactory
-    return treq.client.HTTPClient(client.Agent(reactor, pool=pool)), pool
+    agent = client.Agent(reactor, pool=pool) if tls is None else tls.agent(reactor, pool)
+    return treq.client.HTTPClient(agent), pool
 
 
 class ChaosRun:
@@ -194,8 +198,15 @@ class ChaosRun:
         self._active_keys: list[list] = []
         os.makedirs(config.workdir, exist_ok=True)
         args = ["--request-timeout", str(config.request_timeout), *config.extra_member_args]
-        self.cluster = ProxiedCluster(reactor, config.size, os.path.join(config.workdir, "data"), extra=args)
-        self.http, self._pool = _http_client(reactor)
+        tls = chaos_tls(config.workdir) if config.tls else None
+        if tls is not None:
+            args += tls.member_args
+        self.cluster = ProxiedCluster(
+            reactor, config.size, os.path.join(config.workdir, "data"), extra=args,
+            scheme="https" if tls else "http",
+            agent=None if tls is None else tls.agent(reactor, client.HTTPConnectionPool(reactor, persistent=False)),
+        )  # fmt: skip
+        self.http, self._pool = _http_client(reactor, tls)
 
     # -- HTTP -------------------------------------------------------------
 
