@@ -28,6 +28,11 @@ setup(
         # 1.85.1 generated them (make protos).
         "grpcio>=1.85.1",
         "protobuf>=7.35.1",
+        # TLS on the client, gRPC and peer ports (metastore/security/):
+        # Twisted's TLS needs pyOpenSSL and service_identity.
+        "pyOpenSSL>=24.0.0",
+        "service_identity>=24.1.0",
+        "cryptography>=42.0.0",
     ],
     extras_require={
         "test": [

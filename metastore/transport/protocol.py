@@ -42,6 +42,7 @@ from collections import deque
 from typing import Callable, Optional, Protocol, Sequence
 
 import msgpack
+from OpenSSL import SSL
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -331,7 +332,7 @@ class InboundPeerProtocol(PeerProtocol):
         refusal, logged as such."""
         if self.peer_id is None and not self.dropped and not self._closed:
             failure = getattr(reason, "value", None)
-            if failure is not None and "SSL" in type(failure).__module__ + type(failure).__name__:
+            if isinstance(failure, SSL.Error):
                 self.log_drop(f"TLS handshake failed: {failure}")
         self._closed = True
         self._cancel_timeout()
