@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet import ssl
+from twisted.internet.interfaces import INegotiated
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol, wrapClientTLS
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
@@ -139,7 +140,9 @@ class BenchConnection(Protocol):
         """Register with the run so stopping it can close this connection."""
         self._owner.run.open_connections.add(self)
         get_handle = getattr(self.transport, "getHandle", None)
-        self._socket = get_handle() if get_handle is not None else None
+        # Never under TLS: the handle is the raw socket below the encryption.
+        tls = INegotiated.providedBy(self.transport)
+        self._socket = get_handle() if get_handle is not None and not tls else None
 
     def dataReceived(self, data: bytes) -> None:
         """Parse ``data`` and pass on each complete response."""

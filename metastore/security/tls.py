@@ -96,6 +96,8 @@ def _load_context(files: TLSFiles, method_side: str, expected_host: str = "") ->
     context = SSL.Context(SSL.TLS_METHOD)
     context.set_min_proto_version(SSL.TLS1_2_VERSION)
     context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE)
+    # Needed by OpenSSL to resume sessions of clients whose certificate it verified.
+    context.set_session_id(b"metastore")
     try:
         context.use_certificate_chain_file(files.cert_file)
         context.use_privatekey_file(files.key_file)

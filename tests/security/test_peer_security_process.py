@@ -178,3 +178,21 @@ class PeerTokenOnlyTests(SecuredClusterMixin, SynchronousTestCase):
             ("a made-up proof", lambda: attempt(port, None, None, tls=False)),
             ("no proof", no_proof),
         ])
+
+
+class PeerAllowedCNTests(SecuredClusterMixin, SynchronousTestCase):
+    """Peer TLS with ``--peer-cert-allowed-cn``, without a token: a
+    certificate of the right CA but another common name is refused."""
+
+    def setUp(self):
+        self.certs = Certificates(self.mktemp(), members=0)
+        member = self.certs.issue("member", "metastore-member")
+        self.start_cluster(lambda i: [
+            "--peer-cert-file", member.cert, "--peer-key-file", member.key,
+            "--peer-trusted-ca-file", self.certs.ca, "--peer-cert-allowed-cn", "metastore-member"])
+
+    def test_a_certificate_with_another_common_name_cannot_vote_or_append(self):
+        """The CA's certificate for "client" is refused during the TLS handshake."""
+        self.assert_strangers_refused([
+            ("the right CA, another CN", lambda: attempt(self.port, self.certs.client, None, tls=True)),
+        ])
