@@ -13,7 +13,6 @@ import inspect
 import grpc
 
 from metastore.api.v3.errors import TOO_MANY_REQUESTS
-from metastore.security.limits import TokenBuckets
 
 
 def client_address(context) -> str:
@@ -29,7 +28,8 @@ def client_address(context) -> str:
 class RateLimitInterceptor(grpc.aio.ServerInterceptor):
     """Refuses calls of clients over their rate (module docstring)."""
 
-    def __init__(self, buckets: TokenBuckets) -> None:
+    def __init__(self, buckets) -> None:
+        """``buckets``: a ``metastore.security.limits.TokenBuckets`` (``take(address)``)."""
         self.buckets = buckets
 
     async def intercept_service(self, continuation, handler_call_details):
@@ -40,7 +40,7 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
         return _limited(handler, self.buckets)
 
 
-def _limited(handler: grpc.RpcMethodHandler, buckets: TokenBuckets) -> grpc.RpcMethodHandler:
+def _limited(handler: grpc.RpcMethodHandler, buckets) -> grpc.RpcMethodHandler:
     async def admit(context) -> None:
         if buckets.take(client_address(context)):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, TOO_MANY_REQUESTS)
