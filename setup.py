@@ -31,6 +31,11 @@ setup(
         # The blocking client (metastore.client.sync) and metastorectl.
         "urllib3>=2.3.0",
         "click>=8.1.0",
+        # TLS on the client, gRPC and peer ports (metastore/security/):
+        # Twisted's TLS needs pyOpenSSL and service_identity.
+        "pyOpenSSL>=24.0.0",
+        "service_identity>=24.1.0",
+        "cryptography>=42.0.0",
     ],
     extras_require={
         "test": [

@@ -74,6 +74,39 @@ class Config:
     workers: int = 0
     """Front processes serving the client port (``metastore.workers``);
     0 serves it from this process alone."""
+    # Transport security (docs/security.md).  Client side: HTTP APIs and gRPC.
+    cert_file: str = ""
+    key_file: str = ""
+    trusted_ca_file: str = ""
+    client_cert_auth: bool = False
+    """Refuse clients without a certificate signed by ``trusted_ca_file``."""
+    auto_tls: bool = False
+    """Serve clients TLS with a self-signed certificate made in the data directory (tests only)."""
+    peer_cert_file: str = ""
+    peer_key_file: str = ""
+    peer_trusted_ca_file: str = ""
+    peer_cert_allowed_cn: str = ""
+    peer_cert_allowed_hostname: str = ""
+    peer_token_file: str = ""
+    """A file holding the cluster secret peers prove they know (challenge/response)."""
+    # Limits (0: none).
+    max_client_connections: int = 0
+    max_watchers_per_stream: int = 0
+    max_streams_per_connection: int = 0
+    client_request_rate: float = 0.0
+    """Requests per second each client address may make (HTTP APIs); 0 is no limit."""
+    client_request_burst: int = 0
+    """Requests a client may make at once above its rate (default: one second's worth)."""
+
+    @property
+    def client_tls(self) -> bool:
+        """Whether the client APIs are served over TLS."""
+        return bool(self.cert_file or self.auto_tls)
+
+    @property
+    def peer_tls(self) -> bool:
+        """Whether peer connections use (mutual) TLS."""
+        return bool(self.peer_cert_file)
 
     def auto_compaction_policy(self) -> AutoCompactionPolicy | None:
         """The auto-compaction policy the flags ask for (None: off)."""
@@ -126,11 +159,40 @@ class Config:
             raise ConfigError("--heartbeat-ticks must be at least 1")
         if self.election_ticks <= self.heartbeat_ticks:
             raise ConfigError("--election-ticks must be greater than --heartbeat-ticks")
+        self._validate_security()
         try:
             self.auto_compaction_policy()
         except ValueError as e:
             raise ConfigError(str(e)) from None
         return self
+
+    def _validate_security(self) -> None:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ConfigError("--cert-file and --key-file go together")
+        if self.auto_tls and self.cert_file:
+            raise ConfigError("--auto-tls makes its own certificate; leave out --cert-file and --key-file")
+        if self.client_cert_auth and not (self.cert_file and self.trusted_ca_file):
+            raise ConfigError("--client-cert-auth needs --cert-file, --key-file and --trusted-ca-file")
+        if self.trusted_ca_file and not self.cert_file:
+            raise ConfigError("--trusted-ca-file needs --cert-file and --key-file")
+        peer = (self.peer_cert_file, self.peer_key_file, self.peer_trusted_ca_file)
+        if any(peer) and not all(peer):
+            raise ConfigError(
+                "peer TLS is always mutual: give --peer-cert-file, --peer-key-file and --peer-trusted-ca-file together")
+        if (self.peer_cert_allowed_cn or self.peer_cert_allowed_hostname) and not self.peer_tls:
+            raise ConfigError("--peer-cert-allowed-cn and --peer-cert-allowed-hostname need peer TLS (--peer-cert-file)")
+        if self.peer_cert_allowed_cn and self.peer_cert_allowed_hostname:
+            raise ConfigError("give --peer-cert-allowed-cn or --peer-cert-allowed-hostname, not both")
+        for flag in ("max_client_connections", "max_watchers_per_stream", "max_streams_per_connection",
+                     "client_request_burst"):
+            if getattr(self, flag) < 0:
+                raise ConfigError(f"--{flag.replace('_', '-')} must be 0 (no limit) or more")
+        if not self.client_request_rate >= 0:
+            raise ConfigError("--client-request-rate must be 0 (no limit) or a positive number")
+        if self.workers and (self.client_tls or self.client_request_rate or self.max_client_connections):
+            # The fronts listen on the client port themselves, without the TLS and limits of metastore.listening.
+            raise ConfigError("--workers cannot yet be combined with client TLS, --client-request-rate or "
+                              "--max-client-connections; use --workers 0")
 
     @property
     def wal_dir(self) -> str:

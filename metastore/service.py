@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import msgpack
 from twisted.application import service
-from twisted.internet import defer, endpoints, task
+from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.internet.error import CannotListenError
 
@@ -35,6 +35,9 @@ from metastore.diskusage import DiskUsage
 from metastore.facade import MemberFacade
 from metastore.kv.dedup import RecentRequests
 from metastore.kv.store import KeyValueStore
+from metastore.listening import (
+    MemberSecurity, client_endpoint, client_root, grpc_credentials, grpc_interceptors, grpc_options, member_security,
+)
 from metastore.leases import Lessor
 from metastore.membership import Membership
 from metastore.metrics import instrument
@@ -138,9 +141,12 @@ class MemberService(service.MultiService):
         api: MemberFacade,
         history_compaction: CompactionService,
         grpc=None,
+        security: MemberSecurity | None = None,
     ) -> None:
         super().__init__()
         self.config = config
+        self.security = security if security is not None else MemberSecurity()
+        """The member's TLS identities (``reload()`` them after replacing the files)."""
         self.node = node
         self.api = api
         """What the APIs see of this member (``metastore.facade``)."""
@@ -213,11 +219,11 @@ class MemberService(service.MultiService):
 
     def _publish_client_url(self, port):
         address = port.getHost()
-        self.node.membership.client_url = f"http://{address.host}:{address.port}"
+        self.node.membership.client_url = f"{self.security.client_scheme}://{address.host}:{address.port}"
         return port
 
     def _publish_grpc_url(self, port: int) -> int:
-        self.node.membership.grpc_url = f"http://{self.grpc.host}:{port}"
+        self.node.membership.grpc_url = f"{self.security.client_scheme}://{self.grpc.host}:{port}"
         return port
 
     def _on_removed(self) -> None:
@@ -420,7 +426,8 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
     ``fsync`` is the WAL's fault-injection hook (tests make it fail) and
     ``raw_proposals`` turns on the test-only raw proposal route
     (``metastore.faults``); keep the defaults in production."""
-    grpc = _grpc_service(config, reactor)
+    security = member_security(config)
+    grpc = _grpc_service(config, reactor, security)
     node = open_node(config, reactor, run_blocking=run_blocking, fsync=fsync)
     membership = node.membership
     transport = PeerTransport(
@@ -434,6 +441,8 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
         was_removed=membership.was_removed,
         on_removed=node.removed_by_peer,
         snapshot_directory=node.compaction.snapshotter.directory,
+        secret=security.peer_secret,
+        tls=security.peer,
     )
     node.transport = membership.transport = transport
     history_compaction = CompactionService(reactor, node, config.auto_compaction_policy())
@@ -451,13 +460,16 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
     rest = RestAPI(api, reactor)
     admin = AdminAPI(api, PeerStatusClient(reactor), rest.members, raw_proposals).app.resource()
     v3 = V3API(api, cluster_id_from_token(config.cluster_token), history_compaction.wait_physical,
-               max_request_bytes=config.max_request_bytes)
+               max_request_bytes=config.max_request_bytes, max_watchers_per_stream=config.max_watchers_per_stream)
     metrics = instrument(node, api) if config.metrics else None
-    root = member_root(rest.app.resource(), admin, v3.app.resource(), metrics=metrics and metrics.resource())
+    tree = member_root(rest.app.resource(), admin, v3.app.resource(), metrics=metrics and metrics.resource())
+    root = client_root(config, reactor, tree)
+    # The hot routes answer before the resource tree, so a per-client rate limit (in the tree) turns them off.
+    hot_routes = None if config.client_request_rate else HotRoutes(api, v3)
     site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout,
-                         hot_routes=HotRoutes(api, v3))
+                         hot_routes=hot_routes)
     if metrics is not None:
-        site.request_observer = metrics.request_durations(root.is_mounted)
+        site.request_observer = metrics.request_durations(tree.is_mounted)
     if grpc is not None:
         grpc.registrations = _grpc_servicers(api, reactor, config, history_compaction)
     if config.workers:
@@ -465,8 +477,8 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
 
         http = PortClaim(config.listen_host, config.port)
     else:
-        http = ListenerService(endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host), site)
-    member = MemberService(config, node, transport, http, api, history_compaction, grpc)
+        http = ListenerService(client_endpoint(config, reactor, security), site)
+    member = MemberService(config, node, transport, http, api, history_compaction, grpc, security)
     member.metrics = metrics
     lessor.setServiceParent(member)
     watch_hub.setServiceParent(member)
@@ -485,12 +497,12 @@ def _grpc_servicers(api: MemberFacade, reactor, config: Config, history_compacti
 
     served = ServedMember(
         api, reactor, cluster_id_from_token(config.cluster_token), history_compaction.wait_physical,
-        config.max_request_bytes,
+        config.max_request_bytes, config.max_watchers_per_stream,
     )  # fmt: skip
     return tuple(registrations(served))
 
 
-def _grpc_service(config: Config, reactor):
+def _grpc_service(config: Config, reactor, security: MemberSecurity):
     """The gRPC listener when --grpc-port is given; ``StartupError`` when
     the reactor cannot run it.  Imported only then: grpc starts threads."""
     if config.grpc_port is None:
@@ -501,4 +513,6 @@ def _grpc_service(config: Config, reactor):
         asyncio_loop(reactor)
     except WrongReactor as e:
         raise StartupError(f"--grpc-port: {e}") from None
-    return GrpcService(reactor, config.listen_host, config.grpc_port, max_request_bytes=config.max_request_bytes)
+    return GrpcService(reactor, config.listen_host, config.grpc_port, max_request_bytes=config.max_request_bytes,
+                       options=grpc_options(config), credentials=grpc_credentials(security),
+                       interceptors=grpc_interceptors(config, reactor))

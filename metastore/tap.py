@@ -43,7 +43,15 @@ _INT_FLAGS = {
     "tick-ms": "tick_ms",
     "election-ticks": "election_ticks",
     "heartbeat-ticks": "heartbeat_ticks",
+    "max-client-connections": "max_client_connections",
+    "max-watchers-per-stream": "max_watchers_per_stream",
+    "max-streams-per-connection": "max_streams_per_connection",
+    "client-request-burst": "client_request_burst",
 }
+_TEXT_FLAGS = (
+    "cert-file", "key-file", "trusted-ca-file", "peer-cert-file", "peer-key-file", "peer-trusted-ca-file",
+    "peer-cert-allowed-cn", "peer-cert-allowed-hostname", "peer-token-file",
+)
 
 
 def _exit_with_one_line(message: str, status: int) -> None:
@@ -66,6 +74,8 @@ class Options(VersionOption, usage.Options):
     )
     optFlags = [
         ["join", None, "Join an existing cluster (after POST /{id} on a member) instead of founding one."],
+        ["client-cert-auth", None, "Refuse clients without a certificate signed by --trusted-ca-file."],
+        ["auto-tls", None, "Serve clients TLS with a self-signed certificate made in --data-dir (tests only)."],
     ]
     optParameters = [
         ["id", None, "1", "This member's id: its 1-based position in --cluster."],
@@ -107,6 +117,20 @@ class Options(VersionOption, usage.Options):
         ["metrics", None, "on", "Prometheus metrics at /metrics on the client port: on or off (off measures nothing)."],
         ["log-format", None, "text", f"Log lines: {' or '.join(FORMATS)} (one event per line)."],
         ["log-level", None, "info", f"Least severe events logged: {', '.join(LEVELS)}."],
+        ["cert-file", None, "", "Certificate (PEM chain) of the client HTTP APIs and gRPC: serve them over TLS."],
+        ["key-file", None, "", "Private key (PEM) of --cert-file."],
+        ["trusted-ca-file", None, "", "CA certificates (PEM) client certificates must chain to."],
+        ["peer-cert-file", None, "", "Certificate (PEM) of this member on the peer port: mutual TLS between members."],
+        ["peer-key-file", None, "", "Private key (PEM) of --peer-cert-file."],
+        ["peer-trusted-ca-file", None, "", "CA certificates (PEM) every peer's certificate must chain to."],
+        ["peer-cert-allowed-cn", None, "", "Accept only peer certificates with this common name."],
+        ["peer-cert-allowed-hostname", None, "", "Accept only peer certificates naming this host (SAN)."],
+        ["peer-token-file", None, "", "File holding the cluster secret peers prove they know (challenge/response)."],
+        ["max-client-connections", None, "0", "Open client HTTP connections at most (0: no limit); 503 beyond."],
+        ["max-watchers-per-stream", None, "0", "Live watches per watch stream at most (0: no limit)."],
+        ["max-streams-per-connection", None, "0", "Concurrent gRPC streams per client connection (0: gRPC's default)."],
+        ["client-request-rate", None, "0", "HTTP requests per second per client address (0: no limit); 429 beyond."],
+        ["client-request-burst", None, "0", "Requests a client may send at once above its rate (0: one second's worth)."],
     ]
 
     def parseOptions(self, options=None) -> None:
@@ -137,6 +161,12 @@ class Options(VersionOption, usage.Options):
             except ValueError:
                 raise usage.UsageError(f"--grpc-port must be an integer, got {self['grpc-port']!r}") from None
         values["workers"] = _workers(self["workers"])
+        try:
+            values["client_request_rate"] = float(self["client-request-rate"])
+        except ValueError:
+            raise usage.UsageError(f"--client-request-rate must be a number, got {self['client-request-rate']!r}") from None
+        for flag in _TEXT_FLAGS:
+            values[flag.replace("-", "_")] = self[flag]
         strict = self["strict-reconfig-check"].strip().lower()
         if strict not in ("true", "false"):
             raise usage.UsageError(f"--strict-reconfig-check must be true or false, got {self['strict-reconfig-check']!r}")
@@ -149,6 +179,8 @@ class Options(VersionOption, usage.Options):
             self.config = Config(
                 cluster=cluster,
                 join=bool(self["join"]),
+                client_cert_auth=bool(self["client-cert-auth"]),
+                auto_tls=bool(self["auto-tls"]),
                 storage=self["storage"],
                 data_dir=self["data-dir"],
                 listen_host=self["listen-host"],
@@ -215,6 +247,9 @@ def makeService(options: Options):
                              raw_proposals=raw_proposals_from_environment())
     except (StartupError, ValueError) as e:
         _exit_with_one_line(f"cannot start: {e}", STARTUP_EXIT_STATUS)
+    from metastore.listening import reload_on_sighup
+
+    reload_on_sighup(reactor, member.security)
     # A member removed from the cluster has nothing left to do: exit.
     member.removed.addCallback(lambda _: reactor.callLater(REMOVED_EXIT_GRACE_SECONDS, reactor.stop))
     return _CommandLineMember(member, getattr(options, "log_observer_factory", None))

@@ -74,6 +74,11 @@ class Member:
     extra: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
 
+    def __post_init__(self) -> None:
+        # The member runs in workdir, so a relative workdir (trial's mktemp)
+        # would put its log under workdir/workdir, where log_text never looks.
+        self.workdir = os.path.abspath(self.workdir)
+
     @property
     def url(self) -> str:
         """The member's HTTP base URL."""

@@ -242,9 +242,14 @@ class SeedRequestsTests(SynchronousTestCase):
         )
 
     def test_bad_urls(self) -> None:
-        """Only plain http:// base URLs are accepted."""
-        for url in ("https://a:1", "a:1", "http://", "http://a:1/?x=1"):
+        """Only http:// and https:// base URLs with a host are accepted."""
+        for url in ("ftp://a:1", "a:1", "http://", "http://a:1/?x=1"):
             self.assertRaises(ValueError, Target.from_url, url)
+
+    def test_https_urls(self) -> None:
+        """https:// is a TLS target, on 443 by default."""
+        self.assertEqual((Target.from_url("https://a:1").tls, Target.from_url("https://a").port), (True, 443))
+        self.assertFalse(Target.from_url("http://a:1").tls)
 
 
 class OptionsTests(SynchronousTestCase):

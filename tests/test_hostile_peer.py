@@ -10,6 +10,7 @@ must still elect, write and read, with no traceback in any log.
 
 from __future__ import annotations
 
+import os
 import struct
 
 import msgpack
@@ -46,7 +47,7 @@ class HostilePeerTests(SynchronousTestCase):
         cluster = [f"http://127.0.0.1:{free_port()}" for _ in range(3)]
         self.members = [
             Member(member_id=i, cluster=cluster, http_port=free_port(), workdir=workdir,
-                   extra=["--request-timeout", "2"])
+                   extra=["--request-timeout", "2", *self.extra_flags_for(workdir)])
             for i in (1, 2, 3)
         ]
         for member in self.members:
@@ -59,6 +60,10 @@ class HostilePeerTests(SynchronousTestCase):
             poll(lambda m=member: http_json(m.url + "/health")[0] == 200, timeout=30, what=f"member {member.member_id} healthy")
         self.target = self.members[0]
         self.port = peer_port(self.target)
+
+    def extra_flags_for(self, workdir: str) -> list[str]:
+        """Flags every member gets besides the cluster's (none here)."""
+        return []
 
     def assert_dropped(self, data: bytes, half_close: bool = False) -> None:
         """Member 1 closes the connection after ``data``."""
@@ -139,3 +144,22 @@ class HostilePeerTests(SynchronousTestCase):
         """After random junk the cluster still works (checked once, cheaply)."""
         self.assert_dropped(bytes(range(256)) * 2)
         self.assert_cluster_unharmed()
+
+
+class HostilePeerWithTokenTests(HostilePeerTests):
+    """The same hostile bytes against a cluster with ``--peer-token-file``:
+    the member's challenge comes first, and nothing gets further; the
+    refusals of one address are one log line, not one per connection."""
+
+    def extra_flags_for(self, workdir: str) -> list[str]:
+        """Every member proves the same secret."""
+        os.makedirs(workdir, exist_ok=True)
+        path = os.path.abspath(os.path.join(workdir, "token"))
+        with open(path, "w") as f:
+            f.write("hostile-peer-test-secret-0123456789\n")
+        return ["--peer-token-file", path]
+
+    def assert_cluster_unharmed(self) -> None:
+        """As without a token, and the refusals were logged once."""
+        super().assert_cluster_unharmed()
+        self.assertEqual(self.target.log_text().count("Refused peer connection from 127.0.0.1"), 1)

@@ -54,13 +54,15 @@ class Target:
     port: int
     host_header: bytes
     path_prefix: bytes  # the URL's path without its trailing slash
+    tls: bool = False
+    """An ``https://`` URL: connect with TLS."""
 
     @classmethod
     def from_url(cls, url: str) -> Target:
-        """Parse ``http://host[:port][/path]``; raises ValueError otherwise."""
+        """Parse ``http[s]://host[:port][/path]``; raises ValueError otherwise."""
         parts = urlsplit(url)
-        if parts.scheme != "http":
-            raise ValueError(f"{url!r}: only http:// URLs are supported")
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"{url!r}: only http:// and https:// URLs are supported")
         if not parts.hostname:
             raise ValueError(f"{url!r}: no host")
         if parts.query or parts.fragment:
@@ -68,9 +70,10 @@ class Target:
         return cls(
             url=url,
             host=parts.hostname,
-            port=parts.port or 80,
+            port=parts.port or (443 if parts.scheme == "https" else 80),
             host_header=parts.netloc.encode("ascii"),
             path_prefix=parts.path.rstrip("/").encode("ascii"),
+            tls=parts.scheme == "https",
         )
 
 

@@ -51,6 +51,9 @@ def _common_parameters(clients: int = 64) -> list:
         ["warmup", "w", 0.0, "Seconds of unmeasured load first.", float],
         ["timeout", None, 10.0, "Seconds before a request counts as timed out.", float],
         ["seed", None, None, "Random seed, for a repeatable key sequence.", int],
+        ["cacert", None, "", "CA file (PEM) for https:// endpoints (default: the system's roots)."],
+        ["cert", None, "", "Client certificate (PEM) for https:// endpoints that ask for one."],
+        ["key", None, "", "Private key (PEM) of --cert."],
     ]
 
 
@@ -136,6 +139,9 @@ class _CommonOptions(usage.Options):
                 random_values=bool(self["random-values"]),
                 request_timeout=self["timeout"],
                 seed=self["seed"],
+                cacert=self["cacert"],
+                cert=self["cert"],
+                key=self["key"],
                 **self.operation_settings(),
             )
             self.check_api()

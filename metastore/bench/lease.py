@@ -37,7 +37,7 @@ async def grant_leases(reactor, config: BenchConfig, leases: int, now: Monotonic
     run = LoadRun(
         reactor, config.targets, min(config.clients, leases), Workload(LEASE_GRANT, lambda: 0),
         replace(config, operation=Operation.PUT).builders(random.Random(config.seed)),
-        requests=leases, request_timeout=config.request_timeout, now=now, observe=keep_id,
+        requests=leases, request_timeout=config.request_timeout, now=now, observe=keep_id, tls_for=config.tls_for,
     )
     result = await run.start()
     return ids, result

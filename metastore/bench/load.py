@@ -21,7 +21,9 @@ from itertools import count
 from typing import Callable, Sequence
 
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
+from twisted.internet import ssl
+from twisted.internet.interfaces import INegotiated
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol, wrapClientTLS
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
@@ -138,7 +140,9 @@ class BenchConnection(Protocol):
         """Register with the run so stopping it can close this connection."""
         self._owner.run.open_connections.add(self)
         get_handle = getattr(self.transport, "getHandle", None)
-        self._socket = get_handle() if get_handle is not None else None
+        # Never under TLS: the handle is the raw socket below the encryption.
+        tls = INegotiated.providedBy(self.transport)
+        self._socket = get_handle() if get_handle is not None and not tls else None
 
     def dataReceived(self, data: bytes) -> None:
         """Parse ``data`` and pass on each complete response."""
@@ -368,7 +372,9 @@ class LoadRun:
         observe: ResponseObserver | None = None,
         on_measure_start: Callable[[], None] | None = None,
         on_measure_end: Callable[[], None] | None = None,
+        tls_for: Callable[[str], object] | None = None,
     ) -> None:
+        """``tls_for(host)`` gives the TLS options for an https:// target."""
         if (duration is None) == (requests is None):
             raise ValueError("give exactly one of duration and requests")
         if not targets:
@@ -397,6 +403,7 @@ class LoadRun:
         self._timers: list = []
         self._timeout_sweep: LoopingCall | None = None
         self._endpoints: dict[Target, object] = {}
+        self._tls_for = tls_for
         self._finished: Deferred[BenchResult] = Deferred()
         depths = [clients // conns + (1 if i < clients % conns else 0) for i in range(conns)]
         self._channels = [
@@ -436,6 +443,10 @@ class LoadRun:
         if endpoint is None:
             endpoint_type = TCP6ClientEndpoint if ":" in target.host else TCP4ClientEndpoint
             endpoint = endpoint_type(self.reactor, target.host, target.port, timeout=self._request_timeout)
+            if target.tls:
+                if self._tls_for is None:
+                    raise ValueError(f"{target.url}: an https:// target needs TLS options")
+                endpoint = wrapClientTLS(self._tls_for(target.host), endpoint)
             self._endpoints[target] = endpoint
         return endpoint
 
@@ -509,6 +520,23 @@ class LoadRun:
         return self._tally.summarise(self._measure_end - self._measure_start)
 
 
+def client_tls_options(host: str, config: "BenchConfig"):
+    """TLS options for ``host``: trust ``config.cacert`` (else the system's
+    roots), present ``config.cert``/``config.key`` when given."""
+    trust = None
+    if config.cacert:
+        with open(config.cacert, "rb") as f:
+            trust = ssl.Certificate.loadPEM(f.read())
+    client = None
+    if config.cert:
+        with open(config.cert, "rb") as f:
+            cert = f.read()
+        with open(config.key or config.cert, "rb") as f:
+            key = f.read()
+        client = ssl.PrivateCertificate.loadPEM(cert + b"\n" + key)
+    return ssl.optionsForClientTLS(host, trustRoot=trust, clientCertificate=client)
+
+
 @dataclass(frozen=True, slots=True)
 class BenchConfig:
     """Everything that defines a request/response run; see ``--help``."""
@@ -532,10 +560,19 @@ class BenchConfig:
     request_timeout: float = 10.0
     seed: int | None = None
     lease_ttl: int = 60
+    cacert: str = ""
+    """CA file (PEM) that https:// endpoints' certificates chain to (empty: the system's)."""
+    cert: str = ""
+    key: str = ""
+    """Client certificate and key (PEM) for endpoints that ask for one."""
     targets: tuple[Target, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(Target.from_url(u) for u in self.urls))
+
+    def tls_for(self, host: str):
+        """TLS options for an https:// target on ``host``."""
+        return client_tls_options(host, self)
 
     def builders(self, rng: random.Random) -> dict[Target, RequestBuilder]:
         """One request builder per target (raises UnsupportedRequest for an
@@ -568,6 +605,7 @@ def populate_keys(reactor, config: BenchConfig, now: MonotonicClock = time.perf_
         requests=config.keys,
         request_timeout=config.request_timeout,
         now=now,
+        tls_for=config.tls_for,
     )
     return run.start()
 
@@ -603,6 +641,7 @@ def benchmark_run(
         warmup=config.warmup,
         request_timeout=config.request_timeout,
         now=now,
+        tls_for=config.tls_for,
         **hooks,
     )
 

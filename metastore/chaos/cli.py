@@ -57,6 +57,9 @@ class ChaosOptions(VersionOption, usage.Options):
         ["lease-ttl", None, 6, "TTL of the kept-alive leases (renewed every second)", int],
         ["watchers", None, 2, "watchers per member of the watch workload", int],
     ]
+    optFlags = [
+        ["tls", None, "members serve clients HTTPS and talk to each other over mutual TLS with a peer token"],
+    ]
 
     def postOptions(self) -> None:
         """Validate the nemesis names and sizes."""
@@ -87,7 +90,7 @@ class ChaosOptions(VersionOption, usage.Options):
         return RunConfig(
             size=self["members"], duration=self["duration"], nemeses=self["nemesis"], workdir=self["workdir"],
             seed=self["seed"], register_clients=self["clients"], set_clients=self["set-clients"],
-            request_timeout=self["request-timeout"], client_timeout=self["client-timeout"],
+            request_timeout=self["request-timeout"], client_timeout=self["client-timeout"], tls=bool(self["tls"]),
             workloads=self["workload"], lease_keepers=self["lease-keepers"], lease_ttl=self["lease-ttl"],
             watchers_per_member=self["watchers"],
             extra_member_args=("--workers", str(self["workers"])) if self["workers"] else (),

@@ -16,6 +16,7 @@ import sys
 import time
 
 import treq
+import treq.client
 from twisted.internet import task
 
 from metastore.chaos.proxy import PASS, LinkProxy
@@ -31,8 +32,9 @@ class MemberProcess:
     """One member: its ports, its flags, and its process (if running)."""
 
     def __init__(self, member_id: int, cluster_urls: list[str], http_port: int, data_dir: str,
-                 extra: list[str], env: dict | None = None) -> None:
+                 extra: list[str], env: dict | None = None, scheme: str = "http") -> None:
         self.member_id = member_id
+        self.scheme = scheme
         self.cluster_urls = cluster_urls
         self.http_port = http_port
         self.data_dir = data_dir
@@ -44,7 +46,7 @@ class MemberProcess:
     @property
     def url(self) -> str:
         """The member's HTTP base URL."""
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{self.scheme}://127.0.0.1:{self.http_port}"
 
     @property
     def logfile(self) -> str:
@@ -116,8 +118,12 @@ class MemberProcess:
 class ProxiedCluster:
     """``size`` members whose every peer link goes through a ``LinkProxy``."""
 
-    def __init__(self, reactor, size: int, data_dir: str, extra: list[str] = (), env: dict | None = None) -> None:
+    def __init__(self, reactor, size: int, data_dir: str, extra: list[str] = (), env: dict | None = None,
+                 *, scheme: str = "http", agent=None) -> None:
+        """``scheme`` is ``https`` for members serving TLS (``extra`` has
+        their flags), with ``agent`` a web ``Agent`` that trusts them."""
         self.reactor = reactor
+        self._status_client = None if agent is None else treq.client.HTTPClient(agent)
         self.size = size
         self.data_dir = os.path.abspath(data_dir)
         os.makedirs(self.data_dir, exist_ok=True)
@@ -131,10 +137,10 @@ class ProxiedCluster:
         self.members: dict[int, MemberProcess] = {}
         for i in ids:
             urls = [
-                f"http://127.0.0.1:{peer_ports[j] if j == i else self.proxies[(i, j)].listen_port}"
+                f"{scheme}://127.0.0.1:{peer_ports[j] if j == i else self.proxies[(i, j)].listen_port}"
                 for j in ids
             ]
-            self.members[i] = MemberProcess(i, urls, free_port(), self.data_dir, list(extra), env)
+            self.members[i] = MemberProcess(i, urls, free_port(), self.data_dir, list(extra), env, scheme)
 
     @property
     def ids(self) -> list[int]:
@@ -174,7 +180,10 @@ class ProxiedCluster:
         if not member.running() or member.paused:
             return None
         try:
-            response = await treq.get(member.url + "/admin/status", persistent=False, timeout=timeout)
+            if self._status_client is None:
+                response = await treq.get(member.url + "/admin/status", persistent=False, timeout=timeout)
+            else:
+                response = await self._status_client.get(member.url + "/admin/status", timeout=timeout)
             return json.loads(await treq.content(response))
         except Exception:
             return None

@@ -41,6 +41,7 @@ from twisted.internet import defer, task
 from twisted.internet.error import ConnectionRefusedError
 from twisted.web import client
 
+from metastore.chaos.tls import chaos_tls
 from metastore.chaos.checker import (
     CAS,
     FAIL,
@@ -99,6 +100,8 @@ class RunConfig:
     def lease_watch_workloads(self) -> tuple[str, ...]:
         """The lease and watch workloads of this run, if any."""
         return tuple(w for w in self.workloads if w in (LEASE, WATCH))
+    tls: bool = False
+    """Client HTTPS, mutual peer TLS and a peer token on every member (``metastore.chaos.tls``)."""
 
 
 @dataclass
@@ -193,10 +196,13 @@ class _Outcome:
         self.refused = refused
 
 
-def _http_client(reactor) -> tuple[treq.client.HTTPClient, client.HTTPConnectionPool]:
-    """A treq client over a pool that never retries a request by itself."""
+def _http_client(reactor, tls=None) -> tuple[treq.client.HTTPClient, client.HTTPConnectionPool]:
+    """A treq client over a pool that never retries a request by itself
+    (a silently repeated PUT would corrupt the history); over TLS with
+    ``tls`` (``metastore.chaos.tls``)."""
     pool = non_retrying_pool(reactor)
-    return treq.client.HTTPClient(client.Agent(reactor, pool=pool)), pool
+    agent = client.Agent(reactor, pool=pool) if tls is None else tls.agent(reactor, pool)
+    return treq.client.HTTPClient(agent), pool
 
 
 class ChaosRun:
@@ -221,8 +227,15 @@ class ChaosRun:
         args = ["--request-timeout", str(config.request_timeout), *config.extra_member_args]
         if config.lease_watch_workloads:
             args += ["--auto-compaction-retention", "0"]
-        self.cluster = ProxiedCluster(reactor, config.size, os.path.join(config.workdir, "data"), extra=args)
-        self.http, self._pool = _http_client(reactor)
+        tls = chaos_tls(config.workdir) if config.tls else None
+        if tls is not None:
+            args += tls.member_args
+        self.cluster = ProxiedCluster(
+            reactor, config.size, os.path.join(config.workdir, "data"), extra=args,
+            scheme="https" if tls else "http",
+            agent=None if tls is None else tls.agent(reactor, client.HTTPConnectionPool(reactor, persistent=False)),
+        )  # fmt: skip
+        self.http, self._pool = _http_client(reactor, tls)
 
     # -- HTTP -------------------------------------------------------------
 

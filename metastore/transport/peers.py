@@ -32,6 +32,7 @@ from twisted.internet.endpoints import (
     TCP4ServerEndpoint,
     TCP6ClientEndpoint,
     TCP6ServerEndpoint,
+    wrapClientTLS,
 )
 from twisted.internet.interfaces import (
     IDelayedCall,
@@ -41,6 +42,7 @@ from twisted.internet.interfaces import (
     IStreamServerEndpoint,
 )
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -146,7 +148,8 @@ class PeerLink:
         handshake = Handshake(PROTOCOL_VERSION, transport.cluster_id, transport.local_id, peer_id)
         self.service = ClientService(
             endpoint,
-            OutboundPeerFactory(self, handshake),
+            OutboundPeerFactory(self, handshake, secret=transport.secret, clock=transport.reactor,
+                                handshake_timeout=transport.settings.handshake_timeout),
             retryPolicy=self._retry_delay,
             clock=transport.reactor,
         )
@@ -296,6 +299,8 @@ class PeerTransport(service.MultiService):
         random: Optional[_random.Random] = None,
         snapshot_directory: Optional[SnapshotDirectory] = None,
         run_blocking: Optional[RunBlocking] = None,
+        secret: Optional[bytes] = None,
+        tls: Optional[object] = None,
     ) -> None:
         """
         :param reactor: provides IReactorTCP and IReactorTime (a
@@ -321,6 +326,10 @@ class PeerTransport(service.MultiService):
         :param run_blocking: runs a blocking call off the reactor thread
             and returns a Deferred of its result (the verification of a
             received snapshot); by default the reactor's thread pool.
+        :param secret: the cluster secret (``--peer-token-file``) every
+            connection proves in both directions; None asks no proof.
+        :param tls: a ``metastore.security.tls.ReloadingTLS`` for mutual TLS
+            on every peer connection (both directions), or None for TCP.
         """
         super().__init__()
         if local_id <= 0:
@@ -330,6 +339,8 @@ class PeerTransport(service.MultiService):
         self.cluster_id = cluster_id
         self.settings = settings
         self.random = random if random is not None else _random.Random()
+        self.secret = secret
+        self.tls = tls
         self._report_unreachable = report_unreachable
         self._on_removed = on_removed
         self._links: dict[int, PeerLink] = {}
@@ -353,11 +364,12 @@ class PeerTransport(service.MultiService):
                 settings.max_snapshot_bytes,
                 run_blocking if run_blocking is not None else deferred_to_reactor_threads(reactor),
             ),
+            secret=secret,
         )
         host, port = parse_peer_url(listen_url, allow_port_zero=True)
         listener = StreamServerEndpointService(
             _RecordingServerEndpoint(_server_endpoint(reactor, host, port), self._port_result),
-            self.inbound,
+            self.inbound if tls is None else TLSMemoryBIOFactory(tls, False, self.inbound),
         )
         # Fail startService loudly if the peer port cannot be bound.
         listener._raiseSynchronously = True
@@ -538,10 +550,12 @@ class PeerTransport(service.MultiService):
     def _client_endpoint(self, host: str, port: int) -> IStreamClientEndpoint:
         timeout = self.settings.connect_timeout
         if is_ipv6_literal(host):
-            return TCP6ClientEndpoint(self.reactor, host, port, timeout=timeout)
-        if is_ip_literal(host):
-            return TCP4ClientEndpoint(self.reactor, host, port, timeout=timeout)
-        return HostnameEndpoint(self.reactor, host, port, timeout=timeout)
+            endpoint = TCP6ClientEndpoint(self.reactor, host, port, timeout=timeout)
+        elif is_ip_literal(host):
+            endpoint = TCP4ClientEndpoint(self.reactor, host, port, timeout=timeout)
+        else:
+            endpoint = HostnameEndpoint(self.reactor, host, port, timeout=timeout)
+        return endpoint if self.tls is None else wrapClientTLS(self.tls.for_host(host), endpoint)
 
 
 @implementer(IStreamServerEndpoint)

@@ -14,13 +14,19 @@ Frame format (every frame, both directions)::
 - ``SNAPSHOT_CHUNK``: one piece of a snapshot file (see ``codec`` and
   ``snapshots``); accepted only by a member that was given a snapshot
   directory, otherwise it drops the connection.
-- ``REJECTED``: msgpack ``[code, text]``, the accepting side's only frame:
-  its last word before it closes (e.g. "you were removed").
+- ``REJECTED``: msgpack ``[code, text]``, the accepting side's last word
+  before it closes (e.g. "you were removed").
+- ``CHALLENGE`` and ``PROOF``: only with a cluster secret
+  (``--peer-token-file``, see ``metastore.security.peer_token``): the
+  acceptor's first frame is a CHALLENGE (a nonce); the dialer answers with
+  its HANDSHAKE and a PROOF (msgpack ``[nonce, mac]``), and the acceptor
+  with its own PROOF (``[b"", mac]``) before the dialer sends anything else.
 
 Connections are one-way, like etcd's stream pipelines: the dialing side
 (:class:`OutboundPeerProtocol`) writes a handshake and then message batches
 and never reads; the accepting side (:class:`InboundPeerProtocol`) reads and
-never writes.  Two members therefore talk over two TCP connections, one each
+never writes (but for the challenge and proof of a cluster secret, and a
+REJECTED frame).  Two members therefore talk over two TCP connections, one each
 way, and neither side ever has to decide who dials whom.
 
 A peer's bad bytes (an unknown kind, an invalid body, a length above the
@@ -36,6 +42,7 @@ from collections import deque
 from typing import Callable, Optional, Protocol, Sequence
 
 import msgpack
+from OpenSSL import SSL
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -43,6 +50,8 @@ from twisted.protocols.basic import Int32StringReceiver
 from zope.interface import implementer
 
 from metastore.raft import LOCAL_MESSAGE_TYPES
+from metastore.security import peer_token
+from metastore.security.refusals import RefusalLog
 from metastore.raft.types import Message, MessageType
 
 from .codec import (
@@ -68,7 +77,11 @@ class FrameKind(enum.IntEnum):
     SNAPSHOT_CHUNK = 3
     """A piece of a snapshot file being streamed."""
     REJECTED = 4
-    """The accepting side refuses the dialer (the only frame sent that way)."""
+    """The accepting side refuses the dialer."""
+    CHALLENGE = 5
+    """The acceptor's nonce, when the cluster has a secret."""
+    PROOF = 6
+    """``[nonce, mac]``: proof of knowing the cluster secret."""
 
 
 MAX_FRAME_LENGTH = 64 * 1024 * 1024
@@ -131,6 +144,22 @@ REJECTED_REMOVED = 1
 def rejected_frame(code: int, text: str) -> bytes:
     """A REJECTED frame: the acceptor's last word before it closes."""
     return _frame(FrameKind.REJECTED, msgpack.packb([code, text]))
+
+
+def proof_frame(nonce: bytes, mac: bytes) -> bytes:
+    """A PROOF frame (see ``metastore.security.peer_token``)."""
+    return _frame(FrameKind.PROOF, msgpack.packb([nonce, mac]))
+
+
+def decode_proof(body: memoryview) -> tuple[bytes, bytes]:
+    """``(nonce, mac)`` of a PROOF frame; raises MalformedFrame."""
+    try:
+        nonce, mac = msgpack.unpackb(body)
+    except Exception:
+        raise MalformedFrame("undecodable PROOF frame") from None
+    if not isinstance(nonce, bytes) or not isinstance(mac, bytes) or len(nonce) > 64 or len(mac) > 64:
+        raise MalformedFrame("malformed PROOF frame")
+    return nonce, mac
 
 
 def decode_rejected(body: memoryview) -> tuple[int, str]:
@@ -229,13 +258,13 @@ class PeerProtocol(Int32StringReceiver):
         if self.dropped:
             return
         self.dropped = True
-        log.info(
-            "Dropping peer connection {peer}: {reason}",
-            peer=self.describe_peer(),
-            reason=reason,
-        )
+        self.log_drop(reason)
         if self.transport is not None:
             self.transport.loseConnection()
+
+    def log_drop(self, reason: str) -> None:
+        """Log why this connection is dropped (one line)."""
+        log.info("Dropping peer connection {peer}: {reason}", peer=self.describe_peer(), reason=reason)
 
     def describe_peer(self) -> str:
         """A short text naming the remote end, for log lines."""
@@ -283,17 +312,28 @@ class InboundPeerProtocol(PeerProtocol):
         self._held_frames: deque[tuple[FrameKind, bytes]] = deque()
         self._accepted_snapshot: Optional[tuple[int, int]] = None
         self._closed = False
+        self._challenge = b""
+        self._unproven: Optional[tuple[Handshake, bytes]] = None
 
     def connectionMade(self) -> None:
-        """Start the handshake timer."""
+        """Start the handshake timer; with a cluster secret, send the challenge."""
         self._tune_socket()
         self._handshake_timeout = self.factory.clock.callLater(
             self.factory.handshake_timeout, self.drop, "no handshake in time"
         )
         self.factory.connection_made(self)
+        if self.factory.secret is not None:
+            self._challenge = peer_token.new_nonce()
+            self.transport.write(_frame(FrameKind.CHALLENGE, self._challenge))
 
     def connectionLost(self, reason: object = None) -> None:
-        """Forget this connection and discard an unfinished snapshot stream."""
+        """Forget this connection and discard an unfinished snapshot stream;
+        a connection lost before its handshake (a failed TLS handshake) is a
+        refusal, logged as such."""
+        if self.peer_id is None and not self.dropped and not self._closed:
+            failure = getattr(reason, "value", None)
+            if isinstance(failure, SSL.Error):
+                self.log_drop(f"TLS handshake failed: {failure}")
         self._closed = True
         self._cancel_timeout()
         self._abandon_snapshot("connection lost")
@@ -312,10 +352,18 @@ class InboundPeerProtocol(PeerProtocol):
         being verified are held, in order, until it is done."""
         if self._verifying_snapshot:
             self._held_frames.append((kind, bytes(body)))
+        elif self.peer_id is None and self._unproven is not None:
+            if kind is not FrameKind.PROOF:
+                raise MalformedFrame(f"expected a proof of the cluster token, got {kind.name}")
+            self._check_proof(*decode_proof(body))
         elif self.peer_id is None:
             if kind is not FrameKind.HANDSHAKE:
                 raise MalformedFrame(f"expected a handshake, got {kind.name}")
-            self._accept_handshake(decode_handshake(body))
+            handshake = decode_handshake(body)
+            if self.factory.secret is None:
+                self._accept_handshake(handshake)
+            else:
+                self._unproven = (handshake, bytes(body))
         elif kind is FrameKind.MESSAGES:
             self._deliver(decode_batch(body))
         elif kind is FrameKind.SNAPSHOT_CHUNK:
@@ -363,6 +411,16 @@ class InboundPeerProtocol(PeerProtocol):
         if self._snapshot_receiver is not None:
             self._snapshot_receiver.abandon(reason)
 
+    def _check_proof(self, nonce: bytes, mac: bytes) -> None:
+        handshake, body = self._unproven
+        secret = self.factory.secret
+        if len(nonce) != peer_token.NONCE_BYTES or not peer_token.proof_matches(
+                secret, b"dialer", self._challenge, nonce, body, mac):
+            raise MalformedFrame("wrong proof of the cluster token")
+        self._accept_handshake(handshake)
+        answer = peer_token.proof(secret, b"acceptor", self._challenge, nonce, body)
+        self.transport.write(proof_frame(b"", answer))
+
     def _accept_handshake(self, handshake: Handshake) -> None:
         refusal = self.factory.handshake_refusal(handshake)
         if refusal is not None:
@@ -407,6 +465,18 @@ class InboundPeerProtocol(PeerProtocol):
             self._handshake_timeout.cancel()
         self._handshake_timeout = None
 
+    def log_drop(self, reason: str) -> None:
+        """Before the handshake is accepted the other side is a stranger:
+        one line per address per interval (``RefusalLog``)."""
+        if self.peer_id is not None:
+            super().log_drop(reason)
+            return
+        try:
+            address = self.transport.getPeer().host
+        except Exception:
+            address = "(unknown address)"
+        self.factory.refusals.refused(address, reason)
+
     def describe_peer(self) -> str:
         """The remote address, and the member id once the handshake is in."""
         where = super().describe_peer()
@@ -430,9 +500,14 @@ class InboundPeerFactory(Factory):
         handshake_timeout: float,
         was_removed: Callable[[int], bool] = lambda member_id: False,
         incoming_snapshots: Optional[object] = None,
+        secret: Optional[bytes] = None,
     ) -> None:
         """See :class:`InboundPeerProtocol`; ``incoming_snapshots`` is a
-        ``snapshots.IncomingSnapshots``, or None to refuse snapshot streams."""
+        ``snapshots.IncomingSnapshots``, or None to refuse snapshot streams;
+        ``secret`` the cluster secret a dialer must prove it knows (None:
+        no proof asked)."""
+        self.secret = secret
+        self.refusals = RefusalLog(clock, "peer connection")
         self.incoming_snapshots = incoming_snapshots
         self.clock = clock
         self.was_removed = was_removed
@@ -535,19 +610,29 @@ class _WritePressure:
 
 class OutboundPeerProtocol(PeerProtocol):
     """The dialing side of a peer connection: writes, and reads nothing but
-    one small REJECTED frame.
+    one small REJECTED frame (and, with a cluster secret, the acceptor's
+    CHALLENGE and PROOF).
 
-    On connect it writes the handshake and tells its link it is ready.  It is
+    On connect it writes the handshake and tells its link it is ready; with
+    a cluster secret it first waits for the challenge, answers it, and is
+    ready only once the acceptor has proven it knows the secret too (within
+    ``factory.handshake_timeout``).  It is
     :attr:`writable` while connected and the transport's buffer is under its
     high-water mark.  Any other byte received is a violation and drops it.
     """
 
     MAX_LENGTH = MAX_HANDSHAKE_FRAME_LENGTH
 
-    def __init__(self, link: OutboundLink, handshake: bytes) -> None:
+    def __init__(self, link: OutboundLink, handshake: bytes, secret: Optional[bytes] = None,
+                 handshake_body: bytes = b"") -> None:
         super().__init__()
         self._link = link
         self._handshake = handshake
+        self._handshake_body = handshake_body
+        self._secret = secret
+        self._challenge: Optional[bytes] = None
+        self._nonce = b""
+        self._proof_timeout: Optional[IDelayedCall] = None
         self._pressure = _WritePressure(self._resumed)
         self._open = False
 
@@ -557,26 +642,57 @@ class OutboundPeerProtocol(PeerProtocol):
         return self._open and not self.dropped and not self._pressure.paused
 
     def connectionMade(self) -> None:
-        """Write the handshake, then report readiness to the link."""
-        self._open = True
+        """Write the handshake, then report readiness to the link (with a
+        cluster secret: wait for the challenge first)."""
         self._tune_socket()
         self.transport.registerProducer(self._pressure, True)
-        self.transport.write(self._handshake)
+        if self._secret is None:
+            self._ready()
+            return
+        factory = self.factory
+        self._proof_timeout = factory.clock.callLater(
+            factory.handshake_timeout, self.drop, "the peer did not prove it knows the cluster token in time")
+
+    def _ready(self) -> None:
+        self._open = True
+        if self._secret is None:
+            self.transport.write(self._handshake)
         self._link.connection_ready(self)
 
     def connectionLost(self, reason: object = None) -> None:
         """Report the loss to the link."""
+        if self._proof_timeout is not None and self._proof_timeout.active():
+            self._proof_timeout.cancel()
         self._open = False
         self._pressure.stopProducing()
         self._link.connection_lost(self)
 
     def frameReceived(self, kind: FrameKind, body: memoryview) -> None:
-        """A REJECTED frame is reported to the link; anything else drops."""
+        """A REJECTED frame is reported to the link; a CHALLENGE and then a
+        PROOF are expected with a cluster secret; anything else drops."""
+        if self._secret is not None and not self._open and kind is FrameKind.CHALLENGE and self._challenge is None:
+            self._answer_challenge(bytes(body))
+            return
+        if self._secret is not None and not self._open and kind is FrameKind.PROOF and self._challenge is not None:
+            _, mac = decode_proof(body)
+            if not peer_token.proof_matches(self._secret, b"acceptor", self._challenge, self._nonce,
+                                            self._handshake_body, mac):
+                raise MalformedFrame("the peer's proof of the cluster token is wrong")
+            self._proof_timeout.cancel()
+            self._ready()
+            return
         if kind is not FrameKind.REJECTED:
             raise MalformedFrame(f"the accepting side sent a {kind.name} frame on a one-way link")
         code, text = decode_rejected(body)
         self._link.connection_rejected(self, code, text)
         self.drop(f"rejected by the peer: {text}")
+
+    def _answer_challenge(self, challenge: bytes) -> None:
+        if len(challenge) != peer_token.NONCE_BYTES:
+            raise MalformedFrame("malformed CHALLENGE frame")
+        self._challenge, self._nonce = challenge, peer_token.new_nonce()
+        mac = peer_token.proof(self._secret, b"dialer", challenge, self._nonce, self._handshake_body)
+        self.transport.write(self._handshake + proof_frame(self._nonce, mac))
 
     def write(self, data: bytes) -> None:
         """Write already-framed bytes in one transport write."""
@@ -592,12 +708,19 @@ class OutboundPeerFactory(Factory):
 
     noisy = False
 
-    def __init__(self, link: OutboundLink, handshake: Handshake) -> None:
+    def __init__(self, link: OutboundLink, handshake: Handshake, *, secret: Optional[bytes] = None,
+                 clock: Optional[IReactorTime] = None, handshake_timeout: float = 5.0) -> None:
+        """``secret``: the cluster secret to prove (and to demand proof of);
+        then ``clock`` bounds the wait for the acceptor's answer."""
         self.link = link
+        self.handshake_body = encode_handshake(handshake)
         self.handshake = handshake_frame(handshake)
+        self.secret = secret
+        self.clock = clock
+        self.handshake_timeout = handshake_timeout
 
     def buildProtocol(self, addr: object) -> OutboundPeerProtocol:
         """Return a new dialing-side protocol for this factory's link."""
-        protocol = OutboundPeerProtocol(self.link, self.handshake)
+        protocol = OutboundPeerProtocol(self.link, self.handshake, self.secret, self.handshake_body)
         protocol.factory = self
         return protocol

@@ -1,7 +1,9 @@
 """Peer URLs: ``host:port`` in the spellings the command line accepts.
 
-``http://host:port`` is accepted because the seed's command lines use it;
-the peer protocol itself is framed TCP, never HTTP.  ``tcp://host:port`` and
+``http://host:port`` is accepted because the seed's command lines use it,
+and ``https://host:port`` for a cluster with peer TLS (as etcd's peer URLs
+are written); the peer protocol itself is framed TCP (inside TLS when peer
+TLS is configured), never HTTP: the scheme does not switch TLS on or off.  ``tcp://host:port`` and
 a bare ``host:port`` mean the same.  IPv6 literals go in brackets:
 ``[::1]:2380``.  Anything else (another scheme, a path, credentials, a
 missing or out-of-range port) is a ``ValueError`` that names the URL.
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 
-_SCHEMES = ("http://", "tcp://")
+_SCHEMES = ("http://", "https://", "tcp://")
 
 
 def parse_peer_url(url: str, *, allow_port_zero: bool = False) -> tuple[str, int]:
@@ -31,7 +33,7 @@ def parse_peer_url(url: str, *, allow_port_zero: bool = False) -> tuple[str, int
     else:
         if "://" in rest:
             raise ValueError(
-                f"peer URL {url!r}: unsupported scheme (use http://, tcp:// or none)"
+                f"peer URL {url!r}: unsupported scheme (use http://, https://, tcp:// or none)"
             )
     if rest.endswith("/"):
         rest = rest[:-1]

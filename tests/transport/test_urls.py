@@ -9,9 +9,10 @@ class ParsePeerURLTests(SynchronousTestCase):
     """parse_peer_url accepts the documented spellings and names bad input."""
 
     def test_spellings(self) -> None:
-        """http://, tcp:// and bare host:port all mean (host, port)."""
+        """http://, https://, tcp:// and bare host:port all mean (host, port)."""
         for url in (
             "http://127.0.0.1:12379",
+            "https://127.0.0.1:12379",
             "HTTP://127.0.0.1:12379/",
             "tcp://127.0.0.1:12379",
             "127.0.0.1:12379",
@@ -38,7 +39,7 @@ class ParsePeerURLTests(SynchronousTestCase):
     def test_rejected(self) -> None:
         """Each kind of bad URL is a ValueError naming the URL."""
         for url, reason in (
-            ("https://h:1", "unsupported scheme"),
+            ("ftp://h:1", "unsupported scheme"),
             ("h:1/path", "no path"),
             ("http://user@h:1", "no path"),
             ("h", "missing :port"),

@@ -32,6 +32,8 @@ class ServedMember:
     cluster_id: int
     wait_physical: Callable[[int], defer.Deferred]
     max_request_bytes: int = 1536 * 1024
+    max_watchers_per_stream: int = 0
+    """Live watches one Watch stream may hold (0: no limit)."""
 
     def stamp(self) -> HeaderStamp:
         """Who answers, in which term: what a response header adds to a revision."""

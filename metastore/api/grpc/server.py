@@ -113,6 +113,8 @@ class GrpcService(service.Service):
         *,
         max_request_bytes: int = 1536 * 1024,
         options: Sequence[tuple[str, object]] = (),
+        credentials: grpc.ServerCredentials | None = None,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     ) -> None:
         self.reactor = reactor
         self.host = host
@@ -126,6 +128,9 @@ class GrpcService(service.Service):
             *KEEPALIVE_OPTIONS,
             *options,
         )
+        self.credentials = credentials
+        self.interceptors = tuple(interceptors)
+        """TLS credentials (``grpc.ssl_server_credentials``), or None for plaintext."""
         self.port: int | None = None
         """The bound port once ``bind`` has run, else None."""
         self.listening: defer.Deferred = defer.Deferred()
@@ -142,13 +147,16 @@ class GrpcService(service.Service):
         if self._server is not None:
             return
         asyncio_loop(self.reactor)
-        server = grpc.aio.server(options=list(self.options))
+        server = grpc.aio.server(options=list(self.options), interceptors=self.interceptors or None)
         for register in self.registrations:
             register(server)
         address = f"{self.host}:{self.requested_port}"
         _check_free(self.host, self.requested_port)
         try:
-            self.port = server.add_insecure_port(address)
+            if self.credentials is None:
+                self.port = server.add_insecure_port(address)
+            else:
+                self.port = server.add_secure_port(address, self.credentials)
         except RuntimeError as e:
             raise StartupError(f"cannot listen for gRPC on {address}: {e}") from None
         self._server = server

@@ -98,5 +98,5 @@ def _apply(stream: WatchStream, request) -> None:
 
 def register(served, server: grpc.aio.Server) -> None:
     """Add the Watch service for ``served`` (a ``ServedMember``) to ``server``."""
-    watches = WatchService(served.member, served.max_request_bytes)
+    watches = WatchService(served.member, served.max_request_bytes, served.max_watchers_per_stream)
     rpc_pb2_grpc.add_WatchServicer_to_server(WatchServicer(watches, served.stamp), server)

@@ -87,13 +87,14 @@ class V3API:
         wait_physical: Callable[[int], defer.Deferred],
         *,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        max_watchers_per_stream: int = 0,
     ) -> None:
         self.headers = Headers(member, cluster_id)
         self.kv = kv = KVService(member, wait_physical)
         self.cluster = ClusterJSON(ClusterService(member), self.headers.at)
         self.maintenance = MaintenanceJSON(MaintenanceService(member), self.headers)
         self.lease = LeaseService(member)
-        self.watch = WatchService(member, max_request_bytes)
+        self.watch = WatchService(member, max_request_bytes, max_watchers_per_stream)
         self.watch_lines = watch_codec.SharedEncoding(self.headers)
         grant = self._json_rpc(lease_codec.grant_request, self.lease.grant, lease_codec.grant_response)
         revoke = self._json_rpc(lease_codec.revoke_request, self.lease.revoke, lease_codec.revoke_response)

@@ -48,6 +48,8 @@ HTTP_STATUS = {
 """grpc-gateway's ``HTTPStatusFromCode`` (the version etcd 3.4 vendors)."""
 
 REQUEST_TOO_LARGE = "etcdserver: request is too large"
+TOO_MANY_REQUESTS = "etcdserver: too many requests"
+"""etcd's ErrTooManyRequests (RESOURCE_EXHAUSTED): here, a client over ``--client-request-rate``."""
 
 
 class V3Error(Exception):

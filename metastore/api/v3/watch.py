@@ -33,6 +33,8 @@ answer, a refused create)."""
 DUPLICATE_WATCH_ID = "mvcc: duplicate watch ID provided on the WatchStream"
 
 EMPTY_RANGE = "mvcc: watcher range is empty"
+TOO_MANY_WATCHERS = "etcdserver: too many watchers on this stream"
+"""The cancel reason of a create beyond ``--max-watchers-per-stream`` (MetaStore's own limit)."""
 
 FROM_KEY = b"\0"
 """A ``range_end`` of one zero byte: every key from ``key`` on."""
@@ -125,8 +127,10 @@ class WatchStream:
         *,
         fragment_limit: int,
         on_stopping: Callable[[], None] | None = None,
+        max_watchers: int = 0,
     ) -> None:
         self._member = member
+        self._max_watchers = max_watchers
         self._on_stopping = on_stopping
         self._send = send
         self._fragment_limit = fragment_limit
@@ -147,7 +151,10 @@ class WatchStream:
         the id asked for is taken or the range is empty (that answer is
         sent too).  The empty key is the smallest key, ``b"\\0"``, and a
         negative start revision is below any history (so compacted), as in
-        etcd."""
+        etcd.  Beyond ``max_watchers`` live watches (when not 0) a create
+        is refused the same way, with ``TOO_MANY_WATCHERS``."""
+        if self._max_watchers and len(self._watches) >= self._max_watchers:
+            return self._refuse(f"{TOO_MANY_WATCHERS} (limit {self._max_watchers})")
         key = request.key or b"\0"
         if request.range_end not in (b"", FROM_KEY) and key >= request.range_end:
             return self._refuse(EMPTY_RANGE)
@@ -231,8 +238,10 @@ class WatchStream:
 class WatchService:
     """etcd's ``Watch`` service over a member's facade: opens streams."""
 
-    def __init__(self, member: MemberFacade, max_request_bytes: int) -> None:
+    def __init__(self, member: MemberFacade, max_request_bytes: int, max_watchers_per_stream: int = 0) -> None:
         self._member = member
+        self.max_watchers_per_stream = max_watchers_per_stream
+        """Live watches one stream may hold (0: no limit)."""
         self.fragment_limit = max_request_bytes + GRPC_OVERHEAD_BYTES
 
     def open(self, send: Callable[[WatchResponse], None], on_stopping: Callable[[], None] | None = None) -> WatchStream:
@@ -240,5 +249,6 @@ class WatchService:
         the member stopping calls it once and sends nothing more (instead
         of a ``canceled`` per watch), for an API whose clients must see
         the stream fail, not end, so that they resume elsewhere."""
-        return WatchStream(self._member, send, fragment_limit=self.fragment_limit, on_stopping=on_stopping)
+        return WatchStream(self._member, send, fragment_limit=self.fragment_limit, on_stopping=on_stopping,
+                           max_watchers=self.max_watchers_per_stream)
 

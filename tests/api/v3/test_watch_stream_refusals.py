@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase
 
-from metastore.api.v3.watch import EMPTY_RANGE, INVALID_WATCH_ID, WatchCreateRequest, WatchService
+from metastore.api.v3.watch import EMPTY_RANGE, INVALID_WATCH_ID, TOO_MANY_WATCHERS, WatchCreateRequest, WatchService
 from metastore.kv.messages import CompactionRequest, PutRequest
 from metastore.kv.store import KeyValueStore
 from metastore.storage.memory import MemoryEngine
@@ -77,3 +77,16 @@ class WatchStreamRefusalTests(SynchronousTestCase):
         self.assertEqual([r.watch_id for r in self.sent if r.events], [0])
         self.stream.resume()
         self.assertEqual([r.watch_id for r in self.sent if r.events], [0, 1])
+
+    def test_watches_beyond_the_per_stream_limit_are_refused(self):
+        """With ``max_watchers_per_stream`` 2 the third create is answered
+        created+canceled with the limit's reason; a cancel makes room again."""
+        stream = WatchService(HubMember(self.store, self.hub), 1024, max_watchers_per_stream=2).open(self.sent.append)
+        first, second = stream.create(WatchCreateRequest(b"a")), stream.create(WatchCreateRequest(b"b"))
+        self.assertEqual(stream.create(WatchCreateRequest(b"c")), INVALID_WATCH_ID)
+        refusal = self.sent[-1]
+        self.assertEqual((refusal.created, refusal.canceled), (True, True))
+        self.assertEqual(refusal.cancel_reason, f"{TOO_MANY_WATCHERS} (limit 2)")
+        self.assertEqual(stream.watch_ids, [first, second])
+        stream.cancel(first)
+        self.assertNotEqual(stream.create(WatchCreateRequest(b"c")), INVALID_WATCH_ID)
