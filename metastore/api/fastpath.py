@@ -33,6 +33,7 @@ from twisted.web.server import version as SERVER_VERSION
 
 from metastore.api.errors import answer_failure, json_body
 from metastore.api.v3 import kv_codec
+from metastore.api.rest import RESERVED_PREFIXES
 from metastore.api.v3.app import V3API, compact_json, error_answer, kv_answer, request_body
 from metastore.config import MAX_KEY_BYTES
 from metastore.facade import Consistency, MemberFacade
@@ -45,9 +46,9 @@ segment that a router might treat specially).  The routers see escapes
 as text, as this does; the key is the path percent-decoded, as the seed
 API decodes it."""
 
-_NOT_KEYS = frozenset((b"kv", b"v3", b"v3beta", b"v3alpha", b"admin", b"health", b"livez", b"readyz",
-                       b"version", b"metrics"))
-"""First path segments that are never a seed-API key at the root."""
+_NOT_KEYS = frozenset([p.strip(b"/") for p in RESERVED_PREFIXES] + [b"v3beta", b"v3alpha"])
+"""First path segments that are never a seed-API key at the root (the
+seed API's reserved prefixes, and the older v3 prefixes)."""
 
 _SERIALIZABLE = {b"serializable=true": True, b"serializable=1": True,
                  b"serializable=false": False, b"serializable=0": False}
