@@ -16,7 +16,7 @@ class StrictReconfigurationProcessTests(TestCase):
     timeout = 180
 
     async def test_changes_refused_while_a_member_is_down(self):
-        cluster = Cluster(self, 3, extra=["--request-timeout", "3"])
+        cluster = Cluster(self, 3, extra=["--request-timeout", "10"])
         cluster.start()
         await cluster.leader()
         await cluster.put_until_ok(1, "before", b"x")

@@ -48,10 +48,20 @@ from urllib.parse import quote
 import treq
 from twisted.internet import defer, task
 from twisted.python import usage
+from twisted.web._newclient import ResponseNeverReceived
 
 from metastore.chaos.cluster import ProxiedCluster
 from metastore.chaos.runner import _http_client
 from metastore.options import VersionOption
+
+
+def _cancelled_by_timeout(error: Exception) -> bool:
+    """Whether ``error`` is the client timeout cancelling a request in
+    flight, which Twisted's HTTP client reports as a response never
+    received for that reason."""
+    return isinstance(error, ResponseNeverReceived) and any(
+        reason.check(defer.CancelledError) for reason in error.reasons)
+
 
 OK = "ok"
 UNAVAILABLE = "unavailable"
@@ -384,6 +394,8 @@ class SoakRun:
         except defer.TimeoutError:
             return TIMEOUT, None, b""
         except Exception as e:
+            if _cancelled_by_timeout(e):
+                return TIMEOUT, None, b""
             if self.incarnation[member_id] != incarnation or member_id not in self.up:
                 return CUT_BY_KILL, None, repr(e).encode()
             return OTHER_ERROR, None, repr(e).encode()
