@@ -34,7 +34,7 @@
 - ``/kv/{key}`` (GET, HEAD, PUT, DELETE) is the same key API without that
   ambiguity: any key, all-digit ones included.
 - ``/v3/``, ``/kv/``, ``/admin/``, ``/health``, ``/livez``, ``/readyz``,
-  ``/metrics``, ``/version`` are reserved: never keys at the root.
+  ``/metrics``, ``/version``, ``/ui`` are reserved: never keys at the root.
 """
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ from metastore.kv.messages import (
     prefix_range_end,
 )
 
-RESERVED_PREFIXES = (b"/v3/", b"/kv/", b"/admin/", b"/health", b"/livez", b"/readyz", b"/metrics", b"/version")
+RESERVED_PREFIXES = (
+    b"/v3/", b"/kv/", b"/admin/", b"/health", b"/livez", b"/readyz", b"/metrics", b"/version", b"/ui",
+)
 KEY_METHODS = b"GET, HEAD, PUT, DELETE"
 MEMBER_METHODS = b"GET, HEAD, PUT, POST, DELETE"
 KV_PREFIX = b"/kv/"
