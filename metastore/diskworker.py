@@ -2,16 +2,60 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from typing import Callable
 
-from twisted.internet import defer, threads
-from twisted.python.threadpool import ThreadPool
+from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from metastore.measure import UNMEASURED, Observer
 from metastore.storage.wal import WAL
 
 RunBlocking = Callable[[Callable[[], None]], defer.Deferred]
+
+
+class DiskThread:
+    """One thread that runs jobs in order and fires each job's Deferred in
+    the reactor thread.
+
+    Lighter than Twisted's thread pool (no team coordinator, no context
+    copy, no lock-and-condition queue): one ``SimpleQueue.put`` to hand a
+    job over and one ``callFromThread`` to hand its result back, which
+    matters because a member hands over one fsync per Ready cycle."""
+
+    def __init__(self, reactor, name: str) -> None:
+        self._reactor = reactor
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, f: Callable[[], object]) -> defer.Deferred:
+        """Queue ``f``; the Deferred fires (in the reactor thread) with its
+        result or its failure."""
+        d: defer.Deferred = defer.Deferred()
+        self._jobs.put((f, d))
+        return d
+
+    def _work(self) -> None:
+        jobs, call_from_thread = self._jobs, self._reactor.callFromThread
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            f, d = job
+            try:
+                result = f()
+            except BaseException:
+                call_from_thread(d.errback, Failure())
+            else:
+                call_from_thread(d.callback, result)
+
+    def stop(self) -> None:
+        """Let the queued jobs finish, then end the thread (blocking)."""
+        self._jobs.put(None)
+        self._thread.join()
 
 
 class DiskWorker:
@@ -24,7 +68,7 @@ class DiskWorker:
         self._reactor = reactor
         self._wal = wal
         self._run_blocking = run_blocking
-        self._pool: ThreadPool | None = None
+        self._thread: DiskThread | None = None
         self.wal_syncs = 0
         """WAL fsyncs done by this process (group commit: many writes share one)."""
         self.fsync_seconds: Observer = UNMEASURED
@@ -33,10 +77,8 @@ class DiskWorker:
     def run(self, f: Callable[[], None]) -> defer.Deferred:
         """Run ``f`` on the worker thread; fires with its result."""
         if self._run_blocking is None:
-            self._pool = ThreadPool(minthreads=1, maxthreads=1, name="metastore-fsync")
-            self._pool.start()
-            pool = self._pool
-            self._run_blocking = lambda g: threads.deferToThreadPool(self._reactor, pool, g)
+            self._thread = DiskThread(self._reactor, "metastore-fsync")
+            self._run_blocking = self._thread.run
         return self._run_blocking(f)
 
     def sync_wal(self) -> None:
@@ -48,6 +90,6 @@ class DiskWorker:
 
     def stop(self) -> None:
         """Wait for the job in progress, then stop the thread."""
-        if self._pool is not None:
-            self._pool.stop()
-            self._pool = None
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread = None  # jobs run after this are never run, as before

@@ -143,7 +143,7 @@ class Node(service.Service):
         if self.failure is not None:
             return
         self.requests.reads.tick()
-        self.applier.tick(self.rawnode.status().commit)
+        self.applier.tick(self.rawnode.commit_index)
         self.rawnode.tick()
         self.requests.maybe_start_read_round()
         if self.leader_id != 0:

@@ -57,7 +57,7 @@ class Requests:
             self.proposals_failed += 1
             return defer.fail(Stopping("the member is not running"))
         request_id = self._new_id()
-        data = encode_command(request_id, command, node.rawnode.status().commit)
+        data = encode_command(request_id, command, node.rawnode.commit_index)
         try:
             node.rawnode.propose(data)
         except raft.ProposalDropped as e:

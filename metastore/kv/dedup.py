@@ -16,9 +16,8 @@ alike.  No raft, no I/O.
 
 from __future__ import annotations
 
-import collections
 import enum
-from typing import Iterable
+from typing import Iterable, Iterator, Sequence
 
 DEFAULT_SPAN = 10_000
 """How many raft indexes back request ids are remembered."""
@@ -34,12 +33,57 @@ class Verdict(enum.Enum):
     """Too far from where it was proposed to know: refuse it."""
 
 
+class RequestWindow(Sequence):
+    """An immutable sequence of ``(request_id, index)`` pairs: the window as
+    it was when taken, made in O(1) time.
+
+    It shares ``RecentRequests``'s list, which is only appended to past
+    ``hi`` (or replaced by a new list), so the pairs in ``[lo, hi)`` never
+    change.  Compares equal to a tuple or list of the same pairs."""
+
+    __slots__ = ("_items", "_lo", "_hi")
+
+    def __init__(self, items: list[tuple[bytes, int]], lo: int, hi: int) -> None:
+        self._items, self._lo, self._hi = items, lo, hi
+
+    def __len__(self) -> int:
+        return self._hi - self._lo
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(self._items[self._lo:self._hi][i])
+        n = self._hi - self._lo
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("request window index out of range")
+        return self._items[self._lo + i]
+
+    def __iter__(self) -> Iterator[tuple[bytes, int]]:
+        items = self._items
+        return (items[i] for i in range(self._lo, self._hi))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, (RequestWindow, tuple, list)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"RequestWindow({tuple(self)!r})"
+
+
 class RecentRequests:
     """Request ids applied in the last ``span`` raft indexes."""
 
     def __init__(self, span: int = DEFAULT_SPAN, entries: Iterable[tuple[bytes, int]] = ()) -> None:
         self.span = span
-        self._order: collections.deque[tuple[bytes, int]] = collections.deque()
+        self._order: list[tuple[bytes, int]] = []
+        self._first = 0
+        """Where the remembered pairs start in ``_order`` (forgotten ones
+        stay before it until the list is rebuilt, for the windows taken)."""
         self._ids: set[bytes] = set()
         self.changed = False
         """Whether anything was added or forgotten since ``entries`` was last read."""
@@ -47,7 +91,8 @@ class RecentRequests:
 
     def restore(self, entries: Iterable[tuple[bytes, int]]) -> None:
         """Replace the memory with stored ``(request_id, index)`` pairs, in index order."""
-        self._order = collections.deque((bytes(r), int(i)) for r, i in entries)
+        self._order = [(bytes(r), int(i)) for r, i in entries]
+        self._first = 0
         self._ids = {r for r, _ in self._order}
         self.changed = False
 
@@ -69,14 +114,21 @@ class RecentRequests:
 
     def forget_before(self, index: int) -> None:
         """Forget what lies ``span`` or more indexes behind ``index``."""
-        order = self._order
-        while order and order[0][1] <= index - self.span:
-            self._ids.discard(order.popleft()[0])
+        order, first, limit = self._order, self._first, index - self.span
+        while first < len(order) and order[first][1] <= limit:
+            self._ids.discard(order[first][0])
+            first += 1
+        if first != self._first:
             self.changed = True
+            if first > 1024 and first * 2 > len(order):
+                # A new list: windows already taken keep the old one intact.
+                self._order, first = order[first:], 0
+            self._first = first
 
-    def entries(self) -> tuple[tuple[bytes, int], ...]:
-        """What to store: ``(request_id, index)`` pairs in index order."""
-        return tuple(self._order)
+    def entries(self) -> RequestWindow:
+        """What to store: ``(request_id, index)`` pairs in index order (a
+        window that later changes here do not alter)."""
+        return RequestWindow(self._order, self._first, len(self._order))
 
     def __len__(self) -> int:
-        return len(self._order)
+        return len(self._order) - self._first

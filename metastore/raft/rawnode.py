@@ -502,6 +502,12 @@ class RawNode:
             if raft.transfer_campaign_deferred:
                 raft.on_applied()
 
+    @property
+    def commit_index(self) -> int:
+        """The highest log index known committed (``status().commit``,
+        without building the rest of the status)."""
+        return self.raft.log.committed
+
     def status(self) -> Status:
         """The node's current state, with per-peer progress on a leader."""
         raft = self.raft

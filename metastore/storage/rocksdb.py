@@ -268,9 +268,12 @@ def _write_requests(batch, old: tuple[tuple[bytes, int], ...], new: tuple[tuple[
     elif not new and old:
         batch.delete_range(META_REQUESTS, META_REQUESTS + b"\xff" * 9)
     newest = old[-1][1] if old else 0
-    for request_id, index in new:
-        if index > newest:
-            batch.put(META_REQUESTS + _U64.pack(index) + request_id, b"")
+    first_new = len(new)
+    while first_new > 0 and new[first_new - 1][1] > newest:  # only the newest few: no walk over the window
+        first_new -= 1
+    for k in range(first_new, len(new)):
+        request_id, index = new[k]
+        batch.put(META_REQUESTS + _U64.pack(index) + request_id, b"")
 
 
 def _read_requests(db: rocksdict.Rdict) -> tuple[tuple[bytes, int], ...]:

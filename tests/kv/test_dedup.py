@@ -40,3 +40,21 @@ class RecentRequestsTests(SynchronousTestCase):
         self.assertEqual(again.entries(), ((b"a", 5), (b"b", 6)))
         self.assertIs(again.judge(b"b", 5, 7), Verdict.DUPLICATE)
         self.assertFalse(again.changed)
+
+    def test_a_taken_window_keeps_its_pairs_while_the_memory_moves_on(self) -> None:
+        """``entries()`` is a snapshot: later adds, forgets and the rebuild
+        of the underlying list leave it as it was."""
+        recent = RecentRequests(span=100)
+        for i in range(1, 151):
+            recent.forget_before(i)
+            recent.add(b"%d" % i, i)
+        taken = recent.entries()
+        expected = tuple((b"%d" % i, i) for i in range(51, 151))
+        self.assertEqual(taken, expected)
+        for i in range(151, 5000):  # forgets past the rebuild threshold
+            recent.forget_before(i)
+            recent.add(b"%d" % i, i)
+        self.assertEqual(taken, expected)
+        self.assertEqual((taken[0], taken[-1], len(taken)), (expected[0], expected[-1], 100))
+        self.assertEqual(tuple(recent.entries()), tuple((b"%d" % i, i) for i in range(4900, 5000)))
+        self.assertEqual(len(recent), 100)
