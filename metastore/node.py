@@ -39,12 +39,10 @@ log = Logger()
 
 
 class Node(service.Service):
-    """A MetaStore member's driver; a Twisted service.
-
-    ``propose`` and ``read_barrier`` return Deferreds that fail with
-    ``metastore.errors.Unavailable`` subclasses when the cluster cannot
-    answer in time; nothing is acknowledged before it is on disk.
-    """
+    """A MetaStore member's driver; a Twisted service.  ``propose`` and
+    ``read_barrier`` return Deferreds that fail with ``metastore.errors.
+    Unavailable`` subclasses when the cluster cannot answer in time;
+    nothing is acknowledged before it is on disk."""
 
     def __init__(self, *, member_id: int, reactor, rawnode: raft.RawNode, raft_storage: raft.MemoryStorage,
                  wal: WAL, store: KeyValueStore, membership: Membership, compaction: Compaction,
@@ -77,10 +75,6 @@ class Node(service.Service):
         self.on_removed: Callable[[], None] | None = None
         self.leader_changes_seen = 0
         """How many times this member learnt of a new leader (etcd counts the same)."""
-        self.peer_round_trips = None
-        """When set (by a member with metrics), told of the messages sent
-        and received, to time heartbeat round trips
-        (``metastore.metrics.peers.PeerRoundTrips``)."""
 
     def startService(self) -> None:
         """Start ticking and processing; campaigns at once when alone."""
@@ -115,8 +109,6 @@ class Node(service.Service):
         """Step messages that arrived from peers."""
         if self.failure is not None:
             return
-        if self.peer_round_trips is not None:
-            self.peer_round_trips.received(messages)
         for m in messages:
             try:
                 self.rawnode.step(m)
@@ -130,8 +122,8 @@ class Node(service.Service):
         self._schedule_cycle()
 
     def removed_by_peer(self, peer_id: int) -> None:
-        """A member that applied our removal told us so: leave.  (The
-        removal entry itself may never reach a removed follower.)"""
+        """A member that applied our removal told us so: leave (the entry
+        itself may never reach a removed follower)."""
         if not self.removed and self.running:
             log.info("member {peer} reports that member {id} was removed", peer=peer_id, id=self.member_id)
             self.removed = True
@@ -255,8 +247,6 @@ class Node(service.Service):
         """Hand messages to the transport; a MsgSnap streams its file."""
         if self.transport is None:
             return
-        if self.peer_round_trips is not None:
-            self.peer_round_trips.sent(messages)
         for m in messages:
             if m.type == MessageType.MsgSnap:
                 self.compaction.stream(m, self.transport).addCallback(self._snapshot_sent, m.to)

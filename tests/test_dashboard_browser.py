@@ -190,12 +190,24 @@ class DashboardBrowserTests(TestCase):
     def put_through(url: str, key: str, attempts: int = 100) -> None:
         """PUT ``key`` through the member at ``url``, retrying a 503 (an
         election) every 0.2 s, at most ``attempts`` times."""
-        for _ in range(attempts):
+
+        def put() -> bool:
             try:
-                if _call(f"{url}/kv/{key}", "PUT", b"v")[0] == 204:
-                    return
+                return _call(f"{url}/kv/{key}", "PUT", b"v")[0] == 204
             except urllib.error.HTTPError as e:
                 if e.code != 503:
                     raise
-            time.sleep(0.2)
-        raise AssertionError(f"PUT {key} through {url} did not succeed in {attempts} attempts")
+                return False
+
+        poll(put, attempts, 0.2, f"PUT {key} through {url}")
+
+
+def poll(condition, attempts: int, interval: float, what: str) -> None:
+    """Call ``condition`` until it returns True, at most ``attempts`` times
+    ``interval`` seconds apart (blocking: this runs in the browser's
+    thread, not the reactor's); fail naming ``what`` otherwise."""
+    for _ in range(attempts):
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"{what} did not succeed in {attempts} attempts")

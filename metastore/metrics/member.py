@@ -80,5 +80,6 @@ def instrument(node, facade: MemberFacade) -> MemberMetrics:
     node.applier.commit_seconds = metrics.backend_commit_seconds
     node.compaction.snapshotter.save_seconds = metrics.snapshot_save_seconds
     node.compaction.snapshotter.install_seconds = metrics.snapshot_install_seconds
-    node.peer_round_trips = PeerRoundTrips(metrics.peer_round_trip_seconds)
+    if node.transport is not None:
+        node.transport.observer = PeerRoundTrips(metrics.peer_round_trip_seconds)
     return metrics

@@ -343,6 +343,11 @@ class PeerTransport(service.MultiService):
         self.tls = tls
         self._report_unreachable = report_unreachable
         self._on_removed = on_removed
+        self._on_messages = on_messages
+        self.observer = None
+        """When set (by a member with metrics), told of the messages sent
+        and received (``sent(messages)``, ``received(messages)``), e.g. to
+        time heartbeat round trips (``metastore.metrics.peers.PeerRoundTrips``)."""
         self._links: dict[int, PeerLink] = {}
         self._unreachable: set[int] = set()
         self._report_call: Optional[IDelayedCall] = None
@@ -354,7 +359,7 @@ class PeerTransport(service.MultiService):
             local_id,
             cluster_id,
             is_member if is_member is not None else self._links.__contains__,
-            on_messages,
+            self._received,
             settings.handshake_timeout,
             was_removed,
             incoming_snapshots=None
@@ -422,6 +427,11 @@ class PeerTransport(service.MultiService):
         link = self._links.get(peer_id)
         return link is not None and link.connected
 
+    def _received(self, messages: list[Message]) -> None:
+        if self.observer is not None:
+            self.observer.received(messages)
+        self._on_messages(messages)
+
     def send(self, messages: Iterable[Message]) -> None:
         """Send messages, grouped by ``to``: all of one call's messages for a
         peer go out in one write (or wait in its queue together).
@@ -430,6 +440,9 @@ class PeerTransport(service.MultiService):
         dropped and the peer reported unreachable.  Raises ValueError, before
         sending anything, for a message addressed to this member or to no one.
         """
+        if self.observer is not None:
+            messages = list(messages)
+            self.observer.sent(messages)
         by_peer: dict[int, list[bytes]] = {}
         for m in messages:
             if m.to == self.local_id or m.to <= 0:

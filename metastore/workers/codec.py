@@ -9,7 +9,7 @@ carried as msgpack extension types:
 - an ``Enum`` of that vocabulary: ext 2, ``[type number, value]``;
 - an expected error (``KVError``, ``Unavailable``, ``MembershipError``...):
   ext 3, ``[type number, args, attributes]``.  Any other exception is sent
-  as ``RemoteError`` with its repr, never as a pickle.
+  as ``RemoteError`` with its repr, never by pickling.
 
 Type numbers are positions in ``TYPES``, the sorted list of every such type
 in ``VOCABULARY_MODULES``; ``SCHEMA`` (a hash of that list) is checked in

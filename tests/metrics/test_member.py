@@ -123,4 +123,4 @@ class MemberMetricsTests(TestCase):
         self.assertEqual(member.api.revision, 1)
         self.assertIsNone(member.metrics)
         self.assertIs(member.node.disk.fsync_seconds, UNMEASURED)
-        self.assertIsNone(member.node.peer_round_trips)
+        self.assertIsNone(member.node.transport.observer)
