@@ -28,6 +28,8 @@ setup(
         # 1.85.1 generated them (make protos).
         "grpcio>=1.85.1",
         "protobuf>=7.35.1",
+        # JWT auth tokens (--auth-token jwt,...); cryptography for RS256.
+        "PyJWT[crypto]>=2.8.0",
     ],
     extras_require={
         "test": [
