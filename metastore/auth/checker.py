@@ -15,7 +15,6 @@ changes, a watch whose user may no longer read its range is cancelled.
 
 from __future__ import annotations
 
-import weakref
 from typing import Callable
 
 from twisted.internet import defer
@@ -56,7 +55,8 @@ class AuthChecker:
         self.tokens = tokens
         self._lease_keys = lease_keys
         self._verify = verify or (lambda password, stored: deferToThread(verify_password, password, stored))
-        self._watches: "weakref.WeakKeyDictionary[object, tuple[str, bytes, bytes]]" = weakref.WeakKeyDictionary()
+        self._watches: dict[int, tuple[object, str, bytes, bytes]] = {}
+        self._prune_at = 64
 
     @property
     def enabled(self) -> bool:
@@ -137,20 +137,24 @@ class AuthChecker:
     def track_watch(self, user: str | None, key: bytes, range_end: bytes, watch) -> None:
         """Cancel ``watch`` (it has ``cancel(reason)``) once ``user`` may no
         longer read ``[key, range_end)``."""
-        if user is not None:
-            self._watches[watch] = (user, key, range_end)
+        if user is None:
+            return
+        self._watches[id(watch)] = (watch, user, key, range_end)
+        if len(self._watches) >= self._prune_at:  # forget ended watches, amortized
+            self._watches = {k: v for k, v in self._watches.items() if not getattr(v[0], "canceled", False)}
+            self._prune_at = max(64, 2 * len(self._watches))
 
     def auth_changed(self) -> None:
         """The auth state changed: cancel the watches no longer permitted."""
         state = self._state()
-        for watch, (user, key, range_end) in list(self._watches.items()):
+        for watch_key, (watch, user, key, range_end) in list(self._watches.items()):
             if getattr(watch, "canceled", False):
-                self._watches.pop(watch, None)
+                del self._watches[watch_key]
                 continue
             allowed = not state.enabled or state.is_root(user) or (
                 user in state.users and covers(state.permissions_of(user), READ, key, range_end))
             if not allowed:
-                self._watches.pop(watch, None)
+                del self._watches[watch_key]
                 watch.cancel(REVOKED_WATCH_REASON)
 
 
