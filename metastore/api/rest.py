@@ -33,6 +33,12 @@
   (when 7 is no member the 404 says how to delete the key).
 - ``/kv/{key}`` (GET, HEAD, PUT, DELETE) is the same key API without that
   ambiguity: any key, all-digit ones included.
+- With auth enabled (``metastore.auth``), every request names its user
+  with ``Authorization: Bearer <token>`` (a token from
+  ``/v3/auth/authenticate``) or HTTP Basic (checked with the password's
+  slow hash on every request: prefer tokens); a key needs read (GET, and
+  a write's ``If-Match``) or write (PUT, DELETE) permission, members need
+  the root role.  401, 403 or 400 with etcd's message otherwise.
 - ``/v3/``, ``/kv/``, ``/admin/``, ``/health``, ``/livez``, ``/readyz``,
   ``/metrics``, ``/version`` are reserved: never keys at the root.
 """
@@ -47,6 +53,7 @@ from klein import Klein
 
 from metastore.api import validation
 from metastore.api.blocking import blocking_index, wait_for_change, wait_seconds
+from metastore.api.credentials import basic_credentials, request_token
 from metastore.api.errors import HTTPError, answer_failure
 from metastore.api.members import MembershipAPI
 from metastore.config import MAX_KEY_BYTES
@@ -57,8 +64,10 @@ from metastore.kv.messages import (
     CompareResult,
     CompareTarget,
     DeleteRange,
+    DeleteRangeRequest,
     DeleteRangeResponse,
     Put,
+    PutRequest,
     PutResponse,
     RangeRequest,
     Txn,
@@ -183,8 +192,22 @@ class RestAPI:
             return await self._list(request, key)
         return await self._key_request(request, self._checked_key(key), MEMBER_METHODS if key.isdigit() else KEY_METHODS)
 
+    async def _caller(self, request) -> str | None:
+        """The auth token the request carries (HTTP Basic is exchanged for one)."""
+        basic = basic_credentials(request)
+        if basic is not None and self.member.auth_state().enabled:
+            return await self.member.authenticate(*basic)
+        return request_token(request)
+
     async def _key_request(self, request, key: bytes, allow: bytes):
         method = request.method
+        if method in (b"GET", b"HEAD", b"PUT", b"DELETE"):
+            token = await self._caller(request)
+            wanted = RangeRequest(key) if method in (b"GET", b"HEAD") else (
+                PutRequest(key) if method == b"PUT" else DeleteRangeRequest(key))
+            self.member.authorize(token, wanted)
+            if method != b"GET" and write_condition(request, key):
+                self.member.authorize(token, RangeRequest(key))
         if method in (b"GET", b"HEAD"):
             return await self._get(request, key)
         if method == b"PUT":
@@ -241,6 +264,7 @@ class RestAPI:
         limit = _non_negative_argument(request, b"limit")
         if len(prefix) > MAX_KEY_BYTES:
             raise HTTPError(413, "key_too_large", f"the prefix is {len(prefix)} bytes; the limit is {MAX_KEY_BYTES}")
+        self.member.authorize(await self._caller(request), RangeRequest(prefix, prefix_range_end(prefix)))
         await self._read_barrier(request)
         await self._wait_if_asked(request, prefix, prefix_range_end(prefix))
         found = self.member.range_request(RangeRequest(prefix, prefix_range_end(prefix), limit=limit, revision=revision))
@@ -316,6 +340,7 @@ class RestAPI:
 
     async def _member(self, request, method: bytes, digits: bytes):
         member_id = validation.member_id(digits)
+        self.member.authorize_admin(await self._caller(request))
         if method == b"POST":
             return await self.members.add(request, member_id)
         hint = ""
