@@ -41,6 +41,7 @@ _INT_FLAGS = {
     "tick-ms": "tick_ms",
     "election-ticks": "election_ticks",
     "heartbeat-ticks": "heartbeat_ticks",
+    "auth-token-ttl": "auth_token_ttl",
 }
 
 
@@ -98,6 +99,9 @@ class Options(VersionOption, usage.Options):
             DEFAULT_RETENTION,
             "History kept: revisions (revision mode) or a duration such as 5m or 1h (periodic mode); 0 turns it off.",
         ],
+        ["auth-token", None, "simple",
+         "Auth tokens: simple, or jwt,priv-key=PATH[,pub-key=PATH],sign-method=RS256|HS256[,ttl=5m] (etcd's --auth-token)."],
+        ["auth-token-ttl", None, "300", "Seconds a simple auth token lives after its last use."],
         ["grpc-port", None, None, "Port of etcd's gRPC API (off when not given); runs the member on the asyncio reactor."],
         ["metrics", None, "on", "Prometheus metrics at /metrics on the client port: on or off (off measures nothing)."],
         ["log-format", None, "text", f"Log lines: {' or '.join(FORMATS)} (one event per line)."],
@@ -152,6 +156,7 @@ class Options(VersionOption, usage.Options):
                 auto_compaction_mode=self["auto-compaction-mode"],
                 auto_compaction_retention=self["auto-compaction-retention"],
                 restore_from=self["restore-from"],
+                auth_token=self["auth-token"],
                 **values,
             ).validate()
         except ConfigError as e:
