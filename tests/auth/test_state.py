@@ -22,10 +22,14 @@ from metastore.auth.messages import (
     UserRevokeRole,
 )
 from metastore.auth.ranges import covers
-from metastore.auth.state import AuthState
+from metastore.auth.state import AuthState, Role, User
 from metastore.kv.commands import CommandError, decode_command, encode_command
 
 READ, WRITE, RW = PermissionType.READ, PermissionType.WRITE, PermissionType.READWRITE
+
+AUTH_STATE = AuthState(True, 7, {"root": User("root", b"hash", ("root",))},
+                       {"r": Role("r", (Permission(WRITE, b"a", b"\0"),))}).encode()
+"""A replicated auth state's stored form (the engines and snapshots carry it)."""
 
 
 def with_root() -> AuthState:
