@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from twisted.trial.unittest import TestCase
 
-from tests.etcdctl import etcdctl
-from tests.process import wait_until
-from tests.test_grpc_etcdctl import start_cluster
+from tests.etcdctl import GrpcCluster, etcdctl, skip_without_etcdctl
+from tests.process import wait_healthy, wait_until
 
 
 class EtcdctlAuthTests(TestCase):
@@ -22,8 +21,14 @@ class EtcdctlAuthTests(TestCase):
     async def test_restricted_user_is_refused_on_every_member(self):
         """A user with readwrite on [app/, app0) writes there through any
         member and is refused "permission denied" outside it everywhere;
-        without credentials a request is refused."""
-        cluster = await start_cluster(self)
+        without credentials a request is refused; a restarted member
+        (state from a snapshot and the log) enforces the same."""
+        skip_without_etcdctl()
+        cluster = GrpcCluster(self, 3, extra=["--snapshot-count", "5", "--snapshot-catchup-entries", "2"])
+        cluster.start()
+        for member in cluster.members.values():
+            await wait_healthy(member, 40)
+        await cluster.leader()
         one = cluster.endpoints(1)
 
         async def ok(*args: str, endpoints: str = one) -> str:
@@ -63,3 +68,18 @@ class EtcdctlAuthTests(TestCase):
         code, out, err = await etcdctl(one, "--user", "alice:wrong", "get", "app/1")
         self.assertIn("authentication failed, invalid user ID or password", err)
         self.assertIn("app/3", await ok(*root, "get", "--prefix", "app/"))
+
+        # A restarted member (its WAL replayed past the snapshots that
+        # --snapshot-count 5 forced) still enforces the same permissions.
+        cluster.members[3].kill()
+        cluster.members[3].start()
+        await wait_healthy(cluster.members[3], 40)
+        three = cluster.endpoints(3)
+
+        async def serving() -> bool:
+            code, out, err = await etcdctl(three, *alice, "get", "app/3")
+            return code == 0 and "app/3" in out
+
+        await wait_until(serving, timeout=30, interval=0.5, what="the restarted member serving alice")
+        code, out, err = await etcdctl(three, *alice, "get", "other")
+        self.assertIn("etcdserver: permission denied", err)
