@@ -47,3 +47,14 @@ def basic_credentials(request) -> tuple[str, str] | None:
         return None
     user, sep, password = decoded.partition(":")
     return (user, password) if sep else None
+
+
+async def caller_token(member, request) -> str | None:
+    """The auth token a REST or admin request carries: its Bearer (or bare)
+    token, or, for HTTP Basic while auth is enabled, a token for the
+    credentials (checked with the password's slow hash off the reactor
+    thread, so each Basic request costs one hash)."""
+    basic = basic_credentials(request)
+    if basic is not None and member.auth_state().enabled:
+        return await member.authenticate(*basic)
+    return request_token(request)

@@ -53,7 +53,7 @@ from klein import Klein
 
 from metastore.api import validation
 from metastore.api.blocking import blocking_index, wait_for_change, wait_seconds
-from metastore.api.credentials import basic_credentials, request_token
+from metastore.api.credentials import caller_token
 from metastore.api.errors import HTTPError, answer_failure
 from metastore.api.members import MembershipAPI
 from metastore.config import MAX_KEY_BYTES
@@ -192,17 +192,10 @@ class RestAPI:
             return await self._list(request, key)
         return await self._key_request(request, self._checked_key(key), MEMBER_METHODS if key.isdigit() else KEY_METHODS)
 
-    async def _caller(self, request) -> str | None:
-        """The auth token the request carries (HTTP Basic is exchanged for one)."""
-        basic = basic_credentials(request)
-        if basic is not None and self.member.auth_state().enabled:
-            return await self.member.authenticate(*basic)
-        return request_token(request)
-
     async def _key_request(self, request, key: bytes, allow: bytes):
         method = request.method
         if method in (b"GET", b"HEAD", b"PUT", b"DELETE"):
-            token = await self._caller(request)
+            token = await caller_token(self.member, request)
             wanted = RangeRequest(key) if method in (b"GET", b"HEAD") else (
                 PutRequest(key) if method == b"PUT" else DeleteRangeRequest(key))
             self.member.authorize(token, wanted)
@@ -264,7 +257,7 @@ class RestAPI:
         limit = _non_negative_argument(request, b"limit")
         if len(prefix) > MAX_KEY_BYTES:
             raise HTTPError(413, "key_too_large", f"the prefix is {len(prefix)} bytes; the limit is {MAX_KEY_BYTES}")
-        self.member.authorize(await self._caller(request), RangeRequest(prefix, prefix_range_end(prefix)))
+        self.member.authorize(await caller_token(self.member, request), RangeRequest(prefix, prefix_range_end(prefix)))
         await self._read_barrier(request)
         await self._wait_if_asked(request, prefix, prefix_range_end(prefix))
         found = self.member.range_request(RangeRequest(prefix, prefix_range_end(prefix), limit=limit, revision=revision))
@@ -340,7 +333,7 @@ class RestAPI:
 
     async def _member(self, request, method: bytes, digits: bytes):
         member_id = validation.member_id(digits)
-        self.member.authorize_admin(await self._caller(request))
+        self.member.authorize_admin(await caller_token(self.member, request))
         if method == b"POST":
             return await self.members.add(request, member_id)
         hint = ""

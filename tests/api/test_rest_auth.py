@@ -46,10 +46,18 @@ class RestAuthTests(AuthRouteTestCase):
         self.assertEqual((await self.rest("GET", "/a", "Bearer nonsense"))[0], 401)
         self.assertEqual((await self.rest("GET", "/a", basic("u", "wrong")))[0], 400)
 
-    async def test_members_need_root(self):
-        """Adding or removing a member is refused to ``u``."""
+    async def test_members_and_admin_routes_need_root(self):
+        """Adding or removing a member, a snapshot and the keyspace hash are
+        refused to ``u``; the member listing needs a user; health does not."""
         self.assertEqual((await self.rest("DELETE", "/9", f"Bearer {self.user}"))[0], 403)
         self.assertEqual((await self.rest("POST", "/9", f"Bearer {self.user}", b"http://127.0.0.1:1"))[0], 403)
+        self.assertEqual((await self.rest("DELETE", "/admin/members/9", f"Bearer {self.user}"))[0], 403)
+        self.assertEqual((await self.rest("POST", "/admin/snapshot", f"Bearer {self.user}"))[0], 403)
+        self.assertEqual((await self.rest("GET", "/admin/hashkv", f"Bearer {self.user}"))[0], 403)
+        self.assertEqual((await self.rest("GET", "/admin/hashkv", basic("root", "pw")))[0], 200)
+        self.assertEqual((await self.rest("GET", "/admin/members", None))[0], 400)
+        self.assertEqual((await self.rest("GET", "/admin/members", f"Bearer {self.user}"))[0], 200)
+        self.assertEqual((await self.rest("GET", "/health", None))[0], 200)
 
 
 AUTHORIZATION_VALUES = st.one_of(
