@@ -57,6 +57,7 @@ class AuthChecker:
         self._verify = verify or (lambda password, stored: deferToThread(verify_password, password, stored))
         self._watches: dict[int, tuple[object, str, bytes, bytes]] = {}
         self._prune_at = 64
+        self._passwords = {name: user.password_hash for name, user in state().users.items()}
 
     @property
     def enabled(self) -> bool:
@@ -145,8 +146,15 @@ class AuthChecker:
             self._prune_at = max(64, 2 * len(self._watches))
 
     def auth_changed(self) -> None:
-        """The auth state changed: cancel the watches no longer permitted."""
+        """The auth state changed: forget the tokens of users deleted or
+        with a new password (as etcd does), and cancel the watches no longer
+        permitted."""
         state = self._state()
+        passwords = {name: user.password_hash for name, user in state.users.items()}
+        for name, password_hash in self._passwords.items():
+            if passwords.get(name) != password_hash:
+                self.tokens.forget_user(name)
+        self._passwords = passwords
         for watch_key, (watch, user, key, range_end) in list(self._watches.items()):
             if getattr(watch, "canceled", False):
                 del self._watches[watch_key]

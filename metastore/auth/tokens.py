@@ -34,6 +34,10 @@ class TokenProvider(Protocol):
         """The user ``token`` stands for; ``InvalidAuthToken`` when it is
         unknown, malformed or expired."""
 
+    def forget_user(self, user: str) -> None:
+        """Invalidate every token issued to ``user`` that can be (its
+        password changed, or it was deleted)."""
+
 
 @dataclass
 class _Issued:
@@ -69,6 +73,11 @@ class SimpleTokens:
         issued.expires_at = now + self._ttl
         return issued.user
 
+    def forget_user(self, user: str) -> None:
+        """Invalidate every token of ``user``."""
+        for token in [t for t, i in self._issued.items() if i.user == user]:
+            del self._issued[token]
+
     def _forget_expired(self) -> None:
         now = self._clock.seconds()
         for token in [t for t, i in self._issued.items() if i.expires_at <= now]:
@@ -103,6 +112,9 @@ class JwtTokens:
         if claims["exp"] <= self._clock.seconds():
             raise InvalidAuthToken()
         return claims["username"]
+
+    def forget_user(self, user: str) -> None:
+        """Nothing to forget: a signed token is valid until it expires (as in etcd)."""
 
 
 class TokenOptionError(ValueError):

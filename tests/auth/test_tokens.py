@@ -158,6 +158,20 @@ class CheckerTests(SynchronousTestCase):
         failure = self.failureResultOf(defer.Deferred.fromCoroutine(self.checker.authenticate("ghost", "pw")))
         failure.trap(errors.AuthFailed)
 
+    def test_new_password_or_deleted_user_voids_simple_tokens(self):
+        """After a password change the user's old tokens are invalid; other users' stay valid."""
+        from metastore.auth.messages import UserChangePassword, UserDelete
+
+        self.state.apply(UserChangePassword("u", b"new"))
+        self.checker.auth_changed()
+        self.assertRaises(errors.InvalidAuthToken, self.checker.authorize, self.user, RangeRequest(b"a"))
+        self.checker.authorize(self.root, RangeRequest(b"a"))
+        fresh = self.tokens.issue("u", self.state.revision)
+        self.checker.authorize(fresh, RangeRequest(b"a"))
+        self.state.apply(UserDelete("u"))
+        self.checker.auth_changed()
+        self.assertRaises(errors.InvalidAuthToken, self.tokens.user_of, fresh)
+
     def test_revoked_permission_cancels_tracked_watch(self):
         """After the permission goes, the watch is cancelled with etcd's reason; others stay."""
 
