@@ -18,7 +18,7 @@ from twisted.internet.threads import deferToThread
 from metastore.api.v3.errors import INVALID_ARGUMENT, V3Error
 from metastore.api.v3.header import Headers
 from metastore.api.v3.json_fields import bool_field, bytes_field, object_field, raw_field
-from metastore.auth import errors
+from metastore.auth.errors import RoleNotFound, UserEmpty, UserNotFound
 from metastore.auth.messages import (
     AuthDisable,
     AuthEnable,
@@ -71,7 +71,7 @@ class AuthService:
         """``UserAdd`` (the password hashed here, off the reactor thread)."""
         self._member.authorize_admin(token)
         if not name:
-            raise errors.UserEmpty()
+            raise UserEmpty()
         hashed = b"" if no_password else await self._hash(password)
         await self._change(token, UserAdd(name, hashed, no_password))
 
@@ -96,7 +96,7 @@ class AuthService:
         """``UserGet``: the user's roles."""
         state = await self._read(token)
         if name not in state.users:
-            raise errors.UserNotFound()
+            raise UserNotFound()
         return state.users[name].roles
 
     async def user_list(self, token: str | None) -> tuple[str, ...]:
@@ -123,7 +123,7 @@ class AuthService:
         """``RoleGet``: the role's permissions, by key."""
         state = await self._read(token)
         if role not in state.roles:
-            raise errors.RoleNotFound()
+            raise RoleNotFound()
         return state.roles[role].permissions
 
     async def role_list(self, token: str | None) -> tuple[str, ...]:
