@@ -194,13 +194,7 @@ class RestAPI:
 
     async def _key_request(self, request, key: bytes, allow: bytes):
         method = request.method
-        if method in (b"GET", b"HEAD", b"PUT", b"DELETE"):
-            token = await caller_token(self.member, request)
-            wanted = RangeRequest(key) if method in (b"GET", b"HEAD") else (
-                PutRequest(key) if method == b"PUT" else DeleteRangeRequest(key))
-            self.member.authorize(token, wanted)
-            if method != b"GET" and write_condition(request, key):
-                self.member.authorize(token, RangeRequest(key))
+        await self._authorize_key(request, key)
         if method in (b"GET", b"HEAD"):
             return await self._get(request, key)
         if method == b"PUT":
@@ -208,6 +202,20 @@ class RestAPI:
         if method == b"DELETE":
             return await self._delete(request, key)
         raise HTTPError(405, "method_not_allowed", f"{method.decode('ascii', 'replace')} is not allowed here", {b"Allow": allow})
+
+    async def _authorize_key(self, request, key: bytes) -> None:
+        """Raise etcd's auth error unless the caller may do to ``key`` what
+        the method does: read it (GET, HEAD, and a write's condition) or
+        write it (PUT, DELETE)."""
+        method = request.method
+        wanted = {b"GET": RangeRequest(key), b"HEAD": RangeRequest(key), b"PUT": PutRequest(key),
+                  b"DELETE": DeleteRangeRequest(key)}.get(method)
+        if wanted is None:
+            return
+        token = await caller_token(self.member, request)
+        self.member.authorize(token, wanted)
+        if method in (b"PUT", b"DELETE") and write_condition(request, key):
+            self.member.authorize(token, RangeRequest(key))
 
     @staticmethod
     def _checked_key(key: bytes) -> bytes:
