@@ -62,6 +62,9 @@ class AuthState:
     revision: int = 1
     users: dict[str, User] = field(default_factory=dict)
     roles: dict[str, Role] = field(default_factory=dict)
+    _encoded: bytes | None = field(default=None, compare=False, repr=False)
+    """``encode``'s answer until the next change (the applier stores the
+    record with every batch, so this is on the write path)."""
 
     # -- questions -----------------------------------------------------------
 
@@ -84,6 +87,7 @@ class AuthState:
         revision, or raise etcd's ``AuthError`` and change nothing."""
         _APPLY[type(command)](self, command)
         self.revision += 1
+        self._encoded = None
 
     def _enable(self, command: AuthEnable) -> None:
         if self.enabled:
@@ -172,6 +176,11 @@ class AuthState:
 
     def encode(self) -> bytes:
         """The stored (msgpack) form, the same bytes on every member for the same state."""
+        if self._encoded is None:
+            self._encoded = self._pack()
+        return self._encoded
+
+    def _pack(self) -> bytes:
         return msgpack.packb([
             1, self.enabled, self.revision,
             [[u.name, u.password_hash, list(u.roles), u.no_password] for u in sorted(self.users.values(), key=_name)],
