@@ -23,7 +23,7 @@ $(BIN)/python:
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python $(SOURCES)
-	$(BIN)/python -m pip install --quiet ".[test]"
+	$(BIN)/python -m pip install --quiet ".[test,docs]"
 	@touch $(STAMP)
 
 build: $(STAMP) ## Create .venv and install MetaStore into it

@@ -28,6 +28,9 @@ setup(
         # 1.85.1 generated them (make protos).
         "grpcio>=1.85.1",
         "protobuf>=7.35.1",
+        # The blocking client (metastore.client.sync) and metastorectl.
+        "urllib3>=2.3.0",
+        "click>=8.1.0",
         # JWT auth tokens (--auth-token jwt,...); cryptography for RS256.
         "PyJWT[crypto]>=2.8.0",
     ],
@@ -44,14 +47,24 @@ setup(
             "psycopg2-binary>=2.9.13",
             # python-etcd3, a gRPC client (tests/test_grpc_etcd3_client.py).
             "etcd3>=0.12.0",
-        ]
+            # The dashboard test drives Debian's chromium (never a browser
+            # Playwright downloads); the OpenAPI document is checked live.
+            "playwright>=1.65.2",
+            "schemathesis>=4.32.5",
+        ],
+        "docs": ["mkdocs>=1.6.1"],
     },
-    package_data={"metastore.api.grpc.proto": ["*.proto", "*.pyi"]},
+    package_data={
+        "metastore.api.grpc.proto": ["*.proto", "*.pyi"],
+        # The web dashboard at /ui (metastore.api.dashboard): served as shipped.
+        "metastore.api": ["ui/*.html", "ui/*.js", "ui/*.css", "ui/*.svg"],
+    },
     entry_points={
         "console_scripts": [
             "metastore = metastore.cli:main",
             "metastore-chaos = metastore.chaos.cli:main",
             "metastore-bench = metastore.bench.cli:main",
+            "metastorectl = metastore.ctl.cli:main",
         ]
     },
 )

@@ -22,6 +22,9 @@ MAX_KEY_BYTES = 1536
 """The largest key accepted: 1.5 KiB."""
 
 
+MAX_WORKERS = 64
+
+
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the flag."""
 
@@ -73,6 +76,9 @@ class Config:
     auto_compaction_retention: str = DEFAULT_RETENTION
     """Revisions to keep (revision mode) or a duration (periodic mode, e.g.
     ``5m``; a bare number is hours, as in etcd); ``0`` turns it off."""
+    workers: int = 0
+    """Front processes serving the client port (``metastore.workers``);
+    0 serves it from this process alone."""
 
     def auto_compaction_policy(self) -> AutoCompactionPolicy | None:
         """The auto-compaction policy the flags ask for (None: off)."""
@@ -93,6 +99,8 @@ class Config:
             raise ConfigError("--port must be between 0 and 65535")
         if self.grpc_port is not None and not 0 <= self.grpc_port <= 65535:
             raise ConfigError("--grpc-port must be between 0 and 65535")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"--workers must be between 0 and {MAX_WORKERS}")
         if self.storage not in STORAGE_ENGINES:
             raise ConfigError(f"--storage must be one of {', '.join(STORAGE_ENGINES)}")
         if self.snapshot_count < 1:

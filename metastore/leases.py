@@ -15,7 +15,10 @@ apply.  ``Lessor`` is that clock-keeper:
   (again after ``revoke_retry`` seconds while the revoke has not applied);
 - every ``checkpoint_interval`` it proposes the remaining TTLs
   (``LeaseCheckpointRequest``), so a restart of the whole cluster resumes
-  from them rather than from the whole TTLs;
+  from them rather than from the whole TTLs; a checkpoint that applies
+  after a keepalive it did not see (the keepalive was in the log, not yet
+  applied, when the remaining TTL was computed) is corrected at once by
+  another, so a new leader does not count from the stale value;
 - on losing leadership it forgets every deadline.
 
 Keepalives are replicated commands (``LeaseKeepAliveRequest``) rather than
@@ -156,6 +159,7 @@ class Lessor(service.Service):
         here if leading (and its shown countdown on any member, as a
         checkpoint does); a revoke ends it."""
         now = self._clock.seconds()
+        stale = []
         for event in changes.lease_events:
             lease_id = event.lease.id
             if event.kind in ("grant", "keepalive"):
@@ -164,10 +168,18 @@ class Lessor(service.Service):
                     self._set_deadline(lease_id, now + event.lease.ttl)
             elif event.kind == "checkpoint":
                 self._estimates[lease_id] = now + (event.lease.remaining_ttl or event.lease.ttl)
+                if self._leading and lease_id in self._deadlines:
+                    # Computed before a keepalive that applied first: the store now
+                    # holds less than the lease has, which a new leader would use.
+                    remaining = min(self.remaining_ttl(event.lease), event.lease.ttl)
+                    if remaining > (event.lease.remaining_ttl or event.lease.ttl):
+                        stale.append((lease_id, remaining))
             elif event.kind == "revoke":
                 self._estimates.pop(lease_id, None)
                 self._deadlines.pop(lease_id, None)
                 self._revoking.pop(lease_id, None)
+        if stale:
+            self._propose(LeaseCheckpointRequest(tuple(stale))).addErrback(self._ignored, "checkpoint correction")
 
     def check(self) -> None:
         """Follow leadership; while leading, revoke what expired and

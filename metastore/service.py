@@ -22,6 +22,7 @@ from twisted.internet.error import CannotListenError
 from metastore import raft
 from metastore.api.admin import AdminAPI
 from metastore.api.peer_status import PeerStatusClient
+from metastore.api.fastpath import HotRoutes
 from metastore.api.rest import RestAPI
 from metastore.api.root import member_root
 from metastore.api.site import MetaStoreSite
@@ -150,6 +151,8 @@ class MemberService(service.MultiService):
         """Compacts the MVCC history (``metastore.compacting``)."""
         self.grpc = grpc
         """The ``GrpcService`` when --grpc-port is given, else None."""
+        self.fronts = None
+        """The ``FrontSupervisor`` with --workers, else None."""
         self.removed: defer.Deferred = defer.Deferred()
         # Started in this order, stopped in reverse: the node answers no
         # request after the API stops, and sends nothing after the transport;
@@ -284,6 +287,20 @@ def _seed(config: Config, wal: WAL, state: WALState, snapshots: SnapshotDirector
     conf = raft.ConfState(voters=header.cluster_state.voters)
     wal.save_snapshot(raft.SnapshotMetadata(header.index, header.term, conf))
     wal.sync()
+
+
+def restore_data_dir(config: Config, fsync=os.fsync) -> None:
+    """Seed a new member's empty data directory from ``config.restore_from``
+    exactly as ``--restore-from`` does at start, without starting it
+    (``metastorectl snapshot restore``); the member then starts with the
+    same flags minus ``--restore-from``.  Raises ``StartupError``."""
+    paths = _paths(config)
+    wal, state = _open_wal(config, paths.wal, fsync)
+    try:
+        snapshots = _open_snapshots(paths.snap, config.max_snapshots, fsync)
+        _seed(config, wal, state, snapshots, paths.snap, fsync)
+    finally:
+        wal.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,16 +456,27 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
                max_request_bytes=config.max_request_bytes)
     metrics = instrument(node, api) if config.metrics else None
     root = member_root(rest.app.resource(), admin, v3.app.resource(), metrics=metrics and metrics.resource())
-    site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout)
+    site = MetaStoreSite(root, config.max_request_bytes, reactor=reactor, header_timeout=config.header_timeout,
+                         hot_routes=HotRoutes(api, v3))
     if metrics is not None:
         site.request_observer = metrics.request_durations(root.is_mounted)
-    endpoint = endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host)
     if grpc is not None:
         grpc.registrations = _grpc_servicers(api, reactor, config, history_compaction)
-    member = MemberService(config, node, transport, ListenerService(endpoint, site), api, history_compaction, grpc)
+    if config.workers:
+        from metastore.workers.supervisor import PortClaim
+
+        http = PortClaim(config.listen_host, config.port)
+    else:
+        http = ListenerService(endpoints.TCP4ServerEndpoint(reactor, config.port, interface=config.listen_host), site)
+    member = MemberService(config, node, transport, http, api, history_compaction, grpc)
     member.metrics = metrics
     lessor.setServiceParent(member)
     watch_hub.setServiceParent(member)
+    if config.workers:
+        from metastore.workers.supervisor import add_fronts
+
+        member.fronts = add_fronts(member, config, reactor, api, site, history_compaction.wait_physical,
+                                   lambda: node.compaction.restoring)
     return member
 
 

@@ -9,6 +9,7 @@ line and exits with status 1.  ``--version`` prints MetaStore's version.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from twisted.application import service
@@ -18,6 +19,7 @@ from twisted.python import usage
 from metastore.config import STORAGE_ENGINES, Config, ConfigError
 from metastore.kv.autocompaction import DEFAULT_MODE, DEFAULT_RETENTION, MODES
 from metastore.errors import StartupError
+from metastore.gctuning import tune_for_server
 from metastore.logs import FORMATS, LEVELS, twistd_observer_factory
 from metastore.options import VersionOption
 
@@ -99,6 +101,9 @@ class Options(VersionOption, usage.Options):
             DEFAULT_RETENTION,
             "History kept: revisions (revision mode) or a duration such as 5m or 1h (periodic mode); 0 turns it off.",
         ],
+        ["workers", None, "0",
+         "Front processes serving the HTTP APIs on the client port beside this core process "
+         "(Raft, the WAL and apply stay here): a number, or auto (one per core when there are several)."],
         ["auth-token", None, "simple",
          "Auth tokens: simple, or jwt,priv-key=PATH[,pub-key=PATH],sign-method=RS256|HS256[,ttl=5m] (etcd's --auth-token)."],
         ["auth-token-ttl", None, "300", "Seconds a simple auth token lives after its last use."],
@@ -135,6 +140,7 @@ class Options(VersionOption, usage.Options):
                 values["grpc_port"] = int(self["grpc-port"])
             except ValueError:
                 raise usage.UsageError(f"--grpc-port must be an integer, got {self['grpc-port']!r}") from None
+        values["workers"] = _workers(self["workers"])
         strict = self["strict-reconfig-check"].strip().lower()
         if strict not in ("true", "false"):
             raise usage.UsageError(f"--strict-reconfig-check must be true or false, got {self['strict-reconfig-check']!r}")
@@ -162,7 +168,6 @@ class Options(VersionOption, usage.Options):
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
 
-
     def _check_logging(self) -> None:
         """Validate --log-format and --log-level; under twistd, prepare the
         member's observer (``log_observer_factory``) unless twistd was given
@@ -177,6 +182,17 @@ class Options(VersionOption, usage.Options):
             self.log_observer_factory = twistd_observer_factory(
                 self["log-format"], self["log-level"], twistd.get("logfile") or "", bool(twistd.get("nodaemon"))
             )
+
+
+def _workers(value: str) -> int:
+    """``--workers``: a count, or ``auto`` for one per core when there are several."""
+    if value.strip().lower() == "auto":
+        cores = os.cpu_count() or 1
+        return cores if cores > 1 else 0
+    try:
+        return int(value)
+    except ValueError:
+        raise usage.UsageError(f"--workers must be an integer or auto, got {value!r}") from None
 
 
 def _reactor(config: Config):
@@ -220,6 +236,12 @@ class _CommandLineMember(service.MultiService):
         self.member = member
         self._log_observer_factory = log_observer_factory
         member.setServiceParent(self)
+
+    def startService(self) -> None:
+        """Start the member, then set the garbage collector for a long-running
+        server (``metastore.gctuning``)."""
+        super().startService()
+        tune_for_server()
 
     def setServiceParent(self, parent) -> None:
         """Join twistd's application, giving it the member's log observer."""

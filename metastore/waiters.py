@@ -15,23 +15,43 @@ from metastore.errors import RequestTimedOut
 
 class PendingRequests:
     """Deferreds waiting for their entry to be applied, by request id; each
-    fails with ``RequestTimedOut`` if its timeout passes first."""
+    fails with ``RequestTimedOut`` if its timeout passes first.
+
+    Every request has the same timeout, so deadlines come in the order the
+    requests do: one timer, set for the oldest deadline, serves them all
+    (a timer per request costs the reactor more than the request's whole
+    routing)."""
 
     def __init__(self, clock, timeout: float) -> None:
         self._clock = clock
         self._timeout = timeout
-        self._waiting: dict[bytes, tuple[defer.Deferred, object]] = {}
+        self._waiting: dict[bytes, tuple[defer.Deferred, float]] = {}
+        """In the order added, so in deadline order."""
+        self._timer = None
 
     def add(self, request_id: bytes) -> defer.Deferred:
         """A Deferred for the result of the entry proposed as ``request_id``."""
         d = defer.Deferred()
-        call = self._clock.callLater(self._timeout, self._expire, request_id)
-        self._waiting[request_id] = (d, call)
+        self._waiting[request_id] = (d, self._clock.seconds() + self._timeout)
+        if self._timer is None:
+            self._timer = self._clock.callLater(self._timeout, self._expire_due)
         return d
 
-    def _expire(self, request_id: bytes) -> None:
-        d, _ = self._waiting.pop(request_id)
-        d.errback(RequestTimedOut("the request timed out; a write may still be applied"))
+    def _expire_due(self) -> None:
+        """Fail the waiters whose deadline has come; set the timer for the next."""
+        self._timer = None
+        now = self._clock.seconds()
+        due = []
+        for request_id, (_, deadline) in self._waiting.items():
+            if deadline > now:
+                break
+            due.append(request_id)
+        for request_id in due:
+            d, _ = self._waiting.pop(request_id)
+            d.errback(RequestTimedOut("the request timed out; a write may still be applied"))
+        if self._waiting and self._timer is None:
+            first_deadline = next(iter(self._waiting.values()))[1]
+            self._timer = self._clock.callLater(max(0.0, first_deadline - now), self._expire_due)
 
     def resolve(self, request_id: bytes, result: object) -> None:
         """Fire the waiter of ``request_id`` (if this member has one) with
@@ -39,7 +59,6 @@ class PendingRequests:
         ``KVError``) fails it instead."""
         found = self._waiting.pop(request_id, None)
         if found is not None:
-            found[1].cancel()
             if isinstance(result, Exception):
                 found[0].errback(result)
             else:
@@ -48,8 +67,10 @@ class PendingRequests:
     def fail_all(self, error: Exception) -> None:
         """Fail every waiter with ``error``."""
         waiting, self._waiting = self._waiting, {}
-        for d, call in waiting.values():
-            call.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for d, _ in waiting.values():
             d.errback(error)
 
     def __len__(self) -> int:

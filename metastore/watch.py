@@ -312,11 +312,20 @@ class WatchHub(service.Service):
         found: dict[Watch, list[WatchEvent]] = {}
         for event, prev in zip(changes.events, changes.prev_kvs):
             at = event.kv.mod_revision
+            # One WatchEvent per event (two with prev_kv asked), however many watchers.
+            shared: list[WatchEvent | None] = [None, None]
             for watch in itertools.chain(self._by_key.get(event.kv.key, ()), self._ranges):
                 if at >= watch.next_revision and watch.wants(event):
-                    found.setdefault(watch, []).append(_watch_event(event, prev if watch.prev_kv else None))
+                    made = shared[watch.prev_kv]
+                    if made is None:
+                        made = shared[watch.prev_kv] = _watch_event(event, prev if watch.prev_kv else None)
+                    found.setdefault(watch, []).append(made)
+        # Watchers that get the same events get the same tuple, so an API can
+        # encode it once for all of them (a fan-out to many watchers of a prefix).
+        tuples: dict[tuple[int, ...], tuple[WatchEvent, ...]] = {}
         for watch, events in found.items():
-            watch._push(WatchResponse(watch.id, changes.revision, tuple(events)))
+            same = tuples.setdefault(tuple(map(id, events)), tuple(events))
+            watch._push(WatchResponse(watch.id, changes.revision, same))
 
     # -- replay -----------------------------------------------------------------
 

@@ -282,6 +282,9 @@ class OptionsTests(SynchronousTestCase):
                 (7, 2, 4, True, 16),
             )
         options = BenchOptions()
+        options.parseOptions(["watch-memory", "--api", "v3", "-u", "http://a:1", "--pid", str(os.getpid())])
+        self.assertEqual((options.subOptions["watchers"], options.subOptions["settle"]), (1000, 2.0))
+        options = BenchOptions()
         pid = os.getpid()
         options.parseOptions(["txn-mixed", "-u", "http://a:1", "--read-ratio", "0.25", "--pid", f"{pid},1"])
         self.assertEqual((options.config.read_ratio, options.subOptions["pids"]), (0.25, [pid, 1]))
@@ -302,6 +305,9 @@ class OptionsTests(SynchronousTestCase):
             ["txn-mixed", "--url", "http://a:1", "--read-ratio", "2"],
             ["watch", "--url", "http://a:1"],
             ["lease-keepalive", "--url", "http://a:1"],
+            ["watch-memory", "--url", "http://a:1", "--pid", str(os.getpid())],
+            ["watch-memory", "--api", "v3", "--url", "http://a:1"],
+            ["watch-memory", "--api", "v3", "--url", "http://a:1", "--pid", str(os.getpid()), "--watchers", "0"],
             ["put", "--url", "http://a:1", "--pid", "self"],
             ["put", "--url", "http://a:1", "--pid", "99999999"],
         ):

@@ -203,6 +203,23 @@ class EtcdV3Tests(TestCase):
         self.assertGreater(document["delivery_latency_ms"]["max"], 0)
         self.assertGreater(document["puts"]["servers"][0]["cpu_ms"], 0)
 
+    async def test_watch_memory(self) -> None:
+        """500 idle watchers are all created and each costs etcd memory
+        (about 130 KB through its gateway: far above the few MB its garbage
+        collector moves RSS by)."""
+        status, document = await bench([
+            "watch-memory", "--api", "v3", "-u", self.url, "--watchers", "500", "--settle", "0.5",
+            "--pid", str(self.etcd.process.pid),
+        ])
+        self.assertEqual(status, 0)
+        self.assertEqual(document["watchers_created"], 500)
+        self.assertEqual(document["watch_outcomes"], {})
+        pid = str(self.etcd.process.pid)
+        growth = document["rss_after_bytes"][pid] - document["rss_before_bytes"][pid]
+        self.assertEqual(document["rss_growth_bytes"], growth)
+        self.assertEqual(document["bytes_per_watcher"], round(growth / 500))
+        self.assertGreater(document["bytes_per_watcher"], 20_000)
+
 
 class CeilingServerTests(TestCase):
     """The trivial server of docs/benchmark.md answers every request, pipelined or not."""

@@ -85,6 +85,9 @@ class ReplicationTests(ClusterTestCase):
             self.assertEqual(member["peer_urls"], [self.cluster.peer_urls[member["id"] - 1]])
             self.assertEqual(member["client_urls"], [self.cluster.members[member["id"]].url])
             self.assertIsInstance(member["applied_index"], int)
+            self.assertIsInstance(member["term"], int)
+            self.assertEqual(member["healthy"], True)
+            self.assertEqual(member["role"], "leader" if member["id"] == self.leader_id else "follower")
 
     async def _all_client_urls_published(self) -> bool:
         code, body, _ = await self.cluster.request(1, "GET", "/admin/members")

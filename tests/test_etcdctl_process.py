@@ -125,7 +125,21 @@ class ClusterCommandTests(EtcdctlTestCase):
             return len(hashes) == 3 and len({h["HashKV"]["hash"] for h in hashes}) == 1
 
         await wait_until(hashes_agree, timeout=20, what="every member's HashKV to agree")
+
+    async def test_alarm_list_and_disarm(self):
+        """alarm list shows what is raised (here through the JSON API) and
+        alarm disarm clears it, on any member."""
         self.assertEqual(await self.etcdctl("alarm", "list", members=(1, 2, 3)), "")
+        body = json.dumps({"action": "ACTIVATE", "memberID": "2", "alarm": "NOSPACE"}).encode()
+        status, answer, _ = await self.cluster.request(1, "POST", "/v3/maintenance/alarm", body)
+        self.assertEqual(status, 200, answer)
+        self.assertEqual(await self.etcdctl("alarm", "list", members=(3,)), "memberID:2 alarm:NOSPACE \n")
+        code, _, err = await self.etcdctl("put", "k", "v", check=False)
+        self.assertEqual(code, 1)
+        self.assertIn("etcdserver: mvcc: database space exceeded", err)
+        self.assertEqual(await self.etcdctl("alarm", "disarm", members=(2,)), "memberID:2 alarm:NOSPACE \n")
+        self.assertEqual(await self.etcdctl("alarm", "list"), "")
+        self.assertEqual(await self.etcdctl("put", "k", "v"), "OK\n")
 
     async def test_member_add_learner_promote_remove(self):
         """A learner added with etcdctl joins, is promoted once caught up,

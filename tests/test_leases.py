@@ -30,6 +30,31 @@ class Cluster:
         return defer.succeed(self.store.apply(self.index, [command])[0])
 
 
+class QueuedCluster(Cluster):
+    """A store whose proposals wait in the log until ``commit()`` applies
+    them in order, as a real cluster's commit latency makes them wait."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending = []
+
+    def propose(self, command):
+        """Append ``command``; its Deferred fires when ``commit`` applies it."""
+        self.proposed.append(command)
+        d = defer.Deferred()
+        self.pending.append((command, d))
+        return d
+
+    def commit(self) -> None:
+        """Apply every pending entry in log order (and what they propose meanwhile)."""
+        for _ in range(100):
+            if not self.pending:
+                return
+            command, d = self.pending.pop(0)
+            self.index += 1
+            d.callback(self.store.apply(self.index, [command])[0])
+
+
 class LessorTests(SynchronousTestCase):
     """Expiry happens only on the leader, on its clock, as a replicated revoke."""
 
@@ -116,6 +141,32 @@ class LessorTests(SynchronousTestCase):
         self.clock.pump([0.5] * 2)
         self.assertEqual(self.revokes(after), [9])
 
+    def test_a_checkpoint_overtaken_by_a_keepalive_is_corrected(self):
+        """A checkpoint the leader computed while a keepalive was in the log
+        but not yet applied lands after it, with the old remaining TTL.  The
+        leader sees that and proposes the right one at once, so a new
+        leader never counts from the stale one: the lease lives the whole
+        TTL after the keepalive."""
+        cluster = QueuedCluster()
+        self.lessor("a", cluster, checkpoint_interval=9)
+        self.lessor("b", cluster, checkpoint_interval=1000)
+        self.clock.advance(0.5)  # a leads
+        cluster.propose(LeaseGrantRequest(10, 5))
+        cluster.commit()  # deadline on a: 10.5
+        self.clock.pump([0.5] * 17)  # t = 9.0
+        cluster.propose(LeaseKeepAliveRequest(5))  # in the log, not yet applied
+        self.clock.advance(0.5)  # t = 9.5: a checkpoints 1 s left
+        self.assertEqual(cluster.proposed[-1], LeaseCheckpointRequest(((5, 1),)))
+        cluster.commit()  # the keepalive (deadline 19.5), then the stale checkpoint, then the correction
+        self.assertEqual(cluster.proposed[-1], LeaseCheckpointRequest(((5, 10),)))
+        self.assertEqual(cluster.store.lease(5), Lease(5, 10, 10))
+        self.leading = {"a": False, "b": True}
+        self.clock.pump([0.5] * 19)  # t = 19.0: b leads since 10.0
+        cluster.commit()
+        self.assertEqual(self.revokes(cluster), [])
+        self.clock.pump([0.5] * 2)
+        self.assertEqual(self.revokes(cluster), [5])
+
     def test_revoke_is_retried_until_it_applies(self):
         """A revoke that fails (no quorum) is proposed again later, not lost."""
         failing = []
@@ -157,6 +208,11 @@ class LessorTests(SynchronousTestCase):
         self.cluster.propose(LeaseKeepAliveRequest(4))
         self.clock.advance(0.5)
         self.assertEqual(follower.status(4).ttl, 29)
+        # A checkpoint of 12 s while "a" leads with 29.5 s left would be
+        # corrected by "a" at once (test_a_checkpoint_overtaken_by_a_keepalive_is_corrected):
+        # let "a" step down first, as if the checkpoint came from a leader that had 12 s.
+        self.leading["a"] = False
+        self.clock.advance(0.5)
         self.cluster.propose(LeaseCheckpointRequest(((4, 12),)))
         self.assertEqual(follower.status(4).ttl, 12)
         restarted = Lessor(self.cluster.store, self.cluster.propose, self.clock, lambda: False)

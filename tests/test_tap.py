@@ -94,6 +94,24 @@ class PluginTests(SynchronousTestCase):
         error = self.assertRaises(usage.UsageError, Options().parseOptions, ["--auto-compaction-mode", "hourly"])
         self.assertIn("--auto-compaction-mode", str(error))
 
+    def test_workers_flag(self):
+        """No fronts by default; a count; ``auto`` is one per core when there
+        are several, none on one core; anything else names the flag."""
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(options.config.workers, 0)
+        options = Options()
+        options.parseOptions(["--workers", "3"])
+        self.assertEqual(options.config.workers, 3)
+        for cores, expected in ((1, 0), (2, 2), (8, 8)):
+            self.patch(os, "cpu_count", lambda cores=cores: cores)
+            options = Options()
+            options.parseOptions(["--workers", "auto"])
+            self.assertEqual(options.config.workers, expected)
+        for bad in ("many", "-1", "65"):
+            error = self.assertRaises(usage.UsageError, Options().parseOptions, ["--workers", bad])
+            self.assertIn("--workers", str(error))
+
 
     def test_metrics_and_log_flags(self):
         """Metrics are on by default and --metrics off turns them off; log

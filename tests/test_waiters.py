@@ -32,6 +32,37 @@ class PendingRequestsTests(SynchronousTestCase):
         pending.resolve(b"a", "late")
         self.assertEqual(len(pending), 0)
 
+    def test_each_request_times_out_at_its_own_deadline(self):
+        """Requests added at different times expire each after the full
+        timeout from its own start, whichever others were resolved, with
+        one timer pending at a time."""
+        clock = Clock()
+        pending = PendingRequests(clock, 5)
+        first = pending.add(b"a")
+        clock.advance(1)
+        resolved = pending.add(b"b")
+        clock.advance(1)
+        third = pending.add(b"c")
+        pending.resolve(b"b", "done")
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(3)
+        self.failureResultOf(first, RequestTimedOut)
+        self.assertEqual(self.successResultOf(resolved), "done")
+        clock.advance(1.9)
+        self.assertNoResult(third)
+        clock.advance(0.1)
+        self.failureResultOf(third, RequestTimedOut)
+        self.assertEqual((len(pending), clock.getDelayedCalls()), (0, []))
+
+    def test_fail_all_cancels_the_timer(self):
+        """Failing every waiter leaves no timer behind."""
+        clock = Clock()
+        pending = PendingRequests(clock, 5)
+        d = pending.add(b"a")
+        pending.fail_all(RequestTimedOut("stopping"))
+        self.failureResultOf(d, RequestTimedOut)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
 
 class AppliedWaitersTests(SynchronousTestCase):
     """Waiters on the applied index fire in index order, once covered."""

@@ -101,6 +101,23 @@ class WatchHubBehaviour:
         self.clock.advance(0)
         self.assertEqual([e.prev_kv.value for r in replayed.responses for e in r.events], [b"1", b"2"])
 
+    def test_watchers_of_the_same_events_share_them(self):
+        """A fan-out makes each event once (twice with prev_kv asked), and
+        watchers that get the same events get the same tuple, so an API
+        can encode it once for all of them."""
+        prefix = (b"f/", prefix_range_end(b"f/"))
+        readers = [self.watch(*prefix)[1] for _ in range(3)]
+        _, with_prev = self.watch(*prefix, prev_kv=True)
+        _, one_key = self.watch(b"f/a")
+        self.apply(TxnRequest((), (PutRequest(b"f/a", b"1"), PutRequest(b"f/b", b"2"))))
+        shared = readers[0].responses[-1].events
+        self.assertEqual([(e.kv.key, e.kv.value) for e in shared], [(b"f/a", b"1"), (b"f/b", b"2")])
+        self.assertTrue(all(r.responses[-1].events is shared for r in readers))
+        self.assertIsNot(with_prev.responses[-1].events, shared)
+        self.assertEqual(with_prev.responses[-1].events[0].kv, shared[0].kv)
+        self.assertIs(one_key.responses[-1].events[0], shared[0])
+        self.assertEqual(len(one_key.responses[-1].events), 1)
+
     def test_range_and_all_keys(self):
         """A range watch sees keys in [key, range_end); b"\\0" means every key from key."""
         _, ranged = self.watch(b"b", b"d")

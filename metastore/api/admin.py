@@ -21,7 +21,7 @@ from metastore.api import validation
 from metastore.api.credentials import caller_token
 from metastore.api.errors import RETRY_AFTER_SECONDS, HTTPError, answer_failure, write_error
 from metastore.api.members import MembershipAPI
-from metastore.api.peer_status import PeerStatusClient
+from metastore.api.peer_status import PeerStatus, PeerStatusClient
 from metastore.api.v3.versions import version_document
 from metastore.facade import MemberFacade
 
@@ -159,12 +159,13 @@ class AdminAPI:
     @app.route("/admin/members", methods=_methods("/admin/members"))
     async def members(self, request):
         """Every member: peer and client URLs, learner or voter, who leads,
-        and each one's applied index (null when it cannot be reached).
-        With auth on, any authenticated user (as etcd's member list)."""
+        and what each one reports of itself (applied index, term, role,
+        health; all null when it cannot be reached).  With auth on, any
+        authenticated user (as etcd's member list)."""
         self.member.authorize_user(await caller_token(self.member, request))
         listed = self.member.members()
         leader = self.member.leader_id
-        applied = await defer.gatherResults([defer.ensureDeferred(self._applied_index(m)) for m in listed])
+        statuses = await defer.gatherResults([defer.ensureDeferred(self._status(m)) for m in listed])
         return _json(request, {
             "member_id": self.member.member_id,
             "leader": leader,
@@ -175,18 +176,23 @@ class AdminAPI:
                     "client_urls": [m.client_url] if m.client_url else [],
                     "is_learner": m.is_learner,
                     "is_leader": m.member_id == leader,
-                    "applied_index": index,
+                    "applied_index": None if s is None else s.applied_index,
+                    "term": None if s is None else s.term,
+                    "role": None if s is None else s.role,
+                    "healthy": None if s is None else s.healthy,
                 }
-                for m, index in zip(listed, applied)
+                for m, s in zip(listed, statuses)
             ],
         })
 
-    async def _applied_index(self, member) -> int | None:
+    async def _status(self, member) -> PeerStatus | None:
+        """What ``member`` reports of itself (read locally for this one)."""
         if member.member_id == self.member.member_id:
-            return self.member.status().applied_index
+            own = self.member.status()
+            return PeerStatus(own.applied_index, own.term, own.role, own.healthy)
         if not member.client_url:
             return None
-        return await self._peers.applied_index(member.client_url)
+        return await self._peers.status(member.client_url)
 
     @app.route("/admin/members/", branch=True)
     async def member(self, request):

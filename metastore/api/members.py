@@ -44,9 +44,9 @@ class MembershipAPI:
 
     @staticmethod
     async def _change(operation, hint: str = "") -> None:
+        # The error comes raised, or (from a front's remote facade) as the failure.
         try:
-            d = operation()
+            await operation()
         except MembershipError as e:
             message = str(e) + (hint if e.code == "no_such_member" else "")
             raise HTTPError(_STATUS.get(e.code, 400), e.code, message) from None
-        await d

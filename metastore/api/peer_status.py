@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import treq
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 
 PEER_STATUS_TIMEOUT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    """The part of a member's ``/admin/status`` that ``/admin/members`` repeats."""
+
+    applied_index: int
+    term: int
+    role: str
+    healthy: bool
 
 log = Logger()
 
@@ -22,14 +34,19 @@ class PeerStatusClient:
             Agent(reactor, connectTimeout=timeout, pool=HTTPConnectionPool(reactor, persistent=False))
         )
 
-    async def applied_index(self, client_url: str) -> int | None:
-        """The applied index the member at ``client_url`` reports, or None."""
+    async def status(self, client_url: str) -> PeerStatus | None:
+        """What the member at ``client_url`` reports of itself, or None."""
         try:
             d = self._http.get(client_url + "/admin/status")
             d.addTimeout(self._timeout, self._reactor)
             response = await d
             body = await treq.json_content(response)
-            return int(body["applied_index"])
+            return PeerStatus(
+                applied_index=int(body["applied_index"]),
+                term=int(body["term"]),
+                role=str(body["role"]),
+                healthy=bool(body["healthy"]),
+            )
         except Exception as e:  # unreachable, slow or confused: reported as unknown
             log.debug("no status from {url}: {e}", url=client_url, e=e)
             return None

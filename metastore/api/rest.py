@@ -40,7 +40,7 @@
   a write's ``If-Match``) or write (PUT, DELETE) permission, members need
   the root role.  401, 403 or 400 with etcd's message otherwise.
 - ``/v3/``, ``/kv/``, ``/admin/``, ``/health``, ``/livez``, ``/readyz``,
-  ``/metrics``, ``/version`` are reserved: never keys at the root.
+  ``/metrics``, ``/version``, ``/ui`` are reserved: never keys at the root.
 """
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ from metastore.kv.messages import (
     prefix_range_end,
 )
 
-RESERVED_PREFIXES = (b"/v3/", b"/kv/", b"/admin/", b"/health", b"/livez", b"/readyz", b"/metrics", b"/version")
+RESERVED_PREFIXES = (
+    b"/v3/", b"/kv/", b"/admin/", b"/health", b"/livez", b"/readyz", b"/metrics", b"/version", b"/ui",
+)
 KEY_METHODS = b"GET, HEAD, PUT, DELETE"
 MEMBER_METHODS = b"GET, HEAD, PUT, POST, DELETE"
 KV_PREFIX = b"/kv/"

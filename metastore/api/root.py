@@ -1,7 +1,7 @@
 """The root of a member's HTTP tree: which API owns which path.
 
 Each API is mounted by its first path segment, either for everything under
-it (``admin``, ``v3``) or for that one path alone (``health``,
+it (``admin``, ``v3``, ``ui``) or for that one path alone (``health``,
 ``livez``, ``readyz``, ``version``), and sees the request's path whole, as
 if it were the root; every other path belongs to the seed REST API.  A new API is one more
 mount, without touching the others.
@@ -10,6 +10,8 @@ mount, without touching the others.
 from __future__ import annotations
 
 from twisted.web.resource import IResource, Resource
+
+from metastore.api.dashboard import DashboardResource
 
 
 class RootResource(Resource):
@@ -47,10 +49,11 @@ def member_root(
     ``/readyz`` and ``/version`` to ``admin``, ``/v3/...`` (and the older
     ``/v3beta/...`` and ``/v3alpha/...``) to ``v3``, ``/metrics`` to
     ``metrics`` (to ``admin``, which answers 404, when metrics are off: the
-    path stays reserved), everything else to ``seed``."""
+    path stays reserved), ``/ui`` and ``/ui/...`` to the dashboard,
+    everything else to ``seed``."""
     exact = {name: admin for name in (b"health", b"livez", b"readyz", b"version")}
     exact[b"metrics"] = admin if metrics is None else metrics
-    mounts = {b"admin": admin}
+    mounts = {b"admin": admin, b"ui": DashboardResource()}
     if v3 is not None:
         mounts.update({name: v3 for name in (b"v3", b"v3beta", b"v3alpha")})
     return RootResource(seed, mounts, exact=exact)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import tempfile
 import time
 
 from twisted.web import http, server
@@ -79,6 +80,13 @@ class MetaStoreRequest(server.Request):
             return
         super().handleContentChunk(data)
 
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """Hand the request to the site's hot routes when they take it
+        (``metastore.api.fastpath``), else to the resource tree."""
+        hot_routes = self.channel.site.hot_routes
+        if hot_routes is None or not hot_routes.answer(self, command, path, version):
+            super().requestReceived(command, path, version)
+
     def __repr__(self) -> str:
         """Method and target, whatever bytes they hold (Twisted's own repr
         raises on a target that is not ASCII)."""
@@ -117,6 +125,8 @@ MALFORMED_REQUEST = (b"400 Bad Request", json.dumps({
     "error": "bad_request",
     "message": "the request line or a header is malformed (or the body's framing is)",
 }).encode())
+SPOOL_BODY_BYTES = 100_000
+"""Bodies this long or longer (or of unknown length) are buffered in a file."""
 LINGER_SECONDS = 5
 """How long a refused connection may go on sending before it is cut."""
 
@@ -141,9 +151,17 @@ class MetaStoreChannel(http.HTTPChannel):
     """
 
     _refused = False
+    _host = None
     _linger = None
     _head_deadline = None
     _reading_head = True
+
+    def getHost(self):
+        """This end's address, asked of the socket once per connection
+        (every request asks for it)."""
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         self._refuse(*MALFORMED_REQUEST)
@@ -199,8 +217,11 @@ class MetaStoreChannel(http.HTTPChannel):
             return
         if self._reading_head and self._head_deadline is None and data:
             timeout = self.site.header_timeout
-            self._head_deadline = self.callLater(timeout, self._refuse, *_head_too_slow(timeout))
+            self._head_deadline = self.callLater(timeout, self._head_timed_out, timeout)
         super().dataReceived(data)
+
+    def _head_timed_out(self, timeout: float) -> None:
+        self._refuse(*_head_too_slow(timeout))  # the body is made only when needed: not per request
 
     def allHeadersReceived(self) -> None:
         """The head arrived in time: its deadline no longer applies."""
@@ -221,7 +242,9 @@ class MetaStoreChannel(http.HTTPChannel):
 
 
 class MetaStoreSite(server.Site):
-    """A ``Site`` with MetaStore's request limits and binary-safe routing.
+    """A ``Site`` with MetaStore's request limits and binary-safe routing;
+    the requests ``hot_routes`` takes (``metastore.api.fastpath.HotRoutes``)
+    bypass the resource tree.
 
     A connection that sends nothing for ``idle_timeout`` seconds (by
     default ``IDLE_TIMEOUT_SECONDS``), including one stuck in the middle of
@@ -237,12 +260,23 @@ class MetaStoreSite(server.Site):
 
     def __init__(self, resource, max_request_bytes: int, reactor=None,
                  idle_timeout: float = IDLE_TIMEOUT_SECONDS,
-                 header_timeout: float = HEADER_TIMEOUT_SECONDS) -> None:
+                 header_timeout: float = HEADER_TIMEOUT_SECONDS, hot_routes=None) -> None:
         super().__init__(resource, timeout=idle_timeout, reactor=reactor)
+        self.hot_routes = hot_routes
         self.max_request_bytes = max_request_bytes
         self.header_timeout = header_timeout
         self.displayTracebacks = False
         self.noisy = False
+
+    @staticmethod
+    def getContentFile(length: int | None):
+        """Where a request's body is buffered: memory for a small body of
+        known length, a temporary file otherwise (as Twisted does; defined
+        here because Twisted looks this method up on every request, and a
+        missing one costs an exception each time)."""
+        if length is not None and length < SPOOL_BODY_BYTES:
+            return io.BytesIO()
+        return tempfile.TemporaryFile()
 
     def getResourceFor(self, request):
         """Route on the percent-encoded segments (see the module docstring)."""

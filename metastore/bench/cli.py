@@ -1,7 +1,8 @@
 """``metastore-bench`` (also ``python -m metastore.bench``): the command line.
 
 Subcommands, as etcd's ``benchmark`` tool: ``put``, ``range``,
-``txn-mixed``, ``watch``, ``lease-keepalive``.  Each takes the common
+``txn-mixed``, ``watch``, ``lease-keepalive``; and ``watch-memory`` (RSS
+per idle watcher).  Each takes the common
 options (endpoints, API, clients, connections, total or duration, key and
 value sizes, key space, server PIDs for CPU accounting, ``--json``).
 """
@@ -31,6 +32,7 @@ from metastore.bench.report import (
     watch_result_as_json,
 )
 from metastore.bench.watch import WatchRun
+from metastore.bench.watch_memory import IdleWatchers, format_idle_watch_report, idle_watch_result_as_json
 
 
 def _common_parameters(clients: int = 64) -> list:
@@ -208,6 +210,28 @@ class WatchOptions(_CommonOptions):
         WatchRun(None, self.config, self["watchers"])
 
 
+class WatchMemoryOptions(_CommonOptions):
+    """``watch-memory``: open N idle watchers (one key each) and report the
+    servers' RSS growth per watcher (needs ``--pid``)."""
+
+    synopsis = "--api v3 --endpoints URL --pid PID [--watchers N] [--settle S] [options]"
+    optParameters = _common_parameters(clients=1) + [
+        ["watchers", None, 1000, "Idle watch streams (one connection each, one key each).", int],
+        ["settle", None, 2.0, "Seconds to wait after the last watch is created before reading RSS.", float],
+    ]
+
+    def check_api(self) -> None:
+        """Watches need the v3 API; memory needs the server processes."""
+        if self["watchers"] < 1:
+            raise usage.UsageError("--watchers must be at least 1")
+        if self["settle"] < 0:
+            raise usage.UsageError("--settle must not be negative")
+        try:
+            IdleWatchers(None, self.config, self["watchers"], tuple(self["pids"]))
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+
+
 class LeaseKeepaliveOptions(_CommonOptions):
     """``lease-keepalive``: grant leases, then refresh them in a closed loop."""
 
@@ -234,7 +258,7 @@ class LeaseKeepaliveOptions(_CommonOptions):
 class BenchOptions(usage.Options):
     """Command line of ``metastore-bench``: one subcommand and its options."""
 
-    synopsis = "metastore-bench put|range|txn-mixed|watch|lease-keepalive --endpoints URL [options]"
+    synopsis = "metastore-bench put|range|txn-mixed|watch|watch-memory|lease-keepalive --endpoints URL [options]"
     longdesc = (
         "Drive closed-loop keep-alive HTTP/1.1 clients against MetaStore (--api seed) or etcd's JSON "
         "gateway (--api v3) and print requests/s, p50/p90/p99/p99.9/max latency, errors by kind and a "
@@ -246,6 +270,7 @@ class BenchOptions(usage.Options):
         ["range", None, RangeOptions, "Read keys (--consistency l|s)."],
         ["txn-mixed", None, TxnMixedOptions, "Mixed writes and reads (--read-ratio)."],
         ["watch", None, WatchOptions, "Watch fan-out: events/s and delivery latency."],
+        ["watch-memory", None, WatchMemoryOptions, "RSS per idle watcher (with --pid)."],
         ["lease-keepalive", None, LeaseKeepaliveOptions, "Lease keepalives."],
     ]
 
@@ -294,6 +319,11 @@ async def run_command(reactor, options: BenchOptions, out: TextIO = sys.stdout, 
         print(json.dumps(watch_result_as_json(config, sub["watchers"], watched, *costs), indent=2) if as_json
               else format_watch_report(config, sub["watchers"], watched, *costs), file=out)
         return 1 if watched.delivered == 0 else 0
+    if options.subCommand == "watch-memory":
+        idle = await IdleWatchers(reactor, config, sub["watchers"], tuple(sub["pids"]), sub["settle"]).run()
+        print(json.dumps(idle_watch_result_as_json(idle), indent=2) if as_json else format_idle_watch_report(idle),
+              file=out)
+        return 1 if idle.created == 0 else 0
     if options.subCommand == "lease-keepalive":
         lease_ids, granted = await grant_leases(reactor, config, sub["leases"] or config.clients)
         print(f"granted {len(lease_ids)} leases in {granted.elapsed:.2f}s {granted.overall.outcomes}", file=err)

@@ -25,6 +25,7 @@ import time
 from twisted.internet import defer, task, utils
 
 from metastore.config import Config
+from metastore.gctuning import tune_for_server
 from metastore.service import open_member
 
 PROBE_SECONDS = 0.01
@@ -50,18 +51,22 @@ class Timings:
         return timed
 
     def summary(self) -> str:
-        """Count, how many on the reactor thread, and the maximum in ms."""
+        """Count, how many on the reactor thread, the total, mean and maximum in ms."""
         longest = max((d for d, _ in self.calls), default=0.0)
+        total = sum(d for d, _ in self.calls)
+        mean = total / len(self.calls) if self.calls else 0.0
         on_reactor = sum(r for _, r in self.calls)
-        return f"{len(self.calls)} calls ({on_reactor} on the reactor thread), max {longest * 1000:.1f} ms"
+        return (f"{len(self.calls)} calls ({on_reactor} on the reactor thread), total {total * 1000:.0f} ms, "
+                f"mean {mean * 1000:.2f} ms, max {longest * 1000:.1f} ms")
 
 
 def _ms(values: list[float], fraction: float) -> str:
     return f"{values[min(len(values) - 1, int(len(values) * fraction))] * 1000:.1f} ms"
 
 
-async def measure(reactor, command: list[str], storage: str = "rocksdb") -> None:
-    """Run ``command`` against a fresh member and print the figures."""
+async def measure(reactor, command: list[str], storage: str = "rocksdb", tune_gc: bool = False) -> None:
+    """Run ``command`` against a fresh member (with ``tune_gc``, the
+    collector set as ``twistd metastore`` sets it) and print the figures."""
     config = Config(cluster=("http://127.0.0.1:0",), port=0, data_dir=tempfile.mkdtemp(), storage=storage,
                     snapshot_count=5000, snapshot_catchup_entries=1000).validate()
     member = open_member(config, reactor)
@@ -72,6 +77,8 @@ async def measure(reactor, command: list[str], storage: str = "rocksdb") -> None
         if member.node.is_leader:
             break
         await task.deferLater(reactor, 0.02, lambda: None)
+    if tune_gc:
+        tune_for_server()
     reactor_thread = threading.get_ident()
     engine, wal = member.node.store.engine, member.node.wal
     timed = {name: Timings(reactor_thread) for name in ("engine.commit", "engine.sync", "wal.save", "wal.release_to")}
@@ -80,13 +87,16 @@ async def measure(reactor, command: list[str], storage: str = "rocksdb") -> None
     wal.save = timed["wal.save"].wrap(wal.save)
     wal.release_to = timed["wal.release_to"].wrap(wal.release_to)
     pauses: list[float] = []
+    all_pauses: list[float] = []
     gc_started = [0.0]
 
     def gc_callback(phase: str, info: dict) -> None:
         if phase == "start":
             gc_started[0] = time.perf_counter()
-        elif info.get("generation") == 2:
-            pauses.append(time.perf_counter() - gc_started[0])
+            return
+        all_pauses.append(time.perf_counter() - gc_started[0])
+        if info.get("generation") == 2:
+            pauses.append(all_pauses[-1])
 
     gc.callbacks.append(gc_callback)
     lateness: list[float] = []
@@ -110,16 +120,18 @@ async def measure(reactor, command: list[str], storage: str = "rocksdb") -> None
           f"p50 {_ms(lateness, 0.5)}")
     for name, timing in timed.items():
         print(f"{name}: {timing.summary()}")
-    print(f"gc generation-2 pauses: {len(pauses)}, max {max(pauses, default=0.0) * 1000:.1f} ms")
+    print(f"gc generation-2 pauses: {len(pauses)}, max {max(pauses, default=0.0) * 1000:.1f} ms; "
+          f"all collections: {len(all_pauses)}, total {sum(all_pauses) * 1000:.0f} ms")
     await member.stopService()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m metastore.bench.reactor_lag [--memory] -- COMMAND...``."""
+    """``python -m metastore.bench.reactor_lag [--memory] [--tune-gc] -- COMMAND...``."""
     args = list(sys.argv[1:] if argv is None else argv)
-    storage = "memory" if "--memory" in args[: args.index("--")] else "rocksdb"
+    options = args[: args.index("--")]
+    storage = "memory" if "--memory" in options else "rocksdb"
     command = args[args.index("--") + 1:]
-    task.react(lambda reactor: defer.ensureDeferred(measure(reactor, command, storage)))
+    task.react(lambda reactor: defer.ensureDeferred(measure(reactor, command, storage, "--tune-gc" in options)))
 
 
 if __name__ == "__main__":

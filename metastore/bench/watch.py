@@ -15,6 +15,7 @@ import base64
 import json
 import time
 from dataclasses import dataclass, replace
+from typing import Callable
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
@@ -60,7 +61,7 @@ class WatchStream(Protocol):
     """One watch: sends its create request, then turns each newline-framed
     JSON message of the chunked answer into delivered events."""
 
-    def __init__(self, run: WatchRun, request: bytes) -> None:
+    def __init__(self, run, request: bytes) -> None:
         self._run = run
         self._request = request
         self._parser = StreamingResponseParser(self._head, self._body, self._end)
@@ -144,6 +145,35 @@ class WatchResult:
         return self.delivered / self.elapsed if self.elapsed > 0 else 0.0
 
 
+async def open_watch_streams(owner, config: BenchConfig, count: int,
+                             ranges: Callable[[int], tuple[bytes, bytes]]) -> tuple[list[WatchStream], int]:
+    """Open ``count`` watch streams, one connection each, round-robin over
+    the targets, watch ``i`` on ``ranges(i)`` (key, range_end); wait until
+    each is confirmed (or ``request_timeout`` passes).  ``owner`` is what
+    the streams report to (a ``WatchRun`` or alike: ``reactor``,
+    ``streams``, ``tally``, ``stopping``, ``now()``, ``delivered()``).  Returns the
+    connected streams and how many were confirmed created; failures are
+    tallied on ``owner``."""
+    streams = []
+    for i in range(count):
+        target = config.targets[i % len(config.targets)]
+        key, range_end = ranges(i)
+        request = V3Requests(target, config.key_prefix, TimestampValues(0, owner.now)).watch_request(key, range_end)
+        endpoint_type = TCP6ClientEndpoint if ":" in target.host else TCP4ClientEndpoint
+        endpoint = endpoint_type(owner.reactor, target.host, target.port, timeout=config.request_timeout)
+        streams.append(connectProtocol(endpoint, WatchStream(owner, request)))
+    connected = [s for ok, s in await DeferredList(streams, consumeErrors=True) if ok]
+    for _ in range(len(streams) - len(connected)):
+        owner.tally.record_error(WATCH_EVENT, "connect-failed")
+    for stream in connected:  # a watch that is never confirmed must not hang the run
+        stream.created.addTimeout(config.request_timeout, owner.reactor)
+    created_flags = await DeferredList([s.created for s in connected], consumeErrors=True)
+    created = sum(1 for fired, confirmed in created_flags if fired and confirmed)
+    for _ in range(len(connected) - created):
+        owner.tally.record_error(WATCH_EVENT, WATCH_NOT_CREATED)
+    return connected, created
+
+
 class WatchRun:
     """Opens the watchers, runs the writers, waits for the fan-out to drain."""
 
@@ -178,24 +208,8 @@ class WatchRun:
         the writers' measured phase begins and ends."""
         config = self._config
         prefix = config.key_prefix.encode()
-        streams = []
-        for i in range(self._watchers):
-            target = config.targets[i % len(config.targets)]
-            request = V3Requests(target, config.key_prefix, TimestampValues(0, self.now)).watch_request(
-                prefix, prefix_end(prefix)
-            )
-            endpoint_type = TCP6ClientEndpoint if ":" in target.host else TCP4ClientEndpoint
-            endpoint = endpoint_type(self.reactor, target.host, target.port, timeout=config.request_timeout)
-            streams.append(connectProtocol(endpoint, WatchStream(self, request)))
-        connected = [s for ok, s in await DeferredList(streams, consumeErrors=True) if ok]
-        for _ in range(len(streams) - len(connected)):
-            self.tally.record_error(WATCH_EVENT, "connect-failed")
-        for stream in connected:  # a watch that is never confirmed must not hang the run
-            stream.created.addTimeout(config.request_timeout, self.reactor)
-        created_flags = await DeferredList([s.created for s in connected], consumeErrors=True)
-        created = sum(1 for fired, confirmed in created_flags if fired and confirmed)
-        for _ in range(len(connected) - created):
-            self.tally.record_error(WATCH_EVENT, WATCH_NOT_CREATED)
+        connected, created = await open_watch_streams(self, config, self._watchers,
+                                                      lambda i: (prefix, prefix_end(prefix)))
 
         values = TimestampValues(max(config.value_size, 20), self.now)
         builders = {t: V3Requests(t, config.key_prefix, values, config.key_size) for t in config.targets}

@@ -8,6 +8,9 @@ Example::
 prints the report, writes ``report.json`` and ``history.jsonl`` into the
 work directory, and exits 0 only when the history is linearizable, no
 acknowledged write was lost and the cluster converged after healing.
+``--workload lease,watch`` (or ``all``) adds the lease and watch workloads
+and their checks: no kept-alive lease expires, every watcher receives
+exactly the history, from every member alike.
 ``--check HISTORY`` only checks an existing history file.
 ``metastore-chaos soak ...`` runs a soak instead (``metastore/chaos/soak.py``);
 ``metastore-chaos failover ...`` times writes in flight across leader kills
@@ -26,7 +29,7 @@ from twisted.python import usage
 
 from metastore.chaos.checker import Operation, check_history
 from metastore.chaos.nemesis import NEMESES
-from metastore.chaos.runner import ChaosRun, RunConfig
+from metastore.chaos.runner import WORKLOADS, ChaosRun, RunConfig
 from metastore.chaos import failover, soak
 from metastore.options import VersionOption
 
@@ -44,9 +47,15 @@ class ChaosOptions(VersionOption, usage.Options):
         ["clients", None, 6, "register (read/write/CAS) clients", int],
         ["set-clients", None, 2, "set (unique-key append) clients", int],
         ["request-timeout", None, 2.0, "the members' --request-timeout", float],
+        ["workers", None, 0, "the members' --workers (front processes per member)", int],
         ["client-timeout", None, 3.0, "seconds before a client gives up (the operation becomes unknown)", float],
         ["runs", None, 1, "run this many times (seeds seed, seed+1, ...; work dirs run-1, run-2, ...)", int],
         ["check", None, None, "only check this history.jsonl file and exit"],
+        ["workload", None, "register,set",
+         f"comma-separated workloads among {', '.join(WORKLOADS)} (or 'all')"],
+        ["lease-keepers", None, 4, "leases kept alive by the lease workload", int],
+        ["lease-ttl", None, 6, "TTL of the kept-alive leases (renewed every second)", int],
+        ["watchers", None, 2, "watchers per member of the watch workload", int],
     ]
 
     def postOptions(self) -> None:
@@ -64,6 +73,14 @@ class ChaosOptions(VersionOption, usage.Options):
             self["nemesis"] = chosen
         if self["members"] < 1:
             raise usage.UsageError("--members must be at least 1")
+        workloads = self["workload"].strip()
+        chosen = WORKLOADS if workloads == "all" else tuple(w.strip() for w in workloads.split(",") if w.strip())
+        unknown = [w for w in chosen if w not in WORKLOADS]
+        if unknown or not chosen:
+            raise usage.UsageError(f"unknown workload {unknown}; choose among {', '.join(WORKLOADS)}")
+        self["workload"] = chosen
+        if self["lease-ttl"] < 2 or self["lease-keepers"] < 1 or self["watchers"] < 1:
+            raise usage.UsageError("--lease-ttl must be at least 2, --lease-keepers and --watchers at least 1")
 
     def config(self) -> RunConfig:
         """The run configuration these options describe."""
@@ -71,6 +88,9 @@ class ChaosOptions(VersionOption, usage.Options):
             size=self["members"], duration=self["duration"], nemeses=self["nemesis"], workdir=self["workdir"],
             seed=self["seed"], register_clients=self["clients"], set_clients=self["set-clients"],
             request_timeout=self["request-timeout"], client_timeout=self["client-timeout"],
+            workloads=self["workload"], lease_keepers=self["lease-keepers"], lease_ttl=self["lease-ttl"],
+            watchers_per_member=self["watchers"],
+            extra_member_args=("--workers", str(self["workers"])) if self["workers"] else (),
         )
 
 

@@ -14,6 +14,13 @@ The run:
 5. checks the register history for linearizability and the set for lost
    acknowledged writes, and writes ``history.jsonl`` and ``report.json``.
 
+The ``lease`` and ``watch`` workloads (``metastore/chaos/lease_watch.py``)
+run beside them when asked for (``workloads``): lease keepers renew leases
+through the faults and must never lose one they kept alive; resuming
+watchers must end with exactly the history every member reads back.  The
+members then keep their whole history (``--auto-compaction-retention 0``)
+so that it can be read back from revision 1.
+
 Client outcomes: 2xx, 404 on GET, and 412 are definite; a refused
 connection is a definite failure (nothing was sent); a timeout, a 503 or any
 other error leaves a write ``unknown``.
@@ -46,7 +53,15 @@ from metastore.chaos.checker import (
     check_set,
 )
 from metastore.chaos.cluster import ProxiedCluster
+from metastore.chaos.lease_watch import LEASE, WATCH, LeaseWatchConfig, LeaseWatchWorkload
 from metastore.chaos.nemesis import NEMESES, Fault
+from metastore.chaos.v3client import non_retrying_pool
+
+
+REGISTER = "register"
+SET = "set"
+WORKLOADS = (REGISTER, SET, LEASE, WATCH)
+"""Every workload a run can drive, by its command-line name."""
 
 
 @dataclass
@@ -69,6 +84,21 @@ class RunConfig:
     converge_timeout: float = 90.0
     max_states: int = 2_000_000
     extra_member_args: tuple[str, ...] = ()
+    workloads: tuple[str, ...] = (REGISTER, SET)
+    lease_keepers: int = 4
+    lease_ttl: int = 6
+    watchers_per_member: int = 2
+
+    def lease_watch_config(self) -> LeaseWatchConfig:
+        """The lease and watch workloads' configuration."""
+        return LeaseWatchConfig(lease_keepers=self.lease_keepers, lease_ttl=self.lease_ttl,
+                                watchers_per_member=self.watchers_per_member, client_timeout=self.client_timeout,
+                                seed=self.seed)
+
+    @property
+    def lease_watch_workloads(self) -> tuple[str, ...]:
+        """The lease and watch workloads of this run, if any."""
+        return tuple(w for w in self.workloads if w in (LEASE, WATCH))
 
 
 @dataclass
@@ -93,11 +123,15 @@ class RunReport:
     converged: bool = False
     history_file: str = ""
     elapsed: float = 0.0
+    lease_watch: dict | None = None
+    lease_watch_lines: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        """Linearizable, nothing lost, and the cluster came back."""
-        return self.linearizable is True and not self.lost_writes and self.converged
+        """Linearizable, nothing lost, the cluster came back, and (when they
+        ran) the lease and watch checks passed."""
+        lease_watch_ok = self.lease_watch is None or self.lease_watch["passed"]
+        return self.linearizable is True and not self.lost_writes and self.converged and lease_watch_ok
 
     def to_json(self) -> dict:
         """A JSON-ready dict."""
@@ -132,6 +166,7 @@ class RunReport:
             f"({self.set_unknown_present} of them present)"
         )
         lines.append(f"acknowledged writes lost: {len(self.lost_writes)} {self.lost_writes[:20] or ''}".rstrip())
+        lines += self.lease_watch_lines
         lines.append(f"cluster converged after healing: {'yes' if self.converged else 'NO'}")
         lines.append(f"history: {self.history_file}")
         lines.append("PASS" if self.passed else "FAIL")
@@ -158,19 +193,9 @@ class _Outcome:
         self.refused = refused
 
 
-class _QuietClientFactory(client._HTTP11ClientFactory):
-    """The pool's per-connection factory without its start/stop log lines."""
-
-    noisy = False
-
-
 def _http_client(reactor) -> tuple[treq.client.HTTPClient, client.HTTPConnectionPool]:
-    """A client over a persistent pool that never retries a request by
-    itself: a silently repeated PUT would corrupt the history."""
-    pool = client.HTTPConnectionPool(reactor, persistent=True)
-    pool.retryAutomatically = False
-    pool.maxPersistentPerHost = 32
-    pool._factory = _QuietClientFactory
+    """A treq client over a pool that never retries a request by itself."""
+    pool = non_retrying_pool(reactor)
     return treq.client.HTTPClient(client.Agent(reactor, pool=pool)), pool
 
 
@@ -194,6 +219,8 @@ class ChaosRun:
         self._active_keys: list[list] = []
         os.makedirs(config.workdir, exist_ok=True)
         args = ["--request-timeout", str(config.request_timeout), *config.extra_member_args]
+        if config.lease_watch_workloads:
+            args += ["--auto-compaction-retention", "0"]
         self.cluster = ProxiedCluster(reactor, config.size, os.path.join(config.workdir, "data"), extra=args)
         self.http, self._pool = _http_client(reactor)
 
@@ -389,22 +416,39 @@ class ChaosRun:
         """Run everything; always stops the members and proxies."""
         config = self.config
         report = RunReport(config={k: (list(v) if isinstance(v, tuple) else v) for k, v in config.__dict__.items()})
+        lease_watch = None
         try:
             await self.cluster.start()
             await self.cluster.wait_converged(timeout=config.converge_timeout)
             self.clock = _Clock()
-            clients = [defer.ensureDeferred(self._register_client(i)) for i in range(config.register_clients)]
-            clients += [defer.ensureDeferred(self._set_client(i)) for i in range(config.set_clients)]
+            if config.lease_watch_workloads:
+                urls = {i: m.url for i, m in self.cluster.members.items()}
+                lease_watch = LeaseWatchWorkload(self.reactor, urls, config.lease_watch_config(),
+                                                 config.lease_watch_workloads)
+                await lease_watch.start()
+            clients = []
+            if REGISTER in config.workloads:
+                clients += [defer.ensureDeferred(self._register_client(i)) for i in range(config.register_clients)]
+            if SET in config.workloads:
+                clients += [defer.ensureDeferred(self._set_client(i)) for i in range(config.set_clients)]
             nemesis = defer.ensureDeferred(self._nemesis()) if config.nemeses else defer.succeed(None)
             await self._sleep(config.duration)
             self.stopping = True
+            if lease_watch is not None:
+                clients.append(defer.ensureDeferred(lease_watch.stop_writes()))
             await defer.gatherResults(clients + [nemesis])
             await self._heal_everything()
             report.converged = await self.cluster.wait_converged(timeout=config.converge_timeout)
+            if lease_watch is not None:
+                verdict = await lease_watch.verify()
+                report.lease_watch = verdict.to_json()
+                report.lease_watch_lines = verdict.summary_lines()
             keys = sorted({op.key for op in self.history.operations})
             await self._final_reads(keys, self.cluster.ids)
             present = await self._present_set_keys(self.set_acknowledged + self.set_unknown)
         finally:
+            if lease_watch is not None:
+                await lease_watch.close()
             await self._pool.closeCachedConnections()
             await self.cluster.stop()
         self._fill_report(report, present)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import msgpack
 
@@ -111,7 +111,21 @@ class AppliedChanges:
     lease_events: tuple[LeaseEvent, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class StoreState:
+    """A store's counters, membership and leases at one moment: with the
+    history read at that moment, all a replica needs (``Engine.restore``)."""
+
+    revision: int
+    applied_index: int
+    compacted_revision: int
+    physically_compacted_revision: int
+    cluster_state: ClusterState | None
+    leases: tuple[Lease, ...]
+
+
 Listener = Callable[[AppliedChanges], None]
+CommandListener = Callable[[int, int, Sequence["RequestOp | CompactionRequest | None"]], None]
 
 
 def _in_range(name: bytes, key: bytes, range_end: bytes | None) -> bool:
@@ -458,6 +472,11 @@ class KeyValueStore:
         self.engine = engine
         self.listeners: list[Listener] = []
         """Called with each apply's ``AppliedChanges`` once it is committed."""
+        self.command_listeners: list[CommandListener] = []
+        """Called with ``(applied index before, index, commands)`` for each
+        apply once it is committed, before ``listeners``: a replica that
+        applies the same commands in the same order holds the same state
+        (``metastore.workers``)."""
 
     @property
     def revision(self) -> int:
@@ -560,6 +579,7 @@ class KeyValueStore:
         etcd would answer, in which case the command changed nothing)."""
         batch = _Batch(self.engine)
         previous_revision = self.engine.revision
+        previous_index = self.engine.applied_index
         results = [None if c is None else self._apply_one(batch, c) for c in commands]
         self.engine.commit(
             batch.events,
@@ -569,6 +589,8 @@ class KeyValueStore:
             batch.compacted_revision if batch.compaction_changed else None,
             batch.lease_changes(),
         )
+        for command_listener in self.command_listeners:
+            command_listener(previous_index, index, commands)
         if self.listeners and (batch.events or batch.lease_events):
             changes = AppliedChanges(
                 previous_revision, batch.revision, tuple(batch.events), tuple(batch.prev_kvs), tuple(batch.lease_events)
@@ -576,6 +598,15 @@ class KeyValueStore:
             for listener in list(self.listeners):
                 listener(changes)
         return results
+
+    def dump(self) -> tuple[StoreState, Iterable[Event]]:
+        """The store as it is now: its ``StoreState`` and its retained
+        history, which later applies and compaction steps do not change."""
+        engine = self.engine
+        items = engine.snapshot_items()
+        state = StoreState(engine.revision, engine.applied_index, engine.compacted_revision,
+                           engine.physically_compacted_revision, engine.cluster_state, tuple(engine.leases()))
+        return state, items
 
     def lease(self, lease_id: int) -> Lease | None:
         """Lease ``lease_id`` as applied, or None."""

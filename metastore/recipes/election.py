@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from metastore.client.concurrency import first_in_line
 from metastore.recipes.client import RestClient
 from metastore.recipes.lock import Lock
 
@@ -53,4 +54,5 @@ class Election:
 
 
 def _leader(entries) -> str | None:
-    return min(entries, key=lambda e: e.create_revision).value if entries else None
+    leader = first_in_line(entries)
+    return None if leader is None else leader.value

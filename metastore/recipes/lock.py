@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 
+from metastore.client.concurrency import first_in_line, predecessor
 from metastore.recipes.client import RestClient
 from metastore.recipes.keepalive import KeepAlive
 
@@ -43,14 +44,13 @@ class Lock:
         self._keepalive = KeepAlive(self.client, self.key, self.ttl, self._clock)
         while True:
             entries, index = await self.client.list(self.name)
-            older = [e for e in entries if e.create_revision < self.revision]
             if not any(e.key == self.key for e in entries):
                 self._stop()
                 raise LockLost(f"{self.key} is gone (its lease expired?)")
-            if not older:
+            ahead = predecessor(entries, self.revision)
+            if ahead is None:
                 return
-            predecessor = max(older, key=lambda e: e.create_revision)
-            await self.client.get(predecessor.key, index=index, wait=WAIT_SECONDS)
+            await self.client.get(ahead.key, index=index, wait=WAIT_SECONDS)
 
     async def release(self) -> None:
         """Give the lock up (or stop waiting for it)."""
@@ -67,7 +67,8 @@ class Lock:
     async def holder(self) -> str | None:
         """The key of the current holder, or None when nobody holds it."""
         entries, _ = await self.client.list(self.name)
-        return min(entries, key=lambda e: e.create_revision).key if entries else None
+        holder = first_in_line(entries)
+        return None if holder is None else holder.key
 
     def _stop(self) -> None:
         if self._keepalive is not None:

@@ -342,6 +342,7 @@ class BadInputTests(SingleMemberTestCase):
         members, body = await self.request("GET", "/admin/members")
         [me] = json.loads(body)["members"]
         self.assertEqual((me["id"], me["is_leader"], me["applied_index"]), (1, True, document["applied_index"]))
+        self.assertEqual((me["term"], me["role"], me["healthy"]), (document["term"], "leader", True))
 
     async def test_health_and_version(self):
         """/health reports a healthy leader; /version names the version."""

@@ -6,6 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource, getChildForRequest
 from twisted.web.test.requesthelper import DummyRequest
 
+from metastore.api.dashboard import DashboardResource
 from metastore.api.root import RootResource, member_root
 
 
@@ -57,3 +58,11 @@ class RootTests(SynchronousTestCase):
         root = RootResource(Leaf("seed"), {b"v3": Leaf("v3")})
         self.assertEqual(route(root, b"/v3/kv/range"), ("v3", [b"v3", b"kv", b"range"]))
         self.assertEqual(route(root, b"/admin/status")[0], "seed")
+
+    def test_the_dashboard_is_mounted_at_ui(self) -> None:
+        """/ui and everything under it reach the dashboard; /uid is the seed's."""
+        root = member_root(Leaf("seed"), Leaf("admin"))
+        for path in (b"/ui", b"/ui/", b"/ui/app.js", b"/ui/../x"):
+            request = DummyRequest(path.lstrip(b"/").split(b"/"))
+            self.assertIsInstance(getChildForRequest(root, request), DashboardResource, path)
+        self.assertEqual(route(root, b"/uid")[0], "seed")

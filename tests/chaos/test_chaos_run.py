@@ -51,6 +51,28 @@ class ShortChaosRunTests(TestCase):
         await self.run_nemesis("leader-kill", seed=14)
 
 
+class LeaseWatchChaosRunTests(TestCase):
+    """A short run of the lease and watch workloads under leader kills and pauses."""
+
+    timeout = 300
+
+    async def test_lease_and_watch_workloads(self):
+        """Kept-alive leases survive, controls expire, watchers get exactly the history."""
+        config = RunConfig(size=3, duration=12.0, nemeses=("leader-kill", "pause"), seed=21,
+                           workdir=os.path.abspath(self.mktemp()), workloads=("lease", "watch"),
+                           fault_hold=(2.0, 3.0), quiet=(1.0, 2.0))
+        report = await ChaosRun(reactor, config).run()
+        summary = report.summary()
+        self.assertTrue(report.passed, summary)
+        self.assertGreater(len(report.faults), 0, summary)
+        lease_watch = report.lease_watch
+        self.assertEqual(lease_watch["problems"], [], summary)
+        self.assertEqual((lease_watch["leases_kept"], lease_watch["controls_expired"]), (4, 2), summary)
+        self.assertGreater(lease_watch["history_events"], 50, summary)
+        self.assertEqual(lease_watch["watchers"], 6, summary)
+        self.assertEqual(report.register_operations_checked, 0, summary)  # only the asked-for workloads ran
+
+
 class ChaosOptionsTests(SynchronousTestCase):
     """The ``metastore-chaos`` command line."""
 
@@ -70,3 +92,21 @@ class ChaosOptionsTests(SynchronousTestCase):
         from twisted.python.usage import UsageError
 
         self.assertRaises(UsageError, ChaosOptions().parseOptions, ["--nemesis", "kill,meteor"])
+
+    def test_workloads(self):
+        """``--workload`` picks among register, set, lease and watch; the
+        default is the register and set workloads."""
+        from twisted.python.usage import UsageError
+
+        options = ChaosOptions()
+        options.parseOptions([])
+        self.assertEqual(options.config().workloads, ("register", "set"))
+        options = ChaosOptions()
+        options.parseOptions(["--workload", "lease,watch", "--lease-ttl", "8", "--watchers", "3"])
+        config = options.config()
+        self.assertEqual((config.workloads, config.lease_ttl, config.watchers_per_member), (("lease", "watch"), 8, 3))
+        self.assertEqual(config.lease_watch_workloads, ("lease", "watch"))
+        options = ChaosOptions()
+        options.parseOptions(["--workload", "all"])
+        self.assertEqual(options.config().workloads, ("register", "set", "lease", "watch"))
+        self.assertRaises(UsageError, ChaosOptions().parseOptions, ["--workload", "lease,meteor"])

@@ -2,9 +2,10 @@
 the few things a servicer adds to the protocol-neutral services.
 
 The services of ``metastore.api.v3`` are coroutines that await the node's
-Deferreds; ``ServedMember.call`` runs one the Twisted way
-(``Deferred.fromCoroutine``) and hands ``grpc.aio`` a future of it, so a
-servicer is a translation and nothing more.
+Deferreds (or, on the hot KV methods, return Deferreds); ``ServedMember.call``
+runs one the Twisted way (``Deferred.fromCoroutine``) and hands
+``grpc.aio`` a future of it, so a servicer is a translation and nothing
+more.
 """
 
 from __future__ import annotations
@@ -50,10 +51,12 @@ class ServedMember:
         """Who answers, in which term: what a response header adds to a revision."""
         return HeaderStamp(self.cluster_id, self.member.member_id, self.member.term)
 
-    async def call(self, coroutine: Coroutine):
-        """The result of a service coroutine that awaits Deferreds, awaited
-        from a ``grpc.aio`` coroutine (cancelling the call cancels it)."""
-        return await as_future(defer.Deferred.fromCoroutine(coroutine), self.reactor)
+    async def call(self, work: Coroutine | defer.Deferred):
+        """The result of a service coroutine that awaits Deferreds (or of a
+        service's Deferred), awaited from a ``grpc.aio`` coroutine
+        (cancelling the call cancels it)."""
+        d = work if isinstance(work, defer.Deferred) else defer.Deferred.fromCoroutine(work)
+        return await as_future(d, self.reactor)
 
 
 def admin_only(method):

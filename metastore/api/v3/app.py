@@ -38,21 +38,42 @@ DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024
 """etcd's default ``--max-request-bytes``."""
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
+def compact_json(value: dict) -> bytes:
+    """``value`` as the gateway writes JSON: no spaces."""
+    return _COMPACT.encode(value).encode()
+
+
 def _json(request, value: dict, status: int = 200) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json")
-    return json.dumps(value, separators=(",", ":")).encode()
+    return compact_json(value)
 
 
-def _kv_answer(response, headers: Headers) -> dict:
+def kv_answer(response, headers: Headers) -> dict:
     """A KV response's JSON, its header at the response's revision."""
     return kv_codec.kv_response(response, headers.at(response.header.revision))
 
 
-def _body(request) -> dict:
+def request_body(request) -> dict:
+    """The JSON object of a v3 request's body; ``V3Error`` when it is over
+    ``--max-request-bytes``, ``BadBody`` when it is no JSON object."""
     if getattr(request, "body_too_large", False):
         raise V3Error(INVALID_ARGUMENT, REQUEST_TOO_LARGE)
     return parse_body(request.content.read())
+
+
+def error_answer(request, failure) -> bytes:
+    """Set the status and Content-Type of etcd's answer to ``failure`` on
+    ``request`` and return its body (a 500, logged, for a bug)."""
+    error = v3_error(failure.value)
+    if error is None:
+        return internal_error(request, failure)
+    request.setResponseCode(error.http_status)
+    request.setHeader(b"Content-Type", b"application/json")
+    return error.body()
 
 
 class V3API:
@@ -71,11 +92,12 @@ class V3API:
     ) -> None:
         self.headers = Headers(member, cluster_id)
         self._member = member
-        kv = KVService(member, wait_physical)
+        self.kv = kv = KVService(member, wait_physical)
         self.cluster = ClusterJSON(ClusterService(member), self.headers.at)
         self.maintenance = MaintenanceJSON(MaintenanceService(member), self.headers)
         self.lease = LeaseService(member)
         self.watch = WatchService(member, max_request_bytes)
+        self.watch_lines = watch_codec.SharedEncoding(self.headers)
         grant = self._json_rpc(lease_codec.grant_request, self.lease.grant, lease_codec.grant_response)
         revoke = self._json_rpc(lease_codec.revoke_request, self.lease.revoke, lease_codec.revoke_response)
         time_to_live = self._json_rpc(
@@ -84,11 +106,11 @@ class V3API:
         leases = self._json_rpc(lease_codec.leases_request, self.lease.leases, lease_codec.leases_response)
         admin, user = self._admin_only, self._any_user
         self.rpcs: dict[str, Callable[[dict, str | None], Awaitable[dict]]] = {
-            "kv/range": self._json_rpc(kv_codec.range_request, kv.range, _kv_answer),
-            "kv/put": self._json_rpc(kv_codec.put_request, kv.put, _kv_answer),
-            "kv/deleterange": self._json_rpc(kv_codec.delete_range_request, kv.delete_range, _kv_answer),
-            "kv/txn": self._json_rpc(kv_codec.txn_request, kv.txn, _kv_answer),
-            "kv/compaction": self._json_rpc(kv_codec.compaction_request, kv.compact, _kv_answer),
+            "kv/range": self._json_rpc(kv_codec.range_request, kv.range, kv_answer),
+            "kv/put": self._json_rpc(kv_codec.put_request, kv.put, kv_answer),
+            "kv/deleterange": self._json_rpc(kv_codec.delete_range_request, kv.delete_range, kv_answer),
+            "kv/txn": self._json_rpc(kv_codec.txn_request, kv.txn, kv_answer),
+            "kv/compaction": self._json_rpc(kv_codec.compaction_request, kv.compact, kv_answer),
             "cluster/member/list": user(self.cluster.list),
             "cluster/member/add": admin(self.cluster.add),
             "cluster/member/remove": admin(self.cluster.remove),
@@ -142,18 +164,13 @@ class V3API:
 
     @app.handle_errors(Exception)
     def _error(self, request, failure):
-        error = v3_error(failure.value)
-        if error is None:
-            return internal_error(request, failure)
-        request.setResponseCode(error.http_status)
-        request.setHeader(b"Content-Type", b"application/json")
-        return error.body()
+        return error_answer(request, failure)
 
     @app.route(API + "/maintenance/snapshot", methods=["POST"])
     async def snapshot(self, request, api: str):
         """etcd's ``Maintenance.Snapshot``: a stream of JSON lines."""
         self._member.authorize_admin(request_token(request))
-        messages = await self.maintenance.snapshot(_body(request))
+        messages = await self.maintenance.snapshot(request_body(request))
         request.setHeader(b"Content-Type", b"application/json")
         await LineProducer(request, messages).start()
         return b""
@@ -163,7 +180,7 @@ class V3API:
         """etcd's ``Lease.LeaseKeepAlive`` as the gateway serves it: one
         request, one stream message (no ``TTL`` for an unknown lease), end."""
         self._member.authorize_user(request_token(request))
-        response = await self.lease.keepalive(lease_codec.keepalive_request(_body(request)))
+        response = await self.lease.keepalive(lease_codec.keepalive_request(request_body(request)))
         request.setHeader(b"Content-Type", b"application/json")
         return json_line({"result": lease_codec.keepalive_response(response, self.headers)})
 
@@ -175,7 +192,7 @@ class V3API:
         ends when the watch is cancelled (compacted start, slow reader,
         member shutting down); the watch ends when the client goes away.
         A ``progress_request`` alone gets its one answer."""
-        body = _body(request)
+        body = request_body(request)
         create = object_field(body, "create_request")
         if create is None and object_field(body, "progress_request") is None:
             raise V3Error(INVALID_ARGUMENT, "a watch request must hold create_request or progress_request")
@@ -184,7 +201,7 @@ class V3API:
         lines = PushedLines(request, pause=lambda: stream.pause(), resume=lambda: stream.resume())
 
         def send(response: WatchResponse) -> None:
-            lines.write(watch_codec.watch_response(response, self.headers))
+            lines.write_line(self.watch_lines.line(response))
             if response.canceled and not stream.watch_ids:
                 lines.end()
 
@@ -209,4 +226,4 @@ class V3API:
         method = self.rpcs.get(rpc)
         if method is None:
             raise NotFound()
-        return _json(request, await method(_body(request), request_token(request)))
+        return _json(request, await method(request_body(request), request_token(request)))

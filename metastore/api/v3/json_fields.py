@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 import json
 import re
 
@@ -38,6 +39,7 @@ def parse_body(data: bytes) -> dict:
     return value
 
 
+@functools.lru_cache(maxsize=256)
 def camel_case(name: str) -> str:
     """``range_end`` -> ``rangeEnd`` (jsonpb's JSON name of a proto field)."""
     head, *rest = name.split("_")

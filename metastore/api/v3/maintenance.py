@@ -96,13 +96,16 @@ class MaintenanceService:
         """``Maintenance.Defragment``: accepted; the engines need no defragmenting."""
 
     async def alarm(self, action: AlarmAction, member_id: int, alarm: AlarmType) -> list[tuple[int, AlarmType]]:
-        """``Maintenance.Alarm``: list (GET), raise (ACTIVATE) or disarm
-        (DEACTIVATE) alarms, changes through raft; the alarms raised after."""
-        if action is not AlarmAction.GET:
-            if alarm is AlarmType.NONE:
-                raise V3Error(INVALID_ARGUMENT, "etcdserver: alarm type is NONE")
-            await self._member.set_alarm(member_id, alarm, action is AlarmAction.ACTIVATE)
-        return self._member.alarms()
+        """``Maintenance.Alarm``, changes through raft; answers as etcd 3.4
+        does: GET every raised alarm, ACTIVATE the alarm raised, DEACTIVATE
+        the alarm disarmed (none when it was not raised)."""
+        if action is AlarmAction.GET:
+            return self._member.alarms()
+        if alarm is AlarmType.NONE:
+            raise V3Error(INVALID_ARGUMENT, "etcdserver: alarm type is NONE")
+        was_raised = (member_id, alarm) in self._member.alarms()
+        await self._member.set_alarm(member_id, alarm, action is AlarmAction.ACTIVATE)
+        return [(member_id, alarm)] if action is AlarmAction.ACTIVATE or was_raised else []
 
     async def move_leader(self, target: int) -> None:
         """``Maintenance.MoveLeader``: returns once ``target`` leads."""

@@ -82,8 +82,12 @@ class PushedLines:
 
     def write(self, message: dict) -> None:
         """Send one message now (nothing once the stream ended)."""
+        self.write_line(json_line(message))
+
+    def write_line(self, line: bytes) -> None:
+        """Send one message already encoded by ``json_line``."""
         if not self.done.called:
-            self._request.write(json_line(message))
+            self._request.write(line)
 
     def end(self) -> None:
         """No more messages: the response may finish."""

@@ -17,6 +17,7 @@ from metastore.api.v3.json_fields import (
     list_field,
 )
 from metastore.api.v3.kv_codec import key_value, without_zeros
+from metastore.api.v3.streaming import json_line
 from metastore.api.v3.watch import WatchCreateRequest
 from metastore.facade import EventType, WatchEvent, WatchFilter, WatchResponse
 
@@ -59,3 +60,31 @@ def watch_response(response: WatchResponse, headers: Headers) -> dict:
         "fragment": response.fragment,
         "events": [event(e) for e in response.events],
     })}  # fmt: skip
+
+
+class SharedEncoding:
+    """Encodes watch responses as stream lines, once for a run of watchers
+    that are sent the same events: the hub hands every watcher of one
+    fan-out that wants the same events the same tuple, so the line made for
+    the first is reused, byte for byte, for the others (a JSON watch's id
+    is always 0 and the header is the member's)."""
+
+    def __init__(self, headers: Headers) -> None:
+        self._headers = headers
+        self._last: tuple[tuple[WatchEvent, ...], tuple, bytes] | None = None
+
+    def line(self, response: WatchResponse) -> bytes:
+        """``json_line(watch_response(response, headers))``, reused when
+        the previous response had the same events tuple and fields."""
+        if not response.events:
+            return json_line(watch_response(response, self._headers))
+        header = self._headers.at(response.revision)
+        key = (response.revision, response.watch_id, response.fragment, response.created, response.canceled,
+               response.compact_revision, response.cancel_reason, header)
+        last = self._last
+        if last is not None and last[0] is response.events and last[1] == key:
+            return last[2]
+        line = json_line(watch_response(response, self._headers))
+        self._last = (response.events, key, line)
+        return line
+

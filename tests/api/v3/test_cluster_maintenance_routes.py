@@ -128,7 +128,11 @@ class MaintenanceRouteTests(RouteTestCase):
         self.assertEqual(await self.post("/v3/kv/txn", {"failure": [{"request_put": {"key": b64(b"k")}}]}), (429, full))
         self.assertEqual((await self.post("/v3/kv/deleterange", {"key": b64(b"k")}))[0], 200)
         status, answer = await self.post("/v3/maintenance/alarm", {"action": 2, "memberID": "1", "alarm": 1})
+        self.assertEqual((status, answer["alarms"]), (200, [{"memberID": "1", "alarm": "NOSPACE"}]))
+        status, answer = await self.post("/v3/maintenance/alarm", {"action": 2, "memberID": "1", "alarm": 1})
         self.assertEqual((status, "alarms" in answer), (200, False))
+        _, answer = await self.post("/v3/maintenance/alarm", {})
+        self.assertNotIn("alarms", answer)
         self.assertEqual((await self.post("/v3/kv/put", {"key": b64(b"k")}))[0], 200)
 
     async def test_snapshot_stream_is_a_snapshot_file(self):

@@ -1,0 +1,1 @@
+"""``metastorectl``: etcdctl's commands for MetaStore, over ``metastore.client``."""
