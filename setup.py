@@ -36,6 +36,8 @@ setup(
         "pyOpenSSL>=24.0.0",
         "service_identity>=24.1.0",
         "cryptography>=42.0.0",
+        # JWT auth tokens (--auth-token jwt,...); cryptography for RS256.
+        "PyJWT[crypto]>=2.8.0",
     ],
     extras_require={
         "test": [

@@ -9,6 +9,8 @@ from typing import Sequence
 from twisted.logger import Logger
 
 from metastore import raft
+from metastore.auth.errors import AuthError
+from metastore.auth.messages import AUTH_COMMANDS
 from metastore.errors import EntryRejected, RequestTimedOut
 from metastore.kv.commands import Command, CommandError, PublishMember, SetAlarm, UpdateMember, decode_proposal
 from metastore.kv.dedup import RecentRequests, Verdict
@@ -141,6 +143,14 @@ class EntryApplier:
         if isinstance(command, (PublishMember, UpdateMember)):
             self._membership.apply_attributes(command)
             self._pending.resolve(request_id, None)
+            return None, None
+        if type(command) in AUTH_COMMANDS:
+            try:
+                self._membership.apply_auth(command)
+            except AuthError as e:
+                self._pending.resolve(request_id, e)
+            else:
+                self._pending.resolve(request_id, self._membership.auth.revision)
             return None, None
         if isinstance(command, SetAlarm):
             self._membership.apply_alarm(command)

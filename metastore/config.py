@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from metastore.auth.tokens import TokenOptionError, token_provider
 from metastore.kv.autocompaction import (
     DEFAULT_MODE,
     DEFAULT_RETENTION,
@@ -67,6 +68,10 @@ class Config:
     metrics: bool = True
     """Serve ``/metrics`` and measure for it; False measures nothing."""
     """etcd's check: refuse membership changes that could lose quorum."""
+    auth_token: str = "simple"
+    """etcd's ``--auth-token``: ``simple`` or ``jwt,priv-key=...,sign-method=...``."""
+    auth_token_ttl: int = 300
+    """Seconds a simple token lives after its last use (etcd's ``--auth-token-ttl``)."""
     auto_compaction_mode: str = DEFAULT_MODE
     auto_compaction_retention: str = DEFAULT_RETENTION
     """Revisions to keep (revision mode) or a duration (periodic mode, e.g.
@@ -163,6 +168,12 @@ class Config:
         try:
             self.auto_compaction_policy()
         except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if self.auth_token_ttl < 1:
+            raise ConfigError("--auth-token-ttl must be at least 1")
+        try:
+            token_provider(self.auth_token, None, self.auth_token_ttl)
+        except TokenOptionError as e:
             raise ConfigError(str(e)) from None
         return self
 

@@ -16,6 +16,9 @@ from typing import Callable
 from twisted.internet import defer
 
 from metastore import health
+from metastore.auth.checker import AuthChecker
+from metastore.auth.state import AuthState
+from metastore.auth.tokens import SimpleTokens, TokenProvider
 from metastore.errors import RequestTimedOut, Unavailable
 from metastore.kv.commands import AlarmType, Command, SetAlarm
 from metastore.kv.errors import NoSpaceError
@@ -167,8 +170,12 @@ class MemberFacade:
         *,
         lessor: Lessor | None = None,
         watch_hub: WatchHub | None = None,
+        auth_tokens: TokenProvider | None = None,
     ) -> None:
         self._node = node
+        tokens = auth_tokens if auth_tokens is not None else SimpleTokens(node.reactor)
+        self._auth = AuthChecker(lambda: node.membership.auth, tokens, node.store.lease_keys)
+        node.membership.auth_changed = self._auth.auth_changed
         self._storage_name = storage_name
         self._db_size = db_size
         self.quota_bytes = quota_bytes
@@ -320,6 +327,39 @@ class MemberFacade:
         if part is None:
             raise RuntimeError("this member was built without leases and watches")
         return part
+
+    # -- auth -------------------------------------------------------------------
+
+    def authorize(self, token: str | None, request) -> None:
+        """Raise etcd's auth error unless the user of ``token`` may make the
+        KV or lease ``request`` (``AuthChecker.authorize``; passes while auth is disabled)."""
+        self._auth.authorize(token, request)
+
+    def authorize_read(self, token: str | None, key: bytes, range_end: bytes) -> str | None:
+        """Raise etcd's auth error unless the user of ``token`` may read the
+        range (a watch); the user, None while auth is disabled."""
+        return self._auth.authorize_read(token, key, range_end)
+
+    def authorize_admin(self, token: str | None) -> None:
+        """Raise etcd's auth error unless the user of ``token`` holds the root role."""
+        self._auth.authorize_admin(token)
+
+    def authorize_user(self, token: str | None) -> None:
+        """Raise etcd's auth error unless ``token`` names a user (while auth is enabled)."""
+        self._auth.authorize_user(token)
+
+    def track_watch(self, user: str | None, key: bytes, range_end: bytes, watch: Watch) -> None:
+        """Cancel ``watch`` once ``user`` may no longer read its range."""
+        self._auth.track_watch(user, key, range_end, watch)
+
+    def authenticate(self, name: str, password: str) -> defer.Deferred:
+        """Fires with a token for ``name`` once the password checks out
+        (checked off the reactor thread); fails with etcd's auth error."""
+        return defer.Deferred.fromCoroutine(self._auth.authenticate(name, password))
+
+    def auth_state(self) -> AuthState:
+        """The auth state as applied here (read it, never change it)."""
+        return self._node.membership.auth
 
     # -- status ---------------------------------------------------------------
 

@@ -20,6 +20,8 @@ from typing import Callable
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from metastore.auth.messages import AuthCommand
+from metastore.auth.state import AuthState
 from metastore.errors import EntryRejected, Stopping
 from metastore.kv.commands import AlarmType, PublishMember, SetAlarm, UpdateMember
 from metastore.raft.confchange import encode_conf_change
@@ -73,6 +75,11 @@ class Membership:
         self.removed_ids: set[int] = set()
         self.alarms: set[tuple[int, AlarmType]] = set()
         """The raised alarms, as applied here."""
+        self.auth = AuthState()
+        """The auth state as applied here: replicated cluster metadata
+        stored in the same record as the membership."""
+        self.auth_changed: Callable[[], None] = lambda: None
+        """Called after the auth state changed (applied or restored)."""
         self.self_removed = False
         self.transport = None
         self.client_url = ""
@@ -345,6 +352,13 @@ class Membership:
             self.alarms.discard(alarm)
             self._changed = True
 
+    def apply_auth(self, command: AuthCommand) -> None:
+        """A committed auth command: applied to ``auth`` (which raises
+        etcd's ``AuthError`` and changes nothing when it is refused)."""
+        self.auth.apply(command)
+        self._changed = True
+        self.auth_changed()
+
     @property
     def out_of_space(self) -> bool:
         """Whether a NOSPACE alarm is raised: writes that add data are refused."""
@@ -358,7 +372,7 @@ class Membership:
         alarms = tuple(sorted((m, int(a)) for m, a in self.alarms))
         return ClusterState(
             tuple(conf.voters), tuple(conf.learners), tuple(self.listing()), tuple(sorted(self.removed_ids)),
-            alarms=alarms,
+            alarms=alarms, auth=self.auth.encode(),
         )
 
     def changed_record(self, conf: Callable[[], ConfState]) -> ClusterState | None:
@@ -381,6 +395,8 @@ class Membership:
         self.members = {m.member_id: m for m in record.members}
         self.removed_ids = set(record.removed)
         self.alarms = {(m, AlarmType(a)) for m, a in record.alarms}
+        self.auth = AuthState.decode(record.auth)
+        self.auth_changed()
         if self.transport is not None:
             for m in record.members:
                 if m.member_id != self.member_id and m.peer_url:

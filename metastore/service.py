@@ -27,6 +27,7 @@ from metastore.api.rest import RestAPI
 from metastore.api.root import member_root
 from metastore.api.site import MetaStoreSite
 from metastore.api.v3.app import V3API
+from metastore.auth.tokens import token_provider
 from metastore.config import Config
 from metastore.errors import StartupError, Stopping
 from metastore.compacting import CompactionService
@@ -456,6 +457,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
     api = MemberFacade(
         node, config.storage, DiskUsage(config.data_dir, reactor), config.quota_backend_bytes,
         lessor=lessor, watch_hub=watch_hub,
+        auth_tokens=token_provider(config.auth_token, reactor, config.auth_token_ttl),
     )
     rest = RestAPI(api, reactor)
     admin = AdminAPI(api, PeerStatusClient(reactor), rest.members, raw_proposals).app.resource()

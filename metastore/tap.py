@@ -47,6 +47,7 @@ _INT_FLAGS = {
     "max-watchers-per-stream": "max_watchers_per_stream",
     "max-streams-per-connection": "max_streams_per_connection",
     "client-request-burst": "client_request_burst",
+    "auth-token-ttl": "auth_token_ttl",
 }
 _TEXT_FLAGS = (
     "cert-file", "key-file", "trusted-ca-file", "peer-cert-file", "peer-key-file", "peer-trusted-ca-file",
@@ -113,6 +114,9 @@ class Options(VersionOption, usage.Options):
         ["workers", None, "0",
          "Front processes serving the HTTP APIs on the client port beside this core process "
          "(Raft, the WAL and apply stay here): a number, or auto (one per core when there are several)."],
+        ["auth-token", None, "simple",
+         "Auth tokens: simple, or jwt,priv-key=PATH[,pub-key=PATH],sign-method=RS256|HS256[,ttl=5m] (etcd's --auth-token)."],
+        ["auth-token-ttl", None, "300", "Seconds a simple auth token lives after its last use."],
         ["grpc-port", None, None, "Port of etcd's gRPC API (off when not given); runs the member on the asyncio reactor."],
         ["metrics", None, "on", "Prometheus metrics at /metrics on the client port: on or off (off measures nothing)."],
         ["log-format", None, "text", f"Log lines: {' or '.join(FORMATS)} (one event per line)."],
@@ -190,6 +194,7 @@ class Options(VersionOption, usage.Options):
                 auto_compaction_mode=self["auto-compaction-mode"],
                 auto_compaction_retention=self["auto-compaction-retention"],
                 restore_from=self["restore-from"],
+                auth_token=self["auth-token"],
                 **values,
             ).validate()
         except ConfigError as e:

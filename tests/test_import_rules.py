@@ -39,6 +39,9 @@ API_MAY_IMPORT = {
     "metastore.kv.messages",  # etcd's request and response value types
     "metastore.kv.errors",  # etcd's key-value errors
     "metastore.snapshots.stream",  # the bytes of a streamed snapshot (no node parts)
+    "metastore.auth.errors",  # etcd's auth errors
+    "metastore.auth.messages",  # etcd's auth request value types
+    "metastore.auth.passwords",  # hashing a password at the API edge (a pure function)
 }
 """What ``metastore/api/`` may import from ``metastore`` besides itself."""
 

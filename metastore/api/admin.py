@@ -18,6 +18,7 @@ from werkzeug.routing import RequestRedirect
 
 from metastore import __version__
 from metastore.api import validation
+from metastore.api.credentials import caller_token
 from metastore.api.errors import RETRY_AFTER_SECONDS, HTTPError, answer_failure, write_error
 from metastore.api.members import MembershipAPI
 from metastore.api.peer_status import PeerStatus, PeerStatusClient
@@ -119,8 +120,9 @@ class AdminAPI:
         return asdict(self.member.status())
 
     @app.route("/admin/hashkv", methods=_methods("/admin/hashkv"))
-    def hashkv(self, request):
-        """A hash of this member's whole keyspace, with the index it reflects."""
+    async def hashkv(self, request):
+        """A hash of this member's whole keyspace, with the index it reflects (root only with auth on)."""
+        self.member.authorize_admin(await caller_token(self.member, request))
         status = self.member.status()
         return _json(request, {
             "member_id": status.member_id,
@@ -131,7 +133,8 @@ class AdminAPI:
 
     @app.route("/admin/snapshot", methods=_methods("/admin/snapshot"))
     async def snapshot(self, request):
-        """Take a snapshot now; answers with its index once the file is durable."""
+        """Take a snapshot now; answers with its index once the file is durable (root only with auth on)."""
+        self.member.authorize_admin(await caller_token(self.member, request))
         try:
             index = await self.member.take_snapshot()
         except RuntimeError as e:
@@ -146,6 +149,7 @@ class AdminAPI:
         applied it as a no-op."""
         if not self.raw_proposals:
             raise HTTPError(404, "not_found", "the raw proposal route is off (see metastore.faults)")
+        self.member.authorize_admin(await caller_token(self.member, request))
         kind = request.args.get(b"type", [b"normal"])[0]
         if kind not in (b"normal", b"conf-change"):
             raise HTTPError(400, "bad_type", "type must be normal or conf-change")
@@ -156,7 +160,9 @@ class AdminAPI:
     async def members(self, request):
         """Every member: peer and client URLs, learner or voter, who leads,
         and what each one reports of itself (applied index, term, role,
-        health; all null when it cannot be reached)."""
+        health; all null when it cannot be reached).  With auth on, any
+        authenticated user (as etcd's member list)."""
+        self.member.authorize_user(await caller_token(self.member, request))
         listed = self.member.members()
         leader = self.member.leader_id
         statuses = await defer.gatherResults([defer.ensureDeferred(self._status(m)) for m in listed])
@@ -195,6 +201,7 @@ class AdminAPI:
         if request.method not in (b"POST", b"DELETE"):
             raise _method_not_allowed(request, ("POST", "DELETE"))
         member_id = validation.member_id(request.path[len(MEMBERS_PREFIX):])
+        self.member.authorize_admin(await caller_token(self.member, request))
         if request.method == b"POST":
             return await self.membership.add(request, member_id)
         return await self.membership.remove(request, member_id)

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import RequestRedirect
 
+from metastore.auth.errors import AuthFailed, InvalidAuthToken, PermissionDenied, UserEmpty
 from metastore.errors import (
     ChangeRefused, MetaStoreError, NoLeader, Refused, RequestTimedOut, StorageFailed, Stopping, Unavailable,
 )
@@ -60,7 +61,11 @@ _UNAVAILABLE = {
 }
 
 
-_KV_ERRORS = {CompactedError: "compacted", FutureRevisionError: "future_revision", LeaseNotFoundError: "lease_not_found"}
+_KV_ERRORS = {
+    CompactedError: "compacted", FutureRevisionError: "future_revision", LeaseNotFoundError: "lease_not_found",
+    PermissionDenied: "permission_denied", InvalidAuthToken: "invalid_token", UserEmpty: "unauthenticated",
+    AuthFailed: "authentication_failed",
+}  # fmt: skip
 """The ``error`` code of the key-value errors that have their own (etcd's
 text is the message either way)."""
 

@@ -33,6 +33,12 @@
   (when 7 is no member the 404 says how to delete the key).
 - ``/kv/{key}`` (GET, HEAD, PUT, DELETE) is the same key API without that
   ambiguity: any key, all-digit ones included.
+- With auth enabled (``metastore.auth``), every request names its user
+  with ``Authorization: Bearer <token>`` (a token from
+  ``/v3/auth/authenticate``) or HTTP Basic (checked with the password's
+  slow hash on every request: prefer tokens); a key needs read (GET, and
+  a write's ``If-Match``) or write (PUT, DELETE) permission, members need
+  the root role.  401, 403 or 400 with etcd's message otherwise.
 - ``/v3/``, ``/kv/``, ``/admin/``, ``/health``, ``/livez``, ``/readyz``,
   ``/metrics``, ``/version``, ``/ui`` are reserved: never keys at the root.
 """
@@ -47,6 +53,7 @@ from klein import Klein
 
 from metastore.api import validation
 from metastore.api.blocking import blocking_index, wait_for_change, wait_seconds
+from metastore.api.credentials import caller_token
 from metastore.api.errors import HTTPError, answer_failure
 from metastore.api.members import MembershipAPI
 from metastore.config import MAX_KEY_BYTES
@@ -57,8 +64,10 @@ from metastore.kv.messages import (
     CompareResult,
     CompareTarget,
     DeleteRange,
+    DeleteRangeRequest,
     DeleteRangeResponse,
     Put,
+    PutRequest,
     PutResponse,
     RangeRequest,
     Txn,
@@ -187,6 +196,7 @@ class RestAPI:
 
     async def _key_request(self, request, key: bytes, allow: bytes):
         method = request.method
+        await self._authorize_key(request, key)
         if method in (b"GET", b"HEAD"):
             return await self._get(request, key)
         if method == b"PUT":
@@ -194,6 +204,20 @@ class RestAPI:
         if method == b"DELETE":
             return await self._delete(request, key)
         raise HTTPError(405, "method_not_allowed", f"{method.decode('ascii', 'replace')} is not allowed here", {b"Allow": allow})
+
+    async def _authorize_key(self, request, key: bytes) -> None:
+        """Raise etcd's auth error unless the caller may do to ``key`` what
+        the method does: read it (GET, HEAD, and a write's condition) or
+        write it (PUT, DELETE)."""
+        method = request.method
+        wanted = {b"GET": RangeRequest(key), b"HEAD": RangeRequest(key), b"PUT": PutRequest(key),
+                  b"DELETE": DeleteRangeRequest(key)}.get(method)
+        if wanted is None:
+            return
+        token = await caller_token(self.member, request)
+        self.member.authorize(token, wanted)
+        if method in (b"PUT", b"DELETE") and write_condition(request, key):
+            self.member.authorize(token, RangeRequest(key))
 
     @staticmethod
     def _checked_key(key: bytes) -> bytes:
@@ -243,6 +267,7 @@ class RestAPI:
         limit = _non_negative_argument(request, b"limit")
         if len(prefix) > MAX_KEY_BYTES:
             raise HTTPError(413, "key_too_large", f"the prefix is {len(prefix)} bytes; the limit is {MAX_KEY_BYTES}")
+        self.member.authorize(await caller_token(self.member, request), RangeRequest(prefix, prefix_range_end(prefix)))
         await self._read_barrier(request)
         await self._wait_if_asked(request, prefix, prefix_range_end(prefix))
         found = self.member.range_request(RangeRequest(prefix, prefix_range_end(prefix), limit=limit, revision=revision))
@@ -318,6 +343,7 @@ class RestAPI:
 
     async def _member(self, request, method: bytes, digits: bytes):
         member_id = validation.member_id(digits)
+        self.member.authorize_admin(await caller_token(self.member, request))
         if method == b"POST":
             return await self.members.add(request, member_id)
         hint = ""

@@ -19,6 +19,11 @@ The lease commands are format 2 too, told apart by their codes:
 LeaseGrant ``[7, ttl, id]``, LeaseRevoke ``[8, id]``, LeaseKeepAlive
 ``[9, id]`` and LeaseCheckpoint ``[10, [[id, remaining_ttl], ...]]``; none
 may be nested in a txn.
+
+The auth commands (``metastore.auth.messages``, format 2) share code 13:
+``[13, kind, *fields]``, ``kind`` the command's position in
+``AUTH_COMMANDS`` and the fields its own in order (a permission as
+``[type, key, range_end]``); passwords travel hashed.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from dataclasses import dataclass
 from typing import Union
 
 import msgpack
+
+from metastore.auth.messages import AUTH_COMMANDS, AuthCommand, Permission, PermissionType
 
 from metastore.kv.messages import (  # noqa: F401  (re-exported for callers of the seed's names)
     CompactionRequest,
@@ -101,11 +108,12 @@ class SetAlarm:
 
 Command = Union[
     PutRequest, DeleteRangeRequest, TxnRequest, RangeRequest, CompactionRequest, PublishMember, UpdateMember, SetAlarm,
-    LeaseRequest,
+    LeaseRequest, AuthCommand,
 ]
 
 _PUT, _DELETE_RANGE, _TXN, _PUBLISH_MEMBER, _RANGE, _COMPACTION, _UPDATE_MEMBER, _SET_ALARM = 1, 2, 3, 4, 5, 6, 7, 8
 _LEASE_GRANT, _LEASE_REVOKE, _LEASE_KEEPALIVE, _LEASE_CHECKPOINT = 9, 10, 11, 12
+_AUTH = 13
 
 
 def _encode_operation(op: Command) -> list:
@@ -143,6 +151,10 @@ def _encode_operation(op: Command) -> list:
         return [_LEASE_KEEPALIVE, op.id]
     if isinstance(op, LeaseCheckpointRequest):
         return [_LEASE_CHECKPOINT, [list(pair) for pair in op.checkpoints]]
+    if type(op) in AUTH_COMMANDS:
+        fields = [[int(f.perm_type), f.key, f.range_end] if isinstance(f, Permission) else f
+                  for f in (getattr(op, name) for name in op.__slots__)]
+        return [_AUTH, AUTH_COMMANDS.index(type(op)), *fields]
     raise TypeError(f"not a command: {op!r}")
 
 
@@ -226,6 +238,8 @@ def _decode_operation(raw: object, version: int, nested: bool = False) -> Comman
         return CompactionRequest(fields[0], bool(fields[1]))
     if version == 2 and not nested and code in (_LEASE_GRANT, _LEASE_REVOKE, _LEASE_KEEPALIVE, _LEASE_CHECKPOINT):
         return _decode_lease(code, fields)
+    if code == _AUTH and version == 2 and not nested:
+        return _decode_auth(fields)
     if code == _PUBLISH_MEMBER and version == 2 and len(fields) == 3 and not nested:
         if isinstance(fields[0], int) and isinstance(fields[1], str) and isinstance(fields[2], str):
             return PublishMember(*fields)
@@ -251,6 +265,27 @@ def _decode_lease(code: int, fields: list) -> LeaseRequest:
         if all(isinstance(p, list) and len(p) == 2 and all(type(n) is int for n in p) for p in pairs):
             return LeaseCheckpointRequest(tuple((p[0], p[1]) for p in pairs))
     raise CommandError(f"malformed lease operation {code!r}")
+
+
+def _decode_auth(fields: list) -> AuthCommand:
+    if not fields or type(fields[0]) is not int or not 0 <= fields[0] < len(AUTH_COMMANDS):
+        raise CommandError("malformed auth operation")
+    kind = AUTH_COMMANDS[fields[0]]
+    values = fields[1:]
+    if len(values) != len(kind.__slots__):
+        raise CommandError(f"malformed auth operation {kind.__name__}")
+    decoded = []
+    for value in values:
+        if isinstance(value, list):
+            try:
+                perm_type, key, end = value
+                value = Permission(PermissionType(perm_type), _decode_bytes(key, "key"), _decode_bytes(end, "range_end"))
+            except (TypeError, ValueError) as e:
+                raise CommandError(f"bad permission: {e}") from None
+        elif not isinstance(value, (str, bytes, bool)):
+            raise CommandError(f"malformed auth operation {kind.__name__}")
+        decoded.append(value)
+    return kind(*decoded)
 
 
 def decode_command(data: bytes) -> tuple[bytes, Command]:

@@ -164,6 +164,7 @@ def _encode_header(header: SnapshotHeader) -> bytes:
             "physically_compacted_revision": header.physically_compacted_revision,
             "alarms": [list(a) for a in cs.alarms],
             "grpc_urls": [[m.member_id, m.grpc_url] for m in cs.members if m.grpc_url],
+            "auth": cs.auth,
         }
     )
 
@@ -195,6 +196,7 @@ def _decode_header(payload: bytes) -> SnapshotHeader:
         tuple(int(v) for v in fields.get("removed", ())),
         tuple((bytes(request_id), int(index)) for request_id, index in fields.get("requests", ())),
         tuple((int(m), int(a)) for m, a in fields.get("alarms", ())),
+        bytes(fields.get("auth", b"")),
     )
     index, term, revision = fields["index"], fields["term"], fields["revision"]
     if version == 1:

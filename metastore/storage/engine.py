@@ -68,6 +68,9 @@ class ClusterState:
     alarms: tuple[tuple[int, int], ...] = ()
     """The raised alarms, ``(member_id, alarm type)`` sorted (etcd's
     ``AlarmType`` numbers: 1 NOSPACE, 2 CORRUPT)."""
+    auth: bytes = b""
+    """The auth state (users, roles, enabled, auth revision) in
+    ``metastore.auth.state.AuthState.encode``'s form; empty for the initial one."""
 
 
 MAX_SUB = (1 << 63) - 1

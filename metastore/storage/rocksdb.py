@@ -257,7 +257,7 @@ def encode_cluster_state(state: ClusterState) -> bytes:
     grpc_urls = [[m.member_id, m.grpc_url] for m in state.members if m.grpc_url]
     return msgpack.packb([
         list(state.voters), list(state.learners), members, list(state.removed), [list(a) for a in state.alarms],
-        grpc_urls,
+        grpc_urls, state.auth,
     ])  # fmt: skip
 
 
@@ -290,7 +290,7 @@ def _read_requests(db: rocksdict.Rdict) -> tuple[tuple[bytes, int], ...]:
 
 def decode_cluster_state(stored: bytes) -> ClusterState:
     """The membership from its stored form (older records have no removed
-    ids, alarms or gRPC URLs)."""
+    ids, alarms, gRPC URLs or auth state)."""
     voters, learners, members, *rest = msgpack.unpackb(stored)
     grpc_urls = dict(rest[2]) if len(rest) > 2 else {}
     return ClusterState(
@@ -301,6 +301,7 @@ def decode_cluster_state(stored: bytes) -> ClusterState:
         ),
         removed=tuple(rest[0]) if rest else (),
         alarms=tuple((int(m), int(a)) for m, a in (rest[1] if len(rest) > 1 else ())),
+        auth=bytes(rest[3]) if len(rest) > 3 else b"",
     )
 
 

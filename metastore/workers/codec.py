@@ -32,6 +32,8 @@ import msgpack
 from metastore.errors import MetaStoreError
 
 VOCABULARY_MODULES = (
+    "metastore.auth.errors",
+    "metastore.auth.messages",
     "metastore.errors",
     "metastore.facade",
     "metastore.kv.commands",

@@ -144,7 +144,7 @@ class FrontConnection(BatchedLink):
         """Send the member's status, members, alarms and size as of now."""
         facade = self._factory.facade
         self.send(("v", facade.status(), tuple(facade.members()), tuple(facade.alarms()),
-                   facade.db_size(), facade.quota_bytes))
+                   facade.db_size(), facade.quota_bytes, facade.auth_state().enabled))
 
     def _call(self, call_id: int, name: str, args: tuple) -> None:
         method = self._factory.calls.get(name)

@@ -27,6 +27,8 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from metastore import health
+from metastore.auth.errors import AuthError, AuthNotEnabled
+from metastore.auth.state import AuthState
 from metastore.errors import Unavailable
 from metastore.facade import Consistency, MemberFacade, MemberStatus
 from metastore.kv.store import KeyValueStore
@@ -41,6 +43,17 @@ COMPACT_INTERVAL_SECONDS = 0.5
 COMPACT_STEPS = 10
 """The replica drops compacted versions in bounded slices: at most this
 many ``compact_step`` calls every ``COMPACT_INTERVAL_SECONDS``."""
+
+
+class AuthNotServedHere(AuthError):
+    """Auth is enabled, and a front process cannot check it (yet): it
+    refuses every request that needs a check, so nothing is served
+    unchecked."""
+
+    message = ("etcdserver: permission denied (auth is enabled and --workers front processes cannot check it yet: "
+               "use the gRPC port, or run without --workers)")
+    grpc_code = 7
+    http_status = 403
 
 
 class CoreUnavailable(Unavailable):
@@ -260,6 +273,40 @@ class RemoteFacade:
     def alarms(self) -> list:
         """The raised alarms, as the core last pushed them."""
         return list(self._link.view[2])
+
+    # -- auth: fails closed while the core has auth enabled -------------------------
+
+    def auth_state(self) -> AuthState:
+        """Only whether auth is enabled, as the core last pushed it (no users or roles)."""
+        view = self._link.view
+        return AuthState(enabled=bool(view[5]) if view is not None and len(view) > 5 else True)
+
+    def _refuse_if_enabled(self) -> None:
+        if self.auth_state().enabled:
+            raise AuthNotServedHere()
+
+    def authorize(self, token, request) -> None:
+        """Passes while auth is disabled; refuses everything while it is enabled."""
+        self._refuse_if_enabled()
+
+    def authorize_read(self, token, key: bytes, range_end: bytes) -> None:
+        """Like ``authorize``."""
+        self._refuse_if_enabled()
+
+    def authorize_admin(self, token) -> None:
+        """Like ``authorize``."""
+        self._refuse_if_enabled()
+
+    def authorize_user(self, token) -> None:
+        """Like ``authorize``."""
+        self._refuse_if_enabled()
+
+    def track_watch(self, user, key: bytes, range_end: bytes, watch) -> None:
+        """Nothing to track: no watch is created here while auth is enabled."""
+
+    def authenticate(self, name: str, password: str) -> defer.Deferred:
+        """Fails: "authentication is not enabled", or refused here while it is."""
+        return defer.fail(AuthNotServedHere() if self.auth_state().enabled else AuthNotEnabled())
 
     def db_size(self) -> int:
         """The member's bytes on disk at the core's last push."""

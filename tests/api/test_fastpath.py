@@ -9,6 +9,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
+from metastore.auth.state import AuthState
 from metastore.api.fastpath import HotRoutes
 from metastore.api.site import MetaStoreSite
 from metastore.kv.messages import (
@@ -42,6 +43,7 @@ class _Facade:
     in ``proposals`` until the test fires them."""
 
     revision = 7
+    auth_enabled = False
 
     def __init__(self) -> None:
         self.keys: dict[bytes, KeyValue] = {}
@@ -55,6 +57,9 @@ class _Facade:
 
     def get(self, key: bytes, revision: int = 0):
         return self.keys.get(key)
+
+    def auth_state(self) -> AuthState:
+        return AuthState(enabled=self.auth_enabled)
 
     def propose(self, command) -> defer.Deferred:
         d: defer.Deferred = defer.Deferred()
@@ -242,6 +247,16 @@ class HotRoutesTests(SynchronousTestCase):
         ]
         for request in requests:
             self.setUp()
+            self.send(request)
+            self.assertEqual(len(self.tree.seen), 1, request)
+            self.assertEqual((self.member.proposals, self.member.reads), ([], []), request)
+
+    def test_with_auth_enabled_every_request_goes_to_the_tree(self):
+        """While auth is on, the hot requests too are the tree's (where the auth check is)."""
+        for request in (b"GET /k HTTP/1.1\r\n\r\n", b"PUT /k HTTP/1.1\r\nContent-Length: 1\r\n\r\nv",
+                        b"POST /v3/kv/range HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"):
+            self.setUp()
+            self.member.auth_enabled = True
             self.send(request)
             self.assertEqual(len(self.tree.seen), 1, request)
             self.assertEqual((self.member.proposals, self.member.reads), ([], []), request)

@@ -35,6 +35,7 @@ from metastore.storage.rocksdb import (
     encode_key_value,
     rocksdb_layout,
 )
+from tests.auth.test_state import AUTH_STATE
 from tests.kv.test_store import KeyValueStoreBehaviour
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,6 +49,7 @@ CLUSTER = ClusterState(
         MemberRecord(3, "http://c:4", is_learner=True),
     ),
     alarms=((1, 1),),
+    auth=AUTH_STATE,
 )
 
 

@@ -28,6 +28,8 @@ from metastore.snapshots.format import (
     write_snapshot,
 )
 
+from tests.auth.test_state import AUTH_STATE
+
 MEMBERSHIP = ClusterState(
     voters=(1, 2, 3),
     learners=(4,),
@@ -40,6 +42,7 @@ MEMBERSHIP = ClusterState(
     removed=(5,),
     requests=((b"r" * 16, 8), (b"s" * 16, 9)),
     alarms=((2, 1),),
+    auth=AUTH_STATE,
 )
 
 

@@ -7,6 +7,7 @@ from twisted.internet import defer, task
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from metastore.auth.state import AuthState
 from metastore.facade import Consistency, MemberStatus, Restoring
 from metastore.kv.errors import CompactedError
 from metastore.kv.messages import (
@@ -133,6 +134,11 @@ class _FakeFacade:
     def db_size(self):
         return 0
 
+    auth_enabled = False
+
+    def auth_state(self):
+        return AuthState(enabled=self.auth_enabled)
+
     def add_member(self, member_id, peer_url, learner=False):
         raise MembershipError("member_exists", f"member {member_id} exists")
 
@@ -187,6 +193,22 @@ class CoreAndFrontTests(SynchronousTestCase):
             self.core.dataReceived(to_core)
             self.front.dataReceived(to_front)
         raise AssertionError("the link did not go quiet")
+
+    def test_a_front_refuses_every_auth_check_while_auth_is_enabled(self):
+        """With auth off at the core a front's checks pass; once the core
+        pushes that auth is on, every check fails closed (403), never open."""
+        from metastore.workers.remote import AuthNotServedHere
+
+        self.remote.authorize(None, PutRequest(b"k"))
+        self.facade.auth_enabled = True
+        self.core.send_view()
+        self.pump()
+        self.assertTrue(self.remote.auth_state().enabled)
+        for check in (lambda: self.remote.authorize("t", PutRequest(b"k")), lambda: self.remote.authorize_admin("t"),
+                      lambda: self.remote.authorize_user("t"), lambda: self.remote.authorize_read("t", b"k", b"")):
+            error = self.assertRaises(AuthNotServedHere, check)
+            self.assertEqual(error.http_status, 403)
+        self.failureResultOf(self.remote.authenticate("u", "p"), AuthNotServedHere)
 
     def test_the_dump_gives_the_front_the_store(self):
         """The replica holds what the store held, at the same revision and index."""

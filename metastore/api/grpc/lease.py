@@ -22,6 +22,7 @@ import grpc
 
 from metastore.api.grpc import convert
 from metastore.api.grpc.proto import rpc_pb2, rpc_pb2_grpc
+from metastore.api.grpc.member import call_token
 from metastore.api.grpc.status import abort_with, answers_etcd_errors
 from metastore.api.v3 import lease as v3
 
@@ -39,19 +40,23 @@ class LeaseServicer(rpc_pb2_grpc.LeaseServicer):
     @answers_etcd_errors
     async def LeaseGrant(self, request, context):
         """Grant a lease (``ID`` 0: this member picks one)."""
+        self._served.member.authorize_user(call_token(context))
         granted = await self._served.call(self._leases.grant(v3.LeaseGrantRequest(request.TTL, request.ID)))
         return rpc_pb2.LeaseGrantResponse(header=self._header(granted.header), ID=granted.id, TTL=granted.ttl)
 
     @answers_etcd_errors
     async def LeaseRevoke(self, request, context):
         """Revoke a lease and delete its keys."""
-        revoked = await self._served.call(self._leases.revoke(v3.LeaseRevokeRequest(request.ID)))
+        asked = v3.LeaseRevokeRequest(request.ID)
+        self._served.member.authorize(call_token(context), asked)
+        revoked = await self._served.call(self._leases.revoke(asked))
         return rpc_pb2.LeaseRevokeResponse(header=self._header(revoked.header))
 
     @answers_etcd_errors
     async def LeaseTimeToLive(self, request, context):
         """A lease's remaining and granted TTL (and keys); TTL -1 for an unknown lease."""
         asked = v3.LeaseTimeToLiveRequest(request.ID, request.keys)
+        self._served.member.authorize_user(call_token(context))
         status = await self._served.call(self._leases.time_to_live(asked))
         return rpc_pb2.LeaseTimeToLiveResponse(
             header=self._header(status.header), ID=status.id, TTL=status.ttl,
@@ -61,6 +66,7 @@ class LeaseServicer(rpc_pb2_grpc.LeaseServicer):
     @answers_etcd_errors
     async def LeaseLeases(self, request, context):
         """Every lease's id."""
+        self._served.member.authorize_user(call_token(context))
         listed = await self._served.call(self._leases.leases(v3.LeaseLeasesRequest()))
         leases = [rpc_pb2.LeaseStatus(ID=lease_id) for lease_id in listed.ids]
         return rpc_pb2.LeaseLeasesResponse(header=self._header(listed.header), leases=leases)
@@ -70,6 +76,7 @@ class LeaseServicer(rpc_pb2_grpc.LeaseServicer):
         failure ends the stream with etcd's status."""
         async for request in request_iterator:
             try:
+                self._served.member.authorize_user(call_token(context))
                 renewed = await self._served.call(self._leases.keepalive(v3.LeaseKeepAliveRequest(request.ID)))
             except Exception as error:
                 await abort_with(context, error)

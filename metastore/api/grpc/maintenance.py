@@ -7,7 +7,7 @@ from __future__ import annotations
 import grpc
 
 from metastore.api.grpc import convert
-from metastore.api.grpc.member import ServedMember
+from metastore.api.grpc.member import ServedMember, admin_only, call_token, user_only
 from metastore.api.grpc.proto import rpc_pb2, rpc_pb2_grpc
 from metastore.api.grpc.status import abort_with, answers_etcd_errors
 from metastore.api.v3.maintenance import AlarmAction, MaintenanceService, snapshot_chunks
@@ -25,6 +25,7 @@ class MaintenanceServicer(rpc_pb2_grpc.MaintenanceServicer):
         return convert.header(self._served.member.revision, self._served.stamp())
 
     @answers_etcd_errors
+    @admin_only
     async def Alarm(self, request, context):
         """``Maintenance.Alarm``: list, raise or disarm."""
         action = AlarmAction(request.action)
@@ -33,23 +34,27 @@ class MaintenanceServicer(rpc_pb2_grpc.MaintenanceServicer):
         return rpc_pb2.AlarmResponse(header=self._header_now(), alarms=convert.alarm_members(alarms))
 
     @answers_etcd_errors
+    @user_only
     async def Status(self, request, context):
         """``Maintenance.Status``: this member's view."""
         return convert.status_response(self._maintenance.status(), self._served.stamp())
 
     @answers_etcd_errors
+    @admin_only
     async def Defragment(self, request, context):
         """``Maintenance.Defragment``: nothing to do."""
         self._maintenance.defragment()
         return rpc_pb2.DefragmentResponse(header=self._header_now())
 
     @answers_etcd_errors
+    @admin_only
     async def Hash(self, request, context):
         """``Maintenance.Hash``."""
         answer = self._maintenance.hash()
         return rpc_pb2.HashResponse(header=convert.header(answer.revision, self._served.stamp()), hash=answer.hash)
 
     @answers_etcd_errors
+    @admin_only
     async def HashKV(self, request, context):
         """``Maintenance.HashKV``."""
         answer = self._maintenance.hash_kv(request.revision)
@@ -60,6 +65,7 @@ class MaintenanceServicer(rpc_pb2_grpc.MaintenanceServicer):
         )
 
     @answers_etcd_errors
+    @admin_only
     async def MoveLeader(self, request, context):
         """``Maintenance.MoveLeader``: answers once the target leads."""
         await self._served.call(self._maintenance.move_leader(request.targetID))
@@ -70,6 +76,7 @@ class MaintenanceServicer(rpc_pb2_grpc.MaintenanceServicer):
         MetaStore's format (``--restore-from`` reads it), streamed in
         blobs, ``remaining_bytes`` counting down to 0."""
         try:
+            self._served.member.authorize_admin(call_token(context))
             path = await self._served.call(self._maintenance.snapshot())
         except Exception as error:
             await abort_with(context, error)

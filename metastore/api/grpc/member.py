@@ -10,6 +10,7 @@ more.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Coroutine
 
@@ -18,6 +19,19 @@ from twisted.internet import defer
 from metastore.api.grpc.convert import HeaderStamp
 from metastore.api.grpc.server import as_future
 from metastore.facade import MemberFacade
+
+
+TOKEN_METADATA_KEYS = ("token", "authorization")
+"""Where etcd's clients put the auth token (clientv3: ``token``; the
+gateway forwards ``Authorization`` as ``authorization``)."""
+
+
+def call_token(context) -> str | None:
+    """The auth token a call carries in its metadata, or None."""
+    for key, value in context.invocation_metadata() or ():
+        if key in TOKEN_METADATA_KEYS:
+            return value if isinstance(value, str) else value.decode("latin-1")
+    return None
 
 
 @dataclass(frozen=True)
@@ -45,3 +59,27 @@ class ServedMember:
         (cancelling the call cancels it)."""
         d = work if isinstance(work, defer.Deferred) else defer.Deferred.fromCoroutine(work)
         return await as_future(d, self.reactor)
+
+
+def admin_only(method):
+    """Decorate a unary servicer method (under ``answers_etcd_errors``) of
+    a servicer with ``_served``: once auth is enabled only a user with the
+    root role may call it."""
+
+    @functools.wraps(method)
+    async def call(self, request, context):
+        self._served.member.authorize_admin(call_token(context))
+        return await method(self, request, context)
+
+    return call
+
+
+def user_only(method):
+    """Like ``admin_only``, for calls any authenticated user may make."""
+
+    @functools.wraps(method)
+    async def call(self, request, context):
+        self._served.member.authorize_user(call_token(context))
+        return await method(self, request, context)
+
+    return call

@@ -11,7 +11,7 @@ from typing import Callable
 
 import grpc
 
-from metastore.api.grpc import cluster, kv, lease, maintenance, watch
+from metastore.api.grpc import auth, cluster, kv, lease, maintenance, watch
 from metastore.api.grpc.member import ServedMember
 from metastore.api.grpc.server import Registration
 
@@ -21,6 +21,7 @@ SERVICE_FACTORIES: tuple[Callable[[ServedMember, grpc.aio.Server], None], ...] =
     maintenance.register,
     watch.register,
     lease.register,
+    auth.register,
 )
 """Every service served, in no particular order."""
 

@@ -29,6 +29,7 @@ import grpc
 
 from metastore.api.grpc import convert
 from metastore.api.grpc.convert import HeaderStamp
+from metastore.api.grpc.member import call_token
 from metastore.api.grpc.outbox import HIGH_WATER_BYTES, LOW_WATER_BYTES, Outbox
 from metastore.api.grpc.proto import rpc_pb2_grpc
 from metastore.api.grpc.status import abort_with
@@ -58,7 +59,7 @@ class WatchServicer(rpc_pb2_grpc.WatchServicer):
         stopping = asyncio.Event()
         outbox = Outbox(context.write, high_bytes=self._high, low_bytes=self._low)
         stream = self._watches.open(lambda response: outbox.put(convert.watch_response(response, self._stamp())),
-                                    on_stopping=stopping.set)
+                                    on_stopping=stopping.set, token=call_token(context))
         outbox.on_full, outbox.on_room = stream.pause, stream.resume
         writer = asyncio.ensure_future(outbox.run())
         reader = asyncio.ensure_future(_read(request_iterator, stream, outbox))

@@ -16,8 +16,10 @@ from klein import Klein
 from twisted.internet import defer
 from werkzeug.exceptions import NotFound
 
+from metastore.api.credentials import request_token
 from metastore.api.errors import internal_error
 from metastore.api.v3 import kv_codec, lease_codec, watch_codec
+from metastore.api.v3.auth import AuthJSON, AuthService
 from metastore.api.v3.cluster import ClusterJSON, ClusterService
 from metastore.api.v3.errors import INVALID_ARGUMENT, REQUEST_TOO_LARGE, V3Error, v3_error
 from metastore.api.v3.header import Headers
@@ -90,6 +92,7 @@ class V3API:
         max_watchers_per_stream: int = 0,
     ) -> None:
         self.headers = Headers(member, cluster_id)
+        self._member = member
         self.kv = kv = KVService(member, wait_physical)
         self.cluster = ClusterJSON(ClusterService(member), self.headers.at)
         self.maintenance = MaintenanceJSON(MaintenanceService(member), self.headers)
@@ -102,29 +105,31 @@ class V3API:
             lease_codec.time_to_live_request, self.lease.time_to_live, lease_codec.time_to_live_response
         )
         leases = self._json_rpc(lease_codec.leases_request, self.lease.leases, lease_codec.leases_response)
-        self.rpcs: dict[str, Callable[[dict], Awaitable[dict]]] = {
+        admin, user = self._admin_only, self._any_user
+        self.rpcs: dict[str, Callable[[dict, str | None], Awaitable[dict]]] = {
             "kv/range": self._json_rpc(kv_codec.range_request, kv.range, kv_answer),
             "kv/put": self._json_rpc(kv_codec.put_request, kv.put, kv_answer),
             "kv/deleterange": self._json_rpc(kv_codec.delete_range_request, kv.delete_range, kv_answer),
             "kv/txn": self._json_rpc(kv_codec.txn_request, kv.txn, kv_answer),
             "kv/compaction": self._json_rpc(kv_codec.compaction_request, kv.compact, kv_answer),
-            "cluster/member/list": self.cluster.list,
-            "cluster/member/add": self.cluster.add,
-            "cluster/member/remove": self.cluster.remove,
-            "cluster/member/update": self.cluster.update,
-            "cluster/member/promote": self.cluster.promote,
-            "maintenance/status": self.maintenance.status,
-            "maintenance/hash": self.maintenance.hash,
-            "maintenance/hashkv": self.maintenance.hashkv,
-            "maintenance/defragment": self.maintenance.defragment,
-            "maintenance/alarm": self.maintenance.alarm,
-            "maintenance/transfer-leadership": self.maintenance.move_leader,
+            "cluster/member/list": user(self.cluster.list),
+            "cluster/member/add": admin(self.cluster.add),
+            "cluster/member/remove": admin(self.cluster.remove),
+            "cluster/member/update": admin(self.cluster.update),
+            "cluster/member/promote": admin(self.cluster.promote),
+            "maintenance/status": user(self.maintenance.status),
+            "maintenance/hash": admin(self.maintenance.hash),
+            "maintenance/hashkv": admin(self.maintenance.hashkv),
+            "maintenance/defragment": admin(self.maintenance.defragment),
+            "maintenance/alarm": admin(self.maintenance.alarm),
+            "maintenance/transfer-leadership": admin(self.maintenance.move_leader),
             "lease/grant": grant,
             "lease/revoke": revoke,
             "kv/lease/revoke": revoke,
             "lease/timetolive": time_to_live,
             "kv/lease/timetolive": time_to_live,
             "lease/leases": leases,
+            **AuthJSON(AuthService(member), self.headers).rpcs,
         }
         """Each RPC's path after the prefix, and the method answering it."""
 
@@ -132,8 +137,29 @@ class V3API:
         """An RPC of a protocol-neutral service method: its request decoded
         from the JSON body, its response encoded with this member's header."""
 
-        async def rpc(body: dict) -> dict:
-            return encode(await call(decode(body)), self.headers)
+        async def rpc(body: dict, token: str | None) -> dict:
+            request = decode(body)
+            self._member.authorize(token, request)
+            return encode(await call(request), self.headers)
+
+        return rpc
+
+    def _admin_only(self, call: Callable[[dict], Awaitable[dict]]) -> Callable[[dict, str | None], Awaitable[dict]]:
+        """An RPC only a user with the root role may call once auth is enabled."""
+
+        async def rpc(body: dict, token: str | None) -> dict:
+            self._member.authorize_admin(token)
+            return await call(body)
+
+        return rpc
+
+    def _any_user(self, call: Callable[[dict], Awaitable[dict]]) -> Callable[[dict, str | None], Awaitable[dict]]:
+        """An RPC any authenticated user may call (as etcd serves member
+        list and status, which clients use to find endpoints)."""
+
+        async def rpc(body: dict, token: str | None) -> dict:
+            self._member.authorize_user(token)
+            return await call(body)
 
         return rpc
 
@@ -144,6 +170,7 @@ class V3API:
     @app.route(API + "/maintenance/snapshot", methods=["POST"])
     async def snapshot(self, request, api: str):
         """etcd's ``Maintenance.Snapshot``: a stream of JSON lines."""
+        self._member.authorize_admin(request_token(request))
         messages = await self.maintenance.snapshot(request_body(request))
         request.setHeader(b"Content-Type", b"application/json")
         await LineProducer(request, messages).start()
@@ -153,6 +180,7 @@ class V3API:
     async def keepalive(self, request, api: str):
         """etcd's ``Lease.LeaseKeepAlive`` as the gateway serves it: one
         request, one stream message (no ``TTL`` for an unknown lease), end."""
+        self._member.authorize_user(request_token(request))
         response = await self.lease.keepalive(lease_codec.keepalive_request(request_body(request)))
         request.setHeader(b"Content-Type", b"application/json")
         return json_line({"result": lease_codec.keepalive_response(response, self.headers)})
@@ -178,7 +206,7 @@ class V3API:
             if response.canceled and not stream.watch_ids:
                 lines.end()
 
-        stream = self.watch.open(send)
+        stream = self.watch.open(send, token=request_token(request))
         request.setHeader(b"Content-Type", b"application/json")
         done = lines.start()
         try:
@@ -199,4 +227,4 @@ class V3API:
         method = self.rpcs.get(rpc)
         if method is None:
             raise NotFound()
-        return _json(request, await method(request_body(request)))
+        return _json(request, await method(request_body(request), request_token(request)))

@@ -20,6 +20,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
+from metastore.kv.errors import KVError
 from metastore.facade import MEMBER_STOPPING, MemberFacade, Watch, WatchEvent, WatchFilter, WatchResponse
 
 GRPC_OVERHEAD_BYTES = 512 * 1024
@@ -128,9 +129,11 @@ class WatchStream:
         fragment_limit: int,
         on_stopping: Callable[[], None] | None = None,
         max_watchers: int = 0,
+        token: str | None = None,
     ) -> None:
         self._member = member
         self._max_watchers = max_watchers
+        self._token = token
         self._on_stopping = on_stopping
         self._send = send
         self._fragment_limit = fragment_limit
@@ -158,6 +161,10 @@ class WatchStream:
         key = request.key or b"\0"
         if request.range_end not in (b"", FROM_KEY) and key >= request.range_end:
             return self._refuse(EMPTY_RANGE)
+        try:
+            user = self._member.authorize_read(self._token, key, request.range_end)
+        except KVError as e:  # etcd refuses the create with the auth error as the reason
+            return self._refuse(e.message)
         if request.watch_id:
             if request.watch_id in self._watches:
                 return self._refuse(DUPLICATE_WATCH_ID)
@@ -173,6 +180,7 @@ class WatchStream:
             callback=lambda response: self._forward(watch_id, request.fragment, response),
         )  # fmt: skip
         if not watch.canceled:
+            self._member.track_watch(user, key, request.range_end, watch)
             self._watches[watch_id] = watch
             if self._paused:
                 watch.pause()
@@ -244,11 +252,16 @@ class WatchService:
         """Live watches one stream may hold (0: no limit)."""
         self.fragment_limit = max_request_bytes + GRPC_OVERHEAD_BYTES
 
-    def open(self, send: Callable[[WatchResponse], None], on_stopping: Callable[[], None] | None = None) -> WatchStream:
+    def open(
+        self, send: Callable[[WatchResponse], None], on_stopping: Callable[[], None] | None = None,
+        token: str | None = None,
+    ) -> WatchStream:
         """A new stream whose responses go to ``send``.  With ``on_stopping``,
         the member stopping calls it once and sends nothing more (instead
         of a ``canceled`` per watch), for an API whose clients must see
-        the stream fail, not end, so that they resume elsewhere."""
+        the stream fail, not end, so that they resume elsewhere.  Every
+        watch created on it is checked against the user of ``token`` (and
+        cancelled when that user may no longer read its range)."""
         return WatchStream(self._member, send, fragment_limit=self.fragment_limit, on_stopping=on_stopping,
-                           max_watchers=self.max_watchers_per_stream)
+                           max_watchers=self.max_watchers_per_stream, token=token)
 

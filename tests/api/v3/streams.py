@@ -80,14 +80,15 @@ class ChunkedResponse(protocol.Protocol):
         self.transport.abortConnection()
 
 
-async def post_stream(reactor, url: str, path: str, body: dict) -> ChunkedResponse:
-    """POST ``body`` as JSON to ``url + path``; the connected reader, once
-    the response's head arrived (bounded)."""
+async def post_stream(reactor, url: str, path: str, body: dict, headers: dict[str, str] | None = None) -> ChunkedResponse:
+    """POST ``body`` as JSON to ``url + path`` (with ``headers``); the
+    connected reader, once the response's head arrived (bounded)."""
     parts = urlsplit(url)
     data = json.dumps(body).encode()
     request = (
         f"POST {path} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+        + "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items()) + "\r\n"
     ).encode() + data
     reader = ChunkedResponse(request)
     endpoint = endpoints.TCP4ClientEndpoint(reactor, parts.hostname, parts.port)
