@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Sequence
 import hashlib
 import importlib
 import operator
@@ -104,6 +105,8 @@ def _default(value: Any):
         return _default(RemoteError(repr(value)))
     if isinstance(value, (set, frozenset)):
         return sorted(value)
+    if isinstance(value, Sequence):  # e.g. the dedup window's read-only view (kv.dedup.RequestWindow)
+        return list(value)
     raise TypeError(f"cannot send {kind.__name__} to the core or a front")
 
 
