@@ -160,6 +160,7 @@ class MemberService(service.MultiService):
         self.fronts = None
         """The ``FrontSupervisor`` with --workers, else None."""
         self.removed: defer.Deferred = defer.Deferred()
+        self._leaving = False
         # Started in this order, stopped in reverse: the node answers no
         # request after the API stops, and sends nothing after the transport;
         # history compaction stops before the node closes the engine.
@@ -228,6 +229,11 @@ class MemberService(service.MultiService):
         return port
 
     def _on_removed(self) -> None:
+        # The node says so after every cycle that ends removed, and a peer
+        # may say so too: stop, and fire ``removed``, once.
+        if self._leaving:
+            return
+        self._leaving = True
         d = defer.maybeDeferred(self.stopService)
         d.addBoth(lambda _: self.removed.callback(self.node.member_id))
 
