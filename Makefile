@@ -10,7 +10,7 @@ SOURCES := setup.py $(shell find metastore twisted -name '*.py' 2>/dev/null)
 RUN_DIR := run
 CLUSTER := http://127.0.0.1:12379,http://127.0.0.1:22379,http://127.0.0.1:32379
 # Skipped under the default reactor, so run again on the asyncio reactor.
-ASYNCIO_TESTS := tests.api.grpc.test_server tests.api.grpc.test_servicers tests.api.grpc.test_watch_servicer tests.api.grpc.test_lease_servicer
+ASYNCIO_TESTS := tests.api.grpc.test_server tests.api.grpc.test_servicers tests.api.grpc.test_watch_servicer tests.api.grpc.test_lease_servicer tests.api.grpc.test_auth_servicer
 
 .DEFAULT_GOAL := help
 .PHONY: help build run run-memory run-rocksdb cluster-memory cluster-rocksdb _cluster stop-cluster test bench protos clean
