@@ -60,6 +60,13 @@ class SnapshotCatchUpTests(TestCase):
         await self.assert_same_keyspace(cluster, [1, 2, 3])
         self.assertIn("installed snapshot", cluster.members[3].log_text())
 
+        async def member_1_reconnected_to_3():
+            status = await cluster.status(1)
+            return status is not None and {2, 3} <= set(status["connected_peers"])
+
+        # The strict reconfiguration check counts connected members: wait
+        # for member 1's link to the restarted member 3 (it redials with backoff).
+        await wait_until(member_1_reconnected_to_3, timeout=30, interval=0.1, what="member 1 to reconnect to 3")
         newcomer = cluster.add_member()
         newcomer.extra += self.newcomer_flags
         code, body, _ = await cluster.request(1, "POST", "/4", cluster.peer_urls[3].encode())
