@@ -17,7 +17,7 @@ members are), ``Compaction`` (snapshots, log compaction, WAL release),
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 from twisted.application import service
 from twisted.internet import defer, task
@@ -71,8 +71,7 @@ class Node(service.Service):
         self.leader_id, self.role = 0, StateType.StateFollower
         self.failure: Exception | None = None
         """The storage (or apply) error that stopped this member accepting writes, if any."""
-        self.removed = False
-        self.on_removed: Callable[[], None] | None = None
+        self.removed, self.on_removed = False, None  # on_removed: called once removed, if set
         self.leader_changes_seen = 0
         """How many times this member learnt of a new leader (etcd counts the same)."""
 
