@@ -14,33 +14,26 @@ from twisted.internet import address, defer, task
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import http
-from twisted.web.resource import Resource
 
 from metastore.api.fastpath import HotRoutes
 from metastore.api.hotwire import parse_hot_request
 from metastore.api.site import HELD_BYTES, MetaStoreRequest, MetaStoreSite
 from metastore.kv.messages import Put, PutResponse, ResponseHeader
 from metastore.storage.engine import KeyValue
-from tests.api.test_fastpath import _V3, _Facade
+from tests.api.test_fastpath import _V3, _Facade, _Fallback
 
 MAX_REQUEST_BYTES = 64
 
 
-class _Tree(Resource):
-    """The resource tree: records each request, answers its body size limit as the REST API does."""
-
-    isLeaf = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[bytes] = []
+class _Tree(_Fallback):
+    """The resource tree: records each request, answers a body over the limit 413 as the REST API does."""
 
     def render(self, request):
-        self.seen.append(request.method + b" " + request.uri)
+        answer = super().render(request)
         if request.body_too_large:
             request.setResponseCode(413)
             return b"too large"
-        return b"tree"
+        return answer
 
 
 class _CountingRequest(MetaStoreRequest):
