@@ -15,6 +15,10 @@ Departures from ``twisted.web.server.Site``:
   handlers decode ``request.path`` to bytes themselves.
 - A body over the size limit is discarded as it arrives instead of being
   buffered, and the request is marked so the handler answers 413.
+- With hot routes (``metastore.api.fastpath``), the channel takes the
+  plainly framed hot requests off the wire itself, without a
+  ``twisted.web`` request (``MetaStoreChannel``); their answers are
+  written straight to the socket when nothing is queued before them.
 """
 
 from __future__ import annotations
