@@ -214,6 +214,20 @@ class HotChannelTests(SynchronousTestCase):
             self.assertEqual(len(c.answers()), 1)
             self.assertTrue(c.transport.disconnecting)
 
+    def test_blank_line_before_a_request_is_eaten_once(self):
+        """A blank line before a request (an old client's habit, which Twisted
+        eats once per request) then the request in the next packet: answered,
+        and the next request may again start with a blank line."""
+        c = _Connection(_AnsweringFacade())
+        c.send(b"\r\n")
+        c.send(PUT)
+        self.assertEqual(_CountingRequest.made, 1)  # Twisted's parser had started on it
+        c.send(b"\r\n" + PUT)
+        self.assertEqual(c.answers(), [b"HTTP/1.1 204 No Content"] * 2)
+        c.send(PUT)
+        self.assertEqual(c.answers(), [b"HTTP/1.1 204 No Content"] * 3)
+        self.assertEqual(_CountingRequest.made, 2)  # the last one taken off the wire
+
     def test_bytes_held_past_the_bound_pause_reading(self):
         """Past ``HELD_BYTES`` sent behind a pending answer, the channel stops
         reading; it reads again once the answer is written."""
