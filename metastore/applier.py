@@ -9,7 +9,7 @@ from typing import Sequence
 from twisted.logger import Logger
 
 from metastore import raft
-from metastore.auth.errors import AuthError
+from metastore.auth.errors import AuthError, AuthOldRevision
 from metastore.auth.messages import AUTH_COMMANDS
 from metastore.errors import EntryRejected, RequestTimedOut
 from metastore.kv.commands import Command, CommandError, PublishMember, SetAlarm, UpdateMember, decode_proposal
@@ -37,7 +37,11 @@ class EntryApplier:
     fails its proposer with ``EntryRejected``.  A membership change is
     applied on its own: to raft, then to ``membership``; the engine stores
     the new membership record with the change's index.  A request whose id
-    ``RecentRequests`` remembers (a re-proposed copy) is applied as a no-op."""
+    ``RecentRequests`` remembers (a re-proposed copy) is applied as a no-op.
+    A client request checked at an auth revision older than the one
+    applied here (an auth change was applied between its check and its
+    entry: both in log order, so every member decides alike) is refused
+    with etcd's ``AuthOldRevision`` and changes nothing."""
 
     def __init__(
         self,
@@ -121,7 +125,7 @@ class EntryApplier:
         if not entry.data:
             return None, None  # a new leader's empty entry
         try:
-            request_id, command, proposed_at = decode_proposal(entry.data)
+            request_id, command, proposed_at, auth = decode_proposal(entry.data)
         except CommandError as e:
             log.error("entry {i} holds no valid command, applied as a no-op: {e}", i=entry.index, e=e)
             self.rejected += 1
@@ -155,6 +159,9 @@ class EntryApplier:
         if isinstance(command, SetAlarm):
             self._membership.apply_alarm(command)
             self._pending.resolve(request_id, None)
+            return None, None
+        if auth is not None and self._membership.auth.is_old(auth.revision):
+            self._pending.resolve(request_id, AuthOldRevision())  # etcd's auth applier
             return None, None
         if self._membership.out_of_space and adds_data(command):
             self._pending.resolve(request_id, NoSpaceError())  # etcd's capped applier

@@ -426,16 +426,18 @@ def open_node(config: Config, reactor, *, run_blocking=None, fsync=os.fsync, sna
 
 
 def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
-                raw_proposals: bool = False) -> MemberService:
+                raw_proposals: bool = False, snapshot_run_blocking=None) -> MemberService:
     """Open the member's storage and wire its parts; nothing runs until the
     returned service is started.  Raises ``StartupError``.
 
     ``fsync`` is the WAL's fault-injection hook (tests make it fail) and
     ``raw_proposals`` turns on the test-only raw proposal route
-    (``metastore.faults``); keep the defaults in production."""
+    (``metastore.faults``); ``run_blocking`` and ``snapshot_run_blocking``
+    replace the fsync and snapshot threads (``open_node``); keep the
+    defaults in production."""
     security = member_security(config)
     grpc = _grpc_service(config, reactor, security)
-    node = open_node(config, reactor, run_blocking=run_blocking, fsync=fsync)
+    node = open_node(config, reactor, run_blocking=run_blocking, fsync=fsync, snapshot_run_blocking=snapshot_run_blocking)
     membership = node.membership
     transport = PeerTransport(
         reactor,

@@ -73,6 +73,12 @@ class AuthState:
         user = self.users.get(user_name)
         return user is not None and ROOT in user.roles
 
+    def is_old(self, revision: int) -> bool:
+        """Whether a request checked at auth ``revision`` must be checked
+        again: auth is enabled and its state changed since (etcd's
+        ``ErrAuthOldRevision``)."""
+        return self.enabled and revision < self.revision
+
     def permissions_of(self, user_name: str) -> list[Permission]:
         """Every permission the user's roles grant."""
         user = self.users.get(user_name)
