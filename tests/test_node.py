@@ -62,13 +62,17 @@ class NodeHarness(TestCase):
         self.node = self.member.node
         self.node.startService()
         self.addCleanup(self.stop)
+        self.lead()
+        self.settle()
+
+    def lead(self) -> None:
+        """Pass time (bounded) until the started member leads."""
         for _ in range(MAX_STEPS):
             self.settle()
             if self.node.is_leader:
                 break
             self.clock.advance(0.1)
         self.assertTrue(self.node.is_leader)
-        self.settle()
 
     def stop(self) -> None:
         if self.node.running:

@@ -35,7 +35,7 @@ from metastore.kv.messages import (
     TxnRequest,
 )
 from metastore.service import open_member
-from tests.test_node import MAX_STEPS, ControlledDisk, NodeHarness
+from tests.test_node import ControlledDisk, NodeHarness
 
 SECRET = b"apply-check-test-secret-of-32-bytes!"
 
@@ -132,9 +132,4 @@ class AuthAtApplyTests(NodeHarness):
         self.member = open_member(config, self.clock, run_blocking=self.disk, snapshot_run_blocking=self.disk)
         self.node = self.member.node
         self.node.startService()
-        for _ in range(MAX_STEPS):
-            self.settle()
-            if self.node.is_leader:
-                break
-            self.clock.advance(0.1)
-        self.assertTrue(self.node.is_leader)
+        self.lead()
