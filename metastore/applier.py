@@ -56,6 +56,8 @@ class EntryApplier:
         self._membership = membership
         self._pending = pending
         self._rawnode = rawnode
+        self._run: list[tuple[bytes | None, Command | None]] = []
+        """Decoded commands not yet applied to the store (one engine batch)."""
         self.first_applied_index: int | None = None
         """The index of the first entry this process applied."""
         self.rejected = 0
@@ -94,16 +96,21 @@ class EntryApplier:
             return
         if self.first_applied_index is None:
             self.first_applied_index = entries[0].index
-        run: list[tuple[bytes | None, Command | None]] = []
+        self._run = []
         for entry in entries:
             if entry.type == EntryType.EntryConfChange:
-                self._apply_commands(run, entry.index - 1)
-                run = []
+                self._flush(entry.index - 1)
                 self._apply_conf_change(entry)
                 self._apply_commands([(None, None)], entry.index)
             else:
-                run.append(self._decode(entry))
-        self._apply_commands(run, entries[-1].index)
+                decoded = self._decode(entry)  # which may flush the run first
+                self._run.append(decoded)
+        self._flush(entries[-1].index)
+
+    def _flush(self, index: int) -> None:
+        """Apply the commands decoded so far, ending at ``index``."""
+        run, self._run = self._run, []
+        self._apply_commands(run, index)
 
     def _apply_conf_change(self, entry: Entry) -> None:
         """Apply the change ``entry`` holds, or skip it when raft or the
@@ -149,6 +156,9 @@ class EntryApplier:
             self._pending.resolve(request_id, None)
             return None, None
         if type(command) in AUTH_COMMANDS:
+            # What came before it is applied first, so its answer's revision
+            # is the keyspace's at the change.
+            self._flush(entry.index - 1)
             try:
                 self._membership.apply_auth(command)
             except AuthError as e:
