@@ -98,6 +98,10 @@ class ChaosAuth:
             self.authentications += 1
         return token
 
+    async def close(self) -> None:
+        """Close the connections of the setup and authentication calls."""
+        await self._client.close()
+
     def answered(self, url: str, token: str, code: int | None, body: dict | None) -> None:
         """A call with ``token`` got this answer: forget the token when the
         member refused it (the next call authenticates again)."""

@@ -492,6 +492,8 @@ class ChaosRun:
             if lease_watch is not None:
                 await lease_watch.close()
             await self._pool.closeCachedConnections()
+            if self.auth is not None:
+                await self.auth.close()
             await self.cluster.stop()
         self._fill_report(report, present)
         if self.auth is not None:
