@@ -132,3 +132,15 @@ class ChaosOptionsTests(SynchronousTestCase):
         options.parseOptions(["--workload", "all"])
         self.assertEqual(options.config().workloads, ("register", "set", "lease", "watch"))
         self.assertRaises(UsageError, ChaosOptions().parseOptions, ["--workload", "lease,meteor"])
+
+    def test_auth_and_tls(self):
+        """``--auth`` and ``--tls`` are off by default and combine; with
+        auth the workload user's role covers every workload's prefix."""
+        options = ChaosOptions()
+        options.parseOptions([])
+        self.assertEqual((options.config().auth, options.config().tls), (False, False))
+        options = ChaosOptions()
+        options.parseOptions(["--auth", "--tls", "--workload", "all"])
+        config = options.config()
+        self.assertEqual((config.auth, config.tls), (True, True))
+        self.assertEqual(config.prefixes, [b"r", b"s", b"lw/"])
