@@ -9,12 +9,13 @@ from typing import Sequence
 from twisted.logger import Logger
 
 from metastore import raft
-from metastore.auth.errors import AuthError, AuthOldRevision
-from metastore.auth.messages import AUTH_COMMANDS
+from metastore.auth.errors import AuthError, AuthOldRevision, PermissionDenied
+from metastore.auth.messages import AUTH_COMMANDS, AuthInfo
 from metastore.errors import EntryRejected, RequestTimedOut
 from metastore.kv.commands import Command, CommandError, PublishMember, SetAlarm, UpdateMember, decode_proposal
 from metastore.kv.dedup import RecentRequests, Verdict
 from metastore.kv.errors import NoSpaceError
+from metastore.kv.messages import LeaseRevokeRequest, PutRequest
 from metastore.kv.validation import adds_data
 from metastore.kv.store import KeyValueStore
 from metastore.measure import UNMEASURED, Observer
@@ -41,7 +42,9 @@ class EntryApplier:
     A client request checked at an auth revision older than the one
     applied here (an auth change was applied between its check and its
     entry: both in log order, so every member decides alike) is refused
-    with etcd's ``AuthOldRevision`` and changes nothing."""
+    with etcd's ``AuthOldRevision`` and changes nothing; so is a revoke of
+    a lease, or a put attaching a key to one, whose user may not write
+    every key attached to the lease at its entry (``PermissionDenied``)."""
 
     def __init__(
         self,
@@ -170,13 +173,29 @@ class EntryApplier:
             self._membership.apply_alarm(command)
             self._pending.resolve(request_id, None)
             return None, None
-        if auth is not None and self._membership.auth.is_old(auth.revision):
-            self._pending.resolve(request_id, AuthOldRevision())  # etcd's auth applier
+        refusal = None if auth is None else self._auth_refusal(auth, command, entry.index)
+        if refusal is not None:
+            self._pending.resolve(request_id, refusal)  # etcd's auth applier
             return None, None
         if self._membership.out_of_space and adds_data(command):
             self._pending.resolve(request_id, NoSpaceError())  # etcd's capped applier
             return None, None
         return request_id, command
+
+    def _auth_refusal(self, auth: AuthInfo, command: Command, index: int) -> AuthError | None:
+        """Why the request checked for ``auth`` must be refused at ``index``:
+        the auth state moved on since its check, or (etcd's lease check at
+        apply) its user may not write every key now attached to the lease
+        it revokes or attaches a key to; None when it may be applied."""
+        state = self._membership.auth
+        if state.is_old(auth.revision):
+            return AuthOldRevision()
+        lease = _lease_named(command)
+        if lease and state.enabled and not state.is_root(auth.user):
+            self._flush(index - 1)  # the lease's keys as of this entry
+            if not state.may_write(auth.user, self._store.lease_keys(lease)):
+                return PermissionDenied()
+        return None
 
     def _apply_commands(self, run: list[tuple[bytes | None, Command | None]], index: int) -> None:
         if not run:
@@ -192,3 +211,12 @@ class EntryApplier:
         for (request_id, _), result in zip(run, results):
             if request_id is not None:
                 self._pending.resolve(request_id, result)
+
+
+def _lease_named(command: Command) -> int:
+    """The lease a revoke, or a put attaching its key, names (0: none)."""
+    if isinstance(command, LeaseRevokeRequest):
+        return command.id
+    if isinstance(command, PutRequest):
+        return command.lease
+    return 0

@@ -31,6 +31,7 @@ from metastore.kv.messages import (
     CompareTarget,
     DeleteRangeRequest,
     LeaseGrantRequest,
+    LeaseRevokeRequest,
     PutRequest,
     TxnRequest,
 )
@@ -105,6 +106,22 @@ class AuthAtApplyTests(NodeHarness):
         request = PutRequest(b"a1", b"v")
         self.successResultOf(self.settled(self.api.propose(request, self.api.authorize(self.user, request))))
         self.assertEqual(self.node.store.get(b"a1").value, b"v")
+
+    def test_a_key_attached_to_the_lease_after_the_check_refuses_the_revoke(self) -> None:
+        """etcd's lease check at apply: root attaches a key ``u`` may not
+        write to ``u``'s lease between the check of ``u``'s revoke (or of
+        ``u``'s put attaching a key) and its apply; no auth change happened,
+        yet both are refused and the lease and root's key stay."""
+        granted = self.api.propose(LeaseGrantRequest(60, 9), self.api.authorize(self.user, LeaseGrantRequest(60, 9)))
+        self.successResultOf(self.settled(granted))
+        revoke, put = LeaseRevokeRequest(9), PutRequest(b"a1", b"v", lease=9)
+        checked = [(request, self.api.authorize(self.user, request)) for request in (revoke, put)]
+        root_put = PutRequest(b"z", b"root's", lease=9)
+        self.successResultOf(self.settled(self.api.propose(root_put, self.api.authorize(self.root, root_put))))
+        for request, auth in checked:
+            self.failureResultOf(self.settled(self.api.propose(request, auth)), PermissionDenied)
+        self.assertEqual(self.node.store.lease_keys(9), [b"z"])
+        self.assertIsNone(self.node.store.get(b"a1"))
 
     def test_the_refusal_survives_restart_from_the_wal_and_a_snapshot(self) -> None:
         """A restarted member replays the same entries to the same decision."""
