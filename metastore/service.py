@@ -8,6 +8,7 @@ anything listens, so a member that cannot start says why at once with a
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
@@ -456,7 +457,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
     node.transport = membership.transport = transport
     history_compaction = CompactionService(reactor, node, config.auto_compaction_policy())
     lessor = Lessor(
-        node.store, node.propose, reactor, lambda: node.is_leader,
+        node.store, functools.partial(node.requests.propose, again=False), reactor, lambda: node.is_leader,
         min_ttl=math.ceil(1.5 * config.election_ticks * config.tick_ms / 1000),
         check_interval=config.tick_ms / 1000,
         checkpoint_interval=config.lease_checkpoint_interval,

@@ -225,6 +225,20 @@ class DuplicateProposalTests(NodeHarness):
         self.assertEqual(self.node.store.revision, 2)
 
 
+    def test_a_leaders_own_decision_is_not_proposed_again(self) -> None:
+        """A proposal made with ``again=False`` (the lessor's revokes and
+        checkpoints) is left out of ``repropose``: proposed once."""
+        proposed = []
+        rawnode_propose = self.node.rawnode.propose
+        self.patch(self.node.rawnode, "propose", lambda data: (proposed.append(data), rawnode_propose(data)))
+        once = self.node.requests.propose(Put(b"k", b"once"), again=False)
+        self.node.propose(Put(b"j", b"v"))
+        self.node.requests.repropose()
+        self.assertEqual(len(proposed), 3)  # the write proposed twice, the decision once
+        self.settle()
+        self.assertEqual(self.successResultOf(once).revision, 2)
+
+
 class RawProposalRouteTests(NodeHarness):
     """``POST /admin/debug/propose-raw`` exists only when turned on."""
 
