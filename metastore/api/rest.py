@@ -271,9 +271,10 @@ class RestAPI:
         limit = _non_negative_argument(request, b"limit")
         if len(prefix) > MAX_KEY_BYTES:
             raise HTTPError(413, "key_too_large", f"the prefix is {len(prefix)} bytes; the limit is {MAX_KEY_BYTES}")
-        self.member.authorize(await caller_token(self.member, request), RangeRequest(prefix, prefix_range_end(prefix)))
+        auth = self.member.authorize(await caller_token(self.member, request), RangeRequest(prefix, prefix_range_end(prefix)))
         await self._read_barrier(request)
         await self._wait_if_asked(request, prefix, prefix_range_end(prefix))
+        self.member.auth_still_current(auth)
         found = self.member.range_request(RangeRequest(prefix, prefix_range_end(prefix), limit=limit, revision=revision))
         request.setHeader(b"X-MetaStore-Revision", b"%d" % found.header.revision)
         request.setHeader(b"X-MetaStore-Index", b"%d" % found.header.revision)

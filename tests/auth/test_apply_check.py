@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from twisted.internet.testing import MemoryReactorClock
 
+from metastore.api.v3.kv import KVService
 from metastore.auth.errors import AuthOldRevision, PermissionDenied
 from metastore.auth.messages import (
     AuthEnable,
@@ -33,6 +34,7 @@ from metastore.kv.messages import (
     LeaseGrantRequest,
     LeaseRevokeRequest,
     PutRequest,
+    RangeRequest,
     TxnRequest,
 )
 from metastore.service import open_member
@@ -122,6 +124,21 @@ class AuthAtApplyTests(NodeHarness):
             self.failureResultOf(self.settled(self.api.propose(request, auth)), PermissionDenied)
         self.assertEqual(self.node.store.lease_keys(9), [b"z"])
         self.assertIsNone(self.node.store.get(b"a1"))
+
+    def test_a_read_answered_after_an_auth_change_is_refused(self) -> None:
+        """etcd checks the auth revision again once a range is served: a
+        range (and a read-only txn) checked before an auth change and
+        answered after it is refused; one checked after it is answered."""
+        kv = KVService(self.api, lambda revision: None)
+        request = RangeRequest(b"a", b"b")
+        checked = [(request, self.api.authorize(self.user, request)),
+                   (TxnRequest(success=(request,)), self.api.authorize(self.user, request))]
+        self.successResultOf(self.settled(self.api.propose(UserAdd("x", b"", True))))
+        for asked, auth in checked:
+            self.failureResultOf(self.settled(kv.range(asked, auth) if asked is request else kv.txn(asked, auth)),
+                                 AuthOldRevision)
+        self.assertEqual(self.successResultOf(self.settled(kv.range(request, self.api.authorize(
+            self.user, request)))).count, 0)
 
     def test_the_refusal_survives_restart_from_the_wal_and_a_snapshot(self) -> None:
         """A restarted member replays the same entries to the same decision."""
