@@ -1,5 +1,6 @@
 """The side-by-side comparison's options, tables and JSON, the throughput
-plot's data, and the RSS soak's arithmetic; no server is started."""
+plot's data, the RSS soak's arithmetic and the memory script's readings;
+no server is started."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from metastore.bench.compare import (
     print_table,
     sweep_workloads,
 )
+from metastore.bench.memory_after_puts import directory_mb, read_status_mb, settled_rss_mb
 from metastore.bench.plot_throughput import plot_throughput, throughput_series
 from metastore.bench.plotting import PlottingUnavailable, pyplot
 from metastore.bench.servers import Server
@@ -216,3 +218,31 @@ class SoakTests(SynchronousTestCase):
         self.assertEqual(lines[3], "| 10 | 60.0 | 71.0 |")
         self.assertIn("| etcd | 3,000 | 2,100 | 2,050 (9.5) | 40.0 / 80.0 / 80.0 | +120.00 |", lines)
         self.assertIn("| MetaStore | 1,500 | 1,050 | 1,040 (20.2) | 70.0 / 71.0 / 71.0 | +3.00 |", lines)
+
+
+class MemoryAfterPutsTests(SynchronousTestCase):
+    """The 1,000,000-put memory script's readings."""
+
+    def test_settled_rss(self) -> None:
+        """RSS is read once it moves by no more than half a MB in a second,
+        or the last reading at the deadline; the clock is fake."""
+        now = [0.0]
+        readings = iter([70.0, 80.0, 84.0, 84.3, 99.0])
+        settled = settled_rss_mb(1, 30.0, reading=lambda pid, field: next(readings), clock=lambda: now[0],
+                                 pause=lambda s: now.__setitem__(0, now[0] + s))
+        self.assertEqual((settled, now[0]), (84.3, 3.0))
+        growing = iter(range(0, 1000, 10))
+        settled = settled_rss_mb(1, 5.0, reading=lambda pid, field: float(next(growing)), clock=lambda: now[0],
+                                 pause=lambda s: now.__setitem__(0, now[0] + s))
+        self.assertEqual(settled, 60.0)  # six pauses: past the 5 s deadline
+
+    def test_status_and_directory(self) -> None:
+        """This process's RSS is read; a process that has gone reads 0; a directory's files are summed."""
+        self.assertGreater(read_status_mb(os.getpid(), "VmRSS"), 1)
+        self.assertEqual(read_status_mb(2**22 + 1, "VmRSS"), 0.0)
+        path = self.mktemp()
+        os.makedirs(os.path.join(path, "sub"))
+        for name, size in (("a", 2**20), ("sub/b", 2**19)):
+            with open(os.path.join(path, name), "wb") as f:
+                f.write(b"x" * size)
+        self.assertEqual(directory_mb(path), 1.5)

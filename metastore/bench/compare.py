@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, replace
 
 from metastore.bench.servers import CHECKOUT, Server, start_etcd, start_metastore, wait_for
@@ -69,14 +70,43 @@ def describe(arguments: list[str]) -> tuple[str, int]:
     raise ValueError(f"not a put or single-key range: {arguments}")
 
 
-def bench_argv(server: Server, arguments: list[str], duration: float) -> list[str]:
+def bench_argv(server: Server, arguments: list[str], duration: float | None) -> list[str]:
     """The command line of one ``metastore-bench`` run against ``server``
-    (its leader when it has several members), printing JSON, with every
-    server process's CPU and RSS accounted."""
+    (its leader when it has several members) for ``duration`` seconds (or
+    as ``arguments`` bound it), printing JSON, with every server
+    process's CPU and RSS accounted."""
     pids = [arg for pid in server.pids() for arg in ("--pid", str(pid))]
     leader = ["--target-leader"] if len(server.urls) > 1 else []
+    limit = ["--duration", str(duration)] if duration is not None else []
     return [sys.executable, "-m", "metastore.bench", *arguments, "--api", server.api,
-            "--endpoints", ",".join(server.urls), *leader, "--duration", str(duration), *pids, "--json"]
+            "--endpoints", ",".join(server.urls), *leader, *limit, *pids, "--json"]
+
+
+def bench_all_at_once(servers: list[Server], arguments_of: dict[str, list[str]], duration: float | None,
+                      timeout: float, during=None) -> dict[str, dict]:
+    """Run ``metastore-bench`` against every server at the same time (a
+    process each, ``arguments_of[server.name]``), calling ``during()``
+    until they have all finished (it returns how long to wait before the
+    next call); each one's JSON result.  None ends after ``timeout`` s."""
+    processes = {s.name: subprocess.Popen(bench_argv(s, arguments_of[s.name], duration), cwd=CHECKOUT,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for s in servers}
+    try:
+        while during is not None and any(p.poll() is None for p in processes.values()):
+            time.sleep(during())
+        results = {}
+        for name, process in processes.items():
+            out, err = process.communicate(timeout=timeout)
+            try:
+                results[name] = json.loads(out)
+            except ValueError:
+                raise RuntimeError(f"metastore-bench against {name} failed ({process.returncode}):\n{err}") from None
+        return results
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 def bench(server: Server, arguments: list[str], duration: float) -> dict:

@@ -47,8 +47,8 @@ def plot_throughput(document: dict, path: str) -> None:
     sizes = sorted({size for size, _ in panels})
     kinds = list(dict.fromkeys(kind for _, kind in panels))
     plt = pyplot()
-    figure, axes = plt.subplots(len(sizes), len(kinds), figsize=(4.6 * len(kinds), 3.8 * len(sizes)),
-                                squeeze=False, sharex=True)
+    width, height = max(9.0, 4.6 * len(kinds)), 3.6 * len(sizes) + 1.2
+    figure, axes = plt.subplots(len(sizes), len(kinds), figsize=(width, height), squeeze=False, sharex=True)
     colours = {}
     for (size, kind), lines in panels.items():
         ax = axes[sizes.index(size)][kinds.index(kind)]
@@ -69,11 +69,13 @@ def plot_throughput(document: dict, path: str) -> None:
             if not ax.has_data():
                 ax.set_visible(False)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), frameon=False)
+    figure.legend(handles, labels, loc="lower center", ncol=max(1, min(len(labels), int(width // 3.2))),
+                  frameon=False)
     settings = document.get("settings", {})
     figure.suptitle(f"Throughput against clients (median of {settings.get('runs', '?')} × "
                     f"{settings.get('duration', '?')} s, {settings.get('cores', '?')} cores)")
-    figure.tight_layout(rect=(0, 0.07, 1, 0.96))
+    legend_rows = -(-len(labels) // max(1, min(len(labels), int(width // 3.2))))
+    figure.tight_layout(rect=(0, (0.35 * legend_rows + 0.1) / height, 1, 1 - 0.45 / height))
     figure.savefig(path, dpi=90)
     plt.close(figure)
 

@@ -20,13 +20,12 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
-from metastore.bench.compare import bench_argv
+from metastore.bench.compare import bench_all_at_once
 from metastore.bench.plotting import PlottingUnavailable, pyplot
 from metastore.bench.proc import sample
 from metastore.bench.servers import CHECKOUT, Server, start_etcd, start_metastore, wait_for
@@ -112,37 +111,11 @@ def plot_soak(series: list[RssSeries], path: str, title: str) -> None:
     plt.close(figure)
 
 
-def _run_both(servers: list[Server], arguments_of: dict[str, list[str]], duration: float,
-              during=None) -> dict[str, dict]:
-    """Run ``metastore-bench`` against every server at once; call
-    ``during()`` until they have all finished (returning how long to wait
-    before calling it again); each one's JSON result."""
-    processes = {s.name: subprocess.Popen(bench_argv(s, arguments_of[s.name], duration), cwd=CHECKOUT,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for s in servers}
-    try:
-        while during is not None and any(p.poll() is None for p in processes.values()):
-            time.sleep(during())
-        results = {}
-        for name, process in processes.items():
-            out, err = process.communicate(timeout=duration + 120)
-            try:
-                results[name] = json.loads(out)
-            except ValueError:
-                raise RuntimeError(f"metastore-bench against {name} failed ({process.returncode}):\n{err}") from None
-        return results
-    finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-
-
 def soak(servers: list[Server], minutes: float, share: float, interval: float, probe_seconds: float,
          log=sys.stderr) -> list[RssSeries]:
     """Probe each server's maximum put rate, then hold both at ``share``
     of it for ``minutes`` while sampling their RSS every ``interval`` s."""
-    probed = _run_both(servers, {s.name: PUT for s in servers}, probe_seconds)
+    probed = bench_all_at_once(servers, {s.name: PUT for s in servers}, probe_seconds, probe_seconds + 120)
     series = {s.name: RssSeries(s.name, probed[s.name]["succeeded_per_second"],
                                 round(probed[s.name]["succeeded_per_second"] * share, 1)) for s in servers}
     for s in series.values():
@@ -162,7 +135,7 @@ def soak(servers: list[Server], minutes: float, share: float, interval: float, p
         return max(0.0, min(1.0, next_sample[0] - time.monotonic()))
 
     paced = {name: PUT + ["--rate", str(s.target_per_second)] for name, s in series.items()}
-    results = _run_both(servers, paced, minutes * 60, during=take_sample)
+    results = bench_all_at_once(servers, paced, minutes * 60, 120, during=take_sample)
     for name, result in results.items():
         series[name].achieved_per_second = result["succeeded_per_second"]
         series[name].p99_ms = (result["latency_ms"] or {}).get("p99")
