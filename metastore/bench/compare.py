@@ -112,7 +112,7 @@ def bench_all_at_once(servers: list[Server], arguments_of: dict[str, list[str]],
 def bench(server: Server, arguments: list[str], duration: float) -> dict:
     """One ``metastore-bench`` run against ``server``; its JSON result."""
     argv = bench_argv(server, arguments, duration)
-    output = subprocess.run(argv, cwd=CHECKOUT, capture_output=True, text=True, timeout=duration + 120)
+    output = subprocess.run(argv, cwd=CHECKOUT, capture_output=True, text=True, timeout=duration + 300)
     try:
         return json.loads(output.stdout)  # also when nothing succeeded (exit status 1): the figures say so
     except ValueError:

@@ -53,6 +53,9 @@ MonotonicClock = Callable[[], float]
 ResponseObserver = Callable[[str, int, ParsedResponse], None]
 """Told of every response: its op, its key (or lease) number, the response."""
 
+POPULATE_CLIENTS = 64
+"""The fewest clients that write the key space before a reading run."""
+
 RETRY_DELAY_SECONDS = 0.05
 """Pause before reconnecting after a failure, so a dead server is not spun on."""
 
@@ -630,7 +633,10 @@ class BenchConfig:
 
 
 def populate_keys(reactor, config: BenchConfig, now: MonotonicClock = time.perf_counter) -> Deferred[BenchResult]:
-    """PUT every key of the key space once, spread over the config's clients.
+    """PUT every key of the key space once, spread over the config's
+    clients but at least :data:`POPULATE_CLIENTS` (it is not measured, and
+    one client writing 10,000 keys one fsync at a time takes minutes on a
+    loaded machine).
 
     Fires with the result of that run, so failures can be reported.
     """
@@ -638,7 +644,7 @@ def populate_keys(reactor, config: BenchConfig, now: MonotonicClock = time.perf_
     run = LoadRun(
         reactor,
         config.targets,
-        min(config.clients, config.keys),
+        min(max(config.clients, POPULATE_CLIENTS), config.keys),
         Workload(PUT, count().__next__),
         config.builders(rng),
         requests=config.keys,
