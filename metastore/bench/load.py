@@ -361,7 +361,8 @@ class LoadRun:
     seconds counts as a timeout (checked by one periodic sweep rather than a
     timer per request, so it fires within 1.5 times that), so a run always
     ends.  With ``rate``, the clients together send at most that many
-    requests per second (:class:`~metastore.bench.pacing.TokenBucket`).  ``on_measure_start`` and ``on_measure_end`` are called when the
+    requests per second (:class:`~metastore.bench.pacing.TokenBucket`).
+    ``on_measure_start`` and ``on_measure_end`` are called when the
     measured phase begins and ends (to sample server CPU), ``observe`` with
     every response.
     """
@@ -489,7 +490,10 @@ class LoadRun:
 
     def _wait_for_token(self, channel: Channel) -> None:
         self._waiting[channel] = None
-        if self._wake is None:
+        self._wake_when_tokens()
+
+    def _wake_when_tokens(self) -> None:
+        if self._wake is None and self._waiting and not self.stopping:
             delay = max(MIN_WAKE_SECONDS, self._bucket.wait(self.now()))
             self._wake = self.reactor.callLater(delay, self._hand_out_tokens)
 
@@ -501,9 +505,7 @@ class LoadRun:
                 break
             del self._waiting[channel]
             channel.resume()
-        if self._waiting and not self.stopping and self._wake is None:
-            delay = max(MIN_WAKE_SECONDS, self._bucket.wait(self.now()))
-            self._wake = self.reactor.callLater(delay, self._hand_out_tokens)
+        self._wake_when_tokens()
 
     def response_received(self, in_flight: _InFlight, response: ParsedResponse) -> None:
         """Count a response to ``in_flight``."""
