@@ -48,7 +48,7 @@ def plot_throughput(document: dict, path: str) -> None:
     kinds = list(dict.fromkeys(kind for _, kind in panels))
     plt = pyplot()
     width, height = max(9.0, 4.6 * len(kinds)), 3.6 * len(sizes) + 1.2
-    figure, axes = plt.subplots(len(sizes), len(kinds), figsize=(width, height), squeeze=False, sharex=True)
+    figure, axes = plt.subplots(len(sizes), len(kinds), figsize=(width, height), squeeze=False)
     colours = {}
     for (size, kind), lines in panels.items():
         ax = axes[sizes.index(size)][kinds.index(kind)]
