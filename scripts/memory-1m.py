@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """RSS idle and after 1,000,000 v3 puts, one etcd member next to one
 MetaStore member (issues 12 and 17); see ``metastore/bench/memory_after_puts.py``.
 

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Throughput against clients as a PNG, from ``python -m
 metastore.bench.compare --clients 1,16,64,256 --json FILE`` (issue 17); see
 ``metastore/bench/plot_throughput.py``.

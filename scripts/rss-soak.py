@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """RSS of one MetaStore and one etcd member over 10 minutes of puts at 70 %
 of each one's maximum (issue 17); see ``metastore/bench/soak.py``.
 
