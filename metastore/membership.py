@@ -362,7 +362,7 @@ class Membership:
     @property
     def out_of_space(self) -> bool:
         """Whether a NOSPACE alarm is raised: writes that add data are refused."""
-        return any(alarm is AlarmType.NOSPACE for _, alarm in self.alarms)
+        return bool(self.alarms) and any(alarm is AlarmType.NOSPACE for _, alarm in self.alarms)
 
     # -- the engine's record ---------------------------------------------------
 

@@ -36,6 +36,7 @@ element existed (3 or 4 elements) decode as unchecked, as they were.
 from __future__ import annotations
 
 import enum
+import threading
 from dataclasses import dataclass
 from typing import Union
 
@@ -178,7 +179,16 @@ def encode_command(
         fields += [proposed_at, [auth.user, auth.revision]]
     elif proposed_at is not None:
         fields.append(proposed_at)
-    return msgpack.packb(fields)
+    try:
+        pack = _packers.pack
+    except AttributeError:
+        pack = _packers.pack = msgpack.Packer().pack
+    return pack(fields)
+
+
+_packers = threading.local()
+"""Each thread's msgpack packer for ``encode_command`` (one per proposal:
+``msgpack.packb`` would build a new packer and its buffer every time)."""
 
 
 def _decode_bytes(value: object, what: str) -> bytes:
@@ -215,12 +225,14 @@ def _decode_operation(raw: object, version: int, nested: bool = False) -> Comman
     if not isinstance(raw, list) or not raw:
         raise CommandError("operation must be a non-empty list")
     code, fields = raw[0], raw[1:]
+    if code == _PUT and version == 2 and len(fields) == 6:  # the common case first, checked inline
+        key, value, lease, prev_kv, ignore_value, ignore_lease = fields
+        _ints((lease, prev_kv, ignore_value, ignore_lease), "put fields")
+        if type(key) is not bytes or type(value) is not bytes:
+            key, value = _decode_bytes(key, "key"), _decode_bytes(value, "value")
+        return PutRequest(key, value, lease, bool(prev_kv), bool(ignore_value), bool(ignore_lease))
     if code == _PUT and version == 1 and len(fields) == 3 and type(fields[2]) is int and fields[2] in _INT64:
         return PutRequest(_decode_bytes(fields[0], "key"), _decode_bytes(fields[1], "value"), fields[2])
-    if code == _PUT and version == 2 and len(fields) == 6:
-        key, value, lease, prev_kv, ignore_value, ignore_lease = fields
-        _ints([lease, prev_kv, ignore_value, ignore_lease], "put fields")
-        return PutRequest(_decode_bytes(key, "key"), _decode_bytes(value, "value"), lease, bool(prev_kv), bool(ignore_value), bool(ignore_lease))
     if code == _DELETE_RANGE and version == 1 and len(fields) == 2:
         end = b"" if fields[1] is None else _decode_bytes(fields[1], "range_end")
         return DeleteRangeRequest(_decode_bytes(fields[0], "key"), end)

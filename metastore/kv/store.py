@@ -461,6 +461,30 @@ def _apply_lease(batch: _Batch, request: LeaseRequest) -> Result:
     return LeaseRevokeResponse(writer.header, writer.sub)
 
 
+def _write(batch: _Batch, command: PutRequest | DeleteRangeRequest | TxnRequest) -> Result:
+    """Run a put, a delete or a txn in ``batch`` at the next revision (the
+    revision moves only if something changed), or return the error etcd
+    would answer, having changed nothing."""
+    writer = _TxnWriter(batch)
+    if isinstance(command, PutRequest):
+        try:
+            _check_put(command, batch, lease_first=True)
+        except KVError as error:
+            return error
+        response: ResponseOp = writer.put(command)
+    elif isinstance(command, DeleteRangeRequest):
+        response = writer.delete_range(command)
+    else:
+        path = _choose_path(command, batch, [])
+        try:
+            _check_path(command, iter(path), batch)
+        except KVError as error:
+            return error
+        response = writer.txn(command, iter(path), nested=False)
+    writer.finish()
+    return response
+
+
 def _hash_record(kv: KeyValue, deleted: bool) -> bytes:
     return msgpack.packb([kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease, deleted])
 
@@ -621,34 +645,17 @@ class KeyValueStore:
         return self.engine.lease_keys(lease_id)
 
     def _apply_one(self, batch: _Batch, command: RequestOp | CompactionRequest) -> Result:
+        if isinstance(command, (PutRequest, DeleteRangeRequest, TxnRequest)):  # the common case first
+            return _write(batch, command)
         if isinstance(command, CompactionRequest):
             return self._compact(batch, command)
         if isinstance(command, (LeaseGrantRequest, LeaseRevokeRequest, LeaseKeepAliveRequest, LeaseCheckpointRequest)):
             return _apply_lease(batch, command)
-        if isinstance(command, RangeRequest):
-            try:
-                check_revision(command.revision, batch.revision, batch.compacted_revision)
-            except KVError as error:
-                return error
-            return _range(batch, command, batch.revision)
-        writer = _TxnWriter(batch)
-        if isinstance(command, PutRequest):
-            try:
-                _check_put(command, batch, lease_first=True)
-            except KVError as error:
-                return error
-            response: ResponseOp = writer.put(command)
-        elif isinstance(command, DeleteRangeRequest):
-            response = writer.delete_range(command)
-        else:
-            path = _choose_path(command, batch, [])
-            try:
-                _check_path(command, iter(path), batch)
-            except KVError as error:
-                return error
-            response = writer.txn(command, iter(path), nested=False)
-        writer.finish()
-        return response
+        try:
+            check_revision(command.revision, batch.revision, batch.compacted_revision)
+        except KVError as error:
+            return error
+        return _range(batch, command, batch.revision)
 
     @staticmethod
     def _compact(batch: _Batch, request: CompactionRequest) -> Result:

@@ -83,8 +83,12 @@ def encode_entries(entries: Sequence[Entry]) -> bytes:
     append = parts.append
     pack_lc = _LENGTH_CRC.pack
     pack_rest = _HEAD_REST.pack
+    # One packer for the whole batch: ``msgpack.packb`` builds (and
+    # allocates a buffer for) a new one per call, which cost more than
+    # packing an entry.
+    pack = msgpack.Packer().pack
     for e in entries:
-        payload = _packb((e.index, e.term, int(e.type), e.data))
+        payload = pack((e.index, e.term, int(e.type), e.data))
         head = pack_lc(len(payload), _crc32(payload, _ENTRY_CRC))
         append(head)
         append(pack_rest(_crc32(head), _ENTRY))
