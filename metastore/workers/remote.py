@@ -120,6 +120,8 @@ class FrontLink(BatchedLink):
         self._ids = itertools.count(1)
         self._dump: list | None = None
         self._dump_header: tuple | None = None
+        self._latest: tuple[int, list] | None = None
+        """The index and results of the replica's latest apply."""
         self._connected = False
 
     # -- calls --------------------------------------------------------------------
@@ -171,12 +173,14 @@ class FrontLink(BatchedLink):
         """Apply, answer or deliver one message of the core."""
         kind = message[0]
         if kind == "a":
-            self.replica.apply(message[1], message[2])
+            self._latest = (message[1], self.replica.apply(message[1], message[2]))
         elif kind == "r":
             entry = self._pending.pop(message[1], None)
             if entry is not None:
                 d = entry[1]
                 d.callback(message[3]) if message[2] else d.errback(message[3])
+        elif kind == "p":
+            self._answer_by_position(*message[1:])
         elif kind == "e":
             watch = self.watches.get(message[1])
             if watch is not None:
@@ -201,12 +205,28 @@ class FrontLink(BatchedLink):
             log.error("dropping the link: unexpected message {kind!r} from the core", kind=kind)
             self.transport.loseConnection()
 
+    def _answer_by_position(self, call_id: int, ok: bool, index: int, position: int) -> None:
+        """A write's answer: the result at ``position`` of this replica's
+        apply ``index``, the latest (the core sends it so only then)."""
+        entry = self._pending.pop(call_id, None)
+        if entry is None:
+            return
+        d = entry[1]
+        latest = self._latest
+        if latest is None or latest[0] != index:
+            log.error("the core answered a write by the result of apply {i}, which this front does not hold", i=index)
+            d.errback(codec.RemoteError(f"the result of apply {index} is not in this front's replica"))
+            return
+        result = latest[1][position]
+        d.callback(result) if ok else d.errback(result)
+
     def _restore(self) -> None:
         state = self._dump_header
         engine = MemoryEngine()
         engine.restore(self._dump, state.revision, state.applied_index, state.cluster_state, state.compacted_revision,
                        state.physically_compacted_revision, state.leases)
         self._dump = self._dump_header = None
+        self._latest = None
         self.replica = KeyValueStore(engine)
         self._maybe_ready()
 

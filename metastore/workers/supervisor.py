@@ -7,6 +7,7 @@ import dataclasses
 import errno
 import hashlib
 import os
+import signal
 import socket
 import sys
 import time
@@ -28,6 +29,9 @@ STOP_GRACE_SECONDS = 5.0
 """A front that does not exit this long after SIGTERM is killed."""
 RELEASE_WAIT_SECONDS = 3.0
 """How long a starting core waits for its client port to be released."""
+ORPHAN_EXIT_SECONDS = 5.0
+"""How long a starting core waits for the fronts its killed predecessor
+left to be gone once it killed them."""
 MAX_SOCKET_PATH = 100
 """Unix socket paths longer than this (the limit is 107 bytes) go to
 Linux's abstract namespace instead of the data directory."""
@@ -48,6 +52,55 @@ def remove_stale_socket(address: str) -> None:
     """Remove a socket file left by a core that did not stop cleanly."""
     if not address.startswith("\0") and os.path.exists(address):
         os.unlink(address)
+
+
+def _front_processes(link_address: str) -> list[int]:
+    """The ids of the live front processes (on this machine, by their
+    command line) whose core's link is ``link_address``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                state = f.read().rpartition(b")")[2].split()[0]
+        except (OSError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+        if state == b"Z" or b"metastore.workers.front" not in argv[:-1]:
+            continue
+        try:
+            settings = FrontSettings.from_json(argv[argv.index(b"metastore.workers.front") + 1].decode())
+        except (ValueError, TypeError):
+            continue
+        if settings.link == link_address:
+            found.append(int(entry))
+    return found
+
+
+def stop_orphan_fronts(link_address: str) -> int:
+    """Kill the fronts a previous core of this data directory left behind
+    and wait (at most ``ORPHAN_EXIT_SECONDS``) until they are gone; how
+    many there were.  A front outlives a killed core by a second or more
+    (longer on a loaded machine), holding the client port the new core
+    must claim.  Call it only while holding the data directory's WAL
+    lock: then no live core serves these fronts."""
+    orphans = _front_processes(link_address)
+    count = len(orphans)
+    for pid in orphans:
+        log.warn("killing front process {pid}, left by this member's previous core", pid=pid)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + ORPHAN_EXIT_SECONDS
+    while orphans and time.monotonic() < deadline:
+        live = set(_front_processes(link_address))
+        orphans = [pid for pid in orphans if pid in live]
+        if orphans:
+            time.sleep(0.02)
+    return count
 
 
 class _ClaimedPort:
@@ -247,6 +300,7 @@ def add_fronts(member, config, reactor, api, site, wait_physical, restoring) -> 
 
     link_address = socket_address(config.data_dir, config.member_id, "link")
     http_address = socket_address(config.data_dir, config.member_id, "http")
+    stop_orphan_fronts(link_address)
     for address in (link_address, http_address):
         remove_stale_socket(address)
     link = CoreLinkFactory(api, member.node.store, reactor, wait_physical=wait_physical, restoring=restoring,
