@@ -297,6 +297,22 @@ class CoreAndFrontTests(SynchronousTestCase):
         self.assertIs(self.core._queue[-1], second._queue[-1])
         self.assertEqual(codec.unpack(second._queue[-1]), ("a", 2, (PutRequest(b"k", b"v"),)))
 
+    def test_space_is_checked_in_the_front_while_the_view_allows_it(self):
+        """Within the quota and without alarms a write's space check passes
+        without a call; past the quota (as last pushed) the core decides."""
+        from metastore.kv.errors import NoSpaceError
+
+        self.successResultOf(self.remote.check_space(PutRequest(b"k", b"v")))
+        self.clock.advance(0)
+        self.assertEqual(self.front_transport.value(), b"")
+        self.facade.db_size = lambda: 101
+        self.factory.calls["check_space"] = lambda request: defer.fail(NoSpaceError())
+        self.core.send_view()
+        self.pump()
+        d = self.remote.check_space(PutRequest(b"k", b"v"))
+        self.pump()
+        self.failureResultOf(d, NoSpaceError)
+
     def test_a_replaced_store_is_dumped_again_before_a_read_answers(self):
         """A store restored wholesale (a snapshot from the leader) reaches
         the front as a new dump, before the answer to its read barrier."""
