@@ -236,17 +236,25 @@ class FrontLink(BatchedLink):
             self.ready.callback(self)
 
     def link_lost(self, reason) -> None:
-        """Fail every pending call and end every watch."""
+        """Fail every pending call and end every watch; ``lost`` fires
+        whatever a watch's callback raises (a front must never outlive
+        its core)."""
         self._connected = False
-        pending, self._pending = self._pending, OrderedDict()
-        for _, d in pending.values():
-            d.errback(CoreUnavailable("this front lost its member's core process"))
-        watches, self.watches = self.watches, {}
-        for watch in watches.values():
-            watch.deliver(WatchResponse(watch.id or 0, 0, canceled=True, cancel_reason="the member's core process is gone"))
-        if not self.ready.called:
-            self.ready.errback(CoreUnavailable("the link to the core closed before the front was ready"))
-        self.lost.callback(None)
+        try:
+            pending, self._pending = self._pending, OrderedDict()
+            for _, d in pending.values():
+                d.errback(CoreUnavailable("this front lost its member's core process"))
+            watches, self.watches = self.watches, {}
+            for watch in watches.values():
+                try:
+                    watch.deliver(WatchResponse(watch.id or 0, 0, canceled=True,
+                                                cancel_reason="the member's core process is gone"))
+                except Exception:
+                    log.failure("a watch failed to end")
+            if not self.ready.called:
+                self.ready.errback(CoreUnavailable("the link to the core closed before the front was ready"))
+        finally:
+            self.lost.callback(None)
 
     def compact_replica(self) -> None:
         """Drop a bounded slice of the versions the replica's compaction hides."""

@@ -352,6 +352,19 @@ class CoreAndFrontTests(SynchronousTestCase):
         self.failureResultOf(self.remote.read(), CoreUnavailable)
         self.assertTrue(self.front.lost.called)
 
+    def test_a_watch_that_fails_to_end_does_not_keep_the_front_alive(self):
+        """A watch callback that raises on the last response is logged; the
+        front still learns its link is lost (and so exits)."""
+        def broken(response):
+            if response.canceled:
+                raise RuntimeError("broken watcher")
+
+        self.remote.watch(b"k", callback=broken)
+        self.pump()
+        self.front.connectionLost(None)
+        self.assertTrue(self.front.lost.called)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
     def test_a_hung_core_times_calls_out(self):
         """A call unanswered for ``call_timeout`` fails with ``CoreUnavailable``."""
         pending = self.remote.propose(PutRequest(b"k", b"v"))
