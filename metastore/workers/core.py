@@ -124,6 +124,8 @@ class FrontConnection(BatchedLink):
             self._call(message[1], message[2], message[3])
         elif kind == "w":
             self._watch(message[1], message[2])
+        elif kind == "listening":
+            self._factory.front_listening()
         elif kind == "wo":
             watch = self._watches.get(message[1])
             if watch is not None and message[2] in WATCH_OPERATIONS:
@@ -253,9 +255,15 @@ class CoreLinkFactory(protocol.ServerFactory):
         self.fanout = ApplyFanout(store, restoring)
         self.calls: dict[str, Callable] = {name: getattr(facade, name) for name in FACADE_CALLS}
         self.calls["wait_physical"] = wait_physical
+        self.on_front_listening: Callable[[], None] = lambda: None
+        """Called each time a front says it listens on the client port."""
         self._view = task.LoopingCall(self._push_view)
         self._view.clock = clock
         self._view_interval = view_interval
+
+    def front_listening(self) -> None:
+        """A front listens on the client port now."""
+        self.on_front_listening()
 
     def buildProtocol(self, addr) -> FrontConnection:
         """A connection from a front."""

@@ -225,13 +225,20 @@ class FrontSupervisor(service.Service):
     """Runs ``count`` front processes with ``settings`` while running:
     starts them, starts again one that died (after
     ``RESTART_DELAY_SECONDS``), and stops them (SIGTERM, then SIGKILL after
-    ``STOP_GRACE_SECONDS``) when stopped."""
+    ``STOP_GRACE_SECONDS``) when stopped.  With ``interim_site`` (the
+    core's own site) it serves the client port itself from its start until
+    the first front listens (``front_listening``), so a member that has
+    just started (a learner that caught up in a moment, say) answers at
+    once instead of refusing connections while its fronts start."""
 
-    def __init__(self, reactor, count: int, settings: FrontSettings, claim: PortClaim | None = None) -> None:
+    def __init__(self, reactor, count: int, settings: FrontSettings, claim: PortClaim | None = None,
+                 interim_site=None) -> None:
         self._reactor = reactor
         self.count = count
         self.settings = settings
         self._claim = claim
+        self._interim_site = interim_site
+        self._interim_port = None
         self.processes: dict[int, _FrontProcess] = {}
         self.restarts = 0
         """How many fronts were started again after dying."""
@@ -243,6 +250,11 @@ class FrontSupervisor(service.Service):
         super().startService()
         if self._claim is not None and self._claim.port is not None:
             self.settings = dataclasses.replace(self.settings, port=self._claim.port)
+        if self._interim_site is not None:
+            from metastore.workers.front import listen_reuseport
+
+            self._interim_port = listen_reuseport(self._reactor, self.settings.host, self.settings.port,
+                                                  self._interim_site)
         for number in range(1, self.count + 1):
             self._spawn(number)
 
@@ -263,6 +275,17 @@ class FrontSupervisor(service.Service):
             self.restarts += 1
             self._reactor.callLater(RESTART_DELAY_SECONDS, self._spawn, front.number)
 
+    def front_listening(self) -> defer.Deferred:
+        """A front serves the client port: the core stops serving it (fires once stopped)."""
+        return defer.maybeDeferred(self._stop_interim)
+
+    def _stop_interim(self):
+        port, self._interim_port = self._interim_port, None
+        if port is not None:
+            log.info("a front serves the client port: the core stops serving it")
+            return port.stopListening()
+        return None
+
     def pids(self) -> list[int]:
         """The process ids of the running fronts."""
         return [p.transport.pid for p in self.processes.values() if p.transport and p.transport.pid]
@@ -271,7 +294,7 @@ class FrontSupervisor(service.Service):
         """Stop every front; fires once all have exited."""
         super().stopService()
         fronts = list(self.processes.values())
-        waits = []
+        waits = [defer.maybeDeferred(self._stop_interim)]
         for front in fronts:
             self._signal(front, "TERM")
             kill = self._reactor.callLater(STOP_GRACE_SECONDS, self._signal, front, "KILL")
@@ -313,7 +336,8 @@ def add_fronts(member, config, reactor, api, site, wait_physical, restoring) -> 
         cluster_id=cluster_id_from_token(config.cluster_token), max_request_bytes=config.max_request_bytes,
         header_timeout=config.header_timeout, call_timeout=2 * config.request_timeout + 5,
     )
-    supervisor = FrontSupervisor(reactor, config.workers, settings, member.http)
+    supervisor = FrontSupervisor(reactor, config.workers, settings, member.http, interim_site=site)
     supervisor.link = link
+    link.on_front_listening = supervisor.front_listening
     supervisor.setServiceParent(member)
     return supervisor
