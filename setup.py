@@ -58,6 +58,8 @@ setup(
             "schemathesis>=4.32.5",
         ],
         "docs": ["mkdocs>=1.6.1"],
+        # The PNGs of scripts/plot-throughput.py and scripts/rss-soak.py.
+        "plot": ["matplotlib>=3.8.0"],
     },
     package_data={
         "metastore.api.grpc.proto": ["*.proto", "*.pyi"],

@@ -9,12 +9,13 @@ from typing import Sequence
 from twisted.logger import Logger
 
 from metastore import raft
-from metastore.auth.errors import AuthError
-from metastore.auth.messages import AUTH_COMMANDS
+from metastore.auth.errors import AuthError, AuthOldRevision, PermissionDenied
+from metastore.auth.messages import AUTH_COMMANDS, AuthInfo
 from metastore.errors import EntryRejected, RequestTimedOut
 from metastore.kv.commands import Command, CommandError, PublishMember, SetAlarm, UpdateMember, decode_proposal
 from metastore.kv.dedup import RecentRequests, Verdict
 from metastore.kv.errors import NoSpaceError
+from metastore.kv.messages import LeaseRevokeRequest, PutRequest
 from metastore.kv.validation import adds_data
 from metastore.kv.store import KeyValueStore
 from metastore.measure import UNMEASURED, Observer
@@ -37,7 +38,13 @@ class EntryApplier:
     fails its proposer with ``EntryRejected``.  A membership change is
     applied on its own: to raft, then to ``membership``; the engine stores
     the new membership record with the change's index.  A request whose id
-    ``RecentRequests`` remembers (a re-proposed copy) is applied as a no-op."""
+    ``RecentRequests`` remembers (a re-proposed copy) is applied as a no-op.
+    A client request checked at an auth revision older than the one
+    applied here (an auth change was applied between its check and its
+    entry: both in log order, so every member decides alike) is refused
+    with etcd's ``AuthOldRevision`` and changes nothing; so is a revoke of
+    a lease, or a put attaching a key to one, whose user may not write
+    every key attached to the lease at its entry (``PermissionDenied``)."""
 
     def __init__(
         self,
@@ -52,6 +59,8 @@ class EntryApplier:
         self._membership = membership
         self._pending = pending
         self._rawnode = rawnode
+        self._run: list[tuple[bytes | None, Command | None]] = []
+        """Decoded commands not yet applied to the store (one engine batch)."""
         self.first_applied_index: int | None = None
         """The index of the first entry this process applied."""
         self.rejected = 0
@@ -90,16 +99,21 @@ class EntryApplier:
             return
         if self.first_applied_index is None:
             self.first_applied_index = entries[0].index
-        run: list[tuple[bytes | None, Command | None]] = []
+        self._run = []
         for entry in entries:
             if entry.type == EntryType.EntryConfChange:
-                self._apply_commands(run, entry.index - 1)
-                run = []
+                self._flush(entry.index - 1)
                 self._apply_conf_change(entry)
                 self._apply_commands([(None, None)], entry.index)
             else:
-                run.append(self._decode(entry))
-        self._apply_commands(run, entries[-1].index)
+                decoded = self._decode(entry)  # which may flush the run first
+                self._run.append(decoded)
+        self._flush(entries[-1].index)
+
+    def _flush(self, index: int) -> None:
+        """Apply the commands decoded so far, ending at ``index``."""
+        run, self._run = self._run, []
+        self._apply_commands(run, index)
 
     def _apply_conf_change(self, entry: Entry) -> None:
         """Apply the change ``entry`` holds, or skip it when raft or the
@@ -121,7 +135,7 @@ class EntryApplier:
         if not entry.data:
             return None, None  # a new leader's empty entry
         try:
-            request_id, command, proposed_at = decode_proposal(entry.data)
+            request_id, command, proposed_at, auth = decode_proposal(entry.data)
         except CommandError as e:
             log.error("entry {i} holds no valid command, applied as a no-op: {e}", i=entry.index, e=e)
             self.rejected += 1
@@ -145,6 +159,9 @@ class EntryApplier:
             self._pending.resolve(request_id, None)
             return None, None
         if type(command) in AUTH_COMMANDS:
+            # What came before it is applied first, so its answer's revision
+            # is the keyspace's at the change.
+            self._flush(entry.index - 1)
             try:
                 self._membership.apply_auth(command)
             except AuthError as e:
@@ -156,10 +173,29 @@ class EntryApplier:
             self._membership.apply_alarm(command)
             self._pending.resolve(request_id, None)
             return None, None
+        refusal = None if auth is None else self._auth_refusal(auth, command, entry.index)
+        if refusal is not None:
+            self._pending.resolve(request_id, refusal)  # etcd's auth applier
+            return None, None
         if self._membership.out_of_space and adds_data(command):
             self._pending.resolve(request_id, NoSpaceError())  # etcd's capped applier
             return None, None
         return request_id, command
+
+    def _auth_refusal(self, auth: AuthInfo, command: Command, index: int) -> AuthError | None:
+        """Why the request checked for ``auth`` must be refused at ``index``:
+        the auth state moved on since its check, or (etcd's lease check at
+        apply) its user may not write every key now attached to the lease
+        it revokes or attaches a key to; None when it may be applied."""
+        state = self._membership.auth
+        if state.is_old(auth.revision):
+            return AuthOldRevision()
+        lease = _lease_named(command)
+        if lease and state.enabled and not state.is_root(auth.user):
+            self._flush(index - 1)  # the lease's keys as of this entry
+            if not state.may_write(auth.user, self._store.lease_keys(lease)):
+                return PermissionDenied()
+        return None
 
     def _apply_commands(self, run: list[tuple[bytes | None, Command | None]], index: int) -> None:
         if not run:
@@ -175,3 +211,12 @@ class EntryApplier:
         for (request_id, _), result in zip(run, results):
             if request_id is not None:
                 self._pending.resolve(request_id, result)
+
+
+def _lease_named(command: Command) -> int:
+    """The lease a revoke, or a put attaching its key, names (0: none)."""
+    if isinstance(command, LeaseRevokeRequest):
+        return command.id
+    if isinstance(command, PutRequest):
+        return command.lease
+    return 0

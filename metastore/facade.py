@@ -17,6 +17,7 @@ from twisted.internet import defer
 
 from metastore import health
 from metastore.auth.checker import AuthChecker
+from metastore.auth.messages import AuthInfo
 from metastore.auth.state import AuthState
 from metastore.auth.tokens import SimpleTokens, TokenProvider
 from metastore.errors import RequestTimedOut, Unavailable
@@ -211,10 +212,12 @@ class MemberFacade:
         """Whether ``request`` only reads, so ``read_request`` may serve it."""
         return is_read_only(request)
 
-    def propose(self, command: Command) -> defer.Deferred:
+    def propose(self, command: Command, auth: AuthInfo | None = None) -> defer.Deferred:
         """Replicate ``command``; fires with its ``Result`` once committed,
-        durable and applied here (so a read here then sees it)."""
-        return self._node.propose(command)
+        durable and applied here (so a read here then sees it).  ``auth`` is
+        what ``authorize`` answered for it: every member refuses the command
+        at apply with ``AuthOldRevision`` when the auth state changed since."""
+        return self._node.propose(command, auth)
 
     def read(self, consistency: Consistency = Consistency.LINEARIZABLE) -> defer.Deferred:
         """Fires once a read at ``consistency`` may be served from this
@@ -261,18 +264,19 @@ class MemberFacade:
 
     # -- leases -----------------------------------------------------------------
 
-    def lease_grant(self, ttl: int, id: int = 0) -> defer.Deferred:
+    def lease_grant(self, ttl: int, id: int = 0, auth: AuthInfo | None = None) -> defer.Deferred:
         """Grant a lease of ``ttl`` seconds (raised to the minimum TTL) with
         ``id`` (0: this member picks one); fires with ``LeaseGrantResponse``
         once applied here, fails with ``LeaseExistsError`` /
-        ``LeaseTTLTooLargeError``."""
+        ``LeaseTTLTooLargeError``; ``auth`` as for ``propose``."""
         lessor = self._require(self._lessor)
-        return self.propose(LeaseGrantRequest(lessor.grant_ttl(ttl), id or lessor.new_id()))
+        return self.propose(LeaseGrantRequest(lessor.grant_ttl(ttl), id or lessor.new_id()), auth)
 
-    def lease_revoke(self, id: int) -> defer.Deferred:
+    def lease_revoke(self, id: int, auth: AuthInfo | None = None) -> defer.Deferred:
         """Revoke lease ``id``, deleting its keys in one revision; fires with
-        ``LeaseRevokeResponse``, fails with ``LeaseNotFoundError``."""
-        return self.propose(LeaseRevokeRequest(id))
+        ``LeaseRevokeResponse``, fails with ``LeaseNotFoundError``;
+        ``auth`` as for ``propose``."""
+        return self.propose(LeaseRevokeRequest(id), auth)
 
     def lease_keepalive(self, id: int) -> defer.Deferred:
         """Renew lease ``id`` from whichever member this is (the keepalive is
@@ -330,10 +334,18 @@ class MemberFacade:
 
     # -- auth -------------------------------------------------------------------
 
-    def authorize(self, token: str | None, request) -> None:
+    def authorize(self, token: str | None, request) -> AuthInfo | None:
         """Raise etcd's auth error unless the user of ``token`` may make the
-        KV or lease ``request`` (``AuthChecker.authorize``; passes while auth is disabled)."""
-        self._auth.authorize(token, request)
+        KV or lease ``request`` (``AuthChecker.authorize``; passes while auth
+        is disabled); the ``AuthInfo`` to propose it with (None while auth is
+        disabled)."""
+        return self._auth.authorize(token, request)
+
+    def auth_still_current(self, auth: AuthInfo | None) -> None:
+        """Raise ``AuthOldRevision`` when a read checked for ``auth`` is about
+        to be answered after the auth state changed (etcd checks again after
+        serving a range)."""
+        self._auth.still_current(auth)
 
     def authorize_read(self, token: str | None, key: bytes, range_end: bytes) -> str | None:
         """Raise etcd's auth error unless the user of ``token`` may read the

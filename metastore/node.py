@@ -96,9 +96,9 @@ class Node(service.Service):
         self.wal.close()
         self.store.engine.close()
 
-    def propose(self, command: Command) -> defer.Deferred:
-        """Replicate ``command``; fires with its ``Result`` once applied here."""
-        return self.requests.propose(command)
+    def propose(self, command: Command, auth=None) -> defer.Deferred:
+        """Replicate ``command`` (checked for ``auth``); fires with its ``Result`` once applied here."""
+        return self.requests.propose(command, auth)
 
     def read_barrier(self) -> defer.Deferred:
         """Fires once local state reflects every write acknowledged before this call."""

@@ -15,6 +15,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from metastore import raft
+from metastore.auth.messages import AuthInfo
 from metastore.errors import (
     ChangeRefused, NoLeader, RequestTimedOut, StorageFailed, Stopping, Unavailable, UnhealthyCluster,
 )
@@ -45,10 +46,15 @@ class Requests:
         process, then a counter): for proposals and ReadIndex contexts."""
         return self._boot_id + next(self._sequence).to_bytes(8, "big")
 
-    def propose(self, command: Command) -> defer.Deferred:
+    def propose(self, command: Command, auth: AuthInfo | None = None, again: bool = True) -> defer.Deferred:
         """Replicate ``command``; fires with its ``Result`` once applied here.
         The entry carries the commit index known now, so copies re-proposed
-        later are recognised (``metastore.kv.dedup``)."""
+        later are recognised (``metastore.kv.dedup``), and ``auth``: who the
+        command was checked for, at which auth revision (checked again at apply).
+        ``again`` False: never proposed again when a new leader is learned
+        (``repropose``), for a leader's own decisions (lease expiry and
+        checkpoints): a leader paused past a lease's TTL must not have its
+        stale revoke applied in its successor's term; it times out instead."""
         node = self._node
         if node.failure is not None:
             self.proposals_failed += 1
@@ -57,13 +63,14 @@ class Requests:
             self.proposals_failed += 1
             return defer.fail(Stopping("the member is not running"))
         request_id = self._new_id()
-        data = encode_command(request_id, command, node.rawnode.commit_index)
+        data = encode_command(request_id, command, node.rawnode.commit_index, auth)
         try:
             node.rawnode.propose(data)
         except raft.ProposalDropped as e:
             self.proposals_failed += 1
             return defer.fail(NoLeader(f"proposal dropped: {e}"))
-        self._in_flight[request_id] = data
+        if again:
+            self._in_flight[request_id] = data
         d = self.pending.add(request_id)
         d.addBoth(self._answered, request_id)
         node.wake()

@@ -8,6 +8,7 @@ anything listens, so a member that cannot start says why at once with a
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
@@ -426,16 +427,18 @@ def open_node(config: Config, reactor, *, run_blocking=None, fsync=os.fsync, sna
 
 
 def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
-                raw_proposals: bool = False) -> MemberService:
+                raw_proposals: bool = False, snapshot_run_blocking=None) -> MemberService:
     """Open the member's storage and wire its parts; nothing runs until the
     returned service is started.  Raises ``StartupError``.
 
     ``fsync`` is the WAL's fault-injection hook (tests make it fail) and
     ``raw_proposals`` turns on the test-only raw proposal route
-    (``metastore.faults``); keep the defaults in production."""
+    (``metastore.faults``); ``run_blocking`` and ``snapshot_run_blocking``
+    replace the fsync and snapshot threads (``open_node``); keep the
+    defaults in production."""
     security = member_security(config)
     grpc = _grpc_service(config, reactor, security)
-    node = open_node(config, reactor, run_blocking=run_blocking, fsync=fsync)
+    node = open_node(config, reactor, run_blocking=run_blocking, fsync=fsync, snapshot_run_blocking=snapshot_run_blocking)
     membership = node.membership
     transport = PeerTransport(
         reactor,
@@ -454,7 +457,7 @@ def open_member(config: Config, reactor, *, run_blocking=None, fsync=os.fsync,
     node.transport = membership.transport = transport
     history_compaction = CompactionService(reactor, node, config.auto_compaction_policy())
     lessor = Lessor(
-        node.store, node.propose, reactor, lambda: node.is_leader,
+        node.store, functools.partial(node.requests.propose, again=False), reactor, lambda: node.is_leader,
         min_ttl=math.ceil(1.5 * config.election_ticks * config.tick_ms / 1000),
         check_interval=config.tick_ms / 1000,
         checkpoint_interval=config.lease_checkpoint_interval,

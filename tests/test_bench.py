@@ -912,3 +912,15 @@ class LeaderTests(SynchronousTestCase):
         self.assertTrue(is_leader_document("v3", {"header": {"member_id": "77"}, "leader": "77"}))
         self.assertFalse(is_leader_document("v3", {"header": {"member_id": "77"}, "leader": "78"}))
         self.assertFalse(is_leader_document("v3", {"error": "x"}))
+
+
+class PopulateClientsTests(SynchronousTestCase):
+    """Population is not measured, so it never runs with fewer than 64 clients."""
+
+    def test_at_least_64_clients_but_no_more_than_keys(self) -> None:
+        """One measured client still populates over 64 connections; 10 keys over 10."""
+        for clients, keys, expected in ((1, 1000, 64), (128, 1000, 128), (1, 10, 10)):
+            reactor = MemoryReactorClock()
+            populate_keys(reactor, BenchConfig(urls=("http://127.0.0.1:8080",), clients=clients, keys=keys),
+                          now=reactor.seconds)
+            self.assertEqual(len(reactor.tcpClients), expected, (clients, keys))

@@ -62,13 +62,17 @@ class NodeHarness(TestCase):
         self.node = self.member.node
         self.node.startService()
         self.addCleanup(self.stop)
+        self.lead()
+        self.settle()
+
+    def lead(self) -> None:
+        """Pass time (bounded) until the started member leads."""
         for _ in range(MAX_STEPS):
             self.settle()
             if self.node.is_leader:
                 break
             self.clock.advance(0.1)
         self.assertTrue(self.node.is_leader)
-        self.settle()
 
     def stop(self) -> None:
         if self.node.running:
@@ -219,6 +223,20 @@ class DuplicateProposalTests(NodeHarness):
         self.assertEqual(self.successResultOf(d).revision, 2)
         self.assertEqual(self.node.store.get(b"k").version, 1)
         self.assertEqual(self.node.store.revision, 2)
+
+
+    def test_a_leaders_own_decision_is_not_proposed_again(self) -> None:
+        """A proposal made with ``again=False`` (the lessor's revokes and
+        checkpoints) is left out of ``repropose``: proposed once."""
+        proposed = []
+        rawnode_propose = self.node.rawnode.propose
+        self.patch(self.node.rawnode, "propose", lambda data: (proposed.append(data), rawnode_propose(data)))
+        once = self.node.requests.propose(Put(b"k", b"once"), again=False)
+        self.node.propose(Put(b"j", b"v"))
+        self.node.requests.repropose()
+        self.assertEqual(len(proposed), 3)  # the write proposed twice, the decision once
+        self.settle()
+        self.assertEqual(self.successResultOf(once).revision, 2)
 
 
 class RawProposalRouteTests(NodeHarness):

@@ -8,28 +8,28 @@ than the rest of the request together, so ``HotRoutes`` recognizes them
 from the request line alone and answers them against the facade: no
 resource traversal, no URL matcher, no coroutine, and the answer (status
 line, headers with an exact ``Content-Length``, body) goes out in one
-``transport.write``.
+write.
 
 It answers only what it is sure to answer exactly as the Klein APIs do;
 anything else (another method or path, a query other than
 ``serializable``, ``If-Match``, a body over the limit, a key that needs
 percent-decoding, HTTP/1.0) is left to the site's resource tree, which
-stays the one place where the APIs are written.  The site calls
-``HotRoutes.answer`` once the request's head and body are in
-(``metastore.api.site.MetaStoreRequest``); a ``--workers`` front process
+stays the one place where the APIs are written.  The site's channel
+takes the plainest hot requests off the wire itself, without a
+``twisted.web`` request (``HotRoutes.plan`` and ``start``,
+``metastore.api.site.MetaStoreChannel``); the others it parses as
+Twisted does, and ``HotRoutes.answer`` then takes the hot ones among them
+(``metastore.api.site.MetaStoreRequest``).  A ``--workers`` front process
 builds its own ``HotRoutes`` over its remote facade.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from urllib.parse import unquote_to_bytes
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
-from twisted.web.http import RESPONSES, datetimeToString
-from twisted.web.server import version as SERVER_VERSION
 
 from metastore.api.errors import answer_failure, json_body
 from metastore.api.v3 import kv_codec
@@ -68,63 +68,6 @@ _JSON = b"Content-Type: application/json\r\n"
 _OCTETS = b"Content-Type: application/octet-stream\r\n"
 
 
-class _Date:
-    """The ``Date`` header's value, formatted once a second."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = b""
-
-    def __call__(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second, self._value = now, datetimeToString(now)
-        return self._value
-
-
-_date = _Date()
-
-
-def _status_line(code: int) -> bytes:
-    return b"HTTP/1.1 %d %s\r\n" % (code, RESPONSES[code])
-
-
-_STATUS = {code: _status_line(code) for code in (200, 204, 404)}
-
-
-def _write(request, code: int, headers: bytes, body: bytes | None) -> None:
-    """Answer ``request`` with ``code``, the header lines ``headers`` and
-    ``body`` (None: none, for 204) in one write, then finish it.  Nothing
-    is written to a connection that was lost meanwhile."""
-    if request._disconnected:
-        return
-    close = b"Connection: close\r\n" if request.responseHeaders.hasHeader(b"connection") else b""
-    length = b"" if body is None else b"Content-Length: %d\r\n" % len(body)
-    request.code = code
-    request.startedWriting = True
-    request.channel.write(b"%sServer: %s\r\nDate: %s\r\n%s%s%s\r\n%s" % (
-        _STATUS[code], SERVER_VERSION, _date(), headers, close, length, body or b""))
-    request.finish()
-
-
-def _write_prepared(request, body: bytes) -> None:
-    """Answer ``request`` with the status and headers already set on it
-    (an error answer) and ``body``, in one write, then finish it."""
-    if request._disconnected:
-        return
-    if request.startedWriting:
-        return  # the failure came after the answer went out; it was logged
-    lines = [b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: %s\r\n" % (
-        request.code, request.code_message, SERVER_VERSION, _date())]
-    for name, values in request.responseHeaders.getAllRawHeaders():
-        lines.extend(b"%s: %s\r\n" % (name, value) for value in values)
-    lines.append(b"Content-Length: %d\r\n\r\n" % len(body))
-    lines.append(body)
-    request.startedWriting = True
-    request.channel.write(b"".join(lines))
-    request.finish()
-
-
 def _revision_lines(revision: int) -> bytes:
     return b"X-Metastore-Revision: %d\r\nX-Metastore-Index: %d\r\n" % (revision, revision)
 
@@ -132,8 +75,14 @@ def _revision_lines(revision: int) -> bytes:
 class HotRoutes:
     """Answers the hot seed-API requests directly against ``member`` and
     the hot v3 KV requests through ``v3``'s ``KVService`` and response
-    headers (the same objects the Klein v3 API uses); ``answer`` says
-    whether it took a request."""
+    headers (the same objects the Klein v3 API uses).
+
+    Two ways in: ``answer`` takes a ``twisted.web`` request the site has
+    parsed; ``plan`` and ``start`` serve the channel, which takes the
+    plainest requests off the wire itself (``metastore.api.hotrequest``).
+    Either request is answered by its ``write_whole`` (a success, or the
+    seed API's 404) or ``write_prepared`` (an error answer set up by
+    ``metastore.api.errors``)."""
 
     def __init__(self, member: MemberFacade, v3: V3API) -> None:
         self._member = member
@@ -141,38 +90,61 @@ class HotRoutes:
         self._v3 = {prefix + path.encode(): (decode, getattr(v3.kv, method))
                     for prefix in _V3_PREFIXES for path, decode, method in _V3_RPCS}
 
-    def answer(self, request, method: bytes, target: bytes, version: bytes) -> bool:
-        """Take ``request`` (its head and body received) if it is a hot one
-        and start answering it; False, touching nothing, if it is not."""
-        if version != b"HTTP/1.1" or self._member.auth_state().enabled:
-            return False  # with auth on, the Klein APIs check every request
+    def plan(self, method: bytes, target: bytes) -> tuple | None:
+        """How to answer an HTTP/1.1 ``method target`` whose head carries
+        no ``If-Match`` or ``If-None-Match`` and whose body is within the
+        limit: ``(start, path, arguments)`` for ``start``; None when it
+        is not a hot request (or auth is on: the Klein APIs then check
+        every request)."""
+        if self._member.auth_state().enabled:
+            return None
         path, _, query = target.partition(b"?")
         if method == b"POST":
             rpc = self._v3.get(path)
             if rpc is None or query:
-                return False
-            _take(request, method, target, path)
-            self._call_v3(request, rpc)
-            return True
+                return None
+            return self._call_v3, path, rpc
         serializable = False
         if method == b"GET":
             serializable = _SERIALIZABLE.get(query) if query else False
             if serializable is None:
-                return False
+                return None
         elif method not in (b"PUT", b"DELETE") or query:
-            return False
+            return None
         key = _key(path, method)
-        if key is None or _conditional(request) or (method == b"PUT" and request.body_too_large):
+        if key is None:
+            return None
+        return self._call_seed, path, (method, key, serializable)
+
+    @staticmethod
+    def start(plan: tuple, request) -> None:
+        """Start answering ``request`` (head and body received) as ``plan`` says."""
+        call, _, arguments = plan
+        call(request, arguments)
+
+    def answer(self, request, method: bytes, target: bytes, version: bytes) -> bool:
+        """Take ``request`` (a site's, its head and body received) if it is
+        a hot one and start answering it; False, touching nothing, if it
+        is not."""
+        if version != b"HTTP/1.1":
             return False
-        _take(request, method, target, path)
-        try:
-            d = self._start_seed(request, method, key, serializable)
-        except Exception:
-            d = defer.fail(Failure())
-        d.addErrback(_seed_failed, request)
+        plan = self.plan(method, target)
+        if plan is None:
+            return False
+        if method != b"POST" and (_conditional(request) or (method == b"PUT" and request.body_too_large)):
+            return False
+        _take(request, method, target, plan[1])
+        self.start(plan, request)
         return True
 
     # -- the seed API -----------------------------------------------------------
+
+    def _call_seed(self, request, arguments: tuple) -> None:
+        try:
+            d = self._start_seed(request, *arguments)
+        except Exception:
+            d = defer.fail(Failure())
+        d.addErrback(_seed_failed, request)
 
     def _start_seed(self, request, method: bytes, key: bytes, serializable: bool) -> defer.Deferred:
         if method == b"GET":
@@ -186,25 +158,25 @@ class HotRoutes:
         kv = self._member.get(key)
         revisions = _revision_lines(self._member.revision)
         if kv is None:
-            _write(request, 404, revisions + _JSON, _NOT_FOUND)
+            request.write_whole(404, revisions + _JSON, _NOT_FOUND)
             return
-        _write(request, 200, b"%sETag: \"%d\"\r\nX-Metastore-Create-Revision: %d\r\n"
-                             b"X-Metastore-Mod-Revision: %d\r\nX-Metastore-Version: %d\r\n%s" % (
-                   revisions, kv.mod_revision, kv.create_revision, kv.mod_revision, kv.version, _OCTETS),
-               kv.value)
+        request.write_whole(200, b"%sETag: \"%d\"\r\nX-Metastore-Create-Revision: %d\r\n"
+                                 b"X-Metastore-Mod-Revision: %d\r\nX-Metastore-Version: %d\r\n%s" % (
+                            revisions, kv.mod_revision, kv.create_revision, kv.mod_revision, kv.version, _OCTETS),
+                            kv.value)
 
     @staticmethod
     def _put(result, request) -> None:
-        _write(request, 204, b"ETag: \"%d\"\r\nX-Metastore-Revision: %d\r\n" % (result.revision, result.revision),
-               None)
+        request.write_whole(204, b"ETag: \"%d\"\r\nX-Metastore-Revision: %d\r\n" % (result.revision, result.revision),
+                            None)
 
     @staticmethod
     def _deleted(result, request) -> None:
         revision = b"X-Metastore-Revision: %d\r\n" % result.revision
         if result.deleted:
-            _write(request, 204, revision, None)
+            request.write_whole(204, revision, None)
         else:
-            _write(request, 404, revision + _JSON, _NOT_FOUND)
+            request.write_whole(404, revision + _JSON, _NOT_FOUND)
 
     # -- the v3 API -------------------------------------------------------------
 
@@ -218,7 +190,7 @@ class HotRoutes:
         d.addErrback(_v3_failed, request)
 
     def _v3_answer(self, response, request) -> None:
-        _write(request, 200, _JSON, compact_json(kv_answer(response, self._headers)))
+        request.write_whole(200, _JSON, compact_json(kv_answer(response, self._headers)))
 
 
 def _key(path: bytes, method: bytes) -> bytes | None:
@@ -257,8 +229,8 @@ def _take(request, method: bytes, target: bytes, path: bytes) -> None:
 
 
 def _seed_failed(failure, request) -> None:
-    _write_prepared(request, answer_failure(request, failure))
+    request.write_prepared(answer_failure(request, failure))
 
 
 def _v3_failed(failure, request) -> None:
-    _write_prepared(request, error_answer(request, failure))
+    request.write_prepared(error_answer(request, failure))

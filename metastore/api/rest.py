@@ -56,6 +56,7 @@ from metastore.api.blocking import blocking_index, wait_for_change, wait_seconds
 from metastore.api.credentials import caller_token
 from metastore.api.errors import HTTPError, answer_failure
 from metastore.api.members import MembershipAPI
+from metastore.auth.messages import AuthInfo
 from metastore.config import MAX_KEY_BYTES
 from metastore.facade import Consistency, KeyValue, MemberFacade
 from metastore.kv.messages import (
@@ -196,28 +197,30 @@ class RestAPI:
 
     async def _key_request(self, request, key: bytes, allow: bytes):
         method = request.method
-        await self._authorize_key(request, key)
+        auth = await self._authorize_key(request, key)
         if method in (b"GET", b"HEAD"):
-            return await self._get(request, key)
+            return await self._get(request, key, auth)
         if method == b"PUT":
-            return await self._put(request, key)
+            return await self._put(request, key, auth)
         if method == b"DELETE":
-            return await self._delete(request, key)
+            return await self._delete(request, key, auth)
         raise HTTPError(405, "method_not_allowed", f"{method.decode('ascii', 'replace')} is not allowed here", {b"Allow": allow})
 
-    async def _authorize_key(self, request, key: bytes) -> None:
+    async def _authorize_key(self, request, key: bytes) -> AuthInfo | None:
         """Raise etcd's auth error unless the caller may do to ``key`` what
         the method does: read it (GET, HEAD, and a write's condition) or
-        write it (PUT, DELETE)."""
+        write it (PUT, DELETE); who was checked, when (None while auth is
+        disabled), to propose the write with."""
         method = request.method
         wanted = {b"GET": RangeRequest(key), b"HEAD": RangeRequest(key), b"PUT": PutRequest(key),
                   b"DELETE": DeleteRangeRequest(key)}.get(method)
         if wanted is None:
-            return
+            return None
         token = await caller_token(self.member, request)
-        self.member.authorize(token, wanted)
+        auth = self.member.authorize(token, wanted)
         if method in (b"PUT", b"DELETE") and write_condition(request, key):
             self.member.authorize(token, RangeRequest(key))
+        return auth
 
     @staticmethod
     def _checked_key(key: bytes) -> bytes:
@@ -251,10 +254,11 @@ class RestAPI:
         request.notifyFinish().addErrback(lambda _: waiting.cancel())
         await waiting
 
-    async def _get(self, request, key: bytes):
+    async def _get(self, request, key: bytes, auth: AuthInfo | None):
         revision = _non_negative_argument(request, b"revision")
         await self._read_barrier(request)
         await self._wait_if_asked(request, key, b"")
+        self.member.auth_still_current(auth)
         kv = self.member.get(key, revision)
         self._revision_headers(request, kv)
         if kv is None:
@@ -267,9 +271,10 @@ class RestAPI:
         limit = _non_negative_argument(request, b"limit")
         if len(prefix) > MAX_KEY_BYTES:
             raise HTTPError(413, "key_too_large", f"the prefix is {len(prefix)} bytes; the limit is {MAX_KEY_BYTES}")
-        self.member.authorize(await caller_token(self.member, request), RangeRequest(prefix, prefix_range_end(prefix)))
+        auth = self.member.authorize(await caller_token(self.member, request), RangeRequest(prefix, prefix_range_end(prefix)))
         await self._read_barrier(request)
         await self._wait_if_asked(request, prefix, prefix_range_end(prefix))
+        self.member.auth_still_current(auth)
         found = self.member.range_request(RangeRequest(prefix, prefix_range_end(prefix), limit=limit, revision=revision))
         request.setHeader(b"X-MetaStore-Revision", b"%d" % found.header.revision)
         request.setHeader(b"X-MetaStore-Index", b"%d" % found.header.revision)
@@ -281,7 +286,7 @@ class RestAPI:
         }
         return _json_answer(request, body)
 
-    async def _put(self, request, key: bytes):
+    async def _put(self, request, key: bytes, auth: AuthInfo | None):
         if getattr(request, "body_too_large", False):
             limit = request.channel.site.max_request_bytes
             raise HTTPError(413, "body_too_large", f"the body is over the limit of {limit} bytes")
@@ -290,20 +295,20 @@ class RestAPI:
         value = request.content.read()
         compares = write_condition(request, key)
         if b"ttl" in request.args:
-            return await self._put_with_lease(request, key, value, compares)
-        result = await self._write(key, Put(key, value), compares)
+            return await self._put_with_lease(request, key, value, compares, auth)
+        result = await self._write(key, Put(key, value), compares, auth)
         request.setResponseCode(204)
         request.setHeader(b"ETag", b'"%d"' % result.revision)
         request.setHeader(b"X-MetaStore-Revision", b"%d" % result.revision)
         return b""
 
-    async def _put_with_lease(self, request, key: bytes, value: bytes, compares):
+    async def _put_with_lease(self, request, key: bytes, value: bytes, compares, auth: AuthInfo | None):
         ttl = _non_negative_argument(request, b"ttl")
         if not 1 <= ttl <= MAX_LEASE_TTL:
             raise HTTPError(400, "bad_ttl", f"ttl is a number of seconds from 1 to {MAX_LEASE_TTL}")
-        granted = await self.member.lease_grant(ttl)
+        granted = await self.member.lease_grant(ttl, auth=auth)
         try:
-            result = await self._write(key, Put(key, value, lease=granted.id), compares)
+            result = await self._write(key, Put(key, value, lease=granted.id), compares, auth)
         except Exception:
             self.member.lease_revoke(granted.id).addErrback(lambda _: None)  # it would expire anyway
             raise
@@ -323,18 +328,18 @@ class RestAPI:
         request.setHeader(b"X-MetaStore-Lease", b"%d" % kept.id)
         return _json_answer(request, {"lease": kept.id, "ttl": kept.ttl})
 
-    async def _delete(self, request, key: bytes):
-        result = await self._write(key, DeleteRange(key), write_condition(request, key))
+    async def _delete(self, request, key: bytes, auth: AuthInfo | None):
+        result = await self._write(key, DeleteRange(key), write_condition(request, key), auth)
         request.setHeader(b"X-MetaStore-Revision", b"%d" % result.revision)
         if not result.deleted:
             raise HTTPError(404, "not_found", "no such key")
         request.setResponseCode(204)
         return b""
 
-    async def _write(self, key: bytes, write, compares) -> PutResponse | DeleteRangeResponse:
+    async def _write(self, key: bytes, write, compares, auth: AuthInfo | None) -> PutResponse | DeleteRangeResponse:
         if not compares:
-            return await self.member.propose(write)
-        result: TxnResponse = await self.member.propose(Txn(compares, (write,)))
+            return await self.member.propose(write, auth)
+        result: TxnResponse = await self.member.propose(Txn(compares, (write,)), auth)
         if not result.succeeded:
             current = self.member.get(key)
             headers = {b"ETag": b'"%d"' % current.mod_revision} if current else {}

@@ -15,6 +15,10 @@ Departures from ``twisted.web.server.Site``:
   handlers decode ``request.path`` to bytes themselves.
 - A body over the size limit is discarded as it arrives instead of being
   buffered, and the request is marked so the handler answers 413.
+- With hot routes (``metastore.api.fastpath``), the channel takes the
+  plainly framed hot requests off the wire itself, without a
+  ``twisted.web`` request (``MetaStoreChannel``); their answers are
+  written straight to the socket when nothing is queued before them.
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ import re
 import tempfile
 import time
 
+from twisted.internet import tcp
 from twisted.web import http, server
 
 from metastore.api.errors import internal_error, write_error
+from metastore.api.hotrequest import HotRequest
+from metastore.api.hotwire import answer_bytes, parse_hot_request, prepared_answer_bytes
 
 IDLE_TIMEOUT_SECONDS = 60
 """Connections idle this long are closed (slow or abandoned clients)."""
@@ -87,6 +94,28 @@ class MetaStoreRequest(server.Request):
         if hot_routes is None or not hot_routes.answer(self, command, path, version):
             super().requestReceived(command, path, version)
 
+    def write_whole(self, code: int, headers: bytes, body: bytes | None) -> None:
+        """Answer ``code`` (200, 204 or 404) with the header lines
+        ``headers`` and ``body`` (None: none) in one write, then finish.
+        Nothing is written to a connection that was lost meanwhile."""
+        if self._disconnected:
+            return
+        close = self.responseHeaders.hasHeader(b"connection")
+        self.code = code
+        self.startedWriting = True
+        self.channel.write_answer(answer_bytes(code, headers, body, close))
+        self.finish()
+
+    def write_prepared(self, body: bytes) -> None:
+        """Answer with the status and headers already set (an error answer)
+        and ``body``, in one write, then finish."""
+        if self._disconnected or self.startedWriting:
+            return  # a failure after the answer went out was logged
+        headers = [(name, value) for name, values in self.responseHeaders.getAllRawHeaders() for value in values]
+        self.startedWriting = True
+        self.channel.write_answer(prepared_answer_bytes(self.code, self.code_message, headers, body))
+        self.finish()
+
     def __repr__(self) -> str:
         """Method and target, whatever bytes they hold (Twisted's own repr
         raises on a target that is not ASCII)."""
@@ -138,9 +167,29 @@ def _head_too_slow(seconds: float) -> tuple[bytes, bytes]:
     }).encode()
 
 
+HELD_BYTES = 0x4000
+"""How much a connection may send past a hot request whose answer is
+pending before the channel stops reading it (Twisted's own bound for
+bytes sent past a request in progress)."""
+
+
 class MetaStoreChannel(http.HTTPChannel):
-    """An HTTP channel that refuses a malformed, oversized or too slow
-    request head politely.
+    """An HTTP channel that takes the plainest hot requests off the wire
+    itself, and refuses a malformed, oversized or too slow request head
+    politely.
+
+    Between requests, when the site has hot routes, the channel takes the
+    complete, plainly framed requests at the front of what it received
+    (``metastore.api.hotwire``) and hands the hot ones to ``HotRoutes`` as
+    ``HotRequest``s: no ``twisted.web`` request, no parse line by line.
+    Their answers go out in order, each written straight to the socket
+    when nothing is queued before it.  Bytes that arrive while an answer
+    is pending wait for it (past ``HELD_BYTES`` the channel stops reading,
+    as Twisted does), and the idle timeout does not close a connection
+    whose answer is pending.  From the first request that is not such a
+    request on (a partial one, a non-hot one), the bytes go through
+    Twisted's parser exactly as without hot routes, and the channel goes
+    back to taking requests itself once that request is answered.
 
     Twisted answers a bare 400 and closes at once; with the client still
     sending, the kernel then resets the connection and the client never
@@ -155,6 +204,25 @@ class MetaStoreChannel(http.HTTPChannel):
     _linger = None
     _head_deadline = None
     _reading_head = True
+    _hot_routes = None
+    _socket = None
+    """The TCP socket, when the transport is plain TCP (answers may be written to it directly)."""
+    _hot: HotRequest | None = None
+    """The request taken off the wire whose answer is pending."""
+    _held: list[bytes] | None = None
+    """Bytes received while ``_hot`` is pending."""
+    _held_bytes = 0
+    _held_paused = False
+    _taking = False
+    """Whether ``_take_hot`` is running (it goes on with the bytes itself)."""
+
+    def connectionMade(self) -> None:
+        """Note the site's hot routes, and the socket of a plain TCP transport."""
+        super().connectionMade()
+        self._hot_routes = self.site.hot_routes
+        transport = self.transport
+        if isinstance(transport, tcp.Connection) and not transport.TLS:
+            self._socket = transport.socket
 
     def getHost(self):
         """This end's address, asked of the socket once per connection
@@ -188,7 +256,11 @@ class MetaStoreChannel(http.HTTPChannel):
         self._refuse(*HEAD_TOO_LARGE)
 
     def connectionLost(self, reason) -> None:
-        """Forget the timers along with the connection."""
+        """Forget the timers, a pending answer and held bytes along with the connection."""
+        if self._hot is not None:
+            self._hot.lost()
+            self._hot = None
+        self._held = None
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
         self._cancel_head_deadline()
@@ -211,14 +283,115 @@ class MetaStoreChannel(http.HTTPChannel):
             super().rawDataReceived(data)
 
     def dataReceived(self, data: bytes) -> None:
-        """Parse requests, or drop everything once a request was refused.
-        The first byte of a request's head starts its deadline."""
+        """Take the hot requests at the front of ``data`` when between
+        requests and parse the rest as Twisted does, or drop everything
+        once a request was refused.  The first byte of a request's head
+        that Twisted parses starts its deadline."""
         if self._refused:
             return
+        if self._hot is not None:
+            self._hold(data)
+            return
+        if self._hot_routes is not None and self._between_requests():
+            data = self._take_hot(data)
+            if not data:
+                return
         if self._reading_head and self._head_deadline is None and data:
             timeout = self.site.header_timeout
             self._head_deadline = self.callLater(timeout, self._head_timed_out, timeout)
         super().dataReceived(data)
+
+    def _between_requests(self) -> bool:
+        """Whether Twisted's parser holds nothing of a request: none in
+        progress or queued, no bytes buffered, the connection persistent,
+        and no blank line eaten before a request line (Twisted eats one;
+        after it, its parser reads the request)."""
+        return (not self.requests and not self._buffer and self.line_mode and not self._busyReceiving
+                and self.persistent and self._HTTPChannel__first_line == 1)
+
+    def _take_hot(self, data: bytes) -> bytes:
+        """Answer the complete hot requests at the front of ``data``; the
+        bytes from the first other request on (none when every request was
+        taken, or when the rest waits for a pending answer)."""
+        self.resetTimeout()
+        routes = self._hot_routes
+        max_body = self.site.max_request_bytes
+        start = 0
+        self._taking = True
+        try:
+            while True:
+                parsed = parse_hot_request(data, start, max_body)
+                if parsed is None:
+                    break
+                method, target, body, end = parsed
+                plan = routes.plan(method, target)
+                if plan is None:
+                    break
+                request = self._hot = HotRequest(self, method, target, plan[1], body)
+                routes.start(plan, request)
+                start = end
+                if self._hot is not None:
+                    if start < len(data):
+                        self._hold(data[start:])
+                    return b""
+                if start == len(data):
+                    return b""
+        finally:
+            self._taking = False
+        return data[start:] if start else data
+
+    def hot_answered(self, request: HotRequest, answer: bytes) -> None:
+        """Write ``answer`` to ``request`` (the pending one), report it to
+        the site, and go on with the bytes that arrived meanwhile."""
+        self._hot = None
+        self.write_answer(answer)
+        self.site.log(request)
+        if self._taking:
+            return
+        self.resetTimeout()  # the idle clock restarts with the answer, as after Twisted's requests
+        held = self._held
+        if held is not None:
+            self._held, self._held_bytes = None, 0
+            if self._held_paused:
+                self._held_paused = False
+                if not self._waitingForTransport:
+                    self._networkProducer.resumeProducing()
+            self.dataReceived(b"".join(held))
+
+    def _hold(self, data: bytes) -> None:
+        if self._held is None:
+            self._held = [data]
+        else:
+            self._held.append(data)
+        self._held_bytes += len(data)
+        if self._held_bytes > HELD_BYTES and not self._held_paused and not self._waitingForTransport:
+            self._held_paused = True
+            self._networkProducer.pauseProducing()
+
+    def write_answer(self, answer: bytes) -> None:
+        """Write a whole answer: straight to the socket when the transport
+        has nothing queued (no write event for the reactor to run), what
+        the socket does not take through the transport."""
+        sock = self._socket
+        transport = self.transport
+        if (sock is not None and not transport.dataBuffer and not transport._tempDataBuffer
+                and transport.connected and not transport.disconnecting):
+            try:
+                sent = sock.send(answer)
+            except OSError:  # EAGAIN, or an error the transport's write then reports
+                sent = 0
+            if sent == len(answer):
+                return
+            answer = answer[sent:]
+        transport.write(answer)
+
+    def timeoutConnection(self) -> None:
+        """Close the idle connection, unless an answer is pending (Twisted
+        stops the idle clock while it answers a request)."""
+        if self._hot is not None:
+            self.setTimeout(self.timeOut)
+            return
+        super().timeoutConnection()
 
     def _head_timed_out(self, timeout: float) -> None:
         self._refuse(*_head_too_slow(timeout))  # the body is made only when needed: not per request

@@ -21,7 +21,7 @@ from twisted.internet import defer
 from twisted.internet.threads import deferToThread
 
 from metastore.auth import errors
-from metastore.auth.messages import PermissionType
+from metastore.auth.messages import AuthInfo, PermissionType
 from metastore.auth.passwords import verify_password
 from metastore.auth.ranges import covers
 from metastore.auth.state import AuthState
@@ -97,19 +97,33 @@ class AuthChecker:
 
     # -- what ---------------------------------------------------------------------
 
-    def authorize(self, token: str | None, request) -> None:
+    def authorize(self, token: str | None, request) -> AuthInfo | None:
         """Raise ``PermissionDenied`` (or a token error) unless the token's
         user may make ``request``: a range (read), put or delete (write; and
-        read for ``prev_kv``), txn (read on every compare, and every
-        operation of both branches), compaction (admin), lease revoke
-        (write on every attached key); other lease calls need a user."""
+        read for ``prev_kv``; a put naming a lease, write on every key
+        already attached to it, as etcd), txn (read on every compare, and
+        every operation of both branches), compaction (admin), lease revoke
+        (write on every attached key); other lease calls need a user.
+        Answers who was checked at which auth revision (None while auth is
+        disabled): a write proposes it, and every member refuses the write
+        at apply if the auth state changed in between."""
         user = self.user_of(token)
-        if user is None or self._state().is_root(user):
-            return
-        if isinstance(request, CompactionRequest):
-            raise errors.PermissionDenied()
-        for needed, key, range_end in _needs(request, self._lease_keys):
-            self._check(user, needed, key, range_end)
+        if user is None:
+            return None
+        state = self._state()
+        if not state.is_root(user):
+            if isinstance(request, CompactionRequest):
+                raise errors.PermissionDenied()
+            for needed, key, range_end in _needs(request, self._lease_keys):
+                self._check(user, needed, key, range_end)
+        return AuthInfo(user, state.revision)
+
+    def still_current(self, auth: AuthInfo | None) -> None:
+        """``AuthOldRevision`` when auth is enabled and its revision moved
+        past the one ``auth`` was checked at."""
+        state = self._state()
+        if auth is not None and state.enabled and auth.revision != state.revision:
+            raise errors.AuthOldRevision()
 
     def authorize_read(self, token: str | None, key: bytes, range_end: bytes) -> str | None:
         """``PermissionDenied`` unless the token's user may read the range
@@ -171,7 +185,8 @@ def _needs(request, lease_keys) -> list[tuple[PermissionType, bytes, bytes]]:
     if isinstance(request, RangeRequest):
         return [(READ, request.key, request.range_end)]
     if isinstance(request, PutRequest):
-        return [(WRITE, request.key, b"")] + ([(READ, request.key, b"")] if request.prev_kv else [])
+        needs = [(WRITE, request.key, b"")] + ([(READ, request.key, b"")] if request.prev_kv else [])
+        return needs + ([(WRITE, key, b"") for key in lease_keys(request.lease)] if request.lease else [])
     if isinstance(request, DeleteRangeRequest):
         needs = [(WRITE, request.key, request.range_end)]
         return needs + ([(READ, request.key, request.range_end)] if request.prev_kv else [])

@@ -41,3 +41,7 @@ RootRoleMissing = _error(
     "RootRoleMissing", FAILED_PRECONDITION, "etcdserver: root user does not have root role", 412
 )
 InvalidAuthManagement = _error("InvalidAuthManagement", INVALID_ARGUMENT, "etcdserver: invalid auth management", 400)
+AuthOldRevision = _error("AuthOldRevision", INVALID_ARGUMENT, "etcdserver: revision of auth store is old", 400)
+"""A request checked at an auth revision the auth state has since moved past
+(etcd 3.4.23 answers it with gRPC InvalidArgument, HTTP 400): the client
+re-authenticates or retries, and it is checked again."""

@@ -31,6 +31,16 @@ class Permission:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthInfo:
+    """Who a client request was checked for and at which auth revision
+    (etcd's ``AuthInfo``): a write proposal carries it, and every member
+    refuses the write at apply when the auth state moved past ``revision``."""
+
+    user: str
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
 class AuthEnable:
     """``Auth.AuthEnable``: refused unless ``root`` exists with the root role."""
 

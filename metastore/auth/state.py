@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 import msgpack
 
 from metastore.auth import errors
+from metastore.auth.ranges import covers
 from metastore.auth.messages import (
     AuthCommand,
     AuthDisable,
@@ -72,6 +73,20 @@ class AuthState:
         """Whether ``user_name`` holds the root role."""
         user = self.users.get(user_name)
         return user is not None and ROOT in user.roles
+
+    def is_old(self, revision: int) -> bool:
+        """Whether a request checked at auth ``revision`` must be checked
+        again: auth is enabled and its state changed since (etcd's
+        ``ErrAuthOldRevision``)."""
+        return self.enabled and revision < self.revision
+
+    def may_write(self, user_name: str, keys: list[bytes]) -> bool:
+        """Whether ``user_name`` may write every one of ``keys`` (the keys
+        attached to a lease it revokes or attaches a key to)."""
+        if self.is_root(user_name):
+            return True
+        permissions = self.permissions_of(user_name)
+        return all(covers(permissions, PermissionType.WRITE, key, b"") for key in keys)
 
     def permissions_of(self, user_name: str) -> list[Permission]:
         """Every permission the user's roles grant."""

@@ -49,6 +49,8 @@ def _common_parameters(clients: int = 64) -> list:
         ["key-space-size", "k", 10000, "Number of distinct keys.", int],
         ["key-prefix", None, "bench/", "Prefix of every key."],
         ["warmup", "w", 0.0, "Seconds of unmeasured load first.", float],
+        ["rate", None, None, "Total requests/s the clients may send together (default: closed loop, "
+                             "each client sends as soon as answered).", float],
         ["timeout", None, 10.0, "Seconds before a request counts as timed out.", float],
         ["seed", None, None, "Random seed, for a repeatable key sequence.", int],
         ["cacert", None, "", "CA file (PEM) for https:// endpoints (default: the system's roots)."],
@@ -118,6 +120,7 @@ class _CommonOptions(usage.Options):
             (self["key-space-size"] >= 1, "--key-space-size must be at least 1"),
             (self["warmup"] >= 0, "--warmup must not be negative"),
             (self["timeout"] > 0, "--timeout must be positive"),
+            (self["rate"] is None or self["rate"] > 0, "--rate must be positive"),
         ] + [(os.path.exists(f"/proc/{pid}"), f"--pid {pid}: no such process") for pid in self["pids"]]
         for ok, message in checks:
             if not ok:
@@ -139,6 +142,7 @@ class _CommonOptions(usage.Options):
                 random_values=bool(self["random-values"]),
                 request_timeout=self["timeout"],
                 seed=self["seed"],
+                rate=self["rate"],
                 cacert=self["cacert"],
                 cert=self["cert"],
                 key=self["key"],

@@ -30,6 +30,7 @@ from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from metastore.bench.apis import SEED, RequestBuilder, Target, UnsupportedRequest, ValueSource, request_builder
+from metastore.bench.pacing import MIN_WAKE_SECONDS, TokenBucket
 from metastore.bench.stats import (
     CONNECT_FAILED,
     CONNECTION_LOST,
@@ -51,6 +52,9 @@ MonotonicClock = Callable[[], float]
 
 ResponseObserver = Callable[[str, int, ParsedResponse], None]
 """Told of every response: its op, its key (or lease) number, the response."""
+
+POPULATE_CLIENTS = 64
+"""The fewest clients that write the key space before a reading run."""
 
 RETRY_DELAY_SECONDS = 0.05
 """Pause before reconnecting after a failure, so a dead server is not spun on."""
@@ -219,6 +223,12 @@ class Channel:
         """Begin sending requests."""
         self._fill()
 
+    def resume(self) -> None:
+        """Send what the run now allows (it has tokens again), unless a
+        reconnection is already scheduled, which will."""
+        if self._retry_call is None:
+            self._fill()
+
     def stop(self) -> None:
         """Abandon every request in flight and close the connection."""
         self._in_flight.clear()
@@ -301,7 +311,7 @@ class Channel:
         if self._connecting is not None:
             return
         while len(self._in_flight) < self._depth:
-            planned = self.run.take_request()
+            planned = self.run.take_request(self)
             if planned is None:
                 break
             self._in_flight.append(planned)
@@ -350,7 +360,9 @@ class LoadRun:
     abandoned, not counted.  A request unanswered after ``request_timeout``
     seconds counts as a timeout (checked by one periodic sweep rather than a
     timer per request, so it fires within 1.5 times that), so a run always
-    ends.  ``on_measure_start`` and ``on_measure_end`` are called when the
+    ends.  With ``rate``, the clients together send at most that many
+    requests per second (:class:`~metastore.bench.pacing.TokenBucket`).
+    ``on_measure_start`` and ``on_measure_end`` are called when the
     measured phase begins and ends (to sample server CPU), ``observe`` with
     every response.
     """
@@ -373,6 +385,7 @@ class LoadRun:
         on_measure_start: Callable[[], None] | None = None,
         on_measure_end: Callable[[], None] | None = None,
         tls_for: Callable[[str], object] | None = None,
+        rate: float | None = None,
     ) -> None:
         """``tls_for(host)`` gives the TLS options for an https:// target."""
         if (duration is None) == (requests is None):
@@ -405,6 +418,9 @@ class LoadRun:
         self._endpoints: dict[Target, object] = {}
         self._tls_for = tls_for
         self._finished: Deferred[BenchResult] = Deferred()
+        self._bucket = TokenBucket(rate, now()) if rate is not None else None
+        self._waiting: dict[Channel, None] = {}
+        self._wake = None
         depths = [clients // conns + (1 if i < clients % conns else 0) for i in range(conns)]
         self._channels = [
             Channel(self, targets[i % len(targets)], builders[targets[i % len(targets)]], depth)
@@ -450,21 +466,46 @@ class LoadRun:
             self._endpoints[target] = endpoint
         return endpoint
 
-    def take_request(self) -> _InFlight | None:
-        """The next request to send, or None when the run has stopped or its
-        request budget is spent."""
+    def take_request(self, channel: Channel | None = None) -> _InFlight | None:
+        """The next request to send, or None when the run has stopped, its
+        request budget is spent, or (with a rate) no token is there yet:
+        ``channel`` is then resumed once one is."""
         if self.stopping:
             return None
-        if self._warming_up:
-            tally = self._warmup_tally
-        else:
+        measured = not self._warming_up
+        if measured and self._remaining_budget == 0:
+            return None
+        if self._bucket is not None and not self._bucket.take(self.now()):
+            if channel is not None:
+                self._wait_for_token(channel)
+            return None
+        if measured:
             if self._remaining_budget is not None:
-                if self._remaining_budget == 0:
-                    return None
                 self._remaining_budget -= 1
             tally = self._tally
+        else:
+            tally = self._warmup_tally
         op, key_index = self._workload.next_request()
         return _InFlight(op, key_index, 0.0, tally)
+
+    def _wait_for_token(self, channel: Channel) -> None:
+        self._waiting[channel] = None
+        self._wake_when_tokens()
+
+    def _wake_when_tokens(self) -> None:
+        if self._wake is None and self._waiting and not self.stopping:
+            delay = max(MIN_WAKE_SECONDS, self._bucket.wait(self.now()))
+            self._wake = self.reactor.callLater(delay, self._hand_out_tokens)
+
+    def _hand_out_tokens(self) -> None:
+        """Resume waiting channels, oldest first, while tokens are there."""
+        self._wake = None
+        for channel in list(self._waiting):
+            if self.stopping or not self._bucket.available(self.now()):
+                break
+            del self._waiting[channel]
+            channel.resume()
+        self._wake_when_tokens()
 
     def response_received(self, in_flight: _InFlight, response: ParsedResponse) -> None:
         """Count a response to ``in_flight``."""
@@ -502,9 +543,10 @@ class LoadRun:
         self._measure_end = self._measure_start if self._warming_up else self.now()
         if self._on_measure_end is not None and not self._warming_up:
             self._on_measure_end()
-        for timer in self._timers:
+        for timer in self._timers + ([self._wake] if self._wake is not None else []):
             if timer.active():
                 timer.cancel()
+        self._waiting.clear()
         if self._timeout_sweep is not None and self._timeout_sweep.running:
             self._timeout_sweep.stop()
         for channel in self._channels:
@@ -560,6 +602,8 @@ class BenchConfig:
     request_timeout: float = 10.0
     seed: int | None = None
     lease_ttl: int = 60
+    rate: float | None = None
+    """Total requests per second the clients may send (None: closed loop, as fast as answered)."""
     cacert: str = ""
     """CA file (PEM) that https:// endpoints' certificates chain to (empty: the system's)."""
     cert: str = ""
@@ -591,7 +635,10 @@ class BenchConfig:
 
 
 def populate_keys(reactor, config: BenchConfig, now: MonotonicClock = time.perf_counter) -> Deferred[BenchResult]:
-    """PUT every key of the key space once, spread over the config's clients.
+    """PUT every key of the key space once, spread over the config's
+    clients but at least :data:`POPULATE_CLIENTS` (it is not measured, and
+    one client writing 10,000 keys one fsync at a time takes minutes on a
+    loaded machine).
 
     Fires with the result of that run, so failures can be reported.
     """
@@ -599,7 +646,7 @@ def populate_keys(reactor, config: BenchConfig, now: MonotonicClock = time.perf_
     run = LoadRun(
         reactor,
         config.targets,
-        min(config.clients, config.keys),
+        min(max(config.clients, POPULATE_CLIENTS), config.keys),
         Workload(PUT, count().__next__),
         config.builders(rng),
         requests=config.keys,
@@ -642,6 +689,7 @@ def benchmark_run(
         request_timeout=config.request_timeout,
         now=now,
         tls_for=config.tls_for,
+        rate=config.rate,
         **hooks,
     )
 

@@ -30,7 +30,7 @@ LAYERS = (
     ("WAL, storage engine", ("metastore/storage/",)),
     ("kv state machine", ("metastore/kv/",)),
     ("twisted logging and log context", ("twisted/logger/", "twisted/python/log.py")),
-    ("fast path", ("metastore/api/fastpath.py",)),
+    ("fast path", ("metastore/api/fastpath.py", "metastore/api/hotwire.py", "metastore/api/hotrequest.py")),
     ("json", ("json/",)),
     ("metastore api", ("metastore/api/",)),
     ("node, facade, watch, leases", ("metastore/",)),

@@ -65,6 +65,7 @@ def config_as_json(config: BenchConfig) -> dict:
         "duration": config.duration if config.requests is None else None,
         "requests": config.requests,
         "warmup": config.warmup,
+        "rate": config.rate,
     }
 
 
@@ -134,7 +135,8 @@ def format_report(
         op += f" (read-ratio {config.read_ratio:g})"
     lines = [
         f"{op} via {config.api} API, {config.clients} clients on {config.conns or config.clients} connections, "
-        f"{config.value_size}-byte values, {config.keys} keys, {limit}, warmup {config.warmup:g}s",
+        f"{config.value_size}-byte values, {config.keys} keys, {limit}, warmup {config.warmup:g}s"
+        + (f", at most {config.rate:g} requests/s" if config.rate is not None else ""),
         f"endpoints {' '.join(config.urls)}",
         f"requests     {result.overall.requests} in {result.elapsed:.3f}s",
         f"throughput   {result.requests_per_second:.1f} requests/s "

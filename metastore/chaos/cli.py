@@ -59,6 +59,7 @@ class ChaosOptions(VersionOption, usage.Options):
     ]
     optFlags = [
         ["tls", None, "members serve clients HTTPS and talk to each other over mutual TLS with a peer token"],
+        ["auth", None, "enable auth: the workloads run as a user with READWRITE on their key prefixes, with tokens"],
     ]
 
     def postOptions(self) -> None:
@@ -91,6 +92,7 @@ class ChaosOptions(VersionOption, usage.Options):
             size=self["members"], duration=self["duration"], nemeses=self["nemesis"], workdir=self["workdir"],
             seed=self["seed"], register_clients=self["clients"], set_clients=self["set-clients"],
             request_timeout=self["request-timeout"], client_timeout=self["client-timeout"], tls=bool(self["tls"]),
+            auth=bool(self["auth"]),
             workloads=self["workload"], lease_keepers=self["lease-keepers"], lease_ttl=self["lease-ttl"],
             watchers_per_member=self["watchers"],
             extra_member_args=("--workers", str(self["workers"])) if self["workers"] else (),

@@ -129,14 +129,17 @@ class LeaseWatchWorkload:
     URL) until ``stop_writes()``, then ``verify()`` (see the module docstring)."""
 
     def __init__(self, reactor, members: dict[int, str], config: LeaseWatchConfig,
-                 workloads: tuple[str, ...] = (LEASE, WATCH), now: Callable[[], float] = time.monotonic) -> None:
+                 workloads: tuple[str, ...] = (LEASE, WATCH), now: Callable[[], float] = time.monotonic,
+                 tls=None, auth=None) -> None:
         self.reactor = reactor
         self.members = dict(members)
         self.config = config
         self.workloads = workloads
         self.now = now
         self.rng = random.Random(config.seed)
-        self.client = V3Client(reactor, timeout=config.client_timeout)
+        self.client = V3Client(reactor, timeout=config.client_timeout, tls=tls, auth=auth)
+        self._access = {"tls": tls, "auth": auth}
+        """How watches reach the members: the run's TLS and auth, if on."""
         self.leases: list[LeaseRecord] = []
         self.watches: list[ResumingWatch] = []
         self.acknowledged_puts: list[SeenEvent] = []
@@ -168,7 +171,7 @@ class LeaseWatchWorkload:
                     name=f"watcher {n}", members=self.members, key=config.prefix,
                     range_end=prefix_end(config.prefix), start_revision=1 if n % 2 else 0,
                     first_member=self._ids[n % len(self._ids)], now=self.now, create_timeout=config.client_timeout,
-                    on_event=self._watched,
+                    on_event=self._watched, **self._access,
                 )  # fmt: skip
                 self.watches.append(watch)
                 self._watch_runs.append(watch.run(self.reactor))
@@ -406,7 +409,7 @@ class LeaseWatchWorkload:
         watch on ``member`` alone (bounded in time)."""
         watch = ResumingWatch(name=f"history reader on member {member}", members={member: self.members[member]},
                               key=self.config.prefix, range_end=prefix_end(self.config.prefix), start_revision=1,
-                              now=self.now, create_timeout=self.config.client_timeout)
+                              now=self.now, create_timeout=self.config.client_timeout, **self._access)
         done = watch.run(self.reactor)
         reached = await _poll(self.reactor, lambda: watch.next_revision > until, self.config.catch_up_timeout)
         watch.stop()

@@ -41,6 +41,7 @@ from twisted.internet import defer, task
 from twisted.internet.error import ConnectionRefusedError
 from twisted.web import client
 
+from metastore.chaos.auth import ChaosAuth
 from metastore.chaos.tls import chaos_tls
 from metastore.chaos.checker import (
     CAS,
@@ -56,7 +57,7 @@ from metastore.chaos.checker import (
 from metastore.chaos.cluster import ProxiedCluster
 from metastore.chaos.lease_watch import LEASE, WATCH, LeaseWatchConfig, LeaseWatchWorkload
 from metastore.chaos.nemesis import NEMESES, Fault
-from metastore.chaos.v3client import non_retrying_pool
+from metastore.chaos.v3client import V3Client, member_agent, non_retrying_pool
 
 
 REGISTER = "register"
@@ -102,6 +103,14 @@ class RunConfig:
         return tuple(w for w in self.workloads if w in (LEASE, WATCH))
     tls: bool = False
     """Client HTTPS, mutual peer TLS and a peer token on every member (``metastore.chaos.tls``)."""
+    auth: bool = False
+    """Auth enabled; the workloads run as a user with READWRITE on their prefixes (``metastore.chaos.auth``)."""
+
+    @property
+    def prefixes(self) -> list[bytes]:
+        """The key prefixes the workloads write under: register keys
+        ``r<n>``, set keys ``s<i>-<n>``, the lease and watch workloads'."""
+        return [b"r", b"s"] + ([self.lease_watch_config().prefix] if self.lease_watch_workloads else [])
 
 
 @dataclass
@@ -128,6 +137,10 @@ class RunReport:
     elapsed: float = 0.0
     lease_watch: dict | None = None
     lease_watch_lines: list[str] = field(default_factory=list)
+    tokens_obtained: int = 0
+    """With ``--auth``: tokens the workload user obtained (one per member, then one per refusal)."""
+    tokens_refused: int = 0
+    """With ``--auth``: tokens a member refused (restarted, expired, old auth revision)."""
 
     @property
     def passed(self) -> bool:
@@ -153,6 +166,10 @@ class RunReport:
         for fault in self.faults:
             end = "-" if fault["end"] is None else f"{fault['end']:.1f}"
             lines.append(f"  {fault['start']:7.1f} .. {end:>7}  {fault['kind']}: {fault['description']}")
+        if self.config.get("tls") or self.config.get("auth"):
+            auth = f"yes ({self.tokens_obtained} tokens obtained, {self.tokens_refused} refused)"
+            lines.append(f"tls: {'yes' if self.config.get('tls') else 'no'}, "
+                         f"auth: {auth if self.config.get('auth') else 'no'}")
         verdict = {True: "yes", False: "NO", None: "unknown (search too big)"}[self.linearizable]
         lines.append(f"register operations checked: {self.register_operations_checked} on {self.keys_checked} keys")
         lines.append(f"linearizable: {verdict}")
@@ -201,8 +218,7 @@ def _http_client(reactor, tls=None) -> tuple[treq.client.HTTPClient, client.HTTP
     (a silently repeated PUT would corrupt the history); over TLS with
     ``tls`` (``metastore.chaos.tls``)."""
     pool = non_retrying_pool(reactor)
-    agent = client.Agent(reactor, pool=pool) if tls is None else tls.agent(reactor, pool)
-    return treq.client.HTTPClient(agent), pool
+    return treq.client.HTTPClient(member_agent(reactor, pool, tls)), pool
 
 
 class ChaosRun:
@@ -236,12 +252,21 @@ class ChaosRun:
             agent=None if tls is None else tls.agent(reactor, client.HTTPConnectionPool(reactor, persistent=False)),
         )  # fmt: skip
         self.http, self._pool = _http_client(reactor, tls)
+        self._tls = tls
+        self.auth = ChaosAuth(reactor, V3Client(reactor, config.client_timeout, tls=tls)) if config.auth else None
 
     # -- HTTP -------------------------------------------------------------
 
     async def _request(self, member_id: int, method: str, key: str, body: bytes | None = None,
                        headers: dict | None = None, timeout: float | None = None) -> _Outcome:
-        url = self.cluster.members[member_id].url + "/" + quote(key, safe="")
+        member_url = self.cluster.members[member_id].url
+        url = member_url + "/" + quote(key, safe="")
+        token = None
+        if self.auth is not None:
+            token = await self.auth.token(member_url)
+            if token is None:
+                return _Outcome(None, refused=True)  # nothing was sent
+            headers = {**(headers or {}), "Authorization": f"Bearer {token}"}
         try:
             response = await self.http.request(method, url, data=body, headers=headers,
                                                timeout=timeout or self.config.client_timeout)
@@ -250,6 +275,8 @@ class ChaosRun:
             return _Outcome(None, refused=True)
         except Exception:
             return _Outcome(None)
+        if token is not None:
+            self.auth.answered(member_url, token, response.code, None)
         etags = response.headers.getRawHeaders("ETag") or [None]
         return _Outcome(response.code, content, etags[0])
 
@@ -433,11 +460,13 @@ class ChaosRun:
         try:
             await self.cluster.start()
             await self.cluster.wait_converged(timeout=config.converge_timeout)
+            if self.auth is not None:
+                await self.auth.enable([m.url for m in self.cluster.members.values()], config.prefixes)
             self.clock = _Clock()
             if config.lease_watch_workloads:
                 urls = {i: m.url for i, m in self.cluster.members.items()}
                 lease_watch = LeaseWatchWorkload(self.reactor, urls, config.lease_watch_config(),
-                                                 config.lease_watch_workloads)
+                                                 config.lease_watch_workloads, tls=self._tls, auth=self.auth)
                 await lease_watch.start()
             clients = []
             if REGISTER in config.workloads:
@@ -463,8 +492,12 @@ class ChaosRun:
             if lease_watch is not None:
                 await lease_watch.close()
             await self._pool.closeCachedConnections()
+            if self.auth is not None:
+                await self.auth.close()
             await self.cluster.stop()
         self._fill_report(report, present)
+        if self.auth is not None:
+            report.tokens_obtained, report.tokens_refused = self.auth.authentications, self.auth.refusals
         return report
 
     def _fill_report(self, report: RunReport, present: set[str]) -> None:

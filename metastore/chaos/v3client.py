@@ -108,21 +108,43 @@ def non_retrying_pool(reactor, persistent: bool = True, max_per_host: int = 32) 
     return pool
 
 
+def member_agent(reactor, pool: client.HTTPConnectionPool, tls=None) -> client.Agent:
+    """An ``Agent`` for the members' URLs: over ``pool``, trusting the
+    run's CA with ``tls`` (``metastore.chaos.tls.ChaosTLS``)."""
+    return client.Agent(reactor, pool=pool) if tls is None else tls.agent(reactor, pool)
+
+
 class V3Client:
     """Unary v3 JSON calls to members given by URL, over a pool that never
-    retries by itself; ``close()`` when done."""
+    retries by itself; ``close()`` when done.  With ``tls`` it trusts the
+    run's CA; with ``auth`` (``metastore.chaos.auth.ChaosAuth``) every call
+    carries the workload user's token for the member it asks."""
 
-    def __init__(self, reactor, timeout: float = 3.0, max_per_host: int = 32) -> None:
+    def __init__(self, reactor, timeout: float = 3.0, max_per_host: int = 32, tls=None, auth=None) -> None:
         self.reactor = reactor
         self.timeout = timeout
         self._pool = non_retrying_pool(reactor, max_per_host=max_per_host)
-        self._agent = client.Agent(reactor, pool=self._pool)
+        self._agent = member_agent(reactor, self._pool, tls)
+        self._auth = auth
 
     async def call(self, url: str, path: str, body: dict, timeout: float | None = None) -> Reply:
-        """POST ``body`` as JSON to ``url + path``; never raises."""
+        """POST ``body`` as JSON to ``url + path``; never raises.  With auth
+        and no token to be had from the member, nothing is sent: refused."""
+        headers = Headers({b"Content-Type": [b"application/json"]})
+        token = None
+        if self._auth is not None:
+            token = await self._auth.token(url)
+            if token is None:
+                return Reply(None, refused=True)
+            headers.addRawHeader(b"Authorization", token.encode())
+        reply = await self._post(url, path, body, headers, timeout)
+        if token is not None:
+            self._auth.answered(url, token, reply.code, reply.body)
+        return reply
+
+    async def _post(self, url: str, path: str, body: dict, headers: Headers, timeout: float | None) -> Reply:
         data = json.dumps(body).encode()
-        d = self._agent.request(b"POST", (url + path).encode(), Headers({b"Content-Type": [b"application/json"]}),
-                                client.FileBodyProducer(io.BytesIO(data)))
+        d = self._agent.request(b"POST", (url + path).encode(), headers, client.FileBodyProducer(io.BytesIO(data)))
         d.addTimeout(timeout or self.timeout, self.reactor)
         try:
             response = await d
@@ -181,6 +203,15 @@ class V3Client:
         if serializable:
             body["serializable"] = True
         return defer.ensureDeferred(self.call(url, "/v3/kv/range", body))
+
+
+def _json_object(content: bytes) -> dict | None:
+    """``content`` as a JSON object, or None."""
+    try:
+        parsed = json.loads(content)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 class _LineReader(Protocol):
@@ -255,12 +286,16 @@ class ResumingWatch:
     next_revision: int = 0
     stopping: bool = False
     on_event: Callable[["ResumingWatch", SeenEvent, float], None] | None = None
+    tls: object = None
+    """The run's ``ChaosTLS`` when the members serve HTTPS."""
+    auth: object = None
+    """The run's ``ChaosAuth`` when auth is on: each stream carries a token."""
 
     def run(self, reactor) -> defer.Deferred:
         """Keep watching until ``stop()``; fires when the last stream ended."""
         self._reactor = reactor
         self._reader: _LineReader | None = None
-        self._agent = client.Agent(reactor, pool=non_retrying_pool(reactor, persistent=False))
+        self._agent = member_agent(reactor, non_retrying_pool(reactor, persistent=False), self.tls)
         self.first_revision = self.next_revision = self.start_revision
         return defer.ensureDeferred(self._loop())
 
@@ -297,8 +332,16 @@ class ResumingWatch:
         if self.next_revision:
             create["start_revision"] = self.next_revision
         body = json.dumps({"create_request": create}).encode()
-        d = self._agent.request(b"POST", (self.members[member] + "/v3/watch").encode(),
-                                Headers({b"Content-Type": [b"application/json"]}),
+        url = self.members[member]
+        headers = Headers({b"Content-Type": [b"application/json"]})
+        token = None
+        if self.auth is not None:
+            token = await self.auth.token(url)
+            if token is None:
+                session.ended = "no token"
+                return
+            headers.addRawHeader(b"Authorization", token.encode())
+        d = self._agent.request(b"POST", (url + "/v3/watch").encode(), headers,
                                 client.FileBodyProducer(io.BytesIO(body)))
         d.addTimeout(self.create_timeout, self._reactor)
         try:
@@ -308,7 +351,9 @@ class ResumingWatch:
             return
         if response.code != 200:
             session.ended = f"status {response.code}"
-            await client.readBody(response).addErrback(lambda _: None)
+            content = await client.readBody(response).addErrback(lambda _: b"")
+            if token is not None:
+                self.auth.answered(url, token, response.code, _json_object(content))
             return
         reader = _LineReader(lambda message: self._message(session, message))
         self._reader = reader

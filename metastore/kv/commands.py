@@ -24,6 +24,13 @@ The auth commands (``metastore.auth.messages``, format 2) share code 13:
 ``[13, kind, *fields]``, ``kind`` the command's position in
 ``AUTH_COMMANDS`` and the fields its own in order (a permission as
 ``[type, key, range_end]``); passwords travel hashed.
+
+A client write checked while auth is enabled carries who it was checked
+for and at which auth revision (``AuthInfo``) as a fifth element
+``[user, auth revision]`` (``proposed_at`` then nil when there is none); a
+proposal made while auth is disabled has no fifth element, so the hot
+path pays nothing for auth it does not use.  Entries written before this
+element existed (3 or 4 elements) decode as unchecked, as they were.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from typing import Union
 
 import msgpack
 
-from metastore.auth.messages import AUTH_COMMANDS, AuthCommand, Permission, PermissionType
+from metastore.auth.messages import AUTH_COMMANDS, AuthCommand, AuthInfo, Permission, PermissionType
 
 from metastore.kv.messages import (  # noqa: F401  (re-exported for callers of the seed's names)
     CompactionRequest,
@@ -158,13 +165,18 @@ def _encode_operation(op: Command) -> list:
     raise TypeError(f"not a command: {op!r}")
 
 
-def encode_command(request_id: bytes, command: Command, proposed_at: int | None = None) -> bytes:
+def encode_command(
+    request_id: bytes, command: Command, proposed_at: int | None = None, auth: AuthInfo | None = None
+) -> bytes:
     """The entry data for ``command`` proposed under ``request_id``;
     ``proposed_at`` is the commit index the proposer knew when it first
     proposed it (every copy of one request carries the same), so the state
-    machine can tell whether it still remembers an earlier copy."""
+    machine can tell whether it still remembers an earlier copy; ``auth``
+    (None while auth is disabled) who it was checked for, and when."""
     fields = [FORMAT_VERSION, request_id, _encode_operation(command)]
-    if proposed_at is not None:
+    if auth is not None:
+        fields += [proposed_at, [auth.user, auth.revision]]
+    elif proposed_at is not None:
         fields.append(proposed_at)
     return msgpack.packb(fields)
 
@@ -291,20 +303,30 @@ def _decode_auth(fields: list) -> AuthCommand:
 def decode_command(data: bytes) -> tuple[bytes, Command]:
     """``(request_id, command)`` from entry data of format 1 or 2; raises
     ``CommandError``."""
-    request_id, command, _ = decode_proposal(data)
+    request_id, command, _, _ = decode_proposal(data)
     return request_id, command
 
 
-def decode_proposal(data: bytes) -> tuple[bytes, Command, int | None]:
-    """``(request_id, command, proposed_at)`` from entry data (``proposed_at``
-    None when the entry carries none); raises ``CommandError``."""
+def decode_proposal(data: bytes) -> tuple[bytes, Command, int | None, AuthInfo | None]:
+    """``(request_id, command, proposed_at, auth)`` from entry data
+    (``proposed_at`` and ``auth`` None when the entry carries none); raises
+    ``CommandError``."""
     try:
         raw = msgpack.unpackb(data)
     except Exception as e:  # msgpack raises several unrelated types
         raise CommandError(f"undecodable command: {e}") from None
-    if not isinstance(raw, list) or len(raw) not in (3, 4) or raw[0] not in (1, 2):
+    if not isinstance(raw, list) or len(raw) not in (3, 4, 5) or raw[0] not in (1, 2):
         raise CommandError("unknown command format")
-    proposed_at = raw[3] if len(raw) == 4 else None
+    proposed_at = raw[3] if len(raw) >= 4 else None
     if proposed_at is not None and (type(proposed_at) is not int or proposed_at not in _INT64):
         raise CommandError("proposed_at must be an int64 integer")
-    return _decode_bytes(raw[1], "request id"), _decode_operation(raw[2], raw[0]), proposed_at
+    auth = _decode_auth_info(raw[4]) if len(raw) == 5 else None
+    return _decode_bytes(raw[1], "request id"), _decode_operation(raw[2], raw[0]), proposed_at, auth
+
+
+def _decode_auth_info(raw: object) -> AuthInfo:
+    if not isinstance(raw, list) or len(raw) != 2 or not isinstance(raw[0], str):
+        raise CommandError("auth must be [user, auth revision]")
+    if type(raw[1]) is not int or raw[1] not in _INT64:
+        raise CommandError("the auth revision must be an int64 integer")
+    return AuthInfo(raw[0], raw[1])

@@ -315,8 +315,12 @@ class RemoteFacade:
             raise AuthNotServedHere()
 
     def authorize(self, token, request) -> None:
-        """Passes while auth is disabled; refuses everything while it is enabled."""
+        """Passes while auth is disabled (answering no ``AuthInfo``);
+        refuses everything while it is enabled."""
         self._refuse_if_enabled()
+
+    def auth_still_current(self, auth) -> None:
+        """Nothing to check: ``authorize`` never answers an ``AuthInfo`` here."""
 
     def authorize_read(self, token, key: bytes, range_end: bytes) -> None:
         """Like ``authorize``."""
@@ -360,8 +364,9 @@ class RemoteFacade:
 
     # -- the keyspace: writes and barriers in the core, reads here --------------
 
-    def propose(self, command) -> defer.Deferred:
-        """``MemberFacade.propose``, in the core."""
+    def propose(self, command, auth=None) -> defer.Deferred:
+        """``MemberFacade.propose``, in the core.  ``auth`` is always None
+        here: a front refuses every request while auth is enabled."""
         return self._link.call("propose", command)
 
     def read(self, consistency: Consistency = Consistency.LINEARIZABLE) -> defer.Deferred:
@@ -415,12 +420,12 @@ class RemoteFacade:
 
     # -- leases, watches, members, snapshots: in the core -------------------------
 
-    def lease_grant(self, ttl: int, id: int = 0) -> defer.Deferred:
-        """``MemberFacade.lease_grant``, in the core."""
+    def lease_grant(self, ttl: int, id: int = 0, auth=None) -> defer.Deferred:
+        """``MemberFacade.lease_grant``, in the core (``auth``: as for ``propose``)."""
         return self._link.call("lease_grant", ttl, id)
 
-    def lease_revoke(self, id: int) -> defer.Deferred:
-        """``MemberFacade.lease_revoke``, in the core."""
+    def lease_revoke(self, id: int, auth=None) -> defer.Deferred:
+        """``MemberFacade.lease_revoke``, in the core (``auth``: as for ``propose``)."""
         return self._link.call("lease_revoke", id)
 
     def lease_keepalive(self, id: int) -> defer.Deferred:

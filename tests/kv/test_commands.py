@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from metastore.auth.messages import AuthInfo
 from metastore.kv.commands import (
     AlarmType,
     CommandError,
@@ -22,7 +23,9 @@ from metastore.kv.commands import (
     SortOrder,
     SortTarget,
     TxnRequest,
+    _encode_operation,
     decode_command,
+    decode_proposal,
     encode_command,
 )
 
@@ -88,6 +91,35 @@ class CommandCodecTests(SynchronousTestCase):
         inner = [3, [], [], []]
         data = msgpack.packb([1, b"id", [3, [], [inner], []]])
         self.assertRaises(CommandError, decode_command, data)
+
+
+class AuthInfoTests(SynchronousTestCase):
+    """A write checked while auth is enabled carries its ``AuthInfo``; one
+    checked while it is disabled carries nothing more than before."""
+
+    def test_round_trip(self):
+        """The user and auth revision come back with the command."""
+        data = encode_command(b"r", PutRequest(b"k", b"v"), 12, AuthInfo("alice", 7))
+        self.assertEqual(decode_proposal(data), (b"r", PutRequest(b"k", b"v"), 12, AuthInfo("alice", 7)))
+        data = encode_command(b"r", PutRequest(b"k", b"v"), None, AuthInfo("alice", 7))
+        self.assertEqual(decode_proposal(data), (b"r", PutRequest(b"k", b"v"), None, AuthInfo("alice", 7)))
+
+    def test_no_bytes_while_auth_is_disabled(self):
+        """Without ``AuthInfo`` the entry is the 4-element form written before it existed."""
+        put = PutRequest(b"k", b"v")
+        self.assertEqual(encode_command(b"r", put, 12), msgpack.packb([2, b"r", _encode_operation(put), 12]))
+        self.assertEqual(encode_command(b"r", put, 12, None), encode_command(b"r", put, 12))
+
+    def test_entries_without_it_decode_unchecked(self):
+        """3- and 4-element entries (older WALs) decode with no ``AuthInfo``."""
+        self.assertEqual(decode_proposal(msgpack.packb([2, b"r", [1, b"k", b"v", 0, 0, 0, 0]]))[3], None)
+        self.assertEqual(decode_proposal(msgpack.packb([2, b"r", [1, b"k", b"v", 0, 0, 0, 0], 3]))[3], None)
+
+    def test_malformed_auth_info_is_refused(self):
+        """A fifth element that is not ``[user, int64 revision]`` is damage."""
+        op = [1, b"k", b"v", 0, 0, 0, 0]
+        for bad in (["u"], [b"u", 1], ["u", "1"], ["u", (1 << 64) - 1], "u", ["u", 1, 2]):
+            self.assertRaises(CommandError, decode_proposal, msgpack.packb([2, b"r", op, 3, bad]))
 
 
 class FormatOneTests(SynchronousTestCase):

@@ -19,39 +19,39 @@ class KVServicer(rpc_pb2_grpc.KVServicer):
         self._served = served
         self._kv = KVService(served.member, served.wait_physical)
 
-    def _authorized(self, context, request):
-        """``request``, once the call's user may make it (else etcd's auth error)."""
-        self._served.member.authorize(call_token(context), request)
-        return request
+    def _authorized(self, context, request) -> tuple:
+        """``(request, auth)`` once the call's user may make it (else etcd's
+        auth error): the arguments of the ``KVService`` method."""
+        return request, self._served.member.authorize(call_token(context), request)
 
     @answers_etcd_errors
     async def Range(self, request, context):
         """``KV.Range``."""
-        response = await self._served.call(self._kv.range(self._authorized(context, convert.range_request(request))))
+        response = await self._served.call(self._kv.range(*self._authorized(context, convert.range_request(request))))
         return convert.range_response(response, self._served.stamp())
 
     @answers_etcd_errors
     async def Put(self, request, context):
         """``KV.Put``."""
-        response = await self._served.call(self._kv.put(self._authorized(context, convert.put_request(request))))
+        response = await self._served.call(self._kv.put(*self._authorized(context, convert.put_request(request))))
         return convert.put_response(response, self._served.stamp())
 
     @answers_etcd_errors
     async def DeleteRange(self, request, context):
         """``KV.DeleteRange``."""
-        response = await self._served.call(self._kv.delete_range(self._authorized(context, convert.delete_range_request(request))))
+        response = await self._served.call(self._kv.delete_range(*self._authorized(context, convert.delete_range_request(request))))
         return convert.delete_range_response(response, self._served.stamp())
 
     @answers_etcd_errors
     async def Txn(self, request, context):
         """``KV.Txn``."""
-        response = await self._served.call(self._kv.txn(self._authorized(context, convert.txn_request(request))))
+        response = await self._served.call(self._kv.txn(*self._authorized(context, convert.txn_request(request))))
         return convert.txn_response(response, self._served.stamp())
 
     @answers_etcd_errors
     async def Compact(self, request, context):
         """``KV.Compact``."""
-        response = await self._served.call(self._kv.compact(self._authorized(context, convert.compaction_request(request))))
+        response = await self._served.call(self._kv.compact(*self._authorized(context, convert.compaction_request(request))))
         return convert.compaction_response(response, self._served.stamp())
 
 

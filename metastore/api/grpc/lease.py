@@ -40,16 +40,17 @@ class LeaseServicer(rpc_pb2_grpc.LeaseServicer):
     @answers_etcd_errors
     async def LeaseGrant(self, request, context):
         """Grant a lease (``ID`` 0: this member picks one)."""
-        self._served.member.authorize_user(call_token(context))
-        granted = await self._served.call(self._leases.grant(v3.LeaseGrantRequest(request.TTL, request.ID)))
+        asked = v3.LeaseGrantRequest(request.TTL, request.ID)
+        auth = self._served.member.authorize(call_token(context), asked)
+        granted = await self._served.call(self._leases.grant(asked, auth))
         return rpc_pb2.LeaseGrantResponse(header=self._header(granted.header), ID=granted.id, TTL=granted.ttl)
 
     @answers_etcd_errors
     async def LeaseRevoke(self, request, context):
         """Revoke a lease and delete its keys."""
         asked = v3.LeaseRevokeRequest(request.ID)
-        self._served.member.authorize(call_token(context), asked)
-        revoked = await self._served.call(self._leases.revoke(asked))
+        auth = self._served.member.authorize(call_token(context), asked)
+        revoked = await self._served.call(self._leases.revoke(asked, auth))
         return rpc_pb2.LeaseRevokeResponse(header=self._header(revoked.header))
 
     @answers_etcd_errors

@@ -102,9 +102,9 @@ class V3API:
         grant = self._json_rpc(lease_codec.grant_request, self.lease.grant, lease_codec.grant_response)
         revoke = self._json_rpc(lease_codec.revoke_request, self.lease.revoke, lease_codec.revoke_response)
         time_to_live = self._json_rpc(
-            lease_codec.time_to_live_request, self.lease.time_to_live, lease_codec.time_to_live_response
+            lease_codec.time_to_live_request, self.lease.time_to_live, lease_codec.time_to_live_response, stamped=False
         )
-        leases = self._json_rpc(lease_codec.leases_request, self.lease.leases, lease_codec.leases_response)
+        leases = self._json_rpc(lease_codec.leases_request, self.lease.leases, lease_codec.leases_response, stamped=False)
         admin, user = self._admin_only, self._any_user
         self.rpcs: dict[str, Callable[[dict, str | None], Awaitable[dict]]] = {
             "kv/range": self._json_rpc(kv_codec.range_request, kv.range, kv_answer),
@@ -133,14 +133,15 @@ class V3API:
         }
         """Each RPC's path after the prefix, and the method answering it."""
 
-    def _json_rpc(self, decode, call, encode) -> Callable[[dict], Awaitable[dict]]:
+    def _json_rpc(self, decode, call, encode, stamped: bool = True) -> Callable[[dict], Awaitable[dict]]:
         """An RPC of a protocol-neutral service method: its request decoded
-        from the JSON body, its response encoded with this member's header."""
+        from the JSON body and authorized (``stamped``: the ``AuthInfo``
+        handed on to the method), its response encoded with this member's header."""
 
         async def rpc(body: dict, token: str | None) -> dict:
             request = decode(body)
-            self._member.authorize(token, request)
-            return encode(await call(request), self.headers)
+            auth = self._member.authorize(token, request)
+            return encode(await (call(request, auth) if stamped else call(request)), self.headers)
 
         return rpc
 

@@ -16,6 +16,7 @@ from typing import Callable
 
 from twisted.internet import defer
 
+from metastore.auth.messages import AuthInfo
 from metastore.facade import Consistency, MemberFacade
 from metastore.kv.messages import (
     CompactionRequest,
@@ -50,29 +51,32 @@ class KVService:
         self._member = member
         self._wait_physical = wait_physical
 
-    def range(self, request: RangeRequest) -> defer.Deferred:
-        """``KV.Range``: fires with a ``RangeResponse``."""
-        return self._read(request)
+    def range(self, request: RangeRequest, auth: AuthInfo | None = None) -> defer.Deferred:
+        """``KV.Range``: fires with a ``RangeResponse``.  ``auth`` (every
+        method's) is what the facade's ``authorize`` answered for the
+        request: a write proposes it, a read fails with ``AuthOldRevision``
+        when the auth state changed before it is answered."""
+        return self._read(request, auth)
 
-    def put(self, request: PutRequest) -> defer.Deferred:
+    def put(self, request: PutRequest, auth: AuthInfo | None = None) -> defer.Deferred:
         """``KV.Put``: fires with a ``PutResponse``."""
-        return self._write(request)
+        return self._write(request, auth)
 
-    def delete_range(self, request: DeleteRangeRequest) -> defer.Deferred:
+    def delete_range(self, request: DeleteRangeRequest, auth: AuthInfo | None = None) -> defer.Deferred:
         """``KV.DeleteRange``: fires with a ``DeleteRangeResponse``."""
-        return self._write(request)
+        return self._write(request, auth)
 
-    def txn(self, request: TxnRequest) -> defer.Deferred:
+    def txn(self, request: TxnRequest, auth: AuthInfo | None = None) -> defer.Deferred:
         """``KV.Txn``: fires with a ``TxnResponse``; read-only txns are
         served like ranges."""
         if self._member.is_read_only(request):
-            return self._read(request)
-        return self._write(request)
+            return self._read(request, auth)
+        return self._write(request, auth)
 
-    async def compact(self, request: CompactionRequest) -> CompactionResponse:
+    async def compact(self, request: CompactionRequest, auth: AuthInfo | None = None) -> CompactionResponse:
         """``KV.Compact``; with ``physical``, answers once the versions
         below the revision are gone from the engine."""
-        response = await self._member.propose(request)
+        response = await self._member.propose(request, auth)
         if request.physical and request.revision > 0:
             await self._wait_physical(request.revision)
         return response
@@ -81,17 +85,19 @@ class KVService:
     # awaiting them in coroutines: a coroutine costs several Deferred hops
     # per request.  A bad request raises at once.
 
-    def _read(self, request: RangeRequest | TxnRequest) -> defer.Deferred:
+    def _read(self, request: RangeRequest | TxnRequest, auth: AuthInfo | None) -> defer.Deferred:
         self._member.check(request)
         consistency = Consistency.SERIALIZABLE if _serializable(request) else Consistency.LINEARIZABLE
-        return self._member.read(consistency).addCallback(self._serve_read, request)
+        return self._member.read(consistency).addCallback(self._serve_read, request, auth)
 
-    def _serve_read(self, _, request: RangeRequest | TxnRequest) -> RangeResponse | TxnResponse:
+    def _serve_read(self, _, request: RangeRequest | TxnRequest, auth: AuthInfo | None) -> RangeResponse | TxnResponse:
+        if auth is not None:
+            self._member.auth_still_current(auth)
         return self._member.read_request(request)
 
-    def _write(self, request) -> defer.Deferred:
+    def _write(self, request, auth: AuthInfo | None) -> defer.Deferred:
         self._member.check(request)
-        return self._member.check_space(request).addCallback(self._propose, request)
+        return self._member.check_space(request).addCallback(self._propose, request, auth)
 
-    def _propose(self, _, request) -> defer.Deferred:
-        return self._member.propose(request)
+    def _propose(self, _, request, auth: AuthInfo | None) -> defer.Deferred:
+        return self._member.propose(request, auth)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from metastore.auth.messages import AuthInfo
 from metastore.facade import Consistency, MemberFacade
 from metastore.kv.errors import LeaseNotFoundError
 from metastore.kv.messages import (
@@ -82,16 +83,17 @@ class LeaseService:
     def _header(self) -> ResponseHeader:
         return ResponseHeader(self._member.revision)
 
-    async def grant(self, request: LeaseGrantRequest) -> LeaseGrantResponse:
+    async def grant(self, request: LeaseGrantRequest, auth: AuthInfo | None = None) -> LeaseGrantResponse:
         """Grant a lease (``id`` 0: this member picks one; a TTL below the
         minimum is raised to it).  Raises ``LeaseExistsError`` /
-        ``LeaseTTLTooLargeError``."""
-        return await self._member.lease_grant(request.ttl, request.id)
+        ``LeaseTTLTooLargeError``; ``auth``: the facade's ``authorize``
+        answer, proposed with it."""
+        return await self._member.lease_grant(request.ttl, request.id, auth)
 
-    async def revoke(self, request: LeaseRevokeRequest) -> LeaseRevokeResponse:
+    async def revoke(self, request: LeaseRevokeRequest, auth: AuthInfo | None = None) -> LeaseRevokeResponse:
         """Revoke a lease and delete its keys in one revision.  Raises
-        ``LeaseNotFoundError``."""
-        return await self._member.lease_revoke(request.id)
+        ``LeaseNotFoundError``; ``auth`` as for ``grant``."""
+        return await self._member.lease_revoke(request.id, auth)
 
     async def keepalive(self, request: LeaseKeepAliveRequest) -> LeaseKeepAliveResponse:
         """Renew a lease; its ``ttl`` is the whole TTL again.  An unknown or

@@ -9,6 +9,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from metastore.api.v3.errors import HTTP_STATUS, V3Error, v3_error
 from metastore.api.v3.json_fields import BadBody
+from metastore.auth.errors import AuthOldRevision
 from metastore.errors import NoLeader, RequestTimedOut, StorageFailed
 from metastore.facade import MembershipError
 from metastore.kv.errors import CompactedError, DuplicateKeyError, LeaseNotFoundError
@@ -30,6 +31,12 @@ class ErrorMappingTests(SynchronousTestCase):
         self.assertEqual(self.answer(LeaseNotFoundError()), (404, {
             "error": "etcdserver: requested lease not found", "code": 5,
             "message": "etcdserver: requested lease not found"}))  # fmt: skip
+
+    def test_auth_old_revision(self):
+        """A request checked at an auth revision since passed: etcd 3.4.23's
+        gateway answers 400 with InvalidArgument (its gRPC code 3)."""
+        message = "etcdserver: revision of auth store is old"
+        self.assertEqual(self.answer(AuthOldRevision()), (400, {"error": message, "code": 3, "message": message}))
 
     def test_bad_body(self):
         """A body jsonpb would refuse is InvalidArgument, 400."""
