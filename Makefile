@@ -11,9 +11,16 @@ RUN_DIR := run
 CLUSTER := http://127.0.0.1:12379,http://127.0.0.1:22379,http://127.0.0.1:32379
 # Skipped under the default reactor, so run again on the asyncio reactor.
 ASYNCIO_TESTS := tests.api.grpc.test_server tests.api.grpc.test_servicers tests.api.grpc.test_watch_servicer tests.api.grpc.test_lease_servicer tests.api.grpc.test_auth_servicer
+# The reliability tests, run by `make test-workers` with every member process on --workers 2.
+WORKERS_TESTS := tests.test_single_node_process tests.test_cluster_process tests.test_disk_faults \
+  tests.test_reconfig_process tests.test_poison_entries_process tests.test_hostile_peer tests.test_rocksdb_member \
+  tests.snapshots tests.api.v3.test_cluster_process tests.api.test_etcd3gw tests.api.test_tooz tests.api.test_patroni \
+  tests.test_etcdctl_process tests.test_grpc_etcdctl tests.test_auth_etcdctl tests.client.test_ctl_process \
+  tests.client.test_client_process \
+  tests.security.test_peer_security_process tests.chaos tests.workers
 
 .DEFAULT_GOAL := help
-.PHONY: help build run run-memory run-rocksdb cluster-memory cluster-rocksdb _cluster stop-cluster test bench protos clean
+.PHONY: help build run run-memory run-rocksdb cluster-memory cluster-rocksdb _cluster stop-cluster test test-workers bench protos clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -61,6 +68,11 @@ stop-cluster: ## Stop exactly the members started by cluster-memory / cluster-ro
 test: $(STAMP) ## Run the whole test suite with trial, then the tests that need the asyncio reactor on it
 	$(BIN)/python -m twisted.trial --jobs=2 tests
 	$(BIN)/python -m twisted.trial --reactor=asyncio $(ASYNCIO_TESTS)
+
+test-workers: $(STAMP) ## The reliability tests (process, fault, snapshot, membership, chaos, client) with members on --workers 2, one module at a time
+	@status=0; for m in $(WORKERS_TESTS); do \
+	  METASTORE_TEST_WORKERS=2 $(BIN)/python -m twisted.trial $$m || status=1; \
+	done; exit $$status
 
 bench: $(STAMP) ## Benchmark a running member: make bench URL=http://127.0.0.1:12380
 	$(BIN)/python -m metastore.bench put --endpoints $(or $(URL),http://127.0.0.1:12380)

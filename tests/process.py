@@ -25,8 +25,22 @@ TWISTD = "from twisted.scripts.twistd import run; run()"
 MEMBER_REACTOR = os.environ.get("METASTORE_TEST_MEMBER_REACTOR", "")
 """The reactor member processes run on (twistd's --reactor name, e.g.
 ``asyncio``); empty for twistd's default."""
+MEMBER_WORKERS = os.environ.get("METASTORE_TEST_WORKERS", "")
+"""``--workers`` for every member process a test starts (``make
+test-workers`` sets 2), where its flags allow front processes; empty for
+the single process."""
+NO_WORKERS_FLAGS = ("--workers", "--cert-file", "--auto-tls", "--client-request-rate",
+                    "--max-client-connections")
+"""Flags ``--workers`` cannot be combined with (or that choose it already):
+a member given one runs as the test wrote it."""
 
 
+def with_test_workers(args: list[str]) -> list[str]:
+    """``args`` plus ``--workers METASTORE_TEST_WORKERS`` when that is set
+    and none of ``args`` is in ``NO_WORKERS_FLAGS``."""
+    if not MEMBER_WORKERS or any(a.split("=", 1)[0] in NO_WORKERS_FLAGS for a in args):
+        return list(args)
+    return [*args, "--workers", MEMBER_WORKERS]
 
 
 def twistd_command(*args: str, logfile: str = "-") -> list[str]:
@@ -96,7 +110,7 @@ class Member:
             "--cluster", ",".join(self.cluster),
             "--port", str(self.http_port),
             "--data-dir", self.workdir,
-            *self.extra,
+            *with_test_workers(self.extra),
         ]
 
     def start(self) -> None:

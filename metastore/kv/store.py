@@ -125,7 +125,7 @@ class StoreState:
 
 
 Listener = Callable[[AppliedChanges], None]
-CommandListener = Callable[[int, int, Sequence["RequestOp | CompactionRequest | None"]], None]
+CommandListener = Callable[[int, int, Sequence["RequestOp | CompactionRequest | None"], Sequence["Result | None"]], None]
 
 
 def _in_range(name: bytes, key: bytes, range_end: bytes | None) -> bool:
@@ -497,9 +497,10 @@ class KeyValueStore:
         self.listeners: list[Listener] = []
         """Called with each apply's ``AppliedChanges`` once it is committed."""
         self.command_listeners: list[CommandListener] = []
-        """Called with ``(applied index before, index, commands)`` for each
-        apply once it is committed, before ``listeners``: a replica that
-        applies the same commands in the same order holds the same state
+        """Called with ``(applied index before, index, commands, results)``
+        for each apply once it is committed, before ``listeners``: a
+        replica that applies the same commands in the same order holds the
+        same state and gets the same results
         (``metastore.workers``)."""
 
     @property
@@ -614,7 +615,7 @@ class KeyValueStore:
             batch.lease_changes(),
         )
         for command_listener in self.command_listeners:
-            command_listener(previous_index, index, commands)
+            command_listener(previous_index, index, commands, results)
         if self.listeners and (batch.events or batch.lease_events):
             changes = AppliedChanges(
                 previous_revision, batch.revision, tuple(batch.events), tuple(batch.prev_kvs), tuple(batch.lease_events)

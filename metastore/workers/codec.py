@@ -43,6 +43,7 @@ VOCABULARY_MODULES = (
     "metastore.kv.store",
     "metastore.leases",
     "metastore.membership",
+    "metastore.raft.types",
     "metastore.storage.engine",
     "metastore.watch",
     "metastore.workers.codec",
@@ -147,6 +148,15 @@ def pack(value: Any) -> bytes:
         raise
     finally:
         _depth -= 1
+
+
+_HEADER_PACKER = msgpack.Packer()
+
+
+def array_header(length: int) -> bytes:
+    """The msgpack header of an array of ``length`` items: followed by
+    that many ``pack``ed values, it is the ``pack`` of their list."""
+    return _HEADER_PACKER.pack_array_header(length)
 
 
 def unpack(data: bytes) -> Any:

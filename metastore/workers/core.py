@@ -22,7 +22,7 @@ fresh as one on the core.
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from typing import Callable, Sequence
 
 from twisted.internet import defer, protocol, task
 from twisted.logger import Logger
@@ -48,9 +48,11 @@ WATCH_OPERATIONS = ("cancel", "pause", "resume", "request_progress")
 
 
 class ApplyFanout:
-    """Feeds every connected front the commands the store applies, and
-    notices when the store was replaced (its applied index moved without
-    an apply) so that the fronts get a new dump."""
+    """Feeds every connected front the commands the store applies (packed
+    once for all of them), remembers the results of the latest apply so an
+    answer that is one of them can go by position, and notices when the
+    store was replaced (its applied index moved without an apply) so that
+    the fronts get a new dump."""
 
     def __init__(self, store: KeyValueStore, restoring: Callable[[], bool]) -> None:
         self._store = store
@@ -58,21 +60,40 @@ class ApplyFanout:
         """Whether a snapshot from the leader is replacing the store now."""
         self.links: list[FrontConnection] = []
         self._last_index = store.applied_index
+        self._latest: tuple[int, dict[int, int], Sequence] | None = None
         store.command_listeners.append(self._applied)
 
-    def _applied(self, previous_index: int, index: int, commands) -> None:
+    def _applied(self, previous_index: int, index: int, commands, results) -> None:
         if previous_index != self._last_index:
+            self._latest = None
             self._resync()
         else:
-            message = ("a", index, commands)
-            for link in self.links:
-                link.send(message)
+            # The results are kept so that their ids stay theirs while
+            # ``position`` may compare with them.
+            self._latest = (index, {id(r): k for k, r in enumerate(results) if r is not None}, results)
+            if self.links:
+                message = codec.pack(("a", index, commands))
+                for link in self.links:
+                    link.send_packed(message)
         self._last_index = index
+
+    def position(self, value) -> tuple[int, int] | None:
+        """``(index, position)`` when ``value`` is (this very object) a
+        result of the latest apply, which every front applied itself and
+        so holds the same result at that position; else None."""
+        latest = self._latest
+        if latest is None:
+            return None
+        k = latest[1].get(id(value))
+        if k is None or latest[2][k] is not value:
+            return None
+        return latest[0], k
 
     def check(self) -> None:
         """Before answering a read: if the store was replaced since the last
         apply, send every front a new dump first."""
         if self._store.applied_index != self._last_index and not self.restoring():
+            self._latest = None
             self._resync()
             self._last_index = self._store.applied_index
 
@@ -103,6 +124,8 @@ class FrontConnection(BatchedLink):
             self._call(message[1], message[2], message[3])
         elif kind == "w":
             self._watch(message[1], message[2])
+        elif kind == "listening":
+            self._factory.front_listening()
         elif kind == "wo":
             watch = self._watches.get(message[1])
             if watch is not None and message[2] in WATCH_OPERATIONS:
@@ -172,6 +195,12 @@ class FrontConnection(BatchedLink):
             if not codec.carries(error):
                 log.failure("a front's {name} call failed unexpectedly", value, name=name)
             value = error
+        if name == "propose":
+            position = self._factory.fanout.position(value)
+            if position is not None:
+                # The front applied this very command and holds its result.
+                self.send(("p", call_id, ok, *position))
+                return
         elif name == "read":
             if self._factory.fanout.restoring():
                 # The store is being replaced: the front's replica cannot
@@ -226,9 +255,15 @@ class CoreLinkFactory(protocol.ServerFactory):
         self.fanout = ApplyFanout(store, restoring)
         self.calls: dict[str, Callable] = {name: getattr(facade, name) for name in FACADE_CALLS}
         self.calls["wait_physical"] = wait_physical
+        self.on_front_listening: Callable[[], None] = lambda: None
+        """Called each time a front says it listens on the client port."""
         self._view = task.LoopingCall(self._push_view)
         self._view.clock = clock
         self._view_interval = view_interval
+
+    def front_listening(self) -> None:
+        """A front listens on the client port now."""
+        self.on_front_listening()
 
     def buildProtocol(self, addr) -> FrontConnection:
         """A connection from a front."""

@@ -121,6 +121,7 @@ async def serve(reactor, settings: FrontSettings) -> None:
     site = MetaStoreSite(root, settings.max_request_bytes, reactor=reactor, header_timeout=settings.header_timeout,
                          hot_routes=hot_routes)
     port = listen_reuseport(reactor, settings.host, settings.port, site)
+    link.send(("listening",))
     log.info("front serving port {port} for member {id}", port=settings.port, id=link.member_id)
     await link.lost
     stop_chores()

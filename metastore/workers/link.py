@@ -3,15 +3,18 @@ batched msgpack over a Unix socket.
 
 A frame is a 4-byte big-endian length and a ``codec``-packed list of
 messages; each message is a tuple whose first item names its kind.  A
-message sent is queued, and the queue goes out as one frame when the
-reactor next turns, so a busy link carries many requests (or answers) per
-write and per system call.  Messages arrive in the order they were sent:
+message sent is packed and queued, and the queue goes out as one frame
+(a msgpack array header and the packed messages) when the reactor next
+turns, so a busy link carries many requests (or answers) per write and
+per system call, and a message for several links is packed once.  Messages arrive in the order they were sent:
 the core relies on it (an answer follows the applied entries it depends on).
 
 Bytes that do not decode, or a frame over ``MAX_LENGTH``, drop the link.
 """
 
 from __future__ import annotations
+
+import struct
 
 from twisted.internet import protocol
 from twisted.logger import Logger
@@ -50,10 +53,25 @@ class BatchedLink(Int32StringReceiver):
         self.link_made()
 
     def send(self, message: tuple) -> None:
-        """Queue ``message``; it goes out with the others of this reactor turn."""
+        """Queue ``message``; it goes out with the others of this reactor turn.
+        A message the codec cannot carry is a bug: it drops the link, so
+        the other end fails what it waits for at once."""
         if self._lost:
             return
-        self._queue.append(message)
+        try:
+            packed = codec.pack(message)
+        except Exception:
+            log.failure("dropping the worker link: a message cannot be encoded")
+            self.transport.loseConnection()
+            return
+        self.send_packed(packed)
+
+    def send_packed(self, packed: bytes) -> None:
+        """Queue a message already packed by ``codec.pack`` (one packing of
+        a message that goes to several links)."""
+        if self._lost:
+            return
+        self._queue.append(packed)
         if self._flush_call is None:
             self._flush_call = self._clock.callLater(0, self.flush)
 
@@ -65,15 +83,8 @@ class BatchedLink(Int32StringReceiver):
         queue, self._queue = self._queue, []
         self.frames_sent += 1
         self.messages_sent += len(queue)
-        try:
-            frame = codec.pack(queue)
-        except Exception:
-            # A message the codec cannot carry is a bug: fail loudly, and
-            # let the other end fail what it waits for at once.
-            log.failure("dropping the worker link: a message cannot be encoded")
-            self.transport.loseConnection()
-            return
-        self.sendString(frame)
+        header = codec.array_header(len(queue))
+        self.transport.writeSequence([struct.pack("!I", len(header) + sum(map(len, queue))), header, *queue])
 
     def stringReceived(self, data: bytes) -> None:
         """Decode a frame and hand over its messages in order; a frame that

@@ -32,6 +32,7 @@ from metastore.auth.state import AuthState
 from metastore.errors import Unavailable
 from metastore.facade import Consistency, MemberFacade, MemberStatus
 from metastore.kv.store import KeyValueStore
+from metastore.kv.validation import adds_data
 from metastore.storage.memory import MemoryEngine
 from metastore.watch import Callback, WatchFilter, WatchResponse
 from metastore.workers import codec
@@ -120,6 +121,8 @@ class FrontLink(BatchedLink):
         self._ids = itertools.count(1)
         self._dump: list | None = None
         self._dump_header: tuple | None = None
+        self._latest: tuple[int, list] | None = None
+        """The index and results of the replica's latest apply."""
         self._connected = False
 
     # -- calls --------------------------------------------------------------------
@@ -171,12 +174,14 @@ class FrontLink(BatchedLink):
         """Apply, answer or deliver one message of the core."""
         kind = message[0]
         if kind == "a":
-            self.replica.apply(message[1], message[2])
+            self._latest = (message[1], self.replica.apply(message[1], message[2]))
         elif kind == "r":
             entry = self._pending.pop(message[1], None)
             if entry is not None:
                 d = entry[1]
                 d.callback(message[3]) if message[2] else d.errback(message[3])
+        elif kind == "p":
+            self._answer_by_position(*message[1:])
         elif kind == "e":
             watch = self.watches.get(message[1])
             if watch is not None:
@@ -201,12 +206,28 @@ class FrontLink(BatchedLink):
             log.error("dropping the link: unexpected message {kind!r} from the core", kind=kind)
             self.transport.loseConnection()
 
+    def _answer_by_position(self, call_id: int, ok: bool, index: int, position: int) -> None:
+        """A write's answer: the result at ``position`` of this replica's
+        apply ``index``, the latest (the core sends it so only then)."""
+        entry = self._pending.pop(call_id, None)
+        if entry is None:
+            return
+        d = entry[1]
+        latest = self._latest
+        if latest is None or latest[0] != index:
+            log.error("the core answered a write by the result of apply {i}, which this front does not hold", i=index)
+            d.errback(codec.RemoteError(f"the result of apply {index} is not in this front's replica"))
+            return
+        result = latest[1][position]
+        d.callback(result) if ok else d.errback(result)
+
     def _restore(self) -> None:
         state = self._dump_header
         engine = MemoryEngine()
         engine.restore(self._dump, state.revision, state.applied_index, state.cluster_state, state.compacted_revision,
                        state.physically_compacted_revision, state.leases)
         self._dump = self._dump_header = None
+        self._latest = None
         self.replica = KeyValueStore(engine)
         self._maybe_ready()
 
@@ -215,17 +236,25 @@ class FrontLink(BatchedLink):
             self.ready.callback(self)
 
     def link_lost(self, reason) -> None:
-        """Fail every pending call and end every watch."""
+        """Fail every pending call and end every watch; ``lost`` fires
+        whatever a watch's callback raises (a front must never outlive
+        its core)."""
         self._connected = False
-        pending, self._pending = self._pending, OrderedDict()
-        for _, d in pending.values():
-            d.errback(CoreUnavailable("this front lost its member's core process"))
-        watches, self.watches = self.watches, {}
-        for watch in watches.values():
-            watch.deliver(WatchResponse(watch.id or 0, 0, canceled=True, cancel_reason="the member's core process is gone"))
-        if not self.ready.called:
-            self.ready.errback(CoreUnavailable("the link to the core closed before the front was ready"))
-        self.lost.callback(None)
+        try:
+            pending, self._pending = self._pending, OrderedDict()
+            for _, d in pending.values():
+                d.errback(CoreUnavailable("this front lost its member's core process"))
+            watches, self.watches = self.watches, {}
+            for watch in watches.values():
+                try:
+                    watch.deliver(WatchResponse(watch.id or 0, 0, canceled=True,
+                                                cancel_reason="the member's core process is gone"))
+                except Exception:
+                    log.failure("a watch failed to end")
+            if not self.ready.called:
+                self.ready.errback(CoreUnavailable("the link to the core closed before the front was ready"))
+        finally:
+            self.lost.callback(None)
 
     def compact_replica(self) -> None:
         """Drop a bounded slice of the versions the replica's compaction hides."""
@@ -346,7 +375,13 @@ class RemoteFacade:
         return self._link.call("read", consistency)
 
     def check_space(self, request) -> defer.Deferred:
-        """``MemberFacade.check_space``, in the core."""
+        """``MemberFacade.check_space``: passes here while the pushed view
+        (at most a tick old) has no alarm and the database within its
+        quota, so a write costs no extra round trip; otherwise in the core
+        (which raises NOSPACE through raft)."""
+        view = self._link.view
+        if not adds_data(request) or (view is not None and not view[2] and view[3] <= view[4]):
+            return defer.succeed(None)
         return self._link.call("check_space", request)
 
     def get(self, key: bytes, revision: int = 0):

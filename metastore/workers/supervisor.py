@@ -7,6 +7,7 @@ import dataclasses
 import errno
 import hashlib
 import os
+import signal
 import socket
 import sys
 import time
@@ -28,6 +29,9 @@ STOP_GRACE_SECONDS = 5.0
 """A front that does not exit this long after SIGTERM is killed."""
 RELEASE_WAIT_SECONDS = 3.0
 """How long a starting core waits for its client port to be released."""
+ORPHAN_EXIT_SECONDS = 5.0
+"""How long a starting core waits for the fronts its killed predecessor
+left to be gone once it killed them."""
 MAX_SOCKET_PATH = 100
 """Unix socket paths longer than this (the limit is 107 bytes) go to
 Linux's abstract namespace instead of the data directory."""
@@ -48,6 +52,55 @@ def remove_stale_socket(address: str) -> None:
     """Remove a socket file left by a core that did not stop cleanly."""
     if not address.startswith("\0") and os.path.exists(address):
         os.unlink(address)
+
+
+def _front_processes(link_address: str) -> list[int]:
+    """The ids of the live front processes (on this machine, by their
+    command line) whose core's link is ``link_address``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                state = f.read().rpartition(b")")[2].split()[0]
+        except (OSError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+        if state == b"Z" or b"metastore.workers.front" not in argv[:-1]:
+            continue
+        try:
+            settings = FrontSettings.from_json(argv[argv.index(b"metastore.workers.front") + 1].decode())
+        except (ValueError, TypeError):
+            continue
+        if settings.link == link_address:
+            found.append(int(entry))
+    return found
+
+
+def stop_orphan_fronts(link_address: str) -> int:
+    """Kill the fronts a previous core of this data directory left behind
+    and wait (at most ``ORPHAN_EXIT_SECONDS``) until they are gone; how
+    many there were.  A front outlives a killed core by a second or more
+    (longer on a loaded machine), holding the client port the new core
+    must claim.  Call it only while holding the data directory's WAL
+    lock: then no live core serves these fronts."""
+    orphans = _front_processes(link_address)
+    count = len(orphans)
+    for pid in orphans:
+        log.warn("killing front process {pid}, left by this member's previous core", pid=pid)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + ORPHAN_EXIT_SECONDS
+    while orphans and time.monotonic() < deadline:
+        live = set(_front_processes(link_address))
+        orphans = [pid for pid in orphans if pid in live]
+        if orphans:
+            time.sleep(0.02)
+    return count
 
 
 class _ClaimedPort:
@@ -172,13 +225,20 @@ class FrontSupervisor(service.Service):
     """Runs ``count`` front processes with ``settings`` while running:
     starts them, starts again one that died (after
     ``RESTART_DELAY_SECONDS``), and stops them (SIGTERM, then SIGKILL after
-    ``STOP_GRACE_SECONDS``) when stopped."""
+    ``STOP_GRACE_SECONDS``) when stopped.  With ``interim_site`` (the
+    core's own site) it serves the client port itself from its start until
+    the first front listens (``front_listening``), so a member that has
+    just started (a learner that caught up in a moment, say) answers at
+    once instead of refusing connections while its fronts start."""
 
-    def __init__(self, reactor, count: int, settings: FrontSettings, claim: PortClaim | None = None) -> None:
+    def __init__(self, reactor, count: int, settings: FrontSettings, claim: PortClaim | None = None,
+                 interim_site=None) -> None:
         self._reactor = reactor
         self.count = count
         self.settings = settings
         self._claim = claim
+        self._interim_site = interim_site
+        self._interim_port = None
         self.processes: dict[int, _FrontProcess] = {}
         self.restarts = 0
         """How many fronts were started again after dying."""
@@ -190,6 +250,11 @@ class FrontSupervisor(service.Service):
         super().startService()
         if self._claim is not None and self._claim.port is not None:
             self.settings = dataclasses.replace(self.settings, port=self._claim.port)
+        if self._interim_site is not None:
+            from metastore.workers.front import listen_reuseport
+
+            self._interim_port = listen_reuseport(self._reactor, self.settings.host, self.settings.port,
+                                                  self._interim_site)
         for number in range(1, self.count + 1):
             self._spawn(number)
 
@@ -210,6 +275,17 @@ class FrontSupervisor(service.Service):
             self.restarts += 1
             self._reactor.callLater(RESTART_DELAY_SECONDS, self._spawn, front.number)
 
+    def front_listening(self) -> defer.Deferred:
+        """A front serves the client port: the core stops serving it (fires once stopped)."""
+        return defer.maybeDeferred(self._stop_interim)
+
+    def _stop_interim(self):
+        port, self._interim_port = self._interim_port, None
+        if port is not None:
+            log.info("a front serves the client port: the core stops serving it")
+            return port.stopListening()
+        return None
+
     def pids(self) -> list[int]:
         """The process ids of the running fronts."""
         return [p.transport.pid for p in self.processes.values() if p.transport and p.transport.pid]
@@ -218,7 +294,7 @@ class FrontSupervisor(service.Service):
         """Stop every front; fires once all have exited."""
         super().stopService()
         fronts = list(self.processes.values())
-        waits = []
+        waits = [defer.maybeDeferred(self._stop_interim)]
         for front in fronts:
             self._signal(front, "TERM")
             kill = self._reactor.callLater(STOP_GRACE_SECONDS, self._signal, front, "KILL")
@@ -247,6 +323,7 @@ def add_fronts(member, config, reactor, api, site, wait_physical, restoring) -> 
 
     link_address = socket_address(config.data_dir, config.member_id, "link")
     http_address = socket_address(config.data_dir, config.member_id, "http")
+    stop_orphan_fronts(link_address)
     for address in (link_address, http_address):
         remove_stale_socket(address)
     link = CoreLinkFactory(api, member.node.store, reactor, wait_physical=wait_physical, restoring=restoring,
@@ -259,7 +336,8 @@ def add_fronts(member, config, reactor, api, site, wait_physical, restoring) -> 
         cluster_id=cluster_id_from_token(config.cluster_token), max_request_bytes=config.max_request_bytes,
         header_timeout=config.header_timeout, call_timeout=2 * config.request_timeout + 5,
     )
-    supervisor = FrontSupervisor(reactor, config.workers, settings, member.http)
+    supervisor = FrontSupervisor(reactor, config.workers, settings, member.http, interim_site=site)
     supervisor.link = link
+    link.on_front_listening = supervisor.front_listening
     supervisor.setServiceParent(member)
     return supervisor

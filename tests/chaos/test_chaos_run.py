@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from metastore.chaos.cli import ChaosOptions
 from metastore.chaos.runner import ChaosRun, RunConfig
+from tests.process import with_test_workers
 
 CI_DURATION = float(os.environ.get("METASTORE_CHAOS_SECONDS", "40"))
 
@@ -26,7 +27,7 @@ class ShortChaosRunTests(TestCase):
     async def run_nemesis(self, *nemeses: str, seed: int) -> None:
         """Run and assert the report passed (the report is the failure message)."""
         config = RunConfig(size=3, duration=CI_DURATION, nemeses=nemeses, workdir=os.path.abspath(self.mktemp()),
-                           seed=seed)
+                           seed=seed, extra_member_args=tuple(with_test_workers([])))
         report = await ChaosRun(reactor, config).run()
         summary = report.summary()
         self.assertTrue(report.passed, summary)
@@ -60,7 +61,7 @@ class LeaseWatchChaosRunTests(TestCase):
         """Kept-alive leases survive, controls expire, watchers get exactly the history."""
         config = RunConfig(size=3, duration=12.0, nemeses=("leader-kill", "pause"), seed=21,
                            workdir=os.path.abspath(self.mktemp()), workloads=("lease", "watch"),
-                           fault_hold=(2.0, 3.0), quiet=(1.0, 2.0))
+                           fault_hold=(2.0, 3.0), quiet=(1.0, 2.0), extra_member_args=tuple(with_test_workers([])))
         report = await ChaosRun(reactor, config).run()
         summary = report.summary()
         self.assertTrue(report.passed, summary)

@@ -40,6 +40,12 @@ class CodecTests(SynchronousTestCase):
         self.assertIs(type(back.compare[0].target), CompareTarget)
         self.assertIs(self.assertRoundTrip(Consistency.SERIALIZABLE), Consistency.SERIALIZABLE)
 
+    def test_membership_changes(self):
+        """A membership call's answer (the ``ConfChange`` applied) crosses the link."""
+        from metastore.raft.types import ConfChange, ConfChangeType
+
+        self.assertRoundTrip(ConfChange(ConfChangeType.ConfChangeAddNode, 4, b"http://127.0.0.1:1"))
+
     def test_watch_responses_and_status(self):
         """Watch responses with events, and a member's status."""
         kv = KeyValue(b"a", b"1", 2, 3, 2, 0)
@@ -105,6 +111,12 @@ class BatchingTests(SynchronousTestCase):
         receiver.dataReceived(b"\x00\x00\x00\x02\xc1\xc1")
         self.assertTrue(transport.disconnecting)
         self.assertEqual(receiver.received, [])
+
+
+def _frame(messages) -> bytes:
+    """``messages`` as one frame of the link."""
+    packed = codec.pack(messages)
+    return len(packed).to_bytes(4, "big") + packed
 
 
 class _FakeFacade:
@@ -232,6 +244,75 @@ class CoreAndFrontTests(SynchronousTestCase):
         self.assertEqual(seen[0][1].value, b"v")
         self.assertEqual(self.remote.range_request(RangeRequest(b"", b"\0")).count, 2)
 
+    def test_a_write_answered_by_the_latest_apply_goes_by_position(self):
+        """The answer to a write applied by the latest apply names the
+        result's position (the front applied the same command and holds
+        the same result); the front hands over its own, equal, result."""
+        d = self.remote.propose(PutRequest(b"k", b"v", prev_kv=True))
+        self.pump()
+        command, waiting = self.facade.proposals[0]
+        [result] = self.store.apply(2, [command])
+        waiting.callback(result)
+        self.clock.advance(0)
+        kinds = [m[0] for m in codec.unpack(self.core_transport.value()[4:])]
+        self.assertEqual(kinds, ["a", "p"])
+        self.pump()
+        self.assertEqual(self.successResultOf(d), result)
+
+    def test_a_refused_write_by_position_fails_with_the_same_error(self):
+        """A command the store refused (a ``KVError`` result) fails the call
+        with that error, by position too."""
+        from metastore.kv.errors import LeaseNotFoundError
+
+        d = self.remote.propose(PutRequest(b"k", b"v", lease=77))
+        self.pump()
+        command, waiting = self.facade.proposals[0]
+        [result] = self.store.apply(2, [command])
+        self.assertIsInstance(result, LeaseNotFoundError)
+        waiting.errback(result)
+        self.pump()
+        self.failureResultOf(d, LeaseNotFoundError)
+
+    def test_an_answer_from_an_older_apply_goes_whole(self):
+        """When another apply came between a write's apply and its answer,
+        the answer carries the result itself."""
+        d = self.remote.propose(PutRequest(b"k", b"v"))
+        self.pump()
+        command, waiting = self.facade.proposals[0]
+        [result] = self.store.apply(2, [command])
+        self.store.apply(3, [PutRequest(b"other", b"x")])
+        waiting.callback(result)
+        self.clock.advance(0)
+        kinds = [m[0] for m in codec.unpack(self.core_transport.value()[4:])]
+        self.assertEqual(kinds, ["a", "a", "r"])
+        self.pump()
+        self.assertEqual(self.successResultOf(d).header.revision, 3)
+
+    def test_the_apply_stream_is_packed_once_for_every_front(self):
+        """Two fronts get the same packed bytes of an apply."""
+        second = self.factory.buildProtocol(None)
+        second.makeConnection(StringTransport())
+        second.dataReceived(_frame([("hello", codec.SCHEMA)]))
+        self.store.apply(2, [PutRequest(b"k", b"v")])
+        self.assertIs(self.core._queue[-1], second._queue[-1])
+        self.assertEqual(codec.unpack(second._queue[-1]), ("a", 2, (PutRequest(b"k", b"v"),)))
+
+    def test_space_is_checked_in_the_front_while_the_view_allows_it(self):
+        """Within the quota and without alarms a write's space check passes
+        without a call; past the quota (as last pushed) the core decides."""
+        from metastore.kv.errors import NoSpaceError
+
+        self.successResultOf(self.remote.check_space(PutRequest(b"k", b"v")))
+        self.clock.advance(0)
+        self.assertEqual(self.front_transport.value(), b"")
+        self.facade.db_size = lambda: 101
+        self.factory.calls["check_space"] = lambda request: defer.fail(NoSpaceError())
+        self.core.send_view()
+        self.pump()
+        d = self.remote.check_space(PutRequest(b"k", b"v"))
+        self.pump()
+        self.failureResultOf(d, NoSpaceError)
+
     def test_a_replaced_store_is_dumped_again_before_a_read_answers(self):
         """A store restored wholesale (a snapshot from the leader) reaches
         the front as a new dump, before the answer to its read barrier."""
@@ -270,6 +351,19 @@ class CoreAndFrontTests(SynchronousTestCase):
         self.assertRaises(CoreUnavailable, self.remote.get, b"old")
         self.failureResultOf(self.remote.read(), CoreUnavailable)
         self.assertTrue(self.front.lost.called)
+
+    def test_a_watch_that_fails_to_end_does_not_keep_the_front_alive(self):
+        """A watch callback that raises on the last response is logged; the
+        front still learns its link is lost (and so exits)."""
+        def broken(response):
+            if response.canceled:
+                raise RuntimeError("broken watcher")
+
+        self.remote.watch(b"k", callback=broken)
+        self.pump()
+        self.front.connectionLost(None)
+        self.assertTrue(self.front.lost.called)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     def test_a_hung_core_times_calls_out(self):
         """A call unanswered for ``call_timeout`` fails with ``CoreUnavailable``."""

@@ -132,6 +132,23 @@ class WorkersProcessTests(TestCase):
             self.assertEqual((code, body), (200, b"%d" % i))
         self._front_pids |= children(self.member.process.pid)
 
+    async def test_a_restarted_core_kills_the_fronts_its_predecessor_left(self):
+        """Fronts that cannot exit by themselves (stopped) when their core is
+        killed would hold the client port for ever: the restarted core
+        kills them, claims the port and serves."""
+        fronts = await self.start()
+        self._front_pids = set(fronts)
+        code, _ = await self.request("PUT", "/before", b"1")
+        self.assertEqual(code, 204)
+        for pid in fronts:
+            os.kill(pid, signal.SIGSTOP)
+        self.member.kill()
+        self.member.start()
+        await self.cluster.put_until_ok(1, "after", b"restart")
+        self.assertFalse(any(alive(p) for p in fronts))
+        self.assertIn("left by this member's previous core", self.member.log_text())
+        self._front_pids |= children(self.member.process.pid)
+
 
 class _Answer(protocol.Protocol):
     """Collects what the server sends until it closes the connection."""

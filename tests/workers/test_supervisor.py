@@ -1,0 +1,55 @@
+"""The core's supervisor of its fronts, without front processes: it serves
+the client port itself until the first front listens."""
+
+from __future__ import annotations
+
+import treq
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from twisted.web.static import Data
+
+from metastore.ports import free_port
+from metastore.workers.front import FrontSettings
+from metastore.workers.supervisor import FrontSupervisor
+
+
+def _settings(port: int) -> FrontSettings:
+    return FrontSettings(link="\0unused", core_http="\0unused", host="127.0.0.1", port=port, cluster_id=1,
+                         max_request_bytes=1024, header_timeout=5.0, call_timeout=5.0)
+
+
+class InterimServingTests(TestCase):
+    """``FrontSupervisor`` with an interim site and no fronts to start."""
+
+    async def get(self, port: int) -> int:
+        d = treq.get(f"http://127.0.0.1:{port}/", persistent=False)
+        d.addTimeout(5, reactor)
+        response = await d
+        await treq.content(response)
+        return response.code
+
+    async def test_the_core_serves_until_a_front_listens(self):
+        """From start the core's site answers on the client port; once a
+        front says it listens the core stops listening, and so it stays."""
+        root = Resource()
+        root.putChild(b"", Data(b"core", "text/plain"))
+        port = free_port()
+        supervisor = FrontSupervisor(reactor, 0, _settings(port), interim_site=Site(root))
+        supervisor.startService()
+        self.addCleanup(supervisor.stopService)
+        self.assertEqual(await self.get(port), 200)
+        await supervisor.front_listening()
+        with self.assertRaises(Exception):
+            await self.get(port)
+        supervisor.front_listening()  # a second front: nothing more to stop
+
+    async def test_stopping_stops_serving(self):
+        """Stopped before any front listened: the port is closed."""
+        port = free_port()
+        supervisor = FrontSupervisor(reactor, 0, _settings(port), interim_site=Site(Resource()))
+        supervisor.startService()
+        await supervisor.stopService()
+        with self.assertRaises(Exception):
+            await self.get(port)
