@@ -247,7 +247,14 @@ class Etcd3gwScenario:
         self.assertEqual(two.get_prefix("/t/"), [])
         self.assertIs(three.delete_prefix("/t/"), False)
 
-        members = one.members()
+        # A member publishes its client URL through raft once it has started
+        # (as etcd does): wait for all three, within a bound.
+        deadline = time.monotonic() + 30
+        for _ in range(300):
+            members = one.members()
+            if len([u for m in members for u in m.get("clientURLs", [])]) >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         self.assertEqual(len(members), 3, members)
         ids = {member["ID"] for member in members}
         self.assertEqual(len(ids), 3, members)
