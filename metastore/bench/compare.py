@@ -214,6 +214,8 @@ def compare(runs: int, duration: float, etcd: str, out=sys.stdout, members: tupl
     :func:`figures_as_json` does, also written to ``json_path`` after
     each cluster size (so a long sweep that fails keeps what it measured)."""
     apis = (api,) if isinstance(api, str) else tuple(api)
+    if json_path is not None:  # before measuring: a missing folder must not cost the sweep
+        os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     document = {"settings": {"runs": runs, "duration": duration, "members": list(members), "workers": list(workers),
                              "storage": list(storages), "api": list(apis), "cores": os.cpu_count(),
                              "etcd": etcd, "baseline": baseline},
