@@ -20,6 +20,7 @@ import tempfile
 import time
 
 from metastore.bench.compare import bench_all_at_once
+from metastore.bench.proc import parse_status_bytes
 from metastore.bench.servers import Server, start_etcd, start_metastore, wait_for
 
 SETTLED_MB = 0.5
@@ -30,12 +31,9 @@ def read_status_mb(pid: int, field: str) -> float:
     """A ``/proc/PID/status`` memory field (VmRSS, VmHWM) in MB; 0 if the process has gone."""
     try:
         with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
+            return parse_status_bytes(f.read(), field) / 2**20
     except OSError:
-        pass
-    return 0.0
+        return 0.0
 
 
 def settled_rss_mb(pid: int, timeout: float = 30.0, reading=read_status_mb, clock=time.monotonic,

@@ -33,13 +33,19 @@ def parse_stat_cpu(stat_text: str) -> float:
     return (utime + stime) / CLOCK_TICKS
 
 
-def parse_status_rss(status_text: str) -> int:
-    """Resident set size in bytes from the text of ``/proc/PID/status`` (0 if absent)."""
+def parse_status_bytes(status_text: str, name: str = "VmRSS") -> int:
+    """A memory field (``VmRSS``, ``VmHWM``...) in bytes from the text of
+    ``/proc/PID/status`` (0 if absent)."""
     for line in status_text.splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(name + ":"):
             number, unit = line.split()[1:3]
             return int(number) * {"kB": 1024, "mB": 1024 * 1024}.get(unit, 1)
     return 0
+
+
+def parse_status_rss(status_text: str) -> int:
+    """Resident set size in bytes from the text of ``/proc/PID/status`` (0 if absent)."""
+    return parse_status_bytes(status_text, "VmRSS")
 
 
 def sample(pid: int, proc_root: str = "/proc") -> ProcessSample:
