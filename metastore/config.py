@@ -200,10 +200,19 @@ class Config:
                 raise ConfigError(f"--{flag.replace('_', '-')} must be 0 (no limit) or more")
         if not self.client_request_rate >= 0:
             raise ConfigError("--client-request-rate must be 0 (no limit) or a positive number")
-        if self.workers and (self.client_tls or self.client_request_rate or self.max_client_connections):
-            # The fronts listen on the client port themselves, without the TLS and limits of metastore.listening.
-            raise ConfigError("--workers cannot yet be combined with client TLS, --client-request-rate or "
-                              "--max-client-connections; use --workers 0")
+        unsupported = self.workers_unsupported() if self.workers else ""
+        if unsupported:
+            raise ConfigError(f"--workers {self.workers} cannot yet be combined with {unsupported}; use --workers 0 "
+                              "(or --workers auto, which then starts none)")
+
+    def workers_unsupported(self) -> str:
+        """What in this configuration front processes (``--workers``) cannot
+        serve yet, as a phrase naming the flags; "" when they can serve it."""
+        # The fronts listen on the client port themselves, without the TLS and limits of metastore.listening.
+        flags = [name for name, on in (("client TLS (--cert-file or --auto-tls)", self.client_tls),
+                                       ("--client-request-rate", self.client_request_rate),
+                                       ("--max-client-connections", self.max_client_connections)) if on]
+        return " and ".join(flags)
 
     @property
     def wal_dir(self) -> str:

@@ -9,11 +9,11 @@ line and exits with status 1.  ``--version`` prints MetaStore's version.
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import sys
 
 from twisted.application import service
-from twisted.logger import ILogObserver
+from twisted.logger import ILogObserver, Logger
 from twisted.python import usage
 
 from metastore.config import STORAGE_ENGINES, Config, ConfigError
@@ -22,6 +22,9 @@ from metastore.errors import StartupError
 from metastore.gctuning import tune_for_server
 from metastore.logs import FORMATS, LEVELS, twistd_observer_factory
 from metastore.options import VersionOption
+from metastore.workers import auto as auto_workers
+
+log = Logger()
 
 USAGE_EXIT_STATUS = 2
 STARTUP_EXIT_STATUS = 1
@@ -111,9 +114,11 @@ class Options(VersionOption, usage.Options):
             DEFAULT_RETENTION,
             "History kept: revisions (revision mode) or a duration such as 5m or 1h (periodic mode); 0 turns it off.",
         ],
-        ["workers", None, "0",
+        ["workers", None, "auto",
          "Front processes serving the HTTP APIs on the client port beside this core process "
-         "(Raft, the WAL and apply stay here): a number, or auto (one per core when there are several)."],
+         "(Raft, the WAL and apply stay here): a number, or auto (none below "
+         f"{auto_workers.MIN_CORES} usable cores, else one per core but one, at most {auto_workers.MAX_FRONTS}; "
+         "none where fronts cannot serve the flags given, such as client TLS)."],
         ["auth-token", None, "simple",
          "Auth tokens: simple, or jwt,priv-key=PATH[,pub-key=PATH],sign-method=RS256|HS256[,ttl=5m] (etcd's --auth-token)."],
         ["auth-token-ttl", None, "300", "Seconds a simple auth token lives after its last use."],
@@ -164,7 +169,8 @@ class Options(VersionOption, usage.Options):
                 values["grpc_port"] = int(self["grpc-port"])
             except ValueError:
                 raise usage.UsageError(f"--grpc-port must be an integer, got {self['grpc-port']!r}") from None
-        values["workers"] = _workers(self["workers"])
+        workers = _workers(self["workers"])
+        values["workers"] = 0 if workers is AUTO else workers
         try:
             values["client_request_rate"] = float(self["client-request-rate"])
         except ValueError:
@@ -179,8 +185,10 @@ class Options(VersionOption, usage.Options):
             raise usage.UsageError(f"--metrics must be on or off, got {self['metrics']!r}")
         self._check_logging()
         cluster = tuple(u.strip() for u in self["cluster"].split(",") if u.strip())
+        self.workers_note = ""
+        """The log line saying what ``--workers auto`` chose and why ("" for a count)."""
         try:
-            self.config = Config(
+            config = Config(
                 cluster=cluster,
                 join=bool(self["join"]),
                 client_cert_auth=bool(self["client-cert-auth"]),
@@ -199,6 +207,11 @@ class Options(VersionOption, usage.Options):
             ).validate()
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
+        if workers is AUTO:
+            choice = auto_workers.choose(config, auto_workers.usable_cores())
+            config = dataclasses.replace(config, workers=choice.workers).validate()
+            self.workers_note = choice.reason
+        self.config = config
 
     def _check_logging(self) -> None:
         """Validate --log-format and --log-level; under twistd, prepare the
@@ -216,11 +229,14 @@ class Options(VersionOption, usage.Options):
             )
 
 
-def _workers(value: str) -> int:
-    """``--workers``: a count, or ``auto`` for one per core when there are several."""
-    if value.strip().lower() == "auto":
-        cores = os.cpu_count() or 1
-        return cores if cores > 1 else 0
+AUTO = "auto"
+
+
+def _workers(value: str) -> int | str:
+    """``--workers``: a count, or ``AUTO`` (resolved once the rest of the
+    configuration is known: ``metastore.workers.auto.choose``)."""
+    if value.strip().lower() == AUTO:
+        return AUTO
     try:
         return int(value)
     except ValueError:
@@ -257,7 +273,8 @@ def makeService(options: Options):
     reload_on_sighup(reactor, member.security)
     # A member removed from the cluster has nothing left to do: exit.
     member.removed.addCallback(lambda _: reactor.callLater(REMOVED_EXIT_GRACE_SECONDS, reactor.stop))
-    return _CommandLineMember(member, getattr(options, "log_observer_factory", None))
+    return _CommandLineMember(member, getattr(options, "log_observer_factory", None),
+                              getattr(options, "workers_note", ""))
 
 
 class _CommandLineMember(service.MultiService):
@@ -266,10 +283,11 @@ class _CommandLineMember(service.MultiService):
     a ``log_observer_factory``, its observer becomes the application's
     ``ILogObserver`` (twistd then logs through it)."""
 
-    def __init__(self, member, log_observer_factory=None) -> None:
+    def __init__(self, member, log_observer_factory=None, workers_note: str = "") -> None:
         super().__init__()
         self.member = member
         self._log_observer_factory = log_observer_factory
+        self._workers_note = workers_note
         member.setServiceParent(self)
 
     def startService(self) -> None:
@@ -285,7 +303,10 @@ class _CommandLineMember(service.MultiService):
             parent.setComponent(ILogObserver, self._log_observer_factory())
 
     def privilegedStartService(self) -> None:
-        """Bind the member's ports, or exit with one line saying why not."""
+        """Log what ``--workers auto`` chose; bind the member's ports, or
+        exit with one line saying why not."""
+        if self._workers_note:
+            log.info("{note}", note=self._workers_note)
         try:
             super().privilegedStartService()
         except StartupError as e:

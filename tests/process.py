@@ -25,22 +25,27 @@ TWISTD = "from twisted.scripts.twistd import run; run()"
 MEMBER_REACTOR = os.environ.get("METASTORE_TEST_MEMBER_REACTOR", "")
 """The reactor member processes run on (twistd's --reactor name, e.g.
 ``asyncio``); empty for twistd's default."""
-MEMBER_WORKERS = os.environ.get("METASTORE_TEST_WORKERS", "")
+MEMBER_WORKERS = os.environ.get("METASTORE_TEST_WORKERS", "") or "0"
 """``--workers`` for every member process a test starts (``make
-test-workers`` sets 2), where its flags allow front processes; empty for
-the single process."""
-NO_WORKERS_FLAGS = ("--workers", "--cert-file", "--auto-tls", "--client-request-rate",
-                    "--max-client-connections")
-"""Flags ``--workers`` cannot be combined with (or that choose it already):
-a member given one runs as the test wrote it."""
+test-workers`` sets 2; ``auto`` lets the member choose by core count),
+where its flags allow front processes; by default 0, the single process,
+whatever the machine's cores (a member's own default is ``auto``)."""
+NO_WORKERS_FLAGS = ("--cert-file", "--auto-tls", "--client-request-rate", "--max-client-connections")
+"""Flags a count of fronts cannot be combined with: a member given one
+runs without fronts."""
 
 
 def with_test_workers(args: list[str]) -> list[str]:
-    """``args`` plus ``--workers METASTORE_TEST_WORKERS`` when that is set
-    and none of ``args`` is in ``NO_WORKERS_FLAGS``."""
-    if not MEMBER_WORKERS or any(a.split("=", 1)[0] in NO_WORKERS_FLAGS for a in args):
+    """``args`` plus ``--workers METASTORE_TEST_WORKERS``, unless ``args``
+    choose ``--workers`` themselves; ``--workers 0`` instead of a count when
+    one of ``args`` is in ``NO_WORKERS_FLAGS``."""
+    flags = {a.split("=", 1)[0] for a in args}
+    if "--workers" in flags:
         return list(args)
-    return [*args, "--workers", MEMBER_WORKERS]
+    workers = MEMBER_WORKERS
+    if workers != "auto" and flags & set(NO_WORKERS_FLAGS):
+        workers = "0"
+    return [*args, "--workers", workers]
 
 
 def twistd_command(*args: str, logfile: str = "-") -> list[str]:

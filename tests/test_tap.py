@@ -14,7 +14,9 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from metastore import __version__
+from metastore.config import Config
 from metastore.tap import Options
+from metastore.workers import auto as auto_workers
 from tests.process import free_port, run_to_exit, twistd_command
 
 
@@ -94,24 +96,58 @@ class PluginTests(SynchronousTestCase):
         error = self.assertRaises(usage.UsageError, Options().parseOptions, ["--auto-compaction-mode", "hourly"])
         self.assertIn("--auto-compaction-mode", str(error))
 
+    def parse_with_cores(self, cores: int, *args: str) -> Options:
+        """Options parsed from ``args`` on a machine with ``cores`` usable cores."""
+        self.patch(auto_workers, "usable_cores", lambda: cores)
+        options = Options()
+        options.parseOptions(list(args))
+        return options
+
     def test_workers_flag(self):
-        """No fronts by default; a count; ``auto`` is one per core when there
-        are several, none on one core; anything else names the flag."""
-        options = Options()
-        options.parseOptions([])
-        self.assertEqual(options.config.workers, 0)
-        options = Options()
-        options.parseOptions(["--workers", "3"])
-        self.assertEqual(options.config.workers, 3)
-        for cores, expected in ((1, 0), (2, 2), (8, 8)):
-            self.patch(os, "cpu_count", lambda cores=cores: cores)
-            options = Options()
-            options.parseOptions(["--workers", "auto"])
-            self.assertEqual(options.config.workers, expected)
+        """The default is ``auto``, chosen by core count: no fronts below
+        three usable cores, else one per core but one, at most four; a
+        count is taken as given (and says nothing in the log); anything
+        else names the flag."""
+        for cores, expected in ((1, 0), (2, 0), (3, 2), (4, 3), (5, 4), (8, 4), (64, 4)):
+            for args in ((), ("--workers", "auto"), ("--workers", "AUTO")):
+                options = self.parse_with_cores(cores, *args)
+                self.assertEqual(options.config.workers, expected, (cores, args))
+                self.assertIn("--workers auto", options.workers_note)
+                self.assertIn(f"{cores} usable core", options.workers_note)
+        self.assertIn("no front processes", self.parse_with_cores(2).workers_note)
+        self.assertIn("4 front processes", self.parse_with_cores(8).workers_note)
+        options = self.parse_with_cores(1, "--workers", "3")
+        self.assertEqual((options.config.workers, options.workers_note), (3, ""))
+        self.assertEqual(self.parse_with_cores(64, "--workers", "0").config.workers, 0)
         for bad in ("many", "-1", "65"):
             error = self.assertRaises(usage.UsageError, Options().parseOptions, ["--workers", bad])
             self.assertIn("--workers", str(error))
 
+    def test_auto_workers_step_aside_for_what_fronts_cannot_serve(self):
+        """On many cores, ``auto`` starts no fronts with client TLS,
+        ``--client-request-rate`` or ``--max-client-connections``, and its
+        log line names the flag; an explicit count with them is a usage
+        error naming both; gRPC is served by the core beside the fronts."""
+        for args, named in ((("--auto-tls",), "client TLS"),
+                            (("--client-request-rate", "100"), "--client-request-rate"),
+                            (("--max-client-connections", "10"), "--max-client-connections")):
+            options = self.parse_with_cores(16, *args)
+            self.assertEqual(options.config.workers, 0, args)
+            self.assertIn("no front processes", options.workers_note)
+            self.assertIn(named, options.workers_note)
+            self.assertEqual(self.parse_with_cores(16, *args, "--workers", "0").config.workers, 0)
+            error = self.assertRaises(usage.UsageError, self.parse_with_cores, 16, *args, "--workers", "2")
+            self.assertIn("--workers 2", str(error))
+            self.assertIn(named, str(error))
+        options = self.parse_with_cores(16, "--auto-tls", "--max-client-connections", "10")
+        self.assertIn("client TLS (--cert-file or --auto-tls) and --max-client-connections", options.workers_note)
+        options = self.parse_with_cores(16, "--grpc-port", "0")
+        self.assertEqual((options.config.workers, options.config.grpc_port), (4, 0))
+
+    def test_library_default_is_one_process(self):
+        """A ``Config`` built by a program (``open_member``) has no fronts
+        unless it says so, whatever the cores."""
+        self.assertEqual(Config().workers, 0)
 
     def test_metrics_and_log_flags(self):
         """Metrics are on by default and --metrics off turns them off; log

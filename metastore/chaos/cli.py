@@ -95,7 +95,8 @@ class ChaosOptions(VersionOption, usage.Options):
             auth=bool(self["auth"]),
             workloads=self["workload"], lease_keepers=self["lease-keepers"], lease_ttl=self["lease-ttl"],
             watchers_per_member=self["watchers"],
-            extra_member_args=("--workers", str(self["workers"])) if self["workers"] else (),
+            # Always given: a member's own default is --workers auto (by core count).
+            extra_member_args=("--workers", str(self["workers"])),
         )
 
 

@@ -35,10 +35,11 @@ class WorkersOptionTests(SynchronousTestCase):
     """``metastore-chaos --workers``."""
 
     def test_workers_reach_the_members_flags(self):
-        """``--workers 2`` becomes the members' ``--workers 2``; none by default."""
+        """``--workers 2`` becomes the members' ``--workers 2``; by default
+        ``--workers 0`` (one process each, not the members' own default, auto)."""
         options = ChaosOptions()
         options.parseOptions(["--workers", "2"])
         self.assertEqual(options.config().extra_member_args, ("--workers", "2"))
         options = ChaosOptions()
         options.parseOptions([])
-        self.assertEqual(options.config().extra_member_args, ())
+        self.assertEqual(options.config().extra_member_args, ("--workers", "0"))
