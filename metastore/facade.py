@@ -176,7 +176,10 @@ class MemberFacade:
         self._node = node
         tokens = auth_tokens if auth_tokens is not None else SimpleTokens(node.reactor)
         self._auth = AuthChecker(lambda: node.membership.auth, tokens, node.store.lease_keys)
-        node.membership.auth_changed = self._auth.auth_changed
+        self.auth_listeners: list[Callable[[], None]] = []
+        """Called after each change of the auth state applied here (after
+        the checker dropped the tokens and watches it no longer allows)."""
+        node.membership.auth_changed = self._auth_changed
         self._storage_name = storage_name
         self._db_size = db_size
         self.quota_bytes = quota_bytes
@@ -368,6 +371,11 @@ class MemberFacade:
         """Fires with a token for ``name`` once the password checks out
         (checked off the reactor thread); fails with etcd's auth error."""
         return defer.Deferred.fromCoroutine(self._auth.authenticate(name, password))
+
+    def _auth_changed(self) -> None:
+        self._auth.auth_changed()
+        for listener in self.auth_listeners:
+            listener()
 
     def auth_state(self) -> AuthState:
         """The auth state as applied here (read it, never change it)."""

@@ -9,8 +9,10 @@ Each connected front gets, in this order on one ordered link:
    in the same order; a store replaced wholesale (a snapshot installed
    from the leader) is sent as a new dump instead;
 3. answers to its calls (``("r", call id, ok, value or error)``), events of
-   its watches (``("e", watch id, WatchResponse)``) and, every tick, the
-   member's view (``("v", MemberStatus, members, alarms, db size, quota)``).
+   its watches (``("e", watch id, WatchResponse)``) and, every tick and at
+   once when the auth state changes, the member's view (``("v",
+   MemberStatus, members, alarms, db size, quota, auth enabled, auth
+   revision)``).
 
 Because an answer is queued after every apply that happened before it, a
 front that receives the answer to a write (fired once applied here) or to
@@ -28,6 +30,7 @@ from twisted.internet import defer, protocol, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from metastore.auth.errors import AuthOldRevision
 from metastore.facade import MemberFacade, Restoring
 from metastore.kv.store import KeyValueStore
 from metastore.workers import codec
@@ -166,8 +169,9 @@ class FrontConnection(BatchedLink):
     def send_view(self) -> None:
         """Send the member's status, members, alarms and size as of now."""
         facade = self._factory.facade
+        auth = facade.auth_state()
         self.send(("v", facade.status(), tuple(facade.members()), tuple(facade.alarms()),
-                   facade.db_size(), facade.quota_bytes, facade.auth_state().enabled))
+                   facade.db_size(), facade.quota_bytes, auth.enabled, auth.revision))
 
     def _call(self, call_id: int, name: str, args: tuple) -> None:
         method = self._factory.calls.get(name)
@@ -212,6 +216,11 @@ class FrontConnection(BatchedLink):
 
     def _watch(self, watch_id: int, arguments: tuple) -> None:
         key, range_end, start_revision, filters, prev_kv, progress_notify = arguments
+        if self._factory.facade.auth_state().enabled:
+            # The front opened it unchecked, its view of auth not yet updated:
+            # refused, the client's retry goes to the core and is checked there.
+            self.send(("we", watch_id, AuthOldRevision()))
+            return
 
         def deliver(response) -> None:
             self.send(("e", watch_id, response))
@@ -241,7 +250,8 @@ class FrontConnection(BatchedLink):
 class CoreLinkFactory(protocol.ServerFactory):
     """Accepts fronts on the core's link socket and serves them
     ``facade`` (calls, watches) and ``store`` (dump and apply stream);
-    pushes the member's view every ``view_interval`` seconds."""
+    pushes the member's view every ``view_interval`` seconds and after
+    each auth change."""
 
     noisy = False
 
@@ -260,6 +270,9 @@ class CoreLinkFactory(protocol.ServerFactory):
         self._view = task.LoopingCall(self._push_view)
         self._view.clock = clock
         self._view_interval = view_interval
+        # An auth change reaches the fronts at once, in apply order: an
+        # answer the core sends after it finds the front's view updated.
+        facade.auth_listeners.append(self._push_view)
 
     def front_listening(self) -> None:
         """A front listens on the client port now."""

@@ -80,17 +80,38 @@ class V3Split(Resource):
         return target.render(request)
 
 
+class AuthGate(Resource):
+    """While auth is enabled (as the core last pushed it, at once when it
+    changes) every request goes whole to ``core``, whose own site checks
+    it exactly as a member in one process does; otherwise ``local``
+    serves it.  A request served here while auth was off is checked again
+    in the core if auth came on meanwhile (``RemoteFacade``)."""
+
+    def __init__(self, facade: RemoteFacade, local: Resource, core: IResource) -> None:
+        super().__init__()
+        self._facade = facade
+        self._local = local
+        self._core = core
+
+    def getChildWithDefault(self, segment: bytes, request) -> IResource:
+        """``core`` while auth is enabled, else what ``local`` routes to."""
+        if self._facade.auth_state().enabled:
+            return self._core
+        return self._local.getChildWithDefault(segment, request)
+
+
 def front_root(facade: RemoteFacade, reactor, cluster_id: int, core: IResource,
                max_request_bytes: int) -> tuple[IResource, HotRoutes]:
     """The site a front serves: ``member_root`` over ``facade`` for the
     seed REST API, the v3 KV service and watch streams, ``core`` (the
     proxy to the core) for the admin endpoints, ``/metrics`` (the core's)
-    and the other v3 services; and the hot routes answered before it, as
-    a member's own site does."""
+    and the other v3 services, and for everything while auth is enabled
+    (``AuthGate``); and the hot routes answered before it, as a member's
+    own site does (they step aside while auth is enabled)."""
     rest = RestAPI(facade, reactor)
     v3 = V3API(facade, cluster_id, facade.wait_physical, max_request_bytes=max_request_bytes)
     root = member_root(rest.app.resource(), core, V3Split(v3.app.resource(), core), metrics=core)
-    return root, HotRoutes(facade, v3)
+    return AuthGate(facade, root, core), HotRoutes(facade, v3)
 
 
 def listen_reuseport(reactor, host: str, port: int, factory):

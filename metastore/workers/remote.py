@@ -27,7 +27,8 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from metastore import health
-from metastore.auth.errors import AuthError, AuthNotEnabled
+from metastore.auth.errors import AuthNotEnabled, AuthOldRevision
+from metastore.auth.messages import AuthInfo
 from metastore.auth.state import AuthState
 from metastore.errors import Unavailable
 from metastore.facade import Consistency, MemberFacade, MemberStatus
@@ -44,17 +45,6 @@ COMPACT_INTERVAL_SECONDS = 0.5
 COMPACT_STEPS = 10
 """The replica drops compacted versions in bounded slices: at most this
 many ``compact_step`` calls every ``COMPACT_INTERVAL_SECONDS``."""
-
-
-class AuthNotServedHere(AuthError):
-    """Auth is enabled, and a front process cannot check it (yet): it
-    refuses every request that needs a check, so nothing is served
-    unchecked."""
-
-    message = ("etcdserver: permission denied (auth is enabled and --workers front processes cannot check it yet: "
-               "use the gRPC port, or run without --workers)")
-    grpc_code = 7
-    http_status = 403
 
 
 class CoreUnavailable(Unavailable):
@@ -196,10 +186,11 @@ class FrontLink(BatchedLink):
         elif kind == "d2":
             self._restore()
         elif kind == "we":
-            watch = self.watches.pop(message[1], None)
-            log.warn("the core refused a watch: {e}", e=message[2])
+            watch = self.watches.get(message[1])
+            if not isinstance(message[2], AuthOldRevision):
+                log.warn("the core refused a watch: {e}", e=message[2])
             if watch is not None:
-                watch.canceled = True
+                watch.deliver(WatchResponse(0, 0, created=True, canceled=True, cancel_reason=str(message[2])))
         elif kind == "welcome":
             self.member_id = message[1]
         else:
@@ -303,20 +294,38 @@ class RemoteFacade:
         """The raised alarms, as the core last pushed them."""
         return list(self._link.view[2])
 
-    # -- auth: fails closed while the core has auth enabled -------------------------
+    # -- auth: served here only while disabled; checked again in the core --------
+    #
+    # While auth is enabled a front forwards every request whole to the core
+    # (``front.AuthGate``), so the checks below run only for requests that
+    # arrived while the pushed view said auth was off.  Should auth have come
+    # on since (the view is pushed at once on a change, in apply order), they
+    # fail with etcd's "revision of auth store is old" and the client's retry
+    # goes to the core: a write carries the auth revision it was let in at,
+    # which the core's applier checks (``AuthInfo``), and a read barrier's
+    # answer, which follows any auth change made before it, is checked too.
 
     def auth_state(self) -> AuthState:
-        """Only whether auth is enabled, as the core last pushed it (no users or roles)."""
+        """Whether auth is enabled and its revision, as the core last
+        pushed them (no users or roles); enabled before the first push."""
         view = self._link.view
-        return AuthState(enabled=bool(view[5]) if view is not None and len(view) > 5 else True)
+        if view is None or len(view) < 7:
+            return AuthState(enabled=True)
+        return AuthState(enabled=bool(view[5]), revision=view[6])
 
     def _refuse_if_enabled(self) -> None:
         if self.auth_state().enabled:
-            raise AuthNotServedHere()
+            raise AuthOldRevision()
+
+    def _let_in(self, auth: AuthInfo | None) -> AuthInfo:
+        """What a proposal from here carries: the auth revision it was let
+        in at while auth was off, so that the core's applier refuses it
+        (``AuthOldRevision``) if auth was enabled before its entry."""
+        return auth if auth is not None else AuthInfo("", self.auth_state().revision)
 
     def authorize(self, token, request) -> None:
-        """Passes while auth is disabled (answering no ``AuthInfo``);
-        refuses everything while it is enabled."""
+        """Passes while auth is disabled (answering no ``AuthInfo``), as in
+        the core; ``AuthOldRevision`` if it was enabled since the request came."""
         self._refuse_if_enabled()
 
     def auth_still_current(self, auth) -> None:
@@ -338,8 +347,8 @@ class RemoteFacade:
         """Nothing to track: no watch is created here while auth is enabled."""
 
     def authenticate(self, name: str, password: str) -> defer.Deferred:
-        """Fails: "authentication is not enabled", or refused here while it is."""
-        return defer.fail(AuthNotServedHere() if self.auth_state().enabled else AuthNotEnabled())
+        """Fails: "authentication is not enabled" (while it is, the core authenticates)."""
+        return defer.fail(AuthOldRevision() if self.auth_state().enabled else AuthNotEnabled())
 
     def db_size(self) -> int:
         """The member's bytes on disk at the core's last push."""
@@ -365,14 +374,22 @@ class RemoteFacade:
     # -- the keyspace: writes and barriers in the core, reads here --------------
 
     def propose(self, command, auth=None) -> defer.Deferred:
-        """``MemberFacade.propose``, in the core.  ``auth`` is always None
-        here: a front refuses every request while auth is enabled."""
-        return self._link.call("propose", command)
+        """``MemberFacade.propose``, in the core, with the auth revision
+        the request was let in at (see the auth section above)."""
+        return self._link.call("propose", command, self._let_in(auth))
 
     def read(self, consistency: Consistency = Consistency.LINEARIZABLE) -> defer.Deferred:
         """``MemberFacade.read`` in the core; once it fires the replica
-        holds everything the core had applied by then."""
-        return self._link.call("read", consistency)
+        holds everything the core had applied by then.  Fails with
+        ``AuthOldRevision`` if auth was enabled meanwhile: the request was
+        let in unchecked, and must be checked in the core now."""
+        d = self._link.call("read", consistency)
+        d.addCallback(self._still_open)
+        return d
+
+    def _still_open(self, value):
+        self._refuse_if_enabled()
+        return value
 
     def check_space(self, request) -> defer.Deferred:
         """``MemberFacade.check_space``: passes here while the pushed view
@@ -422,11 +439,11 @@ class RemoteFacade:
 
     def lease_grant(self, ttl: int, id: int = 0, auth=None) -> defer.Deferred:
         """``MemberFacade.lease_grant``, in the core (``auth``: as for ``propose``)."""
-        return self._link.call("lease_grant", ttl, id)
+        return self._link.call("lease_grant", ttl, id, self._let_in(auth))
 
     def lease_revoke(self, id: int, auth=None) -> defer.Deferred:
         """``MemberFacade.lease_revoke``, in the core (``auth``: as for ``propose``)."""
-        return self._link.call("lease_revoke", id)
+        return self._link.call("lease_revoke", id, self._let_in(auth))
 
     def lease_keepalive(self, id: int) -> defer.Deferred:
         """``MemberFacade.lease_keepalive``, in the core."""

@@ -7,6 +7,8 @@ from twisted.internet import defer, task
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from metastore.auth.errors import AuthNotEnabled, AuthOldRevision
+from metastore.auth.messages import AuthInfo
 from metastore.auth.state import AuthState
 from metastore.facade import Consistency, MemberStatus, Restoring
 from metastore.kv.errors import CompactedError
@@ -128,7 +130,9 @@ class _FakeFacade:
     def __init__(self, store):
         self.store = store
         self.proposals: list[tuple[object, defer.Deferred]] = []
+        self.proposed_auth = []
         self.watches = []
+        self.auth_listeners = []
 
     def __getattr__(self, name):
         return lambda *args: defer.fail(RuntimeError(name))
@@ -147,16 +151,24 @@ class _FakeFacade:
         return 0
 
     auth_enabled = False
+    auth_revision = 1
 
     def auth_state(self):
-        return AuthState(enabled=self.auth_enabled)
+        return AuthState(enabled=self.auth_enabled, revision=self.auth_revision)
+
+    def change_auth(self, enabled):
+        """Apply an auth change: a new revision, the listeners told."""
+        self.auth_enabled, self.auth_revision = enabled, self.auth_revision + 1
+        for listener in self.auth_listeners:
+            listener()
 
     def add_member(self, member_id, peer_url, learner=False):
         raise MembershipError("member_exists", f"member {member_id} exists")
 
-    def propose(self, command):
+    def propose(self, command, auth=None):
         d = defer.Deferred()
         self.proposals.append((command, d))
+        self.proposed_auth.append(auth)
         return d
 
     def read(self, consistency):
@@ -206,21 +218,35 @@ class CoreAndFrontTests(SynchronousTestCase):
             self.front.dataReceived(to_front)
         raise AssertionError("the link did not go quiet")
 
-    def test_a_front_refuses_every_auth_check_while_auth_is_enabled(self):
-        """With auth off at the core a front's checks pass; once the core
-        pushes that auth is on, every check fails closed (403), never open."""
-        from metastore.workers.remote import AuthNotServedHere
-
-        self.remote.authorize(None, PutRequest(b"k"))
-        self.facade.auth_enabled = True
-        self.core.send_view()
+    def test_auth_changes_reach_the_front_at_once_and_stale_checks_fail(self):
+        """With auth off a front's checks pass and its writes carry the auth
+        revision they were let in at; an auth change is pushed at once (no
+        tick passes); a request let in before it learns of it then fails
+        with "revision of auth store is old": its read barrier, a check,
+        authenticate, and a watch the core refuses (created and canceled)."""
+        self.assertIsNone(self.remote.authorize(None, PutRequest(b"k")))
+        self.remote.propose(PutRequest(b"k", b"v"))
         self.pump()
-        self.assertTrue(self.remote.auth_state().enabled)
+        self.assertEqual(self.facade.proposed_auth, [AuthInfo("", 1)])
+        read = self.remote.read()  # let in while auth was off; the barrier answers after the change
+        self.facade.change_auth(enabled=True)
+        self.pump()
+        self.assertEqual(self.remote.auth_state(), AuthState(enabled=True, revision=2))
+        self.failureResultOf(read, AuthOldRevision)
         for check in (lambda: self.remote.authorize("t", PutRequest(b"k")), lambda: self.remote.authorize_admin("t"),
                       lambda: self.remote.authorize_user("t"), lambda: self.remote.authorize_read("t", b"k", b"")):
-            error = self.assertRaises(AuthNotServedHere, check)
-            self.assertEqual(error.http_status, 403)
-        self.failureResultOf(self.remote.authenticate("u", "p"), AuthNotServedHere)
+            self.assertRaises(AuthOldRevision, check)
+        self.failureResultOf(self.remote.authenticate("u", "p"), AuthOldRevision)
+        seen = []
+        self.remote.watch(b"k", callback=seen.append)
+        self.pump()
+        self.assertEqual(seen, [WatchResponse(0, 0, created=True, canceled=True,
+                                              cancel_reason="etcdserver: revision of auth store is old")])
+        self.assertEqual(self.facade.watches, [])
+        self.facade.change_auth(enabled=False)
+        self.pump()
+        self.assertEqual(self.remote.auth_state(), AuthState(enabled=False, revision=3))
+        self.successResultOf(self.remote.authenticate("u", "p").addErrback(lambda f: f.trap(AuthNotEnabled)))
 
     def test_the_dump_gives_the_front_the_store(self):
         """The replica holds what the store held, at the same revision and index."""

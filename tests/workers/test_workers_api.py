@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import treq
 
-from tests.api import test_edge, test_rest, test_rest_leases
-from tests.api.v3 import test_cluster_maintenance_routes, test_kv_routes, test_lease_watch_routes
+from tests.api import test_edge, test_rest, test_rest_auth, test_rest_leases
+from tests.api.v3 import test_auth_routes, test_cluster_maintenance_routes, test_kv_routes, test_lease_watch_routes
 from tests.process import wait_until
 
 FRONTS = 2
@@ -102,3 +102,18 @@ class ProgressRouteTests(WorkersMember, test_lease_watch_routes.ProgressRouteTes
 
 class FragmentRouteTests(WorkersMember, test_lease_watch_routes.FragmentRouteTests):
     """Fragmented watch responses through fronts."""
+
+
+class AuthManagementTests(WorkersMember, test_auth_routes.AuthManagementTests):
+    """Users, roles and tokens with fronts: while auth is enabled every
+    request goes whole to the core, which answers as in one process."""
+
+
+class PermissionDeniedTests(WorkersMember, test_auth_routes.PermissionDeniedTests):
+    """A user with a role reads and writes through a front; one without the
+    permission is refused exactly as without fronts (KV, txn, leases,
+    watches, admin routes)."""
+
+
+class RestAuthTests(WorkersMember, test_rest_auth.RestAuthTests):
+    """The seed API with auth enabled through fronts: tokens, Basic, per-key permissions."""
