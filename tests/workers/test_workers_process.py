@@ -7,13 +7,18 @@ from __future__ import annotations
 import os
 import signal
 
+import grpc
 import treq
 from twisted.internet import endpoints, protocol, reactor
 from twisted.trial.unittest import TestCase
 
-from tests.process import Cluster, wait_until
+from metastore.api.grpc.proto import rpc_pb2, rpc_pb2_grpc
+from metastore.config import Config
+from metastore.workers import auto
+from tests.process import Cluster, Member, free_port, wait_healthy, wait_until
 
 FRONTS = 2
+CALL_TIMEOUT = 10.0
 
 
 def children(pid: int) -> set[int]:
@@ -162,3 +167,64 @@ class _Answer(protocol.Protocol):
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
         self.closed = True
+
+
+class AutoAndGrpcProcessTests(TestCase):
+    """``--workers auto`` as twistd resolves it, and fronts beside gRPC,
+    which stays in the core."""
+
+    timeout = 120
+
+    def start_member(self, *extra: str) -> Member:
+        """A member with ``extra`` flags; stopped (with its fronts) at cleanup."""
+        member = Member(1, [f"http://127.0.0.1:{free_port()}"], free_port(), os.path.abspath(self.mktemp()),
+                        extra=list(extra))
+        member.start()
+        self.addCleanup(member.stop)
+        return member
+
+    async def http(self, member: Member, method: str, path: str, body: bytes | None = None):
+        d = treq.request(method, member.url + path, data=body, persistent=False)
+        d.addTimeout(10, reactor)
+        response = await d
+        return response.code, await treq.content(response)
+
+    async def test_auto_chooses_by_usable_cores_logs_why_and_serves_grpc(self):
+        """``--workers auto --grpc-port P`` starts the fronts the rule gives
+        this machine's usable cores (none on two), logs the choice in one
+        line, and serves gRPC and HTTP."""
+        grpc_port = free_port()
+        member = self.start_member("--workers", "auto", "--grpc-port", str(grpc_port))
+        choice = auto.choose(Config(grpc_port=grpc_port), auto.usable_cores())
+        await wait_until(lambda: choice.reason in member.log_text(), timeout=30, what="the auto line")
+        self.assertEqual(member.log_text().count("--workers auto:"), 1)
+        await wait_healthy(member, 40)
+        code, _ = await self.http(member, "PUT", "/k", b"v")
+        self.assertEqual(code, 204)
+        await wait_until(lambda: len(children(member.process.pid)) == choice.workers, timeout=30,
+                         what=f"{choice.workers} fronts")
+        self.assertEqual(grpc_range(grpc_port, b"k"), [b"v"])
+
+    async def test_fronts_serve_http_beside_grpc_in_the_core(self):
+        """``--workers 2 --grpc-port P``: a write through gRPC (the core) is
+        read through a front, and a write through a front through gRPC."""
+        grpc_port = free_port()
+        member = self.start_member("--workers", str(FRONTS), "--grpc-port", str(grpc_port))
+        await wait_until(lambda: member.log_text().count("front serving port") == FRONTS, timeout=60,
+                         what="both fronts serving")
+        await wait_healthy(member, 40)
+        self.assertEqual(len(children(member.process.pid)), FRONTS)
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=CALL_TIMEOUT)
+            rpc_pb2_grpc.KVStub(channel).Put(rpc_pb2.PutRequest(key=b"from-grpc", value=b"1"), timeout=CALL_TIMEOUT)
+        self.assertEqual(await self.http(member, "GET", "/from-grpc"), (200, b"1"))
+        self.assertEqual((await self.http(member, "PUT", "/from-front", b"2"))[0], 204)
+        self.assertEqual(grpc_range(grpc_port, b"from-front"), [b"2"])
+
+
+def grpc_range(port: int, key: bytes) -> list[bytes]:
+    """The values a gRPC KV Range of ``key`` answers."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        grpc.channel_ready_future(channel).result(timeout=CALL_TIMEOUT)
+        answer = rpc_pb2_grpc.KVStub(channel).Range(rpc_pb2.RangeRequest(key=key), timeout=CALL_TIMEOUT)
+    return [kv.value for kv in answer.kvs]
