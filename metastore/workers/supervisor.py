@@ -283,6 +283,10 @@ class FrontSupervisor(service.Service):
         port, self._interim_port = self._interim_port, None
         if port is not None:
             log.info("a front serves the client port: the core stops serving it")
+            # Closing a listening socket resets the connections queued on it
+            # that it has not accepted yet (SO_REUSEPORT does not hand them to
+            # the fronts): accept those first; they stay with the core.
+            port.doRead()
             return port.stopListening()
         return None
 

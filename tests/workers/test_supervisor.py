@@ -3,6 +3,8 @@ the client port itself until the first front listens."""
 
 from __future__ import annotations
 
+import socket
+
 import treq
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
@@ -13,6 +15,7 @@ from twisted.web.static import Data
 from metastore.ports import free_port
 from metastore.workers.front import FrontSettings
 from metastore.workers.supervisor import FrontSupervisor
+from tests.process import wait_until
 
 
 def _settings(port: int) -> FrontSettings:
@@ -53,3 +56,32 @@ class InterimServingTests(TestCase):
         await supervisor.stopService()
         with self.assertRaises(Exception):
             await self.get(port)
+
+    async def test_a_connection_queued_when_a_front_listens_is_served(self):
+        """A connection the kernel queued on the core's socket but the core
+        had not accepted when the first front listens is accepted and
+        answered by the core, not reset by the close."""
+        root = Resource()
+        root.putChild(b"", Data(b"core", "text/plain"))
+        port = free_port()
+        supervisor = FrontSupervisor(reactor, 0, _settings(port), interim_site=Site(root))
+        supervisor.startService()
+        self.addCleanup(supervisor.stopService)
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.addCleanup(client.close)
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await supervisor.front_listening()  # the reactor has not run: the connection is still queued
+        client.setblocking(False)
+        answer = bytearray()
+
+        def read() -> bool:
+            try:
+                chunk = client.recv(65536)
+            except BlockingIOError:
+                return False
+            answer.extend(chunk)
+            return not chunk
+
+        await wait_until(read, timeout=10, what="the core's answer and close")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), bytes(answer))
+        self.assertTrue(answer.endswith(b"core"), bytes(answer))
