@@ -33,15 +33,20 @@ class InterimServingTests(TestCase):
         await treq.content(response)
         return response.code
 
-    async def test_the_core_serves_until_a_front_listens(self):
-        """From start the core's site answers on the client port; once a
-        front says it listens the core stops listening, and so it stays."""
+    def start_core_serving(self) -> tuple[FrontSupervisor, int]:
+        """A started supervisor whose core's site answers ``core`` at ``/``; and its port."""
         root = Resource()
         root.putChild(b"", Data(b"core", "text/plain"))
         port = free_port()
         supervisor = FrontSupervisor(reactor, 0, _settings(port), interim_site=Site(root))
         supervisor.startService()
         self.addCleanup(supervisor.stopService)
+        return supervisor, port
+
+    async def test_the_core_serves_until_a_front_listens(self):
+        """From start the core's site answers on the client port; once a
+        front says it listens the core stops listening, and so it stays."""
+        supervisor, port = self.start_core_serving()
         self.assertEqual(await self.get(port), 200)
         await supervisor.front_listening()
         with self.assertRaises(Exception):
@@ -61,12 +66,7 @@ class InterimServingTests(TestCase):
         """A connection the kernel queued on the core's socket but the core
         had not accepted when the first front listens is accepted and
         answered by the core, not reset by the close."""
-        root = Resource()
-        root.putChild(b"", Data(b"core", "text/plain"))
-        port = free_port()
-        supervisor = FrontSupervisor(reactor, 0, _settings(port), interim_site=Site(root))
-        supervisor.startService()
-        self.addCleanup(supervisor.stopService)
+        supervisor, port = self.start_core_serving()
         client = socket.create_connection(("127.0.0.1", port), timeout=5)
         self.addCleanup(client.close)
         client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
