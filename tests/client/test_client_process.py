@@ -286,6 +286,12 @@ class ElectionTests(TestCase):
         await a.proclaim("a2")
         self.assertEqual((await b.leader()).value, b"a2")
         self.assertFalse(b_leads.called)
+
+        async def both_candidates() -> bool:
+            return len((await first.get("elections/e", prefix=True)).kvs) == 2
+
+        # b's key must exist before a resigns, or the observer rightly sees no leader in between.
+        await wait_until(both_candidates, timeout=10, what="b's candidacy key")
         await a.resign()
         await b_leads
         self.assertEqual((await a.leader()).value, b"b")
