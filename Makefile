@@ -15,7 +15,8 @@ ASYNCIO_TESTS := tests.api.grpc.test_server tests.api.grpc.test_servicers tests.
 WORKERS_TESTS := tests.test_single_node_process tests.test_cluster_process tests.test_disk_faults \
   tests.test_reconfig_process tests.test_poison_entries_process tests.test_hostile_peer tests.test_rocksdb_member \
   tests.snapshots tests.api.v3.test_cluster_process tests.api.test_etcd3gw tests.api.test_tooz tests.api.test_patroni \
-  tests.test_etcdctl_process tests.test_grpc_etcdctl tests.test_auth_etcdctl tests.client.test_ctl_process \
+  tests.test_etcdctl_process tests.test_grpc_etcdctl tests.test_auth_etcdctl tests.test_auth_revoke_process \
+  tests.api.test_rest_auth tests.client.test_ctl_process \
   tests.client.test_client_process \
   tests.security.test_peer_security_process tests.chaos tests.workers
 
