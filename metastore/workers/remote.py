@@ -376,7 +376,9 @@ class RemoteFacade:
     def propose(self, command, auth=None) -> defer.Deferred:
         """``MemberFacade.propose``, in the core, with the auth revision
         the request was let in at (see the auth section above)."""
-        return self._link.call("propose", command, self._let_in(auth))
+        if auth is None:
+            return self._link.call("propose_let_in", command, self.auth_state().revision)
+        return self._link.call("propose", command, auth)
 
     def read(self, consistency: Consistency = Consistency.LINEARIZABLE) -> defer.Deferred:
         """``MemberFacade.read`` in the core; once it fires the replica
