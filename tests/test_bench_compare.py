@@ -11,6 +11,7 @@ from unittest import mock
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from metastore.bench import compare as compare_module
 from metastore.bench.compare import (
     WORKLOADS,
     Column,
@@ -113,6 +114,28 @@ class ColumnTests(SynchronousTestCase):
             ("etcd", "v3"), ("MetaStore seed memory", "seed"), ("MetaStore v3 memory", "v3"),
             ("MetaStore seed rocksdb --workers 2", "seed"), ("MetaStore v3 rocksdb --workers 2", "v3")])
         self.assertIs(columns[1].server.processes, columns[2].server.processes)  # one cluster, two columns
+
+
+class BaselineTests(SynchronousTestCase):
+    """``--baseline`` runs the other checkout on every engine measured."""
+
+    def test_baseline_per_engine(self) -> None:
+        """With rocksdb measured, the baseline runs on rocksdb too (a
+        memory baseline would say nothing about a RocksDB change)."""
+        started_clusters = []
+
+        def fake_metastore(workdir, size, workers=0, *, storage="memory", checkout=None, name=None, **_):
+            started_clusters.append((name, storage, checkout))
+            return server(name or "MetaStore")
+
+        with mock.patch("metastore.bench.compare.start_etcd", lambda *a: server("etcd", "v3")), \
+                mock.patch("metastore.bench.compare.start_metastore", fake_metastore), \
+                mock.patch("metastore.bench.compare.wait_for", lambda url: None):
+            servers = compare_module._start("/w", "etcd", 1, (0,), ("memory", "rocksdb"), "/base", [])
+        base = os.path.abspath("/base")
+        self.assertEqual(started_clusters[:2], [("baseline", "memory", base), ("baseline rocksdb", "rocksdb", base)])
+        columns = columns_of(servers, ("seed",), ("memory", "rocksdb"))
+        self.assertIn("baseline rocksdb", [c.name for c in columns])
 
 
 class FigureTests(SynchronousTestCase):

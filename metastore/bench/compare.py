@@ -6,8 +6,8 @@
 etcd (``/usr/bin/etcd``, v3 JSON gateway) and one MetaStore cluster per
 ``--workers`` count and ``--storage`` engine (``twistd metastore``) of
 each size in ``--members``, and with ``--baseline`` one more MetaStore
-cluster run from another checkout (to show what a change did, in the same
-run), on free 127.0.0.1 ports with temporary data directories.  Each
+cluster per engine run from another checkout (to show what a change did,
+in the same run), on free 127.0.0.1 ports with temporary data directories.  Each
 MetaStore cluster is driven through every API of ``--api`` in turn (one
 column each).  It runs each workload (issue 17's table, or with
 ``--clients`` put, linearizable get and serializable get at each of those
@@ -188,9 +188,12 @@ def _start(workdir: str, etcd: str, members: int, workers: tuple[int, ...], stor
         return (server, *what)
 
     servers = [keep(start_etcd(workdir, etcd, members), "etcd", "", 0)]
-    if baseline is not None:
-        servers.append(keep(start_metastore(workdir, members, checkout=os.path.abspath(baseline), name="baseline"),
-                            "baseline", "memory", 0))
+    if baseline is not None:  # one baseline cluster per engine measured: a change is compared on its own engine
+        for storage in storages:
+            name = "baseline" if storage == "memory" else f"baseline {storage}"
+            servers.append(keep(start_metastore(workdir, members, storage=storage,
+                                                checkout=os.path.abspath(baseline), name=name),
+                                "baseline", storage, 0))
     for storage in storages:
         for w in workers:
             name = " ".join(["MetaStore", storage] + ([f"--workers {w}"] if w else []))
