@@ -36,8 +36,11 @@ is at a batch boundary, but commits are not fsynced: the raft WAL is the
 durable record, and raft replays the entries after ``applied_index``.  The
 node calls ``sync()`` before it deletes raft WAL segments the engine covers.
 
-Memory is bounded by the block cache and the memtables (both set at
-``open``): reads iterate RocksDB, never a Python copy of the keyspace.
+Memory is bounded by the block cache, the memtables and the cache of
+newest versions (all set at ``open``): reads iterate RocksDB, never a
+Python copy of the keyspace.  The newest-version cache
+(``metastore.storage.newest``) answers a key's newest version without a
+point lookup, mostly for the put path; the commits keep it right.
 
 ``restore`` builds the new database beside the live one and swaps
 directories; see ``RocksDBEngine.restore`` for the crash-safe protocol and
@@ -59,6 +62,7 @@ import rocksdict
 
 from metastore.storage.engine import MAX_SUB, ClusterState, Event, KeyValue, Lease, LeaseChanges, MemberRecord
 from metastore.storage.fileutil import fsync_dir, makedirs_durable
+from metastore.storage.newest import MISSING, NewestVersions
 
 MiB = 1024 * 1024
 
@@ -500,9 +504,11 @@ class RocksDBEngine:
     keeps_applied_state = True
     """The applied state survives a restart by itself (see ``Engine``)."""
 
-    def __init__(self, path: str, db: rocksdict.Rdict, options: rocksdict.Options) -> None:
+    def __init__(self, path: str, db: rocksdict.Rdict, options: rocksdict.Options,
+                 newest_cache_bytes: int = 0) -> None:
         """Wrap an open database; use ``open`` rather than this."""
         self.path = path
+        self._newest = NewestVersions(newest_cache_bytes)
         self._db: rocksdict.Rdict | None = db
         self._options = options
         self._write_options = rocksdict.WriteOptions()  # no fsync per commit; WAL on
@@ -517,6 +523,7 @@ class RocksDBEngine:
         *,
         block_cache_bytes: int = 64 * MiB,
         write_buffer_bytes: int = 32 * MiB,
+        newest_cache_bytes: int = 16 * MiB,
     ) -> RocksDBEngine:
         """Open (creating when missing, with parent directories) the
         database at ``path``, first finishing or undoing a restore that a
@@ -524,7 +531,8 @@ class RocksDBEngine:
         RocksDB cannot open it or it is not a MetaStore database.
 
         Memory: about ``block_cache_bytes`` plus two memtables of
-        ``write_buffer_bytes``, whatever the size of the dataset.
+        ``write_buffer_bytes`` plus ``newest_cache_bytes`` (0: no cache of
+        newest versions), whatever the size of the dataset.
         """
         path = os.path.abspath(path)
         try:
@@ -535,7 +543,7 @@ class RocksDBEngine:
         options = _engine_options(block_cache_bytes, write_buffer_bytes)
         db = _open_rdict(path, options)
         try:
-            return cls(path, db, options)
+            return cls(path, db, options, newest_cache_bytes)
         except BaseException:
             db.close()
             raise
@@ -691,12 +699,17 @@ class RocksDBEngine:
 
     def get(self, key: bytes, revision: int = 0) -> KeyValue | None:
         """The version of ``key`` visible at ``revision`` (0: newest), or
-        None: one point lookup for the newest state, a key-index seek and a
-        point lookup for a past one."""
+        None: for the newest state the cache of newest versions or one point
+        lookup, for a past one a key-index seek and a point lookup."""
         db = self._live_db()
         if self._is_current(revision):
+            found = self._newest.lookup(key)
+            if found is not MISSING:
+                return found
             stored = db.get(KEY_PREFIX + key)
-            return None if stored is None else decode_key_value(key, stored)
+            found = None if stored is None else decode_key_value(key, stored)
+            self._newest.remember(key, found)
+            return found
         iterator = db.iter(rocksdict.ReadOptions())
         return self._visible(db, iterator, INDEX_PREFIX + escape_key(key), revision)
 
@@ -827,6 +840,8 @@ class RocksDBEngine:
         compacted revision and lease changes as one WriteBatch: after a
         crash all of it is there or none.  Not fsynced (see ``sync``)."""
         db = self._live_db()
+        if not isinstance(events, (list, tuple)):
+            events = list(events)  # read twice: into the batch, then into the cache
         batch = rocksdict.WriteBatch(raw_mode=True)
         for event in events:
             _put_event(batch, event)
@@ -842,6 +857,7 @@ class RocksDBEngine:
         if compacted_revision is not None:
             batch.put(META_COMPACTED, _U64.pack(compacted_revision))
         db.write(batch, self._write_options)
+        self._newest.record(events)
         self._revision = revision
         self._applied_index = applied_index
         if cluster_state is not None:
@@ -1040,6 +1056,7 @@ class RocksDBEngine:
         to simulate a crash there."""
 
     def _close_database(self) -> None:
+        self._newest.clear()  # a restore or reopen brings another database
         with self._lifecycle_lock:
             for cursor in list(self._cursors):
                 cursor.release(by_engine=True)
