@@ -179,32 +179,15 @@ def unescape_key(escaped: bytes) -> bytes:
     return escaped[:-2].replace(b"\0\xff", b"\0")
 
 
-def index_entry(key: bytes, main: int, sub: int) -> bytes:
-    """The key-index entry of ``key``'s version at ``(main, sub)``."""
-    return INDEX_PREFIX + escape_key(key) + _REVISION.pack(main, sub)
-
-
 def history_entry(main: int, sub: int) -> bytes:
     """The stored key of the event at ``(main, sub)``."""
     return HISTORY_PREFIX + _REVISION.pack(main, sub)
 
 
-def encode_event(event: Event) -> bytes:
-    """The stored form of ``event`` (under ``history_entry``)."""
-    kv = event.kv
-    return b"".join(
-        (
-            _TOMBSTONE_FLAG if event.deleted else _PUT_FLAG,
-            _HEADER.pack(kv.create_revision, kv.mod_revision, kv.version, kv.lease),
-            _KEY_LENGTH.pack(len(kv.key)),
-            kv.key,
-            kv.value,
-        )
-    )
-
-
 def decode_event(sub: int, stored: bytes) -> Event:
-    """The ``Event`` at sub-revision ``sub`` from its stored form."""
+    """The ``Event`` at sub-revision ``sub`` from its stored form (under
+    ``history_entry``): a flag byte, the header, a u32 key length, the key
+    and the value, as ``_put_event`` writes it."""
     create_revision, mod_revision, version, lease = _HEADER.unpack_from(stored, 1)
     start = 1 + _HEADER.size
     (length,) = _KEY_LENGTH.unpack_from(stored, start)
@@ -220,16 +203,21 @@ def _decode_history_item(stored_key: bytes, stored: bytes) -> Event:
 
 
 def _put_event(batch: rocksdict.WriteBatch, event: Event) -> None:
-    """Write ``event`` into ``batch``: its history entry, its key-index
-    entry, and the key's newest state."""
+    """Write ``event`` into ``batch``: its history entry (``decode_event``
+    reads it back), its key-index entry, and the key's newest state
+    (``encode_key_value``'s form); the header and revision are packed once,
+    as this runs for every put."""
     kv = event.kv
-    batch.put(history_entry(kv.mod_revision, event.sub), encode_event(event))
+    key = kv.key
+    revision = _REVISION.pack(kv.mod_revision, event.sub)
+    header = _HEADER.pack(kv.create_revision, kv.mod_revision, kv.version, kv.lease)
+    flag = _TOMBSTONE_FLAG if event.deleted else _PUT_FLAG
+    batch.put(HISTORY_PREFIX + revision, b"".join((flag, header, _KEY_LENGTH.pack(len(key)), key, kv.value)))
+    batch.put(INDEX_PREFIX + escape_key(key) + revision, flag)
     if event.deleted:
-        batch.put(index_entry(kv.key, kv.mod_revision, event.sub), _TOMBSTONE_FLAG)
-        batch.delete(KEY_PREFIX + kv.key)
+        batch.delete(KEY_PREFIX + key)
     else:
-        batch.put(index_entry(kv.key, kv.mod_revision, event.sub), _PUT_FLAG)
-        batch.put(KEY_PREFIX + kv.key, encode_key_value(kv))
+        batch.put(KEY_PREFIX + key, header + kv.value)
 
 
 def lease_record(lease_id: int) -> bytes:
