@@ -64,12 +64,19 @@ class NewestVersions:
     def remember(self, key: bytes, kv: KeyValue | None) -> None:
         """Keep what a read of the newest state just found for ``key``."""
         self._set(key, kv)
+        if self._bytes > self.budget_bytes:
+            self._evict()
 
     def record(self, events: Iterable[Event]) -> None:
         """Keep the newest version each of ``events`` leaves (in order: the
         last event of a key wins), once their commit has succeeded."""
+        if not self.budget_bytes:
+            return
+        put = self._set
         for event in events:
-            self._set(event.kv.key, None if event.deleted else event.kv)
+            put(event.kv.key, None if event.deleted else event.kv)
+        if self._bytes > self.budget_bytes:
+            self._evict()
 
     def clear(self) -> None:
         """Forget everything (the database changed by other means)."""
@@ -77,23 +84,37 @@ class NewestVersions:
         self._bytes = 0
 
     def _set(self, key: bytes, kv: KeyValue | None) -> None:
+        """Keep ``kv`` for ``key`` as the newest entry (or forget ``key``
+        when ``kv`` may not be kept); the budget is the caller's to enforce."""
         entries = self._entries
-        old = entries.pop(key, MISSING)
-        if old is not MISSING:
-            self._bytes -= _cost(key, old)
-        if type(key) is not bytes:
+        old = entries.get(key, MISSING)
+        size = ENTRY_OVERHEAD + len(key)
+        if kv is not None:
+            value = kv.value
+            if type(value) is not bytes or len(value) > self._largest_value:
+                size = -1
+            else:
+                size += len(value)
+        if type(key) is not bytes or size > self.budget_bytes:
+            size = -1
+        if old is MISSING:
+            if size < 0:
+                return
+            entries[key] = kv
+            self._bytes += size
             return
-        if kv is not None and (type(kv.value) is not bytes or len(kv.value) > self._largest_value):
-            return
-        cost = _cost(key, kv)
-        if cost > self.budget_bytes:
+        self._bytes -= ENTRY_OVERHEAD + len(key) + (0 if old is None else len(old.value))
+        if size < 0:
+            del entries[key]
             return
         entries[key] = kv
-        self._bytes += cost
+        entries.move_to_end(key)
+        self._bytes += size
+
+    def _evict(self) -> None:
+        entries = self._entries
         while self._bytes > self.budget_bytes:
-            evicted, version = entries.popitem(last=False)
-            self._bytes -= _cost(evicted, version)
+            key, kv = entries.popitem(last=False)
+            self._bytes -= ENTRY_OVERHEAD + len(key) + (0 if kv is None else len(kv.value))
 
 
-def _cost(key: bytes, kv: KeyValue | None) -> int:
-    return ENTRY_OVERHEAD + len(key) + (0 if kv is None else len(kv.value))
