@@ -624,6 +624,11 @@ class RocksDBEngine:
         return self._db
 
     @property
+    def newest_cache_bytes(self) -> int:
+        """The budget of the cache of newest versions (0: none)."""
+        return self._newest.budget_bytes
+
+    @property
     def revision(self) -> int:
         """The revision of the newest write (1 for an empty store)."""
         return self._revision

@@ -10,6 +10,7 @@ import os
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from metastore.config import Config
 from metastore.kv.errors import KVError
 from metastore.kv.messages import (
     CompactionRequest,
@@ -23,6 +24,7 @@ from metastore.kv.messages import (
     TxnRequest,
 )
 from metastore.kv.store import KeyValueStore
+from metastore.service import _open_engine
 from metastore.storage.engine import ClusterState
 from metastore.storage.memory import MemoryEngine
 from metastore.storage.newest import ENTRY_OVERHEAD
@@ -203,3 +205,16 @@ class NewestCacheUseTests(SynchronousTestCase):
         self.engine.restore(older.snapshot_items(), older.revision, older.applied_index, ClusterState())
         self.assertEqual(self.engine.get(b"k").value, b"old")
         self.assertIsNone(self.engine.get(b"j"))
+
+
+class ConfigurationTests(SynchronousTestCase):
+    """A member opens its engine with ``--rocksdb-newest-cache-bytes``."""
+
+    def test_member_engine_gets_the_configured_budget(self) -> None:
+        """The configured budget reaches the engine; the default is 16 MiB."""
+        for budget, expected in ((None, 16 * 2**20), (12345, 12345), (0, 0)):
+            extra = {} if budget is None else {"rocksdb_newest_cache_bytes": budget}
+            config = Config(cluster=("http://127.0.0.1:1",), data_dir=self.mktemp(), storage="rocksdb", **extra).validate()
+            engine, _ = _open_engine(config)
+            self.addCleanup(engine.close)
+            self.assertEqual(engine.newest_cache_bytes, expected)
