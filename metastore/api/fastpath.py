@@ -185,12 +185,17 @@ class HotRoutes:
         try:
             d = call(decode(request_body(request)))
         except Exception:
-            d = defer.fail(Failure())
-        d.addCallback(self._v3_answer, request)
-        d.addErrback(_v3_failed, request)
+            _v3_failed(Failure(), request)
+            return
+        d.addCallbacks(self._v3_answer, _v3_failed, callbackArgs=(request,), errbackArgs=(request,))
 
     def _v3_answer(self, response, request) -> None:
-        request.write_whole(200, _JSON, kv_answer(response, self._headers))
+        try:
+            body = kv_answer(response, self._headers)
+        except Exception:
+            _v3_failed(Failure(), request)
+            return
+        request.write_whole(200, _JSON, body)
 
 
 def _key(path: bytes, method: bytes) -> bytes | None:

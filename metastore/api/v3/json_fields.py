@@ -9,6 +9,7 @@ else is a ``BadBody``, which the API answers 400 with gRPC code 3.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import dataclasses
 import enum
@@ -90,8 +91,7 @@ def bytes_value(value, name: str) -> bytes:
     if type(value) is not str:
         raise BadBody(f"{name}: bytes must be a base64 string, not {json.dumps(value)[:40]}")
     try:
-        # strict_mode refuses exactly what b64decode(validate=True) refuses
-        return binascii.a2b_base64(value, strict_mode=True)
+        return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise BadBody(f"{name}: illegal base64 data") from None
 
