@@ -35,12 +35,15 @@ def parse_body(data: bytes) -> dict:
     if not data.strip():
         return {}
     try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        value = _standard_json(data)  # NaN, a byte order mark, UTF-16...; or its refusal
-    else:
-        if _holds_float(value):  # orjson reads an integer beyond 64 bits as a float, json as an int
-            value = _standard_json(data)
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            value = _standard_json(data)  # NaN, a byte order mark, UTF-16...; or its refusal
+        else:
+            if _holds_float(value):  # orjson reads an integer beyond 64 bits as a float, json as an int
+                value = _standard_json(data)
+    except RecursionError:
+        raise BadBody("invalid JSON: nested too deeply") from None
     if not isinstance(value, dict):
         raise BadBody(f"the body must be a JSON object, not {type(value).__name__}")
     return value

@@ -173,6 +173,16 @@ class ParseBodyTests(SynchronousTestCase):
         the same refusal and its message."""
         self.assertEqual(outcome(parse_body, data), outcome(plain_parse_body, data))
 
+    def test_nested_too_deeply(self):
+        """A body nested beyond what either parser can walk is refused as
+        bad JSON (a 400), not a RecursionError (a 500): arrays past
+        orjson's depth, objects around Python's recursion limit."""
+        for body in (b"[" * 100_000, b'{"a":' * 1010 + b"1" + b"}" * 1010,
+                     b'{"a":' * 5000 + b"1.5" + b"}" * 5000):
+            with self.assertRaises(BadBody) as caught:
+                parse_body(body)
+            self.assertIn("nested too deeply", str(caught.exception))
+
 
 class RequestReadingTests(SynchronousTestCase):
     """Reading only the fields a body holds gives the message, or the first
