@@ -26,6 +26,7 @@ import argparse
 import gc
 import json
 import os
+import sys
 import tempfile
 import time
 
@@ -161,6 +162,15 @@ def report(timeline: Timeline, lateness: list[tuple[float, float]], began: float
     lat = sorted(d for _, d in lateness)
     out["reactor lateness ms"] = {"p50": round(_pct(lat, .5), 2), "p99": round(_pct(lat, .99), 2),
                                   "max": round(_pct(lat, 1), 2), "over 5 ms": sum(d > .005 for d in lat)}
+    snapshots = timeline.spans.get("snapshot thread", [])
+    inside = sorted(d for t, d in lateness if any(a <= t <= b for a, b, _ in snapshots))
+    outside = sorted(d for t, d in lateness if not any(a <= t <= b for a, b, _ in snapshots))
+    for name, values in (("lateness during snapshots ms", inside), ("lateness otherwise ms", outside)):
+        if values:
+            out[name] = {"probes": len(values), "mean": round(sum(values) / len(values) * 1000, 2),
+                         "p99": round(_pct(values, .99), 2), "max": round(_pct(values, 1), 2)}
+    out["gc collected"] = {kind: sum(d or 0 for _, _, d in spans)
+                           for kind, spans in timeline.spans.items() if kind.startswith("gc")}
     for kind, spans in sorted(timeline.spans.items()):
         lengths = sorted(e - s for s, e, _ in spans)
         out[kind] = {"count": len(spans), "total ms": round(sum(lengths) * 1000, 1),
@@ -203,7 +213,9 @@ def report(timeline: Timeline, lateness: list[tuple[float, float]], began: float
 async def measure(reactor, arguments) -> None:
     """Run the load against a fresh member and report."""
     config = Config(cluster=("http://127.0.0.1:0",), port=0, data_dir=tempfile.mkdtemp(),
-                    storage=arguments.storage).validate()
+                    storage=arguments.storage, snapshot_count=arguments.snapshot_count).validate()
+    if arguments.switch_interval:
+        sys.setswitchinterval(arguments.switch_interval / 1000)
     member, url = await start_led_member(reactor, config)
     if not arguments.default_gc:
         tune_for_server()
@@ -221,12 +233,15 @@ async def measure(reactor, arguments) -> None:
     probe_call = task.LoopingCall(probe)
     probe_call.clock = reactor
     probe_call.start(probe_seconds, now=False)
-    began = now()
+    began = now() + arguments.skip
     argv = [part.replace("{url}", url) for part in arguments.command]
     output = await utils.getProcessOutput(argv[0], argv[1:], env=os.environ, errortoo=True, reactor=reactor)
     probe_call.stop()
     print(output.decode(errors="replace").rstrip()[-3000:])
-    report(timeline, lateness, began)
+    timeline.requests = [r for r in timeline.requests if r[0] >= began]
+    timeline.spans = {kind: [s for s in spans if s[0] >= began] for kind, spans in timeline.spans.items()}
+    timeline.spans = {kind: spans for kind, spans in timeline.spans.items() if spans}
+    report(timeline, [p for p in lateness if p[0] >= began], began)
     await member.stopService()
 
 
@@ -234,6 +249,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--storage", default="memory")
     parser.add_argument("--default-gc", action="store_true", help="leave the collector as CPython sets it")
+    parser.add_argument("--snapshot-count", type=int, default=10_000)
+    parser.add_argument("--switch-interval", type=float, default=0.0, help="ms (default: CPython's 5)")
+    parser.add_argument("--skip", type=float, default=0.0,
+                        help="seconds of load not reported (give the load command the same --warmup)")
     parser.add_argument("--probe-ms", type=float, default=2.0)
     parser.add_argument("command", nargs="+")
     arguments = parser.parse_args()
