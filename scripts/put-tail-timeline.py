@@ -235,14 +235,16 @@ async def measure(reactor, arguments) -> None:
     probe_call.start(probe_seconds, now=False)
     began = now() + arguments.skip
     argv = [part.replace("{url}", url) for part in arguments.command]
-    output = await utils.getProcessOutput(argv[0], argv[1:], env=os.environ, errortoo=True, reactor=reactor)
-    probe_call.stop()
-    print(output.decode(errors="replace").rstrip()[-3000:])
-    timeline.requests = [r for r in timeline.requests if r[0] >= began]
-    timeline.spans = {kind: [s for s in spans if s[0] >= began] for kind, spans in timeline.spans.items()}
-    timeline.spans = {kind: spans for kind, spans in timeline.spans.items() if spans}
-    report(timeline, [p for p in lateness if p[0] >= began], began)
-    await member.stopService()
+    try:
+        output = await utils.getProcessOutput(argv[0], argv[1:], env=os.environ, errortoo=True, reactor=reactor)
+        probe_call.stop()
+        print(output.decode(errors="replace").rstrip()[-3000:])
+        timeline.requests = [r for r in timeline.requests if r[0] >= began]
+        timeline.spans = {kind: [s for s in spans if s[0] >= began] for kind, spans in timeline.spans.items()}
+        timeline.spans = {kind: spans for kind, spans in timeline.spans.items() if spans}
+        report(timeline, [p for p in lateness if p[0] >= began], began)
+    finally:
+        await member.stopService()  # its snapshot thread would otherwise keep the process alive
 
 
 def main() -> None:
