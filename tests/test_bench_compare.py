@@ -176,6 +176,14 @@ class FigureTests(SynchronousTestCase):
                           "api": "v3", "storage": "memory"})
         self.assertEqual((row["requests_per_second"], row["runs_requests_per_second"]), (420, [450, 400, 420]))
 
+    def test_every_runs_p99_kept(self) -> None:
+        """The median run's p99 is the figure's; every run's p99 is kept, in order, in the JSON too."""
+        figure = Figure.median_of([run_document(500, 30.0), run_document(700, 12.5), run_document(600, 20.0)])
+        self.assertEqual((figure.p99_ms, figure.runs_p99_ms), (20.0, (30.0, 12.5, 20.0)))
+        document = figures_as_json({("put, 64 clients", "etcd"): figure}, self.columns[:1], 1,
+                                   [("put, 64 clients", ["put", "--clients", "64"])], (1.0, 1.0))
+        self.assertEqual(document["rows"][0]["runs_p99_ms"], [30.0, 12.5, 20.0])
+
 
 SWEEP = {"settings": {"runs": 1, "duration": 2, "cores": 2}, "sizes": [
     {"members": 1, "rows": [

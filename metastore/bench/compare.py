@@ -131,6 +131,8 @@ class Figure:
     errors: dict
     runs: tuple[float, ...] = ()
     """Every run's requests/s, in the order run."""
+    runs_p99_ms: tuple[float, ...] = ()
+    """Every run's p99 in ms, in the order run (a tail moves more from run to run than a rate)."""
 
     @classmethod
     def median_of(cls, documents: list[dict]) -> Figure:
@@ -142,7 +144,8 @@ class Figure:
         latency = median["latency_ms"] or {"p99": float("nan")}
         return cls(median["requests_per_second"], latency["p99"],
                    sum(s["cpu_ms_per_1000_requests"] or 0 for s in servers), sum(s["rss_after_mb"] for s in servers),
-                   median["errors"], tuple(d["requests_per_second"] for d in documents))
+                   median["errors"], tuple(d["requests_per_second"] for d in documents),
+                   tuple((d["latency_ms"] or {"p99": float("nan")})["p99"] for d in documents))
 
 
 @dataclass(frozen=True)
@@ -281,6 +284,7 @@ def figures_as_json(figures: dict[tuple[str, str], Figure], columns: list[Column
                 "requests_per_second": figure.requests_per_second, "p99_ms": figure.p99_ms,
                 "cpu_ms_per_1000_requests": figure.cpu_ms_per_1000, "rss_mb": figure.rss_mb,
                 "errors": figure.errors, "runs_requests_per_second": list(figure.runs),
+                "runs_p99_ms": list(figure.runs_p99_ms),
             })
     return {"members": size, "columns": [c.name for c in columns], "load_average": list(load_average), "rows": rows}
 
