@@ -24,6 +24,8 @@ setup(
         "treq>=23.11.0",
         "prometheus_client>=0.17.0",
         "httptools>=0.6.0",
+        # The v3 JSON API parses request bodies and writes txn answers with it.
+        "orjson>=3.9.0",
         # The committed *_pb2 modules check these at import: grpcio-tools
         # 1.85.1 generated them (make protos).
         "grpcio>=1.85.1",

@@ -46,6 +46,7 @@ class Config:
     wal_segment_bytes: int = 64 * 2**20
     rocksdb_block_cache_bytes: int = 64 * 2**20
     rocksdb_write_buffer_bytes: int = 32 * 2**20
+    rocksdb_newest_cache_bytes: int = 16 * 2**20
     request_timeout: float = 5.0
     header_timeout: float = 10.0
     max_request_bytes: int = 1536 * 1024
@@ -146,6 +147,8 @@ class Config:
             raise ConfigError("--wal-segment-bytes must be at least 65536")
         if self.rocksdb_block_cache_bytes < 2**20 or self.rocksdb_write_buffer_bytes < 2**20:
             raise ConfigError("--rocksdb-block-cache-bytes and --rocksdb-write-buffer-bytes must be at least 1048576")
+        if self.rocksdb_newest_cache_bytes < 0:
+            raise ConfigError("--rocksdb-newest-cache-bytes must be 0 or more")
         if not self.request_timeout > 0:
             raise ConfigError("--request-timeout must be a positive number of seconds")
         if not self.header_timeout > 0:

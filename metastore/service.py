@@ -336,7 +336,8 @@ def _open_engine(config: Config):
     path = rocksdb_layout(config.data_dir, config.member_id).db
     try:
         engine = RocksDBEngine.open(
-            path, block_cache_bytes=config.rocksdb_block_cache_bytes, write_buffer_bytes=config.rocksdb_write_buffer_bytes
+            path, block_cache_bytes=config.rocksdb_block_cache_bytes, write_buffer_bytes=config.rocksdb_write_buffer_bytes,
+            newest_cache_bytes=config.rocksdb_newest_cache_bytes,
         )
     except EngineOpenError as e:
         raise StartupError(str(e)) from None

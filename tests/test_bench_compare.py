@@ -11,6 +11,7 @@ from unittest import mock
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from metastore.bench import compare as compare_module
 from metastore.bench.compare import (
     WORKLOADS,
     Column,
@@ -115,6 +116,28 @@ class ColumnTests(SynchronousTestCase):
         self.assertIs(columns[1].server.processes, columns[2].server.processes)  # one cluster, two columns
 
 
+class BaselineTests(SynchronousTestCase):
+    """``--baseline`` runs the other checkout on every engine measured."""
+
+    def test_baseline_per_engine(self) -> None:
+        """With rocksdb measured, the baseline runs on rocksdb too (a
+        memory baseline would say nothing about a RocksDB change)."""
+        started_clusters = []
+
+        def fake_metastore(workdir, size, workers=0, *, storage="memory", checkout=None, name=None, **_):
+            started_clusters.append((name, storage, checkout))
+            return server(name or "MetaStore")
+
+        with mock.patch("metastore.bench.compare.start_etcd", lambda *a: server("etcd", "v3")), \
+                mock.patch("metastore.bench.compare.start_metastore", fake_metastore), \
+                mock.patch("metastore.bench.compare.wait_for", lambda url: None):
+            servers = compare_module._start("/w", "etcd", 1, (0,), ("memory", "rocksdb"), "/base", [])
+        base = os.path.abspath("/base")
+        self.assertEqual(started_clusters[:2], [("baseline", "memory", base), ("baseline rocksdb", "rocksdb", base)])
+        columns = columns_of(servers, ("seed",), ("memory", "rocksdb"))
+        self.assertIn("baseline rocksdb", [c.name for c in columns])
+
+
 class FigureTests(SynchronousTestCase):
     """The median run, the table and the JSON."""
 
@@ -152,6 +175,14 @@ class FigureTests(SynchronousTestCase):
                          {"workload": "put, 64 clients", "kind": "put", "clients": 64, "column": "MetaStore v3",
                           "api": "v3", "storage": "memory"})
         self.assertEqual((row["requests_per_second"], row["runs_requests_per_second"]), (420, [450, 400, 420]))
+
+    def test_every_runs_p99_kept(self) -> None:
+        """The median run's p99 is the figure's; every run's p99 is kept, in order, in the JSON too."""
+        figure = Figure.median_of([run_document(500, 30.0), run_document(700, 12.5), run_document(600, 20.0)])
+        self.assertEqual((figure.p99_ms, figure.runs_p99_ms), (20.0, (30.0, 12.5, 20.0)))
+        document = figures_as_json({("put, 64 clients", "etcd"): figure}, self.columns[:1], 1,
+                                   [("put, 64 clients", ["put", "--clients", "64"])], (1.0, 1.0))
+        self.assertEqual(document["rows"][0]["runs_p99_ms"], [30.0, 12.5, 20.0])
 
 
 SWEEP = {"settings": {"runs": 1, "duration": 2, "cores": 2}, "sizes": [

@@ -106,6 +106,29 @@ class ReadyLoopTests(NodeHarness):
         self.assertEqual(self.successResultOf(d).revision, 2)
         self.assertEqual(self.node.store.get(b"k").value, b"v")
 
+    def test_the_fsync_starts_before_the_previous_batch_is_applied(self) -> None:
+        """A cycle hands its fsync to the disk worker first and then applies
+        and answers the entries an earlier fsync made durable, so the two
+        overlap; the new entry stays unanswered until its own fsync."""
+        first = self.node.propose(Put(b"a", b"1"))
+        self.clock.advance(0)  # cycle 1: "a" written, its fsync queued
+        self.assertEqual(self.disk.run_all(), 1)  # "a" durable; committed in the next Ready
+        self.assertNoResult(first)
+        applied_when_queued = []
+
+        def noting_queue(f):
+            applied_when_queued.append(self.node.store.get(b"a") is not None)
+            return self.disk(f)
+
+        self.node.disk._run_blocking = noting_queue
+        second = self.node.propose(Put(b"b", b"2"))
+        self.clock.advance(0)  # cycle 2: "b" written, its fsync queued, then "a" applied
+        self.assertEqual(applied_when_queued, [False])
+        self.assertEqual(self.successResultOf(first).revision, 2)
+        self.assertNoResult(second)
+        self.settle()
+        self.assertEqual(self.successResultOf(second).revision, 3)
+
     def test_a_failed_fsync_acknowledges_nothing(self) -> None:
         """When the fsync fails the proposal fails, raft's storage never
         sees the entry, and the member stops accepting writes."""

@@ -72,12 +72,21 @@ class PluginTests(SynchronousTestCase):
             self.assertIn(flag, str(error))
 
     def test_rocksdb_flags(self):
-        """--storage rocksdb and its cache sizes parse; too small a cache is refused."""
+        """--storage rocksdb and its cache sizes parse (the newest-version cache
+        16 MiB by default, 0 allowed); too small a cache is refused."""
         options = Options()
         options.parseOptions(["--storage", "rocksdb", "--rocksdb-block-cache-bytes", str(2**24)])
         self.assertEqual((options.config.storage, options.config.rocksdb_block_cache_bytes), ("rocksdb", 2**24))
         error = self.assertRaises(usage.UsageError, Options().parseOptions, ["--rocksdb-write-buffer-bytes", "10"])
         self.assertIn("--rocksdb-write-buffer-bytes", str(error))
+        defaults = Options()
+        defaults.parseOptions([])
+        self.assertEqual(defaults.config.rocksdb_newest_cache_bytes, 16 * 2**20)
+        options = Options()
+        options.parseOptions(["--storage", "rocksdb", "--rocksdb-newest-cache-bytes", "0"])
+        self.assertEqual(options.config.rocksdb_newest_cache_bytes, 0)
+        error = self.assertRaises(usage.UsageError, Options().parseOptions, ["--rocksdb-newest-cache-bytes", "-1"])
+        self.assertIn("--rocksdb-newest-cache-bytes", str(error))
 
     def test_auto_compaction_flags(self):
         """Revision mode with 10,000 revisions is the default; periodic mode

@@ -34,7 +34,7 @@ from twisted.python.failure import Failure
 from metastore.api.errors import answer_failure, json_body
 from metastore.api.v3 import kv_codec
 from metastore.api.rest import RESERVED_PREFIXES
-from metastore.api.v3.app import V3API, compact_json, error_answer, kv_answer, request_body
+from metastore.api.v3.app import V3API, error_answer, kv_answer, request_body
 from metastore.config import MAX_KEY_BYTES
 from metastore.facade import Consistency, MemberFacade
 from metastore.kv.messages import DeleteRange, Put
@@ -185,12 +185,17 @@ class HotRoutes:
         try:
             d = call(decode(request_body(request)))
         except Exception:
-            d = defer.fail(Failure())
-        d.addCallback(self._v3_answer, request)
-        d.addErrback(_v3_failed, request)
+            _v3_failed(Failure(), request)
+            return
+        d.addCallbacks(self._v3_answer, _v3_failed, callbackArgs=(request,), errbackArgs=(request,))
 
     def _v3_answer(self, response, request) -> None:
-        request.write_whole(200, _JSON, compact_json(kv_answer(response, self._headers)))
+        try:
+            body = kv_answer(response, self._headers)
+        except Exception:
+            _v3_failed(Failure(), request)
+            return
+        request.write_whole(200, _JSON, body)
 
 
 def _key(path: bytes, method: bytes) -> bytes | None:

@@ -6,8 +6,8 @@
 etcd (``/usr/bin/etcd``, v3 JSON gateway) and one MetaStore cluster per
 ``--workers`` count and ``--storage`` engine (``twistd metastore``) of
 each size in ``--members``, and with ``--baseline`` one more MetaStore
-cluster run from another checkout (to show what a change did, in the same
-run), on free 127.0.0.1 ports with temporary data directories.  Each
+cluster per engine run from another checkout (to show what a change did,
+in the same run), on free 127.0.0.1 ports with temporary data directories.  Each
 MetaStore cluster is driven through every API of ``--api`` in turn (one
 column each).  It runs each workload (issue 17's table, or with
 ``--clients`` put, linearizable get and serializable get at each of those
@@ -131,6 +131,8 @@ class Figure:
     errors: dict
     runs: tuple[float, ...] = ()
     """Every run's requests/s, in the order run."""
+    runs_p99_ms: tuple[float, ...] = ()
+    """Every run's p99 in ms, in the order run (a tail moves more from run to run than a rate)."""
 
     @classmethod
     def median_of(cls, documents: list[dict]) -> Figure:
@@ -142,7 +144,8 @@ class Figure:
         latency = median["latency_ms"] or {"p99": float("nan")}
         return cls(median["requests_per_second"], latency["p99"],
                    sum(s["cpu_ms_per_1000_requests"] or 0 for s in servers), sum(s["rss_after_mb"] for s in servers),
-                   median["errors"], tuple(d["requests_per_second"] for d in documents))
+                   median["errors"], tuple(d["requests_per_second"] for d in documents),
+                   tuple((d["latency_ms"] or {"p99": float("nan")})["p99"] for d in documents))
 
 
 @dataclass(frozen=True)
@@ -188,9 +191,12 @@ def _start(workdir: str, etcd: str, members: int, workers: tuple[int, ...], stor
         return (server, *what)
 
     servers = [keep(start_etcd(workdir, etcd, members), "etcd", "", 0)]
-    if baseline is not None:
-        servers.append(keep(start_metastore(workdir, members, checkout=os.path.abspath(baseline), name="baseline"),
-                            "baseline", "memory", 0))
+    if baseline is not None:  # one baseline cluster per engine measured: a change is compared on its own engine
+        for storage in storages:
+            name = "baseline" if storage == "memory" else f"baseline {storage}"
+            servers.append(keep(start_metastore(workdir, members, storage=storage,
+                                                checkout=os.path.abspath(baseline), name=name),
+                                "baseline", storage, 0))
     for storage in storages:
         for w in workers:
             name = " ".join(["MetaStore", storage] + ([f"--workers {w}"] if w else []))
@@ -278,6 +284,7 @@ def figures_as_json(figures: dict[tuple[str, str], Figure], columns: list[Column
                 "requests_per_second": figure.requests_per_second, "p99_ms": figure.p99_ms,
                 "cpu_ms_per_1000_requests": figure.cpu_ms_per_1000, "rss_mb": figure.rss_mb,
                 "errors": figure.errors, "runs_requests_per_second": list(figure.runs),
+                "runs_p99_ms": list(figure.runs_p99_ms),
             })
     return {"members": size, "columns": [c.name for c in columns], "load_average": list(load_average), "rows": rows}
 

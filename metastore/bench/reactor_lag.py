@@ -64,19 +64,25 @@ def _ms(values: list[float], fraction: float) -> str:
     return f"{values[min(len(values) - 1, int(len(values) * fraction))] * 1000:.1f} ms"
 
 
+async def start_led_member(reactor, config: Config):
+    """Open and start a one-member cluster of ``config`` in this process;
+    ``(member, client URL)`` once it leads (or after about 10 s)."""
+    member = open_member(config, reactor)
+    member.startService()
+    port = await member.http.listening
+    for _ in range(500):
+        if member.node.is_leader:
+            break
+        await task.deferLater(reactor, 0.02, lambda: None)
+    return member, f"http://127.0.0.1:{port.getHost().port}"
+
+
 async def measure(reactor, command: list[str], storage: str = "rocksdb", tune_gc: bool = False) -> None:
     """Run ``command`` against a fresh member (with ``tune_gc``, the
     collector set as ``twistd metastore`` sets it) and print the figures."""
     config = Config(cluster=("http://127.0.0.1:0",), port=0, data_dir=tempfile.mkdtemp(), storage=storage,
                     snapshot_count=5000, snapshot_catchup_entries=1000).validate()
-    member = open_member(config, reactor)
-    member.startService()
-    port = await member.http.listening
-    url = f"http://127.0.0.1:{port.getHost().port}"
-    for _ in range(500):
-        if member.node.is_leader:
-            break
-        await task.deferLater(reactor, 0.02, lambda: None)
+    member, url = await start_led_member(reactor, config)
     if tune_gc:
         tune_for_server()
     reactor_thread = threading.get_ident()

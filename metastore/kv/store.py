@@ -313,6 +313,17 @@ def _range(batch: _Batch, request: RangeRequest, header: int) -> RangeResponse:
     return RangeResponse(ResponseHeader(header), tuple(kvs), more, count)
 
 
+def _one_key_now(request: RangeRequest) -> bool:
+    """Whether ``request`` reads one key as it is now and whole: the
+    usual range, which ``_range`` answers with the key's newest version
+    alone (the limit cannot cut one key short)."""
+    return not (
+        request.range_end or request.revision or request.count_only or request.keys_only or request.sort_order
+        or request.sort_target or request.min_mod_revision or request.max_mod_revision
+        or request.min_create_revision or request.max_create_revision
+    )  # fmt: skip
+
+
 def _passes_filters(request: RangeRequest, kv: KeyValue) -> bool:
     if request.max_mod_revision and kv.mod_revision > request.max_mod_revision:
         return False
@@ -535,6 +546,11 @@ class KeyValueStore:
         """Answer ``request`` from the applied state (etcd's Range); raises
         ``CompactedError``/``FutureRevisionError``.  The header revision is
         the store's current one, whatever revision was read."""
+        if _one_key_now(request):
+            kv = self.engine.get(request.key)
+            if kv is None:
+                return RangeResponse(ResponseHeader(self.revision))
+            return RangeResponse(ResponseHeader(self.revision), (kv,), False, 1)
         check_revision(request.revision, self.revision, self.compacted_revision)
         return _range(_Batch(self.engine), request, self.revision)
 

@@ -36,8 +36,11 @@ is at a batch boundary, but commits are not fsynced: the raft WAL is the
 durable record, and raft replays the entries after ``applied_index``.  The
 node calls ``sync()`` before it deletes raft WAL segments the engine covers.
 
-Memory is bounded by the block cache and the memtables (both set at
-``open``): reads iterate RocksDB, never a Python copy of the keyspace.
+Memory is bounded by the block cache, the memtables and the cache of
+newest versions (all set at ``open``): reads iterate RocksDB, never a
+Python copy of the keyspace.  The newest-version cache
+(``metastore.storage.newest``) answers a key's newest version without a
+point lookup, mostly for the put path; the commits keep it right.
 
 ``restore`` builds the new database beside the live one and swaps
 directories; see ``RocksDBEngine.restore`` for the crash-safe protocol and
@@ -59,6 +62,7 @@ import rocksdict
 
 from metastore.storage.engine import MAX_SUB, ClusterState, Event, KeyValue, Lease, LeaseChanges, MemberRecord
 from metastore.storage.fileutil import fsync_dir, makedirs_durable
+from metastore.storage.newest import MISSING, NewestVersions
 
 MiB = 1024 * 1024
 
@@ -175,32 +179,15 @@ def unescape_key(escaped: bytes) -> bytes:
     return escaped[:-2].replace(b"\0\xff", b"\0")
 
 
-def index_entry(key: bytes, main: int, sub: int) -> bytes:
-    """The key-index entry of ``key``'s version at ``(main, sub)``."""
-    return INDEX_PREFIX + escape_key(key) + _REVISION.pack(main, sub)
-
-
 def history_entry(main: int, sub: int) -> bytes:
     """The stored key of the event at ``(main, sub)``."""
     return HISTORY_PREFIX + _REVISION.pack(main, sub)
 
 
-def encode_event(event: Event) -> bytes:
-    """The stored form of ``event`` (under ``history_entry``)."""
-    kv = event.kv
-    return b"".join(
-        (
-            _TOMBSTONE_FLAG if event.deleted else _PUT_FLAG,
-            _HEADER.pack(kv.create_revision, kv.mod_revision, kv.version, kv.lease),
-            _KEY_LENGTH.pack(len(kv.key)),
-            kv.key,
-            kv.value,
-        )
-    )
-
-
 def decode_event(sub: int, stored: bytes) -> Event:
-    """The ``Event`` at sub-revision ``sub`` from its stored form."""
+    """The ``Event`` at sub-revision ``sub`` from its stored form (under
+    ``history_entry``): a flag byte, the header, a u32 key length, the key
+    and the value, as ``_put_event`` writes it."""
     create_revision, mod_revision, version, lease = _HEADER.unpack_from(stored, 1)
     start = 1 + _HEADER.size
     (length,) = _KEY_LENGTH.unpack_from(stored, start)
@@ -216,16 +203,21 @@ def _decode_history_item(stored_key: bytes, stored: bytes) -> Event:
 
 
 def _put_event(batch: rocksdict.WriteBatch, event: Event) -> None:
-    """Write ``event`` into ``batch``: its history entry, its key-index
-    entry, and the key's newest state."""
+    """Write ``event`` into ``batch``: its history entry (``decode_event``
+    reads it back), its key-index entry, and the key's newest state
+    (``encode_key_value``'s form); the header and revision are packed once,
+    as this runs for every put."""
     kv = event.kv
-    batch.put(history_entry(kv.mod_revision, event.sub), encode_event(event))
+    key = kv.key
+    revision = _REVISION.pack(kv.mod_revision, event.sub)
+    header = _HEADER.pack(kv.create_revision, kv.mod_revision, kv.version, kv.lease)
+    flag = _TOMBSTONE_FLAG if event.deleted else _PUT_FLAG
+    batch.put(HISTORY_PREFIX + revision, b"".join((flag, header, _KEY_LENGTH.pack(len(key)), key, kv.value)))
+    batch.put(INDEX_PREFIX + escape_key(key) + revision, flag)
     if event.deleted:
-        batch.put(index_entry(kv.key, kv.mod_revision, event.sub), _TOMBSTONE_FLAG)
-        batch.delete(KEY_PREFIX + kv.key)
+        batch.delete(KEY_PREFIX + key)
     else:
-        batch.put(index_entry(kv.key, kv.mod_revision, event.sub), _PUT_FLAG)
-        batch.put(KEY_PREFIX + kv.key, encode_key_value(kv))
+        batch.put(KEY_PREFIX + key, header + kv.value)
 
 
 def lease_record(lease_id: int) -> bytes:
@@ -261,15 +253,25 @@ def encode_cluster_state(state: ClusterState) -> bytes:
     ])  # fmt: skip
 
 
-def _write_requests(batch, old: tuple[tuple[bytes, int], ...], new: tuple[tuple[bytes, int], ...]) -> None:
-    """Turn the stored recent requests ``old`` into ``new`` in ``batch``."""
-    if new and (not old or new[0][1] > old[0][1]):
-        batch.delete_range(META_REQUESTS, META_REQUESTS + _U64.pack(new[0][1]))
-    elif not new and old:
-        batch.delete_range(META_REQUESTS, META_REQUESTS + b"\xff" * 9)
+def _write_requests(batch, old: Sequence[tuple[bytes, int]], new: Sequence[tuple[bytes, int]]) -> None:
+    """Turn the stored recent requests ``old`` into ``new`` in ``batch``:
+    one delete per forgotten id and one put per new one, no walk over the
+    window.
+
+    Never a range deletion: RocksDB fragments every range tombstone of the
+    memtable again for the first read after each write that adds one, and
+    these nest (all start at ``META_REQUESTS``), so with one per commit the
+    reads of a put cost time quadratic in the commits since the last flush
+    (tens of milliseconds per put after a few thousand commits)."""
+    keep_from = new[0][1] if new else None
+    for k in range(len(old)):
+        request_id, index = old[k]
+        if keep_from is not None and index >= keep_from:
+            break
+        batch.delete(META_REQUESTS + _U64.pack(index) + request_id)
     newest = old[-1][1] if old else 0
     first_new = len(new)
-    while first_new > 0 and new[first_new - 1][1] > newest:  # only the newest few: no walk over the window
+    while first_new > 0 and new[first_new - 1][1] > newest:  # only the newest few
         first_new -= 1
     for k in range(first_new, len(new)):
         request_id, index = new[k]
@@ -490,9 +492,11 @@ class RocksDBEngine:
     keeps_applied_state = True
     """The applied state survives a restart by itself (see ``Engine``)."""
 
-    def __init__(self, path: str, db: rocksdict.Rdict, options: rocksdict.Options) -> None:
+    def __init__(self, path: str, db: rocksdict.Rdict, options: rocksdict.Options,
+                 newest_cache_bytes: int = 0) -> None:
         """Wrap an open database; use ``open`` rather than this."""
         self.path = path
+        self._newest = NewestVersions(newest_cache_bytes)
         self._db: rocksdict.Rdict | None = db
         self._options = options
         self._write_options = rocksdict.WriteOptions()  # no fsync per commit; WAL on
@@ -507,6 +511,7 @@ class RocksDBEngine:
         *,
         block_cache_bytes: int = 64 * MiB,
         write_buffer_bytes: int = 32 * MiB,
+        newest_cache_bytes: int = 16 * MiB,
     ) -> RocksDBEngine:
         """Open (creating when missing, with parent directories) the
         database at ``path``, first finishing or undoing a restore that a
@@ -514,7 +519,8 @@ class RocksDBEngine:
         RocksDB cannot open it or it is not a MetaStore database.
 
         Memory: about ``block_cache_bytes`` plus two memtables of
-        ``write_buffer_bytes``, whatever the size of the dataset.
+        ``write_buffer_bytes`` plus ``newest_cache_bytes`` (0: no cache of
+        newest versions), whatever the size of the dataset.
         """
         path = os.path.abspath(path)
         try:
@@ -525,7 +531,7 @@ class RocksDBEngine:
         options = _engine_options(block_cache_bytes, write_buffer_bytes)
         db = _open_rdict(path, options)
         try:
-            return cls(path, db, options)
+            return cls(path, db, options, newest_cache_bytes)
         except BaseException:
             db.close()
             raise
@@ -618,6 +624,11 @@ class RocksDBEngine:
         return self._db
 
     @property
+    def newest_cache_bytes(self) -> int:
+        """The budget of the cache of newest versions (0: none)."""
+        return self._newest.budget_bytes
+
+    @property
     def revision(self) -> int:
         """The revision of the newest write (1 for an empty store)."""
         return self._revision
@@ -681,12 +692,17 @@ class RocksDBEngine:
 
     def get(self, key: bytes, revision: int = 0) -> KeyValue | None:
         """The version of ``key`` visible at ``revision`` (0: newest), or
-        None: one point lookup for the newest state, a key-index seek and a
-        point lookup for a past one."""
+        None: for the newest state the cache of newest versions or one point
+        lookup, for a past one a key-index seek and a point lookup."""
         db = self._live_db()
         if self._is_current(revision):
+            found = self._newest.lookup(key)
+            if found is not MISSING:
+                return found
             stored = db.get(KEY_PREFIX + key)
-            return None if stored is None else decode_key_value(key, stored)
+            found = None if stored is None else decode_key_value(key, stored)
+            self._newest.remember(key, found)
+            return found
         iterator = db.iter(rocksdict.ReadOptions())
         return self._visible(db, iterator, INDEX_PREFIX + escape_key(key), revision)
 
@@ -817,6 +833,8 @@ class RocksDBEngine:
         compacted revision and lease changes as one WriteBatch: after a
         crash all of it is there or none.  Not fsynced (see ``sync``)."""
         db = self._live_db()
+        if not isinstance(events, (list, tuple)):
+            events = list(events)  # read twice: into the batch, then into the cache
         batch = rocksdict.WriteBatch(raw_mode=True)
         for event in events:
             _put_event(batch, event)
@@ -832,6 +850,7 @@ class RocksDBEngine:
         if compacted_revision is not None:
             batch.put(META_COMPACTED, _U64.pack(compacted_revision))
         db.write(batch, self._write_options)
+        self._newest.record(events)
         self._revision = revision
         self._applied_index = applied_index
         if cluster_state is not None:
@@ -1030,6 +1049,7 @@ class RocksDBEngine:
         to simulate a crash there."""
 
     def _close_database(self) -> None:
+        self._newest.clear()  # a restore or reopen brings another database
         with self._lifecycle_lock:
             for cursor in list(self._cursors):
                 cursor.release(by_engine=True)

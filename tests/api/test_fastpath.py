@@ -98,6 +98,10 @@ class _V3:
     def at(revision):
         return {"revision": str(revision)}
 
+    @staticmethod
+    def json_at(revision):
+        return b'{"revision":"%d"}' % revision
+
 
 class _CountingTransport(StringTransport):
     """Counts the writes."""

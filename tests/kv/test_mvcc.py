@@ -46,6 +46,7 @@ from metastore.kv.store import KeyValueStore
 from metastore.kv.validation import check_request
 from metastore.storage.engine import ClusterState, KeyValue
 from metastore.storage.memory import MemoryEngine
+from metastore.storage.newest import ENTRY_OVERHEAD
 from metastore.storage.rocksdb import RocksDBEngine
 from tests.kv.mvcc_model import MVCCModel
 
@@ -637,3 +638,12 @@ class RocksDBEngineMVCCTests(MVCCBehaviour, SynchronousTestCase):
 
     def make_engine(self):
         return RocksDBEngine.open(os.path.join(self.mktemp(), "db"))
+
+
+class RocksDBEngineSmallCacheMVCCTests(MVCCBehaviour, SynchronousTestCase):
+    """etcd's MVCC rules on the RocksDB engine with a cache of newest
+    versions too small for the keyspace, so that entries are evicted and
+    read back from RocksDB all the time."""
+
+    def make_engine(self):
+        return RocksDBEngine.open(os.path.join(self.mktemp(), "db"), newest_cache_bytes=3 * (ENTRY_OVERHEAD + 4))

@@ -46,15 +46,17 @@ def compact_json(value: dict) -> bytes:
     return _COMPACT.encode(value).encode()
 
 
-def _json(request, value: dict, status: int = 200) -> bytes:
+def _json(request, value: dict | bytes, status: int = 200) -> bytes:
+    """Set ``request``'s status and JSON Content-Type; ``value`` as JSON
+    (given as a dict, or already encoded)."""
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json")
-    return compact_json(value)
+    return value if type(value) is bytes else compact_json(value)
 
 
-def kv_answer(response, headers: Headers) -> dict:
+def kv_answer(response, headers: Headers) -> bytes:
     """A KV response's JSON, its header at the response's revision."""
-    return kv_codec.kv_response(response, headers.at(response.header.revision))
+    return kv_codec.kv_response_json(response, headers)
 
 
 def request_body(request) -> dict:
@@ -106,7 +108,7 @@ class V3API:
         )
         leases = self._json_rpc(lease_codec.leases_request, self.lease.leases, lease_codec.leases_response, stamped=False)
         admin, user = self._admin_only, self._any_user
-        self.rpcs: dict[str, Callable[[dict, str | None], Awaitable[dict]]] = {
+        self.rpcs: dict[str, Callable[[dict, str | None], Awaitable[dict | bytes]]] = {
             "kv/range": self._json_rpc(kv_codec.range_request, kv.range, kv_answer),
             "kv/put": self._json_rpc(kv_codec.put_request, kv.put, kv_answer),
             "kv/deleterange": self._json_rpc(kv_codec.delete_range_request, kv.delete_range, kv_answer),
@@ -131,9 +133,10 @@ class V3API:
             "lease/leases": leases,
             **AuthJSON(AuthService(member), self.headers).rpcs,
         }
-        """Each RPC's path after the prefix, and the method answering it."""
+        """Each RPC's path after the prefix, and the method answering it
+        (with its JSON as a dict, or encoded: the KV RPCs)."""
 
-    def _json_rpc(self, decode, call, encode, stamped: bool = True) -> Callable[[dict], Awaitable[dict]]:
+    def _json_rpc(self, decode, call, encode, stamped: bool = True) -> Callable[[dict, str | None], Awaitable[dict | bytes]]:
         """An RPC of a protocol-neutral service method: its request decoded
         from the JSON body and authorized (``stamped``: the ``AuthInfo``
         handed on to the method), its response encoded with this member's header."""

@@ -22,6 +22,14 @@ class Headers:
         header["raft_term"] = str(self._member.term)
         return header
 
+    def json_at(self, revision: int | None) -> bytes:
+        """``at(revision)`` as compact JSON."""
+        ids = (self._cluster_id, self._member.member_id)
+        if revision:
+            return b'{"cluster_id":"%d","member_id":"%d","revision":"%d","raft_term":"%d"}' % (
+                *ids, revision, self._member.term)
+        return b'{"cluster_id":"%d","member_id":"%d","raft_term":"%d"}' % (*ids, self._member.term)
+
     def now(self) -> dict:
         """The header at the store's current revision."""
         return self.at(self._member.revision)

@@ -4,21 +4,36 @@ Requests are read with ``json_fields`` (jsonpb's leniency); responses are
 written as jsonpb writes them with ``OrigName`` and without defaults:
 proto field names, bytes as base64, 64-bit integers as decimal strings,
 and every zero value (0, False, b"", empty list, absent message) left out.
+
+Responses are made as dicts (``kv_response``; a txn nests them) and, for
+the API's answers, as compact JSON bytes (``kv_response_json``): the
+range, put and delete range answers are written straight into bytes,
+with exactly the bytes the dicts encode to.  Every string in them is
+base64 or a decimal, so no JSON escaping is ever needed.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+
+import orjson
 
 from metastore.api.v3.json_fields import (
     BadBody,
+    Fields,
     bool_field,
+    bool_value,
     bytes_field,
+    bytes_value,
     enum_field,
+    enum_kind,
     int_field,
+    int_value,
     list_field,
     object_field,
 )
+from metastore.api.v3.header import Headers
 from metastore.facade import KeyValue
 from metastore.kv.messages import (
     CompactionRequest,
@@ -44,44 +59,47 @@ from metastore.kv.messages import (
 # -- requests ----------------------------------------------------------------
 
 
+_RANGE = Fields(
+    RangeRequest,
+    key=bytes_value,
+    range_end=bytes_value,
+    limit=int_value,
+    revision=int_value,
+    sort_order=enum_kind(SortOrder),
+    sort_target=enum_kind(SortTarget),
+    serializable=bool_value,
+    keys_only=bool_value,
+    count_only=bool_value,
+    min_mod_revision=int_value,
+    max_mod_revision=int_value,
+    min_create_revision=int_value,
+    max_create_revision=int_value,
+)
+_PUT = Fields(
+    PutRequest,
+    key=bytes_value,
+    value=bytes_value,
+    lease=int_value,
+    prev_kv=bool_value,
+    ignore_value=bool_value,
+    ignore_lease=bool_value,
+)
+_DELETE_RANGE = Fields(DeleteRangeRequest, key=bytes_value, range_end=bytes_value, prev_kv=bool_value)
+
+
 def range_request(body: dict) -> RangeRequest:
     """A ``RangeRequest`` from its JSON."""
-    return RangeRequest(
-        key=bytes_field(body, "key"),
-        range_end=bytes_field(body, "range_end"),
-        limit=int_field(body, "limit"),
-        revision=int_field(body, "revision"),
-        sort_order=enum_field(body, "sort_order", SortOrder),
-        sort_target=enum_field(body, "sort_target", SortTarget),
-        serializable=bool_field(body, "serializable"),
-        keys_only=bool_field(body, "keys_only"),
-        count_only=bool_field(body, "count_only"),
-        min_mod_revision=int_field(body, "min_mod_revision"),
-        max_mod_revision=int_field(body, "max_mod_revision"),
-        min_create_revision=int_field(body, "min_create_revision"),
-        max_create_revision=int_field(body, "max_create_revision"),
-    )
+    return _RANGE.read(body)
 
 
 def put_request(body: dict) -> PutRequest:
     """A ``PutRequest`` from its JSON."""
-    return PutRequest(
-        key=bytes_field(body, "key"),
-        value=bytes_field(body, "value"),
-        lease=int_field(body, "lease"),
-        prev_kv=bool_field(body, "prev_kv"),
-        ignore_value=bool_field(body, "ignore_value"),
-        ignore_lease=bool_field(body, "ignore_lease"),
-    )
+    return _PUT.read(body)
 
 
 def delete_range_request(body: dict) -> DeleteRangeRequest:
     """A ``DeleteRangeRequest`` from its JSON."""
-    return DeleteRangeRequest(
-        key=bytes_field(body, "key"),
-        range_end=bytes_field(body, "range_end"),
-        prev_kv=bool_field(body, "prev_kv"),
-    )
+    return _DELETE_RANGE.read(body)
 
 
 _OPERAND_FIELDS = {
@@ -243,3 +261,101 @@ def kv_response(response: ResponseOp | CompactionResponse, header: dict) -> dict
         if isinstance(response, kind):
             return encode(response, header)
     raise TypeError(f"not a KV response: {response!r}")
+
+
+# -- responses as JSON bytes -------------------------------------------------------
+
+
+def key_value_json(kv: KeyValue) -> bytes:
+    """``key_value(kv)`` as compact JSON."""
+    key, value, create, mod, version, lease = kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease
+    if key and value and create and mod and version:  # a live key, unless its value is empty
+        if lease:
+            return b'{"key":"%s","create_revision":"%d","mod_revision":"%d","version":"%d","value":"%s","lease":"%d"}' % (
+                binascii.b2a_base64(key, newline=False), create, mod, version,
+                binascii.b2a_base64(value, newline=False), lease)  # fmt: skip
+        return b'{"key":"%s","create_revision":"%d","mod_revision":"%d","version":"%d","value":"%s"}' % (
+            binascii.b2a_base64(key, newline=False), create, mod, version, binascii.b2a_base64(value, newline=False))
+    members = []
+    if key:
+        members.append(b'"key":"%s"' % binascii.b2a_base64(key, newline=False))
+    for name, number in ((b"create_revision", create), (b"mod_revision", mod), (b"version", version)):
+        if number:
+            members.append(b'"%s":"%d"' % (name, number))
+    if value:
+        members.append(b'"value":"%s"' % binascii.b2a_base64(value, newline=False))
+    if lease:
+        members.append(b'"lease":"%d"' % lease)
+    return b"{%s}" % b",".join(members)
+
+
+def _key_values_json(kvs: tuple[KeyValue, ...]) -> bytes:
+    return b"[%s]" % b",".join([key_value_json(kv) for kv in kvs])
+
+
+def _with_header(header: bytes) -> list[bytes]:
+    """The start of a response object whose first member is ``header``
+    (left out when it is empty, as every empty message is)."""
+    return [b'{"header":', header] if header != b"{}" else [b"{"]
+
+
+def _member(parts: list[bytes], member: bytes) -> None:
+    """Append ``member`` (``"name":value``) to the object ``parts`` started."""
+    parts.append(member if len(parts) == 1 else b"," + member)
+
+
+def range_response_json(response: RangeResponse, header: bytes) -> bytes:
+    """``range_response`` as compact JSON, ``header`` its header's JSON."""
+    if response.kvs and not response.more and response.count and header != b"{}":  # the usual answer
+        return b'{"header":%s,"kvs":%s,"count":"%d"}' % (header, _key_values_json(response.kvs), response.count)
+    parts = _with_header(header)
+    if response.kvs:
+        _member(parts, b'"kvs":' + _key_values_json(response.kvs))
+    if response.more:
+        _member(parts, b'"more":true')
+    if response.count:
+        _member(parts, b'"count":"%d"' % response.count)
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+def put_response_json(response: PutResponse, header: bytes) -> bytes:
+    """``put_response`` as compact JSON."""
+    if response.prev_kv is None and header != b"{}":  # the usual answer
+        return b'{"header":%s}' % header
+    parts = _with_header(header)
+    prev = b"{}" if response.prev_kv is None else key_value_json(response.prev_kv)
+    if prev != b"{}":
+        _member(parts, b'"prev_kv":' + prev)
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+def delete_range_response_json(response: DeleteRangeResponse, header: bytes) -> bytes:
+    """``delete_range_response`` as compact JSON."""
+    parts = _with_header(header)
+    if response.deleted:
+        _member(parts, b'"deleted":"%d"' % response.deleted)
+    if response.prev_kvs:
+        _member(parts, b'"prev_kvs":' + _key_values_json(response.prev_kvs))
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+_JSON_ENCODERS = {
+    RangeResponse: range_response_json,
+    PutResponse: put_response_json,
+    DeleteRangeResponse: delete_range_response_json,
+}
+
+
+def kv_response_json(response: ResponseOp | CompactionResponse, headers: Headers) -> bytes:
+    """``kv_response`` as compact JSON, its header ``headers``' at the
+    response's revision."""
+    revision = response.header.revision
+    encode = _JSON_ENCODERS.get(type(response))
+    if encode is not None:
+        return encode(response, headers.json_at(revision))
+    # a txn or compaction: the dict holds only strings of ASCII, bools,
+    # lists and dicts, which orjson writes byte for byte as json.dumps does
+    return orjson.dumps(kv_response(response, headers.at(revision)))
