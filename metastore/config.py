@@ -40,7 +40,7 @@ class Config:
     storage: str = "memory"
     data_dir: str = "."
     listen_host: str = "127.0.0.1"
-    snapshot_count: int = 10_000
+    snapshot_count: int = 100_000
     snapshot_catchup_entries: int = 5_000
     max_snapshots: int = 5
     wal_segment_bytes: int = 64 * 2**20

@@ -89,7 +89,7 @@ class Options(VersionOption, usage.Options):
         ["storage", None, "memory", f"Storage engine: {' or '.join(STORAGE_ENGINES)}."],
         ["data-dir", None, ".", "Directory for the WAL and snapshots (created when missing)."],
         ["listen-host", None, "127.0.0.1", "Address the HTTP API and the peer port listen on."],
-        ["snapshot-count", None, "10000", "Applied entries between two automatic snapshots."],
+        ["snapshot-count", None, "100000", "Applied entries between two automatic snapshots (etcd 3.4's default)."],
         ["snapshot-catchup-entries", None, "5000", "Entries kept in the log after a snapshot, for slow followers."],
         ["max-snapshots", None, "5", "Snapshot files kept; older ones are deleted."],
         ["wal-segment-bytes", None, str(64 * 2**20), "Size at which the WAL starts a new segment file."],

@@ -37,7 +37,7 @@ class PluginTests(SynchronousTestCase):
             (c.member_id, c.cluster, c.port, c.join, c.storage, c.data_dir, c.listen_host),
             (1, ("http://127.0.0.1:9021",), 9121, False, "memory", ".", "127.0.0.1"),
         )
-        self.assertEqual((c.snapshot_count, c.request_timeout, c.max_request_bytes), (10000, 5.0, 1536 * 1024))
+        self.assertEqual((c.snapshot_count, c.request_timeout, c.max_request_bytes), (100000, 5.0, 1536 * 1024))
 
     def test_flags_parse(self):
         """Every flag reaches the configuration."""
