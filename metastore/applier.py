@@ -44,7 +44,10 @@ class EntryApplier:
     entry: both in log order, so every member decides alike) is refused
     with etcd's ``AuthOldRevision`` and changes nothing; so is a revoke of
     a lease, or a put attaching a key to one, whose user may not write
-    every key attached to the lease at its entry (``PermissionDenied``)."""
+    every key attached to the lease at its entry (``PermissionDenied``).
+    An auth change (users, roles, enable, disable) checked for a root user
+    is refused alike when the auth state moved on since its check, or with
+    ``PermissionDenied`` when its user no longer holds the root role."""
 
     def __init__(
         self,
@@ -162,6 +165,10 @@ class EntryApplier:
             # What came before it is applied first, so its answer's revision
             # is the keyspace's at the change.
             self._flush(entry.index - 1)
+            refusal = None if auth is None else self._admin_refusal(auth)
+            if refusal is not None:
+                self._pending.resolve(request_id, refusal)  # etcd's admin check at apply
+                return None, None
             try:
                 self._membership.apply_auth(command)
             except AuthError as e:
@@ -181,6 +188,17 @@ class EntryApplier:
             self._pending.resolve(request_id, NoSpaceError())  # etcd's capped applier
             return None, None
         return request_id, command
+
+    def _admin_refusal(self, auth: AuthInfo) -> AuthError | None:
+        """Why the auth change checked for ``auth`` must be refused now: the
+        auth state moved on since its check, or its user no longer holds
+        the root role; None when it may be applied."""
+        state = self._membership.auth
+        if state.is_old(auth.revision):
+            return AuthOldRevision()
+        if state.enabled and not state.is_root(auth.user):
+            return PermissionDenied()
+        return None
 
     def _auth_refusal(self, auth: AuthInfo, command: Command, index: int) -> AuthError | None:
         """Why the request checked for ``auth`` must be refused at ``index``:

@@ -13,6 +13,7 @@ from twisted.internet.testing import MemoryReactorClock
 
 from metastore.api.v3.kv import KVService
 from metastore.auth.errors import AuthOldRevision, PermissionDenied
+from metastore.auth.messages import AuthInfo
 from metastore.auth.messages import (
     AuthEnable,
     Permission,
@@ -22,6 +23,7 @@ from metastore.auth.messages import (
     RoleRevokePermission,
     UserAdd,
     UserGrantRole,
+    UserRevokeRole,
 )
 from metastore.auth.tokens import JwtTokens
 from metastore.config import Config
@@ -124,6 +126,35 @@ class AuthAtApplyTests(NodeHarness):
             self.failureResultOf(self.settled(self.api.propose(request, auth)), PermissionDenied)
         self.assertEqual(self.node.store.lease_keys(9), [b"z"])
         self.assertIsNone(self.node.store.get(b"a1"))
+
+    def test_an_auth_change_checked_before_another_is_refused_at_apply(self) -> None:
+        """etcd's admin check at apply: ``admin`` (granted the root role) is
+        checked for a user add, then root takes the role away and that
+        applies first; the add is refused and no user is added.  Checked
+        again, ``admin`` is denied; root, checked after, may add."""
+        for command in (UserAdd("admin", b"", no_password=True), UserGrantRole("admin", "root")):
+            self.successResultOf(self.settled(self.api.propose(command, self.api.authorize_admin(self.root))))
+        admin = self.tokens.issue("admin", self.api.auth_state().revision)
+        checked = self.api.authorize_admin(admin)
+        self.assertEqual(checked.user, "admin")
+        demoted = self.api.propose(UserRevokeRole("admin", "root"), self.api.authorize_admin(self.root))
+        added = self.api.propose(UserAdd("evil", b"", no_password=True), checked)
+        self.settle()
+        self.successResultOf(demoted)
+        self.failureResultOf(added, AuthOldRevision)
+        self.assertNotIn("evil", self.api.auth_state().users)
+        self.assertRaises(PermissionDenied, self.api.authorize_admin, admin)
+        self.successResultOf(self.settled(self.api.propose(UserAdd("fine", b"", no_password=True),
+                                                           self.api.authorize_admin(self.root))))
+        self.assertIn("fine", self.api.auth_state().users)
+
+    def test_an_auth_change_by_a_user_no_longer_root_is_denied_at_apply(self) -> None:
+        """An entry naming a user without the root role at the current auth
+        revision (a proposer whose check was wrong) changes nothing."""
+        added = self.api.propose(UserAdd("evil", b"", no_password=True),
+                                 AuthInfo("u", self.api.auth_state().revision))
+        self.failureResultOf(self.settled(added), PermissionDenied)
+        self.assertNotIn("evil", self.api.auth_state().users)
 
     def test_a_read_answered_after_an_auth_change_is_refused(self) -> None:
         """etcd checks the auth revision again once a range is served: a
