@@ -9,7 +9,7 @@ from typing import Sequence
 from twisted.logger import Logger
 
 from metastore import raft
-from metastore.auth.errors import AuthError, AuthOldRevision, PermissionDenied
+from metastore.auth.errors import AuthError, AuthOldRevision, PermissionDenied, UserNotFound
 from metastore.auth.messages import AUTH_COMMANDS, AuthInfo
 from metastore.errors import EntryRejected, RequestTimedOut
 from metastore.kv.commands import Command, CommandError, PublishMember, SetAlarm, UpdateMember, decode_proposal
@@ -45,9 +45,10 @@ class EntryApplier:
     with etcd's ``AuthOldRevision`` and changes nothing; so is a revoke of
     a lease, or a put attaching a key to one, whose user may not write
     every key attached to the lease at its entry (``PermissionDenied``).
-    An auth change (users, roles, enable, disable) checked for a root user
-    is refused alike when the auth state moved on since its check, or with
-    ``PermissionDenied`` when its user no longer holds the root role."""
+    An auth change (users, roles, permissions, disable) checked for a root
+    user is refused when, at its entry, that user is gone
+    (``UserNotFound``) or no longer holds the root role
+    (``PermissionDenied``): etcd's admin check at apply."""
 
     def __init__(
         self,
@@ -190,13 +191,16 @@ class EntryApplier:
         return request_id, command
 
     def _admin_refusal(self, auth: AuthInfo) -> AuthError | None:
-        """Why the auth change checked for ``auth`` must be refused now: the
-        auth state moved on since its check, or its user no longer holds
-        the root role; None when it may be applied."""
+        """Why the auth change checked for ``auth`` must be refused now
+        (etcd's ``IsAdminPermitted``): its user is gone, or no longer holds
+        the root role; None when it may be applied.  Unlike a write, an
+        auth change is not refused for an older auth revision alone."""
         state = self._membership.auth
-        if state.is_old(auth.revision):
-            return AuthOldRevision()
-        if state.enabled and not state.is_root(auth.user):
+        if not state.enabled:
+            return None
+        if auth.user not in state.users:
+            return UserNotFound()
+        if not state.is_root(auth.user):
             return PermissionDenied()
         return None
 
