@@ -31,10 +31,16 @@ format 2 (no lease entries) gets the attachment entries of its keys.
 
 Atomicity and durability: each ``commit`` is one ``WriteBatch`` holding the
 changed keys together with the revision, the applied index and (when given)
-the membership.  RocksDB's own WAL stays on, so after any crash the database
-is at a batch boundary, but commits are not fsynced: the raft WAL is the
-durable record, and raft replays the entries after ``applied_index``.  The
+the membership.  The raft WAL is the durable record (fsynced before an
+entry is acknowledged), so the engine writes no WAL of its own: a batch
+goes to the memtable only, and reaches disk when RocksDB flushes the
+memtable (when it is full, at ``sync()`` and at ``close()``).  A memtable
+holds whole batches and flushes keep their order, so after any crash the
+database is at a batch boundary, some commits older than what was
+applied; raft replays the entries after the ``applied_index`` found.  The
 node calls ``sync()`` before it deletes raft WAL segments the engine covers.
+(A RocksDB WAL cost a ``write`` per commit and its checksums on the reactor
+thread; ``docs/performance.md``, "RocksDB puts without the engine's WAL".)
 
 Memory is bounded by the block cache, the memtables and the cache of
 newest versions (all set at ``open``): reads iterate RocksDB, never a
@@ -253,6 +259,16 @@ def encode_cluster_state(state: ClusterState) -> bytes:
     ])  # fmt: skip
 
 
+_NO_CLUSTER_STATE = ClusterState()
+
+
+def _membership_fields(state: ClusterState) -> tuple:
+    """What ``META_CLUSTER_STATE`` stores of ``state``: every field but the
+    recent requests (kept one key each).  A tuple, not a ``replace``d copy:
+    this runs on every commit."""
+    return (state.voters, state.learners, state.members, state.removed, state.alarms, state.auth)
+
+
 def _write_requests(batch, old: Sequence[tuple[bytes, int]], new: Sequence[tuple[bytes, int]]) -> None:
     """Turn the stored recent requests ``old`` into ``new`` in ``batch``:
     one delete per forgotten id and one put per new one, no walk over the
@@ -319,7 +335,8 @@ def _engine_options(block_cache_bytes: int, write_buffer_bytes: int) -> rocksdic
     options.set_max_write_buffer_number(2)
     options.set_max_background_jobs(2)
     options.set_compression_type(rocksdict.DBCompressionType.lz4())
-    # A crash leaves the database at the last whole batch in the WAL.
+    # Commits write no WAL (see the module docstring); a database written
+    # by an older version may hold one, replayed up to its last whole batch.
     options.set_wal_recovery_mode(rocksdict.DBRecoveryMode.point_in_time())
     options.set_keep_log_file_num(4)
     options.set_max_open_files(1024)
@@ -332,6 +349,14 @@ def _engine_options(block_cache_bytes: int, write_buffer_bytes: int) -> rocksdic
     table.set_bloom_filter(10, False)
     options.set_block_based_table_factory(table)
     return options
+
+
+def _unlogged_writes() -> rocksdict.WriteOptions:
+    """Write options for every write of the engine: no RocksDB WAL (the
+    module docstring says why that is safe)."""
+    write_options = rocksdict.WriteOptions()
+    write_options.disable_wal = True
+    return write_options
 
 
 def _open_rdict(path: str, options: rocksdict.Options) -> rocksdict.Rdict:
@@ -499,7 +524,7 @@ class RocksDBEngine:
         self._newest = NewestVersions(newest_cache_bytes)
         self._db: rocksdict.Rdict | None = db
         self._options = options
-        self._write_options = rocksdict.WriteOptions()  # no fsync per commit; WAL on
+        self._write_options = _unlogged_writes()
         self._lifecycle_lock = threading.Lock()
         self._cursors: weakref.WeakSet[_Cursor] = weakref.WeakSet()
         self._load_metadata()
@@ -539,6 +564,7 @@ class RocksDBEngine:
     def _load_metadata(self) -> None:
         db = self._live_db()
         stored_format = db.get(META_FORMAT)
+        wrote = stored_format is None or stored_format != _U64.pack(FORMAT_VERSION)
         if stored_format is None:
             if next(iter(db.keys()), None) is not None:
                 raise EngineOpenError(self.path, "not a MetaStore database (no format marker)")
@@ -557,6 +583,8 @@ class RocksDBEngine:
             found_format = FORMAT_VERSION
         if found_format != FORMAT_VERSION:
             raise EngineOpenError(self.path, f"on-disk format {found_format}, expected {FORMAT_VERSION}")
+        if wrote:
+            db.flush(True)  # the new marker or upgrade on disk before anything depends on it
         (self._revision,) = _U64.unpack(db.get(META_REVISION))
         (self._applied_index,) = _U64.unpack(db.get(META_APPLIED_INDEX))
         stored_cluster = db.get(META_CLUSTER_STATE)
@@ -843,8 +871,8 @@ class RocksDBEngine:
         batch.put(META_REVISION, _U64.pack(revision))
         batch.put(META_APPLIED_INDEX, _U64.pack(applied_index))
         if cluster_state is not None:
-            old = self._cluster_state or ClusterState()
-            if replace(old, requests=()) != replace(cluster_state, requests=()):
+            old = self._cluster_state or _NO_CLUSTER_STATE
+            if _membership_fields(old) != _membership_fields(cluster_state):
                 batch.put(META_CLUSTER_STATE, encode_cluster_state(cluster_state))
             _write_requests(batch, old.requests, cluster_state.requests)
         if compacted_revision is not None:
@@ -920,11 +948,13 @@ class RocksDBEngine:
         batch.delete(history_entry(*event.revision))
 
     def sync(self) -> None:
-        """Make every commit that has returned so far durable (fsync
-        RocksDB's WAL).  Blocking; safe on a worker thread while the reactor
-        thread commits.  Raises ``EngineClosedError`` if the engine is closed."""
+        """Make every commit that has returned so far durable (flush the
+        memtables to table files, which RocksDB syncs).  Blocking, but it
+        leaves the interpreter to other threads; safe on a worker thread
+        while the reactor thread commits.  Raises ``EngineClosedError`` if
+        the engine is closed."""
         with self._lifecycle_lock:
-            self._live_db().flush_wal(True)
+            self._live_db().flush(True)
 
     def snapshot_items(self) -> SnapshotItems:
         """The retained history as of now, in revision order, read lazily
@@ -1039,7 +1069,6 @@ class RocksDBEngine:
             db.write(batch, self._write_options)
             self._write_attachments(db, self._write_options)
             db.flush(True)
-            db.flush_wal(True)
         finally:
             db.close()
         _fsync_tree(path)
@@ -1059,6 +1088,10 @@ class RocksDBEngine:
                 self._db = None
 
     def close(self) -> None:
-        """Close the database (idempotent).  Unfinished snapshot streams and
-        ranges are cut off: iterating them raises ``EngineClosedError``."""
+        """Make every commit durable and close the database (idempotent).
+        Unfinished snapshot streams and ranges are cut off: iterating them
+        raises ``EngineClosedError``."""
+        with self._lifecycle_lock:
+            if self._db is not None:
+                self._db.flush(True)
         self._close_database()
