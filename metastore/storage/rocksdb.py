@@ -195,12 +195,18 @@ def decode_event(sub: int, stored: bytes) -> Event:
     ``history_entry``): a flag byte, the header, a u32 key length, the key
     and the value, as ``_put_event`` writes it."""
     create_revision, mod_revision, version, lease = _HEADER.unpack_from(stored, 1)
-    start = 1 + _HEADER.size
-    (length,) = _KEY_LENGTH.unpack_from(stored, start)
-    start += _KEY_LENGTH.size
-    key = stored[start : start + length]
-    kv = KeyValue(key, stored[start + length :], create_revision, mod_revision, version, lease)
+    key = _event_key(stored)
+    kv = KeyValue(key, stored[_EVENT_KEY_AT + len(key) :], create_revision, mod_revision, version, lease)
     return Event(kv, sub, stored[:1] == _TOMBSTONE_FLAG)
+
+
+_EVENT_KEY_AT = 1 + _HEADER.size + _KEY_LENGTH.size
+
+
+def _event_key(stored: bytes) -> bytes:
+    """The key of the event stored as ``stored`` (``decode_event``'s layout)."""
+    (length,) = _KEY_LENGTH.unpack_from(stored, 1 + _HEADER.size)
+    return stored[_EVENT_KEY_AT : _EVENT_KEY_AT + length]
 
 
 def _decode_history_item(stored_key: bytes, stored: bytes) -> Event:
@@ -907,9 +913,11 @@ class RocksDBEngine:
         processed = 0
         last = self._compact_cursor
         while events.valid() and processed < limit:
-            event = _decode_history_item(events.key(), events.value())
-            self._remove_hidden(index, batch, event, target)
-            last = event.revision
+            # Only the key, revision and kind of each event: no KeyValue.
+            stored = events.value()
+            revision = _REVISION.unpack_from(events.key(), len(HISTORY_PREFIX))
+            self._remove_hidden(index, batch, _event_key(stored), revision, stored[:1] == _TOMBSTONE_FLAG, target)
+            last = revision
             processed += 1
             events.next()
         finished = not events.valid()
@@ -924,18 +932,20 @@ class RocksDBEngine:
         return finished
 
     @staticmethod
-    def _remove_hidden(index, batch: rocksdict.WriteBatch, event: Event, target: int) -> None:
-        """Delete (in ``batch``) the versions of ``event``'s key older than
-        it, and ``event`` itself if it is a tombstone nothing follows by ``target``."""
-        prefix = INDEX_PREFIX + escape_key(event.kv.key)
-        mine = prefix + _REVISION.pack(*event.revision)
+    def _remove_hidden(index, batch: rocksdict.WriteBatch, key: bytes, revision: tuple[int, int], deleted: bool,
+                       target: int) -> None:
+        """Delete (in ``batch``) the versions of ``key`` older than the event
+        at ``revision``, and that event itself if it is a tombstone
+        (``deleted``) nothing follows by ``target``."""
+        prefix = INDEX_PREFIX + escape_key(key)
+        mine = prefix + _REVISION.pack(*revision)
         index.seek(prefix)
         while index.valid() and index.key() < mine:
             entry = index.key()
             batch.delete(entry)
             batch.delete(HISTORY_PREFIX + entry[len(prefix) :])
             index.next()
-        if not event.deleted:
+        if not deleted:
             return
         index.seek(mine)
         if index.valid():
@@ -945,7 +955,7 @@ class RocksDBEngine:
             if next_main <= target:
                 return
         batch.delete(mine)
-        batch.delete(history_entry(*event.revision))
+        batch.delete(history_entry(*revision))
 
     def sync(self) -> None:
         """Make every commit that has returned so far durable (flush the
