@@ -101,7 +101,7 @@ META_COMPACT_CURSOR = META_PREFIX + b"compact_cursor"
 META_REQUESTS = META_PREFIX + b"requests/"
 """``META_REQUESTS + index (u64) + request id`` -> b"": the recent request
 ids of ``ClusterState.requests``, one key each, so a commit writes only the
-new ones and drops the forgotten ones with one range delete."""
+new ones and drops each forgotten one with a point delete (``_write_requests``)."""
 
 _HEADER = struct.Struct(">qqqq")
 _U64 = struct.Struct(">Q")
@@ -1101,7 +1101,9 @@ class RocksDBEngine:
         """Make every commit durable and close the database (idempotent).
         Unfinished snapshot streams and ranges are cut off: iterating them
         raises ``EngineClosedError``."""
-        with self._lifecycle_lock:
-            if self._db is not None:
-                self._db.flush(True)
-        self._close_database()
+        try:
+            with self._lifecycle_lock:
+                if self._db is not None:
+                    self._db.flush(True)
+        finally:
+            self._close_database()
