@@ -371,6 +371,24 @@ class FollowerCycleTests(TestCase):
         self.assertEqual(self.disk.jobs, [])
         self.assertEqual(order, [f"fsync (applied {booted})", f"sent MsgAppResp index {booted + 1}"])
 
+    def test_a_follower_whose_fsync_fails_in_the_cycle_acknowledges_nothing(self) -> None:
+        """An fsync that fails in the cycle stops the member before any
+        MsgAppResp leaves, as one failing in the disk thread does."""
+        booted = self.node.raft_storage.last_index()
+        order = self.record_order()
+        self.node.disk.last_fsync_seconds = 0.0
+
+        def failing_sync() -> None:
+            order.append("fsync failed")
+            raise OSError(5, "Input/output error")
+
+        self.node.wal.sync = failing_sync
+        self.append(2, 1, (booted, 1), [Entry(2, booted + 1)], booted)
+        self.clock.advance(0)
+        self.assertEqual(order, ["fsync failed"])
+        self.assertIsInstance(self.node.failure, OSError)
+        self.assertEqual(self.node.raft_storage.last_index(), booted)
+
     def test_a_follower_with_a_slow_disk_acknowledges_after_the_threads_fsync(self) -> None:
         """After an fsync slower than ``fast_fsync_seconds`` the next one goes
         to the disk thread (the reactor thread stays free), and the
