@@ -13,6 +13,10 @@ from twisted.python.failure import Failure
 from metastore.measure import UNMEASURED, Observer
 from metastore.storage.wal import WAL
 
+FAST_FSYNC_SECONDS = 0.002
+"""Past this, a follower's fsync goes back to the disk thread, so that a slow
+disk does not hold its reactor thread (client requests, heartbeats)."""
+
 RunBlocking = Callable[[Callable[[], None]], defer.Deferred]
 
 
@@ -73,6 +77,16 @@ class DiskWorker:
         """WAL fsyncs done by this process (group commit: many writes share one)."""
         self.fsync_seconds: Observer = UNMEASURED
         """Records how long each WAL fsync took."""
+        self.last_fsync_seconds = 0.0
+        self.fast_fsync_seconds = FAST_FSYNC_SECONDS
+        """The longest WAL fsync still called fast (``fsyncs_are_fast``)."""
+
+    @property
+    def fsyncs_are_fast(self) -> bool:
+        """Whether the last WAL fsync took at most ``fast_fsync_seconds``: a
+        caller may then sync on its own thread (``sync_wal``) instead of
+        through ``run``, blocking no longer than that."""
+        return self.last_fsync_seconds <= self.fast_fsync_seconds
 
     def run(self, f: Callable[[], None]) -> defer.Deferred:
         """Run ``f`` on the worker thread; fires with its result."""
@@ -82,10 +96,14 @@ class DiskWorker:
         return self._run_blocking(f)
 
     def sync_wal(self) -> None:
-        """Make every WAL write so far durable (blocking: call it through ``run``)."""
+        """Make every WAL write so far durable (blocking: call it through
+        ``run``, or directly while ``fsyncs_are_fast``)."""
         started = time.perf_counter()
-        self._wal.sync()
-        self.fsync_seconds.observe(time.perf_counter() - started)
+        try:
+            self._wal.sync()
+        finally:
+            self.last_fsync_seconds = elapsed = time.perf_counter() - started
+        self.fsync_seconds.observe(elapsed)
         self.wal_syncs += 1  # one worker thread syncs at a time: no race
 
     def stop(self) -> None:

@@ -345,11 +345,84 @@ class FollowerCycleTests(TestCase):
             entries=tuple(entries), commit=commit,
         )])
 
+    def record_order(self) -> list[str]:
+        """What the follower does from now on, in order: each WAL fsync
+        (with the applied index then) and each batch of messages it sends."""
+        order: list[str] = []
+        sync = self.node.wal.sync
+
+        def recording_sync() -> None:
+            order.append(f"fsync (applied {self.node.applied_index})")
+            sync()
+
+        self.node.wal.sync = recording_sync
+        self.node.transport = RecordingTransport(order)
+        return order
+
+    def test_a_follower_acknowledges_an_append_only_after_its_fsync(self) -> None:
+        """The MsgAppResp for new entries leaves after the fsync that made
+        them durable; with a fast disk that fsync runs in the cycle itself,
+        queueing nothing for the disk thread."""
+        booted = self.node.raft_storage.last_index()
+        order = self.record_order()
+        self.node.disk.last_fsync_seconds = 0.0  # whatever this machine's disk did before
+        self.append(2, 1, (booted, 1), [Entry(2, booted + 1)], booted)
+        self.clock.advance(0)
+        self.assertEqual(self.disk.jobs, [])
+        self.assertEqual(order, [f"fsync (applied {booted})", f"sent MsgAppResp index {booted + 1}"])
+
+    def test_a_follower_whose_fsync_fails_in_the_cycle_acknowledges_nothing(self) -> None:
+        """An fsync that fails in the cycle stops the member before any
+        MsgAppResp leaves, as one failing in the disk thread does."""
+        booted = self.node.raft_storage.last_index()
+        order = self.record_order()
+        self.node.disk.last_fsync_seconds = 0.0
+
+        def failing_sync() -> None:
+            order.append("fsync failed")
+            raise OSError(5, "Input/output error")
+
+        self.node.wal.sync = failing_sync
+        self.append(2, 1, (booted, 1), [Entry(2, booted + 1)], booted)
+        self.clock.advance(0)
+        self.assertEqual(order, ["fsync failed"])
+        self.assertIsInstance(self.node.failure, OSError)
+        self.assertEqual(self.node.raft_storage.last_index(), booted)
+
+    def test_a_follower_with_a_slow_disk_acknowledges_after_the_threads_fsync(self) -> None:
+        """After an fsync slower than ``fast_fsync_seconds`` the next one goes
+        to the disk thread (the reactor thread stays free), and the
+        acknowledgement still waits for it."""
+        booted = self.node.raft_storage.last_index()
+        self.node.disk.last_fsync_seconds = self.node.disk.fast_fsync_seconds * 2
+        order = self.record_order()
+        self.append(2, 1, (booted, 1), [Entry(2, booted + 1)], booted)
+        self.clock.advance(0)
+        self.assertEqual(len(self.disk.jobs), 1)
+        self.assertEqual(order, [])
+        self.disk.run_all()
+        self.assertEqual(order, [f"fsync (applied {booted})", f"sent MsgAppResp index {booted + 1}"])
+
+    def test_a_follower_sends_its_acknowledgement_before_applying(self) -> None:
+        """Entries a MsgApp commits are applied after the acknowledgement of
+        its new entries was sent (in the next reactor turn, so the reactor
+        writes it first)."""
+        booted = self.node.raft_storage.last_index()
+        self.append(2, 1, (booted, 1), [Entry(2, booted + 1)], booted)
+        self.settle()
+        order = self.record_order()
+        self.node.transport.applied = lambda: self.node.applied_index
+        self.append(2, 1, (booted + 1, 2), [Entry(2, booted + 2)], booted + 1)
+        self.settle()
+        self.assertEqual(order, [f"fsync (applied {booted})", f"sent MsgAppResp index {booted + 2} (applied {booted})"])
+        self.assertEqual(self.node.applied_index, booted + 1)
+
     def test_an_entry_rewritten_by_the_ready_is_applied_only_after_its_fsync(self) -> None:
         """A durable index rewritten with another term and committed in the
         same Ready is not durable until that Ready's fsync: nothing of it is
         applied before (found by the node simulation, tests.node_sim seeds 16 and 87)."""
         booted = self.node.raft_storage.last_index()
+        self.node.disk.fast_fsync_seconds = -1.0  # every fsync through the disk thread
         self.append(2, 1, (booted, 1), [Entry(2, booted + 1), Entry(2, booted + 2)], booted)
         self.settle()
         self.assertEqual(self.node.applied_index, booted)
@@ -358,4 +431,30 @@ class FollowerCycleTests(TestCase):
         self.assertEqual(len(self.disk.jobs), 1)
         self.assertEqual(self.node.applied_index, booted)
         self.disk.run_all()
+        self.clock.advance(0)
         self.assertEqual(self.node.applied_index, booted + 1)
+
+    def test_an_entry_rewritten_by_the_ready_is_applied_only_after_its_fsync_in_the_cycle(self) -> None:
+        """The same with the fsync run in the cycle: the entry is applied after it."""
+        booted = self.node.raft_storage.last_index()
+        self.append(2, 1, (booted, 1), [Entry(2, booted + 1), Entry(2, booted + 2)], booted)
+        self.settle()
+        order = self.record_order()
+        self.append(3, 3, (booted, 1), [Entry(3, booted + 1)], booted + 1)
+        self.settle()
+        self.assertEqual(order, [f"fsync (applied {booted})", f"sent MsgAppResp index {booted + 1}"])
+        self.assertEqual(self.node.applied_index, booted + 1)
+
+
+class RecordingTransport:
+    """A peer transport that notes each message sent into a shared list."""
+
+    def __init__(self, order: list[str]) -> None:
+        self.order = order
+        self.applied = None
+        """If set, a function whose result (the applied index) each note ends with."""
+
+    def send(self, messages) -> None:
+        """Note each message as "sent TYPE index N"."""
+        suffix = "" if self.applied is None else f" (applied {self.applied()})"
+        self.order.extend(f"sent {m.type.name} index {m.index}{suffix}" for m in messages)
