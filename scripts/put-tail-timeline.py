@@ -135,15 +135,98 @@ def instrument(timeline: Timeline) -> None:
 
     Compaction.compact_wal = compact
 
-    gc_started = [0.0]
+    gc_started = [0.0, 0.0]
 
     def gc_callback(phase: str, info: dict) -> None:
         if phase == "start":
-            gc_started[0] = now()
+            gc_started[0], gc_started[1] = now(), time.thread_time()
         else:
             timeline.add(f"gc{info.get('generation')}", gc_started[0], now(), info.get("collected"))
+            timeline.add(f"gc{info.get('generation')} cpu", gc_started[0],
+                         gc_started[0] + time.thread_time() - gc_started[1])
 
     gc.callbacks.append(gc_callback)
+
+
+class Census:
+    """What the collector's passes walk: at the start of each young or
+    middle pass, the objects of the generation it collects (``gc.get_objects``),
+    counted by type; and, for one pass, what holds a sample of each of the
+    commonest types (``gc.get_referrers``).  Slows every pass down, so
+    its runs measure objects, not time."""
+
+    def __init__(self, skip_until: float) -> None:
+        self.skip_until = skip_until
+        self.passes: dict[int, list[dict[str, int]]] = {0: [], 1: []}
+        self.holders: dict[str, dict[str, int]] = {}
+        self.largest: list[str] = []
+        self.lists: dict[str, int] = {}
+
+    def __call__(self, phase: str, info: dict) -> None:
+        generation = info.get("generation")
+        if phase != "start" or generation not in (0, 1) or now() < self.skip_until:
+            return
+        objects = gc.get_objects(generation)
+        counts: dict[str, int] = {}
+        for o in objects:
+            name = type(o).__qualname__
+            if name == "tuple":
+                name = "tuple(" + ",".join(type(x).__name__ for x in o[:4]) + ")"
+            counts[name] = counts.get(name, 0) + 1
+        counts["(all)"] = len(objects)
+        counts["(referents)"] = sum(len(gc.get_referents(o)) for o in objects)
+        largest = max(objects, key=lambda o: len(o) if isinstance(o, (list, dict, set)) else 0, default=None)
+        if isinstance(largest, (list, dict, set)):
+            first = type(next(iter(largest), None)).__name__
+            held_by = sorted({type(r).__qualname__ for r in gc.get_referrers(largest) if r is not objects})
+            self.largest.append(f"gen{generation}: {type(largest).__name__}[{len(largest)}] of {first}, held by {held_by}")
+        young_lists = [o for o in objects if type(o) is list]
+        for o in young_lists[::max(1, len(young_lists) // 30)]:  # a sample: get_referrers walks everything
+            shape = f"list of {type(o[0]).__name__ if o else '-'} held by " + ",".join(
+                sorted({type(r).__qualname__ for r in gc.get_referrers(o) if r is not objects and r is not young_lists}))
+            self.lists[shape] = self.lists.get(shape, 0) + 1
+        self.passes[generation].append(counts)
+        if generation == 0 and not self.holders and len(self.passes[0]) >= 2:
+            self._sample_holders(objects, counts)
+        del objects
+
+    def _sample_holders(self, objects: list, counts: dict[str, int]) -> None:
+        commonest = [n for n, _ in sorted(counts.items(), key=lambda kv: -kv[1]) if n != "(all)"][:8]
+        for name in commonest:
+            sample = [o for o in objects if type(o).__qualname__ == name.split("(")[0]][::max(1, counts[name] // 20)][:20]
+            held: dict[str, int] = {}
+            for o in sample:
+                for r in gc.get_referrers(o):
+                    if r is objects or r is sample:
+                        continue
+                    label = type(r).__qualname__
+                    if isinstance(r, dict) and len(r) > 100:
+                        label = f"dict[{len(r)}]"
+                    elif isinstance(r, list) and len(r) > 100:
+                        label = f"list[{len(r)}]"
+                    held[label] = held.get(label, 0) + 1
+            self.holders[f"{name} (sample of {len(sample)})"] = held
+
+    def report(self, puts: int) -> dict:
+        """Mean count per pass by type, and per put (``puts`` in the census period)."""
+        out: dict = {}
+        for generation, passes in self.passes.items():
+            if not passes:
+                continue
+            totals: dict[str, int] = {}
+            for counts in passes:
+                for name, n in counts.items():
+                    totals[name] = totals.get(name, 0) + n
+            top = sorted(totals.items(), key=lambda kv: -kv[1])[:25]
+            out[f"gen{generation} passes"] = len(passes)
+            out[f"gen{generation} objects per pass, by type"] = {n: round(t / len(passes)) for n, t in top}
+            if generation == 0 and puts:
+                out["young objects walked per put"] = {n: round(t / puts, 3) for n, t in top}
+        out["largest container per pass"] = self.largest
+        out["young lists"] = dict(sorted(self.lists.items(), key=lambda kv: -kv[1])[:15])
+        out["holders of samples"] = self.holders
+        print(json.dumps(out, indent=1))
+        return out
 
 
 def _pct(values: list[float], fraction: float) -> float:
@@ -221,6 +304,9 @@ async def measure(reactor, arguments) -> None:
         tune_for_server()
     timeline = Timeline()
     instrument(timeline)
+    census = Census(now() + arguments.skip) if arguments.census else None
+    if census is not None:
+        gc.callbacks.insert(0, census)
     lateness: list[tuple[float, float]] = []
     probe_seconds = arguments.probe_ms / 1000
     last = [now()]
@@ -243,6 +329,8 @@ async def measure(reactor, arguments) -> None:
         timeline.spans = {kind: [s for s in spans if s[0] >= began] for kind, spans in timeline.spans.items()}
         timeline.spans = {kind: spans for kind, spans in timeline.spans.items() if spans}
         report(timeline, [p for p in lateness if p[0] >= began], began)
+        if census is not None:
+            census.report(len(timeline.requests))
     finally:
         await member.stopService()  # its snapshot thread would otherwise keep the process alive
 
@@ -256,6 +344,8 @@ def main() -> None:
     parser.add_argument("--skip", type=float, default=0.0,
                         help="seconds of load not reported (give the load command the same --warmup)")
     parser.add_argument("--probe-ms", type=float, default=2.0)
+    parser.add_argument("--census", action="store_true",
+                        help="count what each young and middle pass walks, by type (slows the passes)")
     parser.add_argument("command", nargs="+")
     arguments = parser.parse_args()
     task.react(lambda reactor: defer.ensureDeferred(measure(reactor, arguments)))
