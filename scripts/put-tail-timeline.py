@@ -14,7 +14,9 @@ its client URL) and records, on the reactor thread:
 - the reactor's lateness (a ``LoopingCall`` every ``--probe-ms``).
 
 Then prints the member-side latency percentiles and, for the slowest 1 %
-of requests, what overlapped them.  A diagnostic, not a benchmark::
+of requests, what overlapped them.  With ``--census`` it also counts what
+the collector's young and middle passes walk, by type, and what holds
+them (``Census``; it slows those passes).  A diagnostic, not a benchmark::
 
     PYTHONPATH=. python scripts/put-tail-timeline.py -- \\
         python -m metastore.bench put --url {url} --duration 8 -c 64
