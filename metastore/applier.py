@@ -9,7 +9,7 @@ from typing import Sequence
 from twisted.logger import Logger
 
 from metastore import raft
-from metastore.auth.errors import AuthError, AuthOldRevision, PermissionDenied
+from metastore.auth.errors import AuthError, AuthOldRevision, PermissionDenied, UserNotFound
 from metastore.auth.messages import AUTH_COMMANDS, AuthInfo
 from metastore.errors import EntryRejected, RequestTimedOut
 from metastore.kv.commands import Command, CommandError, PublishMember, SetAlarm, UpdateMember, decode_proposal
@@ -44,7 +44,11 @@ class EntryApplier:
     entry: both in log order, so every member decides alike) is refused
     with etcd's ``AuthOldRevision`` and changes nothing; so is a revoke of
     a lease, or a put attaching a key to one, whose user may not write
-    every key attached to the lease at its entry (``PermissionDenied``)."""
+    every key attached to the lease at its entry (``PermissionDenied``).
+    An auth change (users, roles, permissions, disable) checked for a root
+    user is refused when, at its entry, that user is gone
+    (``UserNotFound``) or no longer holds the root role
+    (``PermissionDenied``): etcd's admin check at apply."""
 
     def __init__(
         self,
@@ -162,6 +166,10 @@ class EntryApplier:
             # What came before it is applied first, so its answer's revision
             # is the keyspace's at the change.
             self._flush(entry.index - 1)
+            refusal = None if auth is None else self._admin_refusal(auth)
+            if refusal is not None:
+                self._pending.resolve(request_id, refusal)  # etcd's admin check at apply
+                return None, None
             try:
                 self._membership.apply_auth(command)
             except AuthError as e:
@@ -181,6 +189,20 @@ class EntryApplier:
             self._pending.resolve(request_id, NoSpaceError())  # etcd's capped applier
             return None, None
         return request_id, command
+
+    def _admin_refusal(self, auth: AuthInfo) -> AuthError | None:
+        """Why the auth change checked for ``auth`` must be refused now
+        (etcd's ``IsAdminPermitted``): its user is gone, or no longer holds
+        the root role; None when it may be applied.  Unlike a write, an
+        auth change is not refused for an older auth revision alone."""
+        state = self._membership.auth
+        if not state.enabled:
+            return None
+        if auth.user not in state.users:
+            return UserNotFound()
+        if not state.is_root(auth.user):
+            return PermissionDenied()
+        return None
 
     def _auth_refusal(self, auth: AuthInfo, command: Command, index: int) -> AuthError | None:
         """Why the request checked for ``auth`` must be refused at ``index``:

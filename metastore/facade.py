@@ -355,9 +355,11 @@ class MemberFacade:
         range (a watch); the user, None while auth is disabled."""
         return self._auth.authorize_read(token, key, range_end)
 
-    def authorize_admin(self, token: str | None) -> None:
-        """Raise etcd's auth error unless the user of ``token`` holds the root role."""
-        self._auth.authorize_admin(token)
+    def authorize_admin(self, token: str | None) -> AuthInfo | None:
+        """Raise etcd's auth error unless the user of ``token`` holds the root
+        role; the ``AuthInfo`` to propose an auth change with (None while
+        auth is disabled)."""
+        return self._auth.authorize_admin(token)
 
     def authorize_user(self, token: str | None) -> None:
         """Raise etcd's auth error unless ``token`` names a user (while auth is enabled)."""

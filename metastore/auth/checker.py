@@ -133,11 +133,18 @@ class AuthChecker:
             self._check(user, READ, key, range_end)
         return user
 
-    def authorize_admin(self, token: str | None) -> None:
-        """``PermissionDenied`` unless the token's user holds the root role."""
+    def authorize_admin(self, token: str | None) -> AuthInfo | None:
+        """``PermissionDenied`` unless the token's user holds the root role;
+        who was checked at which auth revision (None while auth is
+        disabled): an auth change proposes it, and every member refuses the
+        change at apply if the auth state changed in between."""
         user = self.user_of(token)
-        if user is not None and not self._state().is_root(user):
+        if user is None:
+            return None
+        state = self._state()
+        if not state.is_root(user):
             raise errors.PermissionDenied()
+        return AuthInfo(user, state.revision)
 
     def authorize_user(self, token: str | None) -> None:
         """A token error unless the token names a user (any user)."""

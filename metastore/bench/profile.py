@@ -2,8 +2,8 @@
 
 ``python -m metastore.bench.profile [--api seed|v3] [--workload
 put|get|sget] [--duration 8] [--storage memory|rocksdb] [--checkout DIR]
-[--keep FILE]`` starts one MetaStore member from this checkout (or
-``DIR``), puts ``metastore-bench`` load on it (64 clients, 256 B
+[--keep FILE] [--clients 64] [--native]`` starts one MetaStore member from this checkout (or
+``DIR``), puts ``metastore-bench`` load on it (64 clients unless told, 256 B
 values, 10,000 keys; a get first writes every key), samples the member
 with ``py-spy`` (``pip install py-spy``) while the load runs, and prints
 the share of the samples spent in each layer of the request path (a
@@ -76,15 +76,17 @@ def summarize(collapsed: str, top: int = 15) -> str:
 
 
 def profile(api: str, workload: str, duration: float, storage: str, keep: str | None = None,
-            checkout: str = CHECKOUT, out=sys.stdout) -> None:
-    """Start a member from ``checkout``, load it while py-spy samples it,
-    print the summary (and copy py-spy's collapsed stacks to ``keep``)."""
+            checkout: str = CHECKOUT, out=sys.stdout, clients: int = 64, native: bool = False) -> None:
+    """Start a member from ``checkout``, load it with ``clients`` clients
+    while py-spy samples it, print the summary (and copy py-spy's collapsed
+    stacks to ``keep``).  With ``native``, py-spy also samples C frames
+    (it then pauses the member for each sample, which slows it down)."""
     workdir = tempfile.mkdtemp(prefix="metastore-profile-")
     server = start_metastore(workdir, storage=storage, checkout=checkout)
     try:
         wait_for(server.ready_url)
         bench = [sys.executable, "-m", "metastore.bench", "put" if workload == "put" else "range",
-                 "--api", api, "--endpoints", server.url, "--clients", "64", "--duration", str(duration + 2)]
+                 "--api", api, "--endpoints", server.url, "--clients", str(clients), "--duration", str(duration + 2)]
         if workload != "put":
             bench += ["--consistency", "l" if workload == "get" else "s"]
             populate = bench[:3] + ["put", "--api", api, "--endpoints", server.url, "--sequential-keys",
@@ -95,7 +97,8 @@ def profile(api: str, workload: str, duration: float, storage: str, keep: str | 
         try:
             subprocess.run(
                 [shutil.which("py-spy", path=os.path.dirname(sys.executable)) or "py-spy", "record", "--pid", str(server.process.pid), "--format", "raw", "--output", raw,
-                 "--duration", str(int(duration)), "--threads", "--idle", "--rate", "200", "--nonblocking"],
+                 "--duration", str(int(duration)), "--threads", "--idle", "--rate", "200"]
+                + (["--native"] if native else ["--nonblocking"]),
                 check=True, capture_output=True,
             )
         finally:
@@ -120,10 +123,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds sampled")
     parser.add_argument("--storage", choices=("memory", "rocksdb"), default="memory")
     parser.add_argument("--keep", help="copy py-spy's collapsed stacks to this file")
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--native", action="store_true", help="sample C frames too (pauses the member per sample)")
     parser.add_argument("--checkout", default=CHECKOUT, help="run the member from this checkout (default: this one)")
     arguments = parser.parse_args()
     profile(arguments.api, arguments.workload, arguments.duration, arguments.storage, arguments.keep,
-            os.path.abspath(arguments.checkout))
+            os.path.abspath(arguments.checkout), clients=arguments.clients, native=arguments.native)
 
 
 if __name__ == "__main__":

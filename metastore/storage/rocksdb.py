@@ -31,10 +31,16 @@ format 2 (no lease entries) gets the attachment entries of its keys.
 
 Atomicity and durability: each ``commit`` is one ``WriteBatch`` holding the
 changed keys together with the revision, the applied index and (when given)
-the membership.  RocksDB's own WAL stays on, so after any crash the database
-is at a batch boundary, but commits are not fsynced: the raft WAL is the
-durable record, and raft replays the entries after ``applied_index``.  The
+the membership.  The raft WAL is the durable record (fsynced before an
+entry is acknowledged), so the engine writes no WAL of its own: a batch
+goes to the memtable only, and reaches disk when RocksDB flushes the
+memtable (when it is full, at ``sync()`` and at ``close()``).  A memtable
+holds whole batches and flushes keep their order, so after any crash the
+database is at a batch boundary, some commits older than what was
+applied; raft replays the entries after the ``applied_index`` found.  The
 node calls ``sync()`` before it deletes raft WAL segments the engine covers.
+(A RocksDB WAL cost a ``write`` per commit and its checksums on the reactor
+thread; ``docs/performance.md``, "RocksDB puts without the engine's WAL".)
 
 Memory is bounded by the block cache, the memtables and the cache of
 newest versions (all set at ``open``): reads iterate RocksDB, never a
@@ -95,7 +101,7 @@ META_COMPACT_CURSOR = META_PREFIX + b"compact_cursor"
 META_REQUESTS = META_PREFIX + b"requests/"
 """``META_REQUESTS + index (u64) + request id`` -> b"": the recent request
 ids of ``ClusterState.requests``, one key each, so a commit writes only the
-new ones and drops the forgotten ones with one range delete."""
+new ones and drops each forgotten one with a point delete (``_write_requests``)."""
 
 _HEADER = struct.Struct(">qqqq")
 _U64 = struct.Struct(">Q")
@@ -189,12 +195,18 @@ def decode_event(sub: int, stored: bytes) -> Event:
     ``history_entry``): a flag byte, the header, a u32 key length, the key
     and the value, as ``_put_event`` writes it."""
     create_revision, mod_revision, version, lease = _HEADER.unpack_from(stored, 1)
-    start = 1 + _HEADER.size
-    (length,) = _KEY_LENGTH.unpack_from(stored, start)
-    start += _KEY_LENGTH.size
-    key = stored[start : start + length]
-    kv = KeyValue(key, stored[start + length :], create_revision, mod_revision, version, lease)
+    key = _event_key(stored)
+    kv = KeyValue(key, stored[_EVENT_KEY_AT + len(key) :], create_revision, mod_revision, version, lease)
     return Event(kv, sub, stored[:1] == _TOMBSTONE_FLAG)
+
+
+_EVENT_KEY_AT = 1 + _HEADER.size + _KEY_LENGTH.size
+
+
+def _event_key(stored: bytes) -> bytes:
+    """The key of the event stored as ``stored`` (``decode_event``'s layout)."""
+    (length,) = _KEY_LENGTH.unpack_from(stored, 1 + _HEADER.size)
+    return stored[_EVENT_KEY_AT : _EVENT_KEY_AT + length]
 
 
 def _decode_history_item(stored_key: bytes, stored: bytes) -> Event:
@@ -251,6 +263,16 @@ def encode_cluster_state(state: ClusterState) -> bytes:
         list(state.voters), list(state.learners), members, list(state.removed), [list(a) for a in state.alarms],
         grpc_urls, state.auth,
     ])  # fmt: skip
+
+
+_NO_CLUSTER_STATE = ClusterState()
+
+
+def _membership_fields(state: ClusterState) -> tuple:
+    """What ``META_CLUSTER_STATE`` stores of ``state``: every field but the
+    recent requests (kept one key each).  A tuple, not a ``replace``d copy:
+    this runs on every commit."""
+    return (state.voters, state.learners, state.members, state.removed, state.alarms, state.auth)
 
 
 def _write_requests(batch, old: Sequence[tuple[bytes, int]], new: Sequence[tuple[bytes, int]]) -> None:
@@ -319,7 +341,8 @@ def _engine_options(block_cache_bytes: int, write_buffer_bytes: int) -> rocksdic
     options.set_max_write_buffer_number(2)
     options.set_max_background_jobs(2)
     options.set_compression_type(rocksdict.DBCompressionType.lz4())
-    # A crash leaves the database at the last whole batch in the WAL.
+    # Commits write no WAL (see the module docstring); a database written
+    # by an older version may hold one, replayed up to its last whole batch.
     options.set_wal_recovery_mode(rocksdict.DBRecoveryMode.point_in_time())
     options.set_keep_log_file_num(4)
     options.set_max_open_files(1024)
@@ -332,6 +355,14 @@ def _engine_options(block_cache_bytes: int, write_buffer_bytes: int) -> rocksdic
     table.set_bloom_filter(10, False)
     options.set_block_based_table_factory(table)
     return options
+
+
+def _unlogged_writes() -> rocksdict.WriteOptions:
+    """Write options for every write of the engine: no RocksDB WAL (the
+    module docstring says why that is safe)."""
+    write_options = rocksdict.WriteOptions()
+    write_options.disable_wal = True
+    return write_options
 
 
 def _open_rdict(path: str, options: rocksdict.Options) -> rocksdict.Rdict:
@@ -499,7 +530,7 @@ class RocksDBEngine:
         self._newest = NewestVersions(newest_cache_bytes)
         self._db: rocksdict.Rdict | None = db
         self._options = options
-        self._write_options = rocksdict.WriteOptions()  # no fsync per commit; WAL on
+        self._write_options = _unlogged_writes()
         self._lifecycle_lock = threading.Lock()
         self._cursors: weakref.WeakSet[_Cursor] = weakref.WeakSet()
         self._load_metadata()
@@ -539,6 +570,7 @@ class RocksDBEngine:
     def _load_metadata(self) -> None:
         db = self._live_db()
         stored_format = db.get(META_FORMAT)
+        wrote = stored_format is None or stored_format != _U64.pack(FORMAT_VERSION)
         if stored_format is None:
             if next(iter(db.keys()), None) is not None:
                 raise EngineOpenError(self.path, "not a MetaStore database (no format marker)")
@@ -557,6 +589,8 @@ class RocksDBEngine:
             found_format = FORMAT_VERSION
         if found_format != FORMAT_VERSION:
             raise EngineOpenError(self.path, f"on-disk format {found_format}, expected {FORMAT_VERSION}")
+        if wrote:
+            db.flush(True)  # the new marker or upgrade on disk before anything depends on it
         (self._revision,) = _U64.unpack(db.get(META_REVISION))
         (self._applied_index,) = _U64.unpack(db.get(META_APPLIED_INDEX))
         stored_cluster = db.get(META_CLUSTER_STATE)
@@ -843,8 +877,8 @@ class RocksDBEngine:
         batch.put(META_REVISION, _U64.pack(revision))
         batch.put(META_APPLIED_INDEX, _U64.pack(applied_index))
         if cluster_state is not None:
-            old = self._cluster_state or ClusterState()
-            if replace(old, requests=()) != replace(cluster_state, requests=()):
+            old = self._cluster_state or _NO_CLUSTER_STATE
+            if _membership_fields(old) != _membership_fields(cluster_state):
                 batch.put(META_CLUSTER_STATE, encode_cluster_state(cluster_state))
             _write_requests(batch, old.requests, cluster_state.requests)
         if compacted_revision is not None:
@@ -879,9 +913,11 @@ class RocksDBEngine:
         processed = 0
         last = self._compact_cursor
         while events.valid() and processed < limit:
-            event = _decode_history_item(events.key(), events.value())
-            self._remove_hidden(index, batch, event, target)
-            last = event.revision
+            # Only the key, revision and kind of each event: no KeyValue.
+            stored = events.value()
+            revision = _REVISION.unpack_from(events.key(), len(HISTORY_PREFIX))
+            self._remove_hidden(index, batch, _event_key(stored), revision, stored[:1] == _TOMBSTONE_FLAG, target)
+            last = revision
             processed += 1
             events.next()
         finished = not events.valid()
@@ -896,18 +932,20 @@ class RocksDBEngine:
         return finished
 
     @staticmethod
-    def _remove_hidden(index, batch: rocksdict.WriteBatch, event: Event, target: int) -> None:
-        """Delete (in ``batch``) the versions of ``event``'s key older than
-        it, and ``event`` itself if it is a tombstone nothing follows by ``target``."""
-        prefix = INDEX_PREFIX + escape_key(event.kv.key)
-        mine = prefix + _REVISION.pack(*event.revision)
+    def _remove_hidden(index, batch: rocksdict.WriteBatch, key: bytes, revision: tuple[int, int], deleted: bool,
+                       target: int) -> None:
+        """Delete (in ``batch``) the versions of ``key`` older than the event
+        at ``revision``, and that event itself if it is a tombstone
+        (``deleted``) nothing follows by ``target``."""
+        prefix = INDEX_PREFIX + escape_key(key)
+        mine = prefix + _REVISION.pack(*revision)
         index.seek(prefix)
         while index.valid() and index.key() < mine:
             entry = index.key()
             batch.delete(entry)
             batch.delete(HISTORY_PREFIX + entry[len(prefix) :])
             index.next()
-        if not event.deleted:
+        if not deleted:
             return
         index.seek(mine)
         if index.valid():
@@ -917,14 +955,16 @@ class RocksDBEngine:
             if next_main <= target:
                 return
         batch.delete(mine)
-        batch.delete(history_entry(*event.revision))
+        batch.delete(history_entry(*revision))
 
     def sync(self) -> None:
-        """Make every commit that has returned so far durable (fsync
-        RocksDB's WAL).  Blocking; safe on a worker thread while the reactor
-        thread commits.  Raises ``EngineClosedError`` if the engine is closed."""
+        """Make every commit that has returned so far durable (flush the
+        memtables to table files, which RocksDB syncs).  Blocking, but it
+        leaves the interpreter to other threads; safe on a worker thread
+        while the reactor thread commits.  Raises ``EngineClosedError`` if
+        the engine is closed."""
         with self._lifecycle_lock:
-            self._live_db().flush_wal(True)
+            self._live_db().flush(True)
 
     def snapshot_items(self) -> SnapshotItems:
         """The retained history as of now, in revision order, read lazily
@@ -1039,7 +1079,6 @@ class RocksDBEngine:
             db.write(batch, self._write_options)
             self._write_attachments(db, self._write_options)
             db.flush(True)
-            db.flush_wal(True)
         finally:
             db.close()
         _fsync_tree(path)
@@ -1059,6 +1098,12 @@ class RocksDBEngine:
                 self._db = None
 
     def close(self) -> None:
-        """Close the database (idempotent).  Unfinished snapshot streams and
-        ranges are cut off: iterating them raises ``EngineClosedError``."""
-        self._close_database()
+        """Make every commit durable and close the database (idempotent).
+        Unfinished snapshot streams and ranges are cut off: iterating them
+        raises ``EngineClosedError``."""
+        try:
+            with self._lifecycle_lock:
+                if self._db is not None:
+                    self._db.flush(True)
+        finally:
+            self._close_database()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from twisted.internet.testing import MemoryReactorClock
 
 from metastore.api.v3.kv import KVService
-from metastore.auth.errors import AuthOldRevision, PermissionDenied
+from metastore.auth.errors import AuthOldRevision, PermissionDenied, UserNotFound
 from metastore.auth.messages import (
     AuthEnable,
     Permission,
@@ -21,7 +21,9 @@ from metastore.auth.messages import (
     RoleGrantPermission,
     RoleRevokePermission,
     UserAdd,
+    UserDelete,
     UserGrantRole,
+    UserRevokeRole,
 )
 from metastore.auth.tokens import JwtTokens
 from metastore.config import Config
@@ -124,6 +126,43 @@ class AuthAtApplyTests(NodeHarness):
             self.failureResultOf(self.settled(self.api.propose(request, auth)), PermissionDenied)
         self.assertEqual(self.node.store.lease_keys(9), [b"z"])
         self.assertIsNone(self.node.store.get(b"a1"))
+
+    def test_an_auth_change_by_a_user_demoted_since_its_check_is_denied(self) -> None:
+        """etcd's admin check at apply: ``admin`` (granted the root role) is
+        checked for a user add, then root takes the role away and that
+        applies first; the add is denied and no user is added.  Checked
+        again, ``admin`` is denied; root, checked before that change and
+        still root, may add (an older auth revision alone refuses no auth
+        change, as in etcd)."""
+        for command in (UserAdd("admin", b"", no_password=True), UserGrantRole("admin", "root")):
+            self.successResultOf(self.settled(self.api.propose(command, self.api.authorize_admin(self.root))))
+        admin = self.tokens.issue("admin", self.api.auth_state().revision)
+        checked, root_checked = self.api.authorize_admin(admin), self.api.authorize_admin(self.root)
+        self.assertEqual(checked.user, "admin")
+        demoted = self.api.propose(UserRevokeRole("admin", "root"), self.api.authorize_admin(self.root))
+        added = self.api.propose(UserAdd("evil", b"", no_password=True), checked)
+        root_added = self.api.propose(UserAdd("fine", b"", no_password=True), root_checked)
+        self.settle()
+        self.successResultOf(demoted)
+        self.failureResultOf(added, PermissionDenied)
+        self.successResultOf(root_added)
+        users = self.api.auth_state().users
+        self.assertNotIn("evil", users)
+        self.assertIn("fine", users)
+        self.assertRaises(PermissionDenied, self.api.authorize_admin, admin)
+
+    def test_an_auth_change_by_a_user_deleted_since_its_check_is_refused(self) -> None:
+        """The checked user was deleted before the change's entry: etcd's
+        ``user name not found``, and nothing changes."""
+        for command in (UserAdd("admin", b"", no_password=True), UserGrantRole("admin", "root")):
+            self.successResultOf(self.settled(self.api.propose(command, self.api.authorize_admin(self.root))))
+        checked = self.api.authorize_admin(self.tokens.issue("admin", self.api.auth_state().revision))
+        deleted = self.api.propose(UserDelete("admin"), self.api.authorize_admin(self.root))
+        added = self.api.propose(RoleAdd("evil"), checked)
+        self.settle()
+        self.successResultOf(deleted)
+        self.failureResultOf(added, UserNotFound)
+        self.assertNotIn("evil", self.api.auth_state().roles)
 
     def test_a_read_answered_after_an_auth_change_is_refused(self) -> None:
         """etcd checks the auth revision again once a range is served: a

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import msgpack
 import rocksdict
@@ -30,6 +30,7 @@ from metastore.storage.rocksdb import (
     EngineClosedError,
     EngineOpenError,
     RocksDBEngine,
+    _membership_fields,
     _write_requests,
     decode_cluster_state,
     encode_cluster_state,
@@ -113,6 +114,54 @@ class RocksDBEngineTests(SynchronousTestCase):
         self.assertEqual(
             (reopened.revision, reopened.applied_index, reopened.cluster_state), (5, 6, CLUSTER)
         )
+
+    def test_commits_write_no_rocksdb_wal(self):
+        """Commits go to the memtable only (the raft WAL is the durable
+        record): RocksDB's WAL files stay empty, and nothing is lost on a
+        clean close."""
+        engine = self.open()
+        for index in range(1, 51):
+            commit_changes(engine, {b"k%d" % index: kv(b"k%d" % index, revision=index + 1)}, index + 1, index,
+                           replace(CLUSTER, requests=((b"r%015d" % index, index),)))
+        logs = [name for name in os.listdir(self.path) if name.endswith(".log")]
+        self.assertEqual([os.path.getsize(os.path.join(self.path, name)) for name in logs], [0] * len(logs))
+        engine.close()
+        reopened = self.open()
+        self.assertEqual((reopened.applied_index, reopened.count(b"k", b"l")), (50, 50))
+        self.assertEqual(reopened.cluster_state.requests, ((b"r%015d" % 50, 50),))
+
+    def test_sigkill_loses_only_commits_after_the_last_sync(self):
+        """Without a WAL of its own, an engine killed with SIGKILL reopens at
+        its last ``sync`` (or a later memtable flush), a batch boundary: the
+        state raft's WAL replay starts from (with a WAL of its own the
+        unsynced commits would come back too, and this would fail)."""
+        script = textwrap.dedent(f"""
+            import os, signal
+            from metastore.storage.engine import Event, KeyValue
+            from metastore.storage.rocksdb import RocksDBEngine
+            engine = RocksDBEngine.open({self.path!r})
+            for index in range(1, 201):
+                engine.commit([Event(KeyValue(b"n%07d" % index, b"v", index + 1, index + 1, 1), 0)], index + 1, index)
+                if index == 120:
+                    engine.sync()
+            os.kill(os.getpid(), signal.SIGKILL)
+        """)
+        subprocess.run([sys.executable, "-c", script], env=child_env(), timeout=60)
+        engine = self.open()
+        self.assertEqual((engine.applied_index, engine.revision), (120, 121))
+        self.assertEqual(engine.count(b"n", b"o"), 120)
+        self.assertIsNone(engine.get(b"n%07d" % 121))
+
+    def test_membership_fields_are_every_field_but_the_requests(self):
+        """The per-commit membership check compares every stored field: a
+        field added to ClusterState must be added there too."""
+        names = [f.name for f in fields(ClusterState) if f.name != "requests"]
+        changed = {"voters": (9,), "learners": (9,), "members": (MemberRecord(9, "http://z:9"),),
+                   "removed": (9,), "alarms": ((9, 1),), "auth": b"x"}
+        self.assertEqual(sorted(changed), sorted(names))
+        for name, value in changed.items():
+            self.assertNotEqual(_membership_fields(CLUSTER), _membership_fields(replace(CLUSTER, **{name: value})))
+        self.assertEqual(_membership_fields(CLUSTER), _membership_fields(replace(CLUSTER, requests=((b"r", 1),))))
 
     def test_recent_requests_survive_reopen_one_key_each(self):
         """The remembered request ids are written as they come and dropped

@@ -47,8 +47,7 @@ class AuthService:
         self._hash = hash_off_thread or (lambda password: deferToThread(hash_password, password))
 
     async def _change(self, token: str | None, command) -> None:
-        self._member.authorize_admin(token)
-        await self._member.propose(command)
+        await self._member.propose(command, self._member.authorize_admin(token))
 
     async def _read(self, token: str | None):
         self._member.authorize_admin(token)
