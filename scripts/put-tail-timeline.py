@@ -14,7 +14,9 @@ its client URL) and records, on the reactor thread:
 - the reactor's lateness (a ``LoopingCall`` every ``--probe-ms``).
 
 Then prints the member-side latency percentiles and, for the slowest 1 %
-of requests, what overlapped them.  A diagnostic, not a benchmark::
+of requests, what overlapped them.  With ``--census`` it also counts what
+the collector's young and middle passes walk, by type, and what holds
+them (``Census``; it slows those passes).  A diagnostic, not a benchmark::
 
     PYTHONPATH=. python scripts/put-tail-timeline.py -- \\
         python -m metastore.bench put --url {url} --duration 8 -c 64
@@ -23,6 +25,7 @@ of requests, what overlapped them.  A diagnostic, not a benchmark::
 from __future__ import annotations
 
 import argparse
+from array import array
 import gc
 import json
 import os
@@ -50,6 +53,10 @@ class Timeline:
     def __init__(self) -> None:
         self.spans: dict[str, list[tuple[float, float, object]]] = {}
         self.requests: list[tuple[float, float]] = []
+        self.request_times = array("d")
+        """Each request's start and end, flat: floats in an array are no
+        objects for the garbage collector to walk, so recording them does
+        not change what is measured (``requests`` is made from it at the end)."""
 
     def add(self, kind: str, start: float, end: float, detail: object = None) -> None:
         """Record one interval of ``kind``."""
@@ -65,7 +72,7 @@ def instrument(timeline: Timeline) -> None:
     answered = MetaStoreChannel.hot_answered
 
     def hot_answered(self, request, answer):
-        timeline.requests.append((request.received_at, now()))
+        timeline.request_times.extend((request.received_at, now()))
         return answered(self, request, answer)
 
     MetaStoreChannel.hot_answered = hot_answered
@@ -135,15 +142,98 @@ def instrument(timeline: Timeline) -> None:
 
     Compaction.compact_wal = compact
 
-    gc_started = [0.0]
+    gc_started = [0.0, 0.0]
 
     def gc_callback(phase: str, info: dict) -> None:
         if phase == "start":
-            gc_started[0] = now()
+            gc_started[0], gc_started[1] = now(), time.thread_time()
         else:
             timeline.add(f"gc{info.get('generation')}", gc_started[0], now(), info.get("collected"))
+            timeline.add(f"gc{info.get('generation')} cpu", gc_started[0],
+                         gc_started[0] + time.thread_time() - gc_started[1])
 
     gc.callbacks.append(gc_callback)
+
+
+class Census:
+    """What the collector's passes walk: at the start of each young or
+    middle pass, the objects of the generation it collects (``gc.get_objects``),
+    counted by type; and, for one pass, what holds a sample of each of the
+    commonest types (``gc.get_referrers``).  Slows every pass down, so
+    its runs measure objects, not time."""
+
+    def __init__(self, skip_until: float) -> None:
+        self.skip_until = skip_until
+        self.passes: dict[int, list[dict[str, int]]] = {0: [], 1: []}
+        self.holders: dict[str, dict[str, int]] = {}
+        self.largest: list[str] = []
+        self.lists: dict[str, int] = {}
+
+    def __call__(self, phase: str, info: dict) -> None:
+        generation = info.get("generation")
+        if phase != "start" or generation not in (0, 1) or now() < self.skip_until:
+            return
+        objects = gc.get_objects(generation)
+        counts: dict[str, int] = {}
+        for o in objects:
+            name = type(o).__qualname__
+            if name == "tuple":
+                name = "tuple(" + ",".join(type(x).__name__ for x in o[:4]) + ")"
+            counts[name] = counts.get(name, 0) + 1
+        counts["(all)"] = len(objects)
+        counts["(referents)"] = sum(len(gc.get_referents(o)) for o in objects)
+        largest = max(objects, key=lambda o: len(o) if isinstance(o, (list, dict, set)) else 0, default=None)
+        if isinstance(largest, (list, dict, set)):
+            first = type(next(iter(largest), None)).__name__
+            held_by = sorted({type(r).__qualname__ for r in gc.get_referrers(largest) if r is not objects})
+            self.largest.append(f"gen{generation}: {type(largest).__name__}[{len(largest)}] of {first}, held by {held_by}")
+        young_lists = [o for o in objects if type(o) is list]
+        for o in young_lists[::max(1, len(young_lists) // 30)]:  # a sample: get_referrers walks everything
+            shape = f"list of {type(o[0]).__name__ if o else '-'} held by " + ",".join(
+                sorted({type(r).__qualname__ for r in gc.get_referrers(o) if r is not objects and r is not young_lists}))
+            self.lists[shape] = self.lists.get(shape, 0) + 1
+        self.passes[generation].append(counts)
+        if generation == 0 and not self.holders and len(self.passes[0]) >= 2:
+            self._sample_holders(objects, counts)
+        del objects
+
+    def _sample_holders(self, objects: list, counts: dict[str, int]) -> None:
+        commonest = [n for n, _ in sorted(counts.items(), key=lambda kv: -kv[1]) if n != "(all)"][:8]
+        for name in commonest:
+            sample = [o for o in objects if type(o).__qualname__ == name.split("(")[0]][::max(1, counts[name] // 20)][:20]
+            held: dict[str, int] = {}
+            for o in sample:
+                for r in gc.get_referrers(o):
+                    if r is objects or r is sample:
+                        continue
+                    label = type(r).__qualname__
+                    if isinstance(r, dict) and len(r) > 100:
+                        label = f"dict[{len(r)}]"
+                    elif isinstance(r, list) and len(r) > 100:
+                        label = f"list[{len(r)}]"
+                    held[label] = held.get(label, 0) + 1
+            self.holders[f"{name} (sample of {len(sample)})"] = held
+
+    def report(self, puts: int) -> dict:
+        """Mean count per pass by type, and per put (``puts`` in the census period)."""
+        out: dict = {}
+        for generation, passes in self.passes.items():
+            if not passes:
+                continue
+            totals: dict[str, int] = {}
+            for counts in passes:
+                for name, n in counts.items():
+                    totals[name] = totals.get(name, 0) + n
+            top = sorted(totals.items(), key=lambda kv: -kv[1])[:25]
+            out[f"gen{generation} passes"] = len(passes)
+            out[f"gen{generation} objects per pass, by type"] = {n: round(t / len(passes)) for n, t in top}
+            if generation == 0 and puts:
+                out["young objects walked per put"] = {n: round(t / puts, 3) for n, t in top}
+        out["largest container per pass"] = self.largest
+        out["young lists"] = dict(sorted(self.lists.items(), key=lambda kv: -kv[1])[:15])
+        out["holders of samples"] = self.holders
+        print(json.dumps(out, indent=1))
+        return out
 
 
 def _pct(values: list[float], fraction: float) -> float:
@@ -221,6 +311,9 @@ async def measure(reactor, arguments) -> None:
         tune_for_server()
     timeline = Timeline()
     instrument(timeline)
+    census = Census(now() + arguments.skip) if arguments.census else None
+    if census is not None:
+        gc.callbacks.insert(0, census)
     lateness: list[tuple[float, float]] = []
     probe_seconds = arguments.probe_ms / 1000
     last = [now()]
@@ -237,12 +330,18 @@ async def measure(reactor, arguments) -> None:
     argv = [part.replace("{url}", url) for part in arguments.command]
     try:
         output = await utils.getProcessOutput(argv[0], argv[1:], env=os.environ, errortoo=True, reactor=reactor)
+        ended = now()
+        if census is not None:
+            gc.callbacks.remove(census)
         probe_call.stop()
         print(output.decode(errors="replace").rstrip()[-3000:])
-        timeline.requests = [r for r in timeline.requests if r[0] >= began]
-        timeline.spans = {kind: [s for s in spans if s[0] >= began] for kind, spans in timeline.spans.items()}
+        times = timeline.request_times
+        timeline.requests = [(times[i], times[i + 1]) for i in range(0, len(times), 2) if times[i] >= began]
+        timeline.spans = {kind: [s for s in spans if began <= s[0] <= ended] for kind, spans in timeline.spans.items()}
         timeline.spans = {kind: spans for kind, spans in timeline.spans.items() if spans}
         report(timeline, [p for p in lateness if p[0] >= began], began)
+        if census is not None:
+            census.report(len(timeline.requests))
     finally:
         await member.stopService()  # its snapshot thread would otherwise keep the process alive
 
@@ -256,6 +355,8 @@ def main() -> None:
     parser.add_argument("--skip", type=float, default=0.0,
                         help="seconds of load not reported (give the load command the same --warmup)")
     parser.add_argument("--probe-ms", type=float, default=2.0)
+    parser.add_argument("--census", action="store_true",
+                        help="count what each young and middle pass walks, by type (slows the passes)")
     parser.add_argument("command", nargs="+")
     arguments = parser.parse_args()
     task.react(lambda reactor: defer.ensureDeferred(measure(reactor, arguments)))

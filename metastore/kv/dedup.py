@@ -37,31 +37,31 @@ class RequestWindow(Sequence):
     """An immutable sequence of ``(request_id, index)`` pairs: the window as
     it was when taken, made in O(1) time.
 
-    It shares ``RecentRequests``'s list, which is only appended to past
-    ``hi`` (or replaced by a new list), so the pairs in ``[lo, hi)`` never
-    change.  Compares equal to a tuple or list of the same pairs."""
+    It shares ``RecentRequests``'s two lists, which are only appended to
+    past ``hi`` (or replaced by new lists), so the pairs in ``[lo, hi)``
+    never change.  Compares equal to a tuple or list of the same pairs."""
 
-    __slots__ = ("_items", "_lo", "_hi")
+    __slots__ = ("_ids", "_indexes", "_lo", "_hi")
 
-    def __init__(self, items: list[tuple[bytes, int]], lo: int, hi: int) -> None:
-        self._items, self._lo, self._hi = items, lo, hi
+    def __init__(self, ids: list[bytes], indexes: list[int], lo: int, hi: int) -> None:
+        self._ids, self._indexes, self._lo, self._hi = ids, indexes, lo, hi
 
     def __len__(self) -> int:
         return self._hi - self._lo
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return tuple(self._items[self._lo:self._hi][i])
+            return tuple(self)[i]
         n = self._hi - self._lo
         if i < 0:
             i += n
         if not 0 <= i < n:
             raise IndexError("request window index out of range")
-        return self._items[self._lo + i]
+        return self._ids[self._lo + i], self._indexes[self._lo + i]
 
     def __iter__(self) -> Iterator[tuple[bytes, int]]:
-        items = self._items
-        return (items[i] for i in range(self._lo, self._hi))
+        lo, hi = self._lo, self._hi
+        return zip(self._ids[lo:hi], self._indexes[lo:hi])
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, (RequestWindow, tuple, list)):
@@ -76,14 +76,21 @@ class RequestWindow(Sequence):
 
 
 class RecentRequests:
-    """Request ids applied in the last ``span`` raft indexes."""
+    """Request ids applied in the last ``span`` raft indexes.
+
+    The ids and their indexes are kept in two lists side by side rather
+    than as pairs: a pair per applied request would be one more object the
+    garbage collector tracks for every put (``metastore.storage.memory``
+    says why that matters)."""
 
     def __init__(self, span: int = DEFAULT_SPAN, entries: Iterable[tuple[bytes, int]] = ()) -> None:
         self.span = span
-        self._order: list[tuple[bytes, int]] = []
+        self._ids_in_order: list[bytes] = []
+        self._indexes: list[int] = []
+        """``_indexes[i]`` is the raft index at which ``_ids_in_order[i]`` was applied."""
         self._first = 0
-        """Where the remembered pairs start in ``_order`` (forgotten ones
-        stay before it until the list is rebuilt, for the windows taken)."""
+        """Where the remembered ids start in the two lists (forgotten ones
+        stay before it until the lists are rebuilt, for the windows taken)."""
         self._ids: set[bytes] = set()
         self.changed = False
         """Whether anything was added or forgotten since ``entries`` was last read."""
@@ -91,9 +98,11 @@ class RecentRequests:
 
     def restore(self, entries: Iterable[tuple[bytes, int]]) -> None:
         """Replace the memory with stored ``(request_id, index)`` pairs, in index order."""
-        self._order = [(bytes(r), int(i)) for r, i in entries]
+        pairs = [(bytes(r), int(i)) for r, i in entries]
+        self._ids_in_order = [r for r, _ in pairs]
+        self._indexes = [i for _, i in pairs]
         self._first = 0
-        self._ids = {r for r, _ in self._order}
+        self._ids = set(self._ids_in_order)
         self.changed = False
 
     def judge(self, request_id: bytes, proposed_at: int | None, index: int) -> Verdict:
@@ -108,27 +117,28 @@ class RecentRequests:
 
     def add(self, request_id: bytes, index: int) -> None:
         """Remember that ``request_id`` was applied at ``index``."""
-        self._order.append((request_id, index))
+        self._ids_in_order.append(request_id)
+        self._indexes.append(index)
         self._ids.add(request_id)
         self.changed = True
 
     def forget_before(self, index: int) -> None:
         """Forget what lies ``span`` or more indexes behind ``index``."""
-        order, first, limit = self._order, self._first, index - self.span
-        while first < len(order) and order[first][1] <= limit:
-            self._ids.discard(order[first][0])
+        ids, indexes, first, limit = self._ids_in_order, self._indexes, self._first, index - self.span
+        while first < len(indexes) and indexes[first] <= limit:
+            self._ids.discard(ids[first])
             first += 1
         if first != self._first:
             self.changed = True
-            if first > 1024 and first * 2 > len(order):
-                # A new list: windows already taken keep the old one intact.
-                self._order, first = order[first:], 0
+            if first > 1024 and first * 2 > len(indexes):
+                # New lists: windows already taken keep the old ones intact.
+                self._ids_in_order, self._indexes, first = ids[first:], indexes[first:], 0
             self._first = first
 
     def entries(self) -> RequestWindow:
         """What to store: ``(request_id, index)`` pairs in index order (a
         window that later changes here do not alter)."""
-        return RequestWindow(self._order, self._first, len(self._order))
+        return RequestWindow(self._ids_in_order, self._indexes, self._first, len(self._indexes))
 
     def __len__(self) -> int:
-        return len(self._order) - self._first
+        return len(self._indexes) - self._first

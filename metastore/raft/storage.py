@@ -17,7 +17,7 @@ from metastore.raft.errors import (
     SnapshotOutOfDateError,
     UnavailableError,
 )
-from metastore.raft.types import ConfState, Entry, HardState, Snapshot, SnapshotMetadata
+from metastore.raft.types import ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata
 
 ENTRY_OVERHEAD = 16
 """Bytes counted for an entry besides its data when sizing a batch."""
@@ -75,16 +75,32 @@ class Storage(Protocol):
 class MemoryStorage:
     """A ``Storage`` held in memory, also usable as the driver's raft view.
 
-    Invariant: ``_entries[0]`` is a placeholder carrying the snapshot's index
-    and term, so ``term(first_index() - 1)`` always answers.
+    The log is kept as three lists side by side (each entry's term, type
+    and data), not as ``Entry`` objects: ``entries`` makes the ``Entry``
+    objects it returns.  A stored ``Entry`` would be an object the
+    garbage collector tracks, one per proposal, alive until the log is
+    compacted after a snapshot (up to ``--snapshot-count`` of them): every
+    collector pass, young or old, would walk them while the driver's
+    thread waits.  Ints, bytes and lists of them add nothing to walk.
+
+    Invariant: position 0 of the lists is a placeholder carrying the
+    snapshot's index (``_offset``) and term, so ``term(first_index() - 1)``
+    always answers; position ``p`` holds the entry at index ``_offset + p``.
     """
 
-    __slots__ = ("hard_state", "_snapshot", "_entries")
+    __slots__ = ("hard_state", "_snapshot", "_offset", "_terms", "_types", "_data")
 
     def __init__(self) -> None:
         self.hard_state = HardState()
         self._snapshot = Snapshot()
-        self._entries: list[Entry] = [Entry(term=0, index=0)]
+        self._reset(0, 0)
+
+    def _reset(self, index: int, term: int) -> None:
+        """Hold only the placeholder for ``index`` and ``term``."""
+        self._offset = index
+        self._terms: list[int] = [term]
+        self._types: list[EntryType] = [EntryType.EntryNormal]
+        self._data: list[bytes] = [b""]
 
     def initial_state(self) -> tuple[HardState, ConfState]:
         """Return the hard state and the snapshot's membership."""
@@ -95,30 +111,39 @@ class MemoryStorage:
         self.hard_state = hard_state
 
     def entries(self, lo: int, hi: int, max_size: int | None = None) -> list[Entry]:
-        """Return entries ``[lo, hi)`` limited to ``max_size`` bytes."""
-        offset = self._entries[0].index
+        """Return entries ``[lo, hi)`` limited to ``max_size`` bytes (as
+        ``limit_size`` limits them)."""
+        offset, terms, types, data = self._offset, self._terms, self._types, self._data
         if lo <= offset:
             raise CompactedError(f"index {lo} is compacted (first is {offset + 1})")
-        if hi > offset + len(self._entries):
+        if hi > offset + len(terms):
             raise UnavailableError(f"entries up to {hi - 1} are not stored")
-        return limit_size(self._entries[lo - offset : hi - offset], max_size)
+        start, end = lo - offset, hi - offset
+        if max_size is not None and end - start > 1:
+            total = 0
+            for position in range(start, end):
+                total += len(data[position]) + ENTRY_OVERHEAD
+                if total > max_size and position > start:
+                    end = position
+                    break
+        return [Entry(terms[p], offset + p, types[p], data[p]) for p in range(start, end)]
 
     def term(self, index: int) -> int:
         """Return the term of the entry at ``index``."""
-        offset = self._entries[0].index
+        offset = self._offset
         if index < offset:
             raise CompactedError(f"index {index} is compacted")
-        if index - offset >= len(self._entries):
+        if index - offset >= len(self._terms):
             raise UnavailableError(f"index {index} is not stored")
-        return self._entries[index - offset].term
+        return self._terms[index - offset]
 
     def first_index(self) -> int:
         """Return the first readable index."""
-        return self._entries[0].index + 1
+        return self._offset + 1
 
     def last_index(self) -> int:
         """Return the last stored index."""
-        return self._entries[0].index + len(self._entries) - 1
+        return self._offset + len(self._terms) - 1
 
     def snapshot(self) -> Snapshot:
         """Return the latest snapshot."""
@@ -135,7 +160,7 @@ class MemoryStorage:
         if index < current or (index == current and index != 0):
             raise SnapshotOutOfDateError(f"snapshot {index} is not newer than {current}")
         self._snapshot = snapshot
-        self._entries = [Entry(term=snapshot.metadata.term, index=index)]
+        self._reset(index, snapshot.metadata.term)
 
     def create_snapshot(
         self, index: int, conf_state: ConfState, data: bytes
@@ -155,14 +180,15 @@ class MemoryStorage:
 
     def compact(self, compact_index: int) -> None:
         """Discard entries before ``compact_index`` (it becomes the placeholder)."""
-        offset = self._entries[0].index
+        offset = self._offset
         if compact_index <= offset:
             raise CompactedError(f"index {compact_index} is already compacted")
         if compact_index > self.last_index():
             raise ValueError(f"compact index {compact_index} is beyond the last index")
-        kept = self._entries[compact_index - offset :]
-        kept[0] = Entry(term=kept[0].term, index=kept[0].index)
-        self._entries = kept
+        dropped = compact_index - offset
+        del self._terms[:dropped], self._types[:dropped], self._data[:dropped]
+        self._types[0], self._data[0] = EntryType.EntryNormal, b""
+        self._offset = compact_index
 
     def append(self, entries: Sequence[Entry]) -> None:
         """Append entries, overwriting any stored entries they conflict with.
@@ -172,18 +198,20 @@ class MemoryStorage:
         """
         if not entries:
             return
-        first = self._entries[0].index + 1
+        first = self._offset + 1
         last_new = entries[-1].index
         if last_new < first:
             return
         if entries[0].index < first:
             entries = entries[first - entries[0].index :]
-        start = entries[0].index - self._entries[0].index
-        if start == len(self._entries):
-            self._entries.extend(entries)
-        elif start < len(self._entries):
-            del self._entries[start:]
-            self._entries.extend(entries)
+        start = entries[0].index - self._offset
+        terms, types, data = self._terms, self._types, self._data
+        if start <= len(terms):
+            del terms[start:], types[start:], data[start:]
+            for entry in entries:
+                terms.append(entry.term)
+                types.append(entry.type)
+                data.append(entry.data)
         else:
             raise ValueError(
                 f"missing log entry: last index {self.last_index()}, appending at {entries[0].index}"

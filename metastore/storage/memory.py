@@ -2,17 +2,27 @@
 
 Three structures, changed only on the reactor thread:
 
-- ``_history``: dict of ``(main, sub)`` -> ``Event``, every retained
-  version, with ``_order``, the revisions in ascending order.  Commits only
-  ever add revisions above every other, so ``_order`` is appended to and
-  stays sorted (bisect finds a revision); compaction deletes from the dict
-  only, and ``_order`` drops the deleted revisions once they are half of it;
+- ``_history``: dict of revision -> version, every retained version, with
+  ``_order``, the revisions in ascending order.  Commits only ever add
+  revisions above every other, so ``_order`` is appended to and stays
+  sorted (bisect finds a revision); compaction deletes from the dict only,
+  and ``_order`` drops the deleted revisions once they are half of it;
 - ``_index``: ``SortedDict`` of key -> ascending list of its retained
   revisions (tombstones included), the key index;
 - ``_live``: ``SortedDict`` of key -> its newest ``KeyValue``, for keys not
   deleted: reads of the newest state never touch the history;
 - ``_leases``: lease id -> ``Lease``, and ``_lease_keys``: lease id -> the
   set of live keys attached to it.
+
+What a put leaves here is kept to one object the garbage collector tracks,
+its ``KeyValue``: every tracked object a put leaves alive is walked by the
+collector's next young pass (and, until it dies, by the older passes), and
+at thousands of puts a second those passes are the longest stalls of the
+reactor thread.  So a revision ``(main, sub)`` is kept as one ``int``
+(``_packed``), which the collector does not track, and the history holds a
+put's ``KeyValue`` itself; only a tombstone is kept as its ``Event``.
+``Event`` objects are made again when the history is read (a watch
+replaying, a snapshot), which is rare next to puts.
 
 Durability comes from the WAL, not from this engine: on start the node
 rebuilds it from a snapshot and the log.
@@ -30,6 +40,21 @@ from metastore.storage.engine import MAX_SUB, ClusterState, Event, KeyValue, Lea
 
 INITIAL_REVISION = 1
 """An empty store's revision, as in etcd: the first write gets revision 2."""
+
+
+_SUB_BITS = 64
+"""A packed revision is ``main << _SUB_BITS | sub``; ``MAX_SUB`` < 2**64."""
+_SUB_MASK = (1 << _SUB_BITS) - 1
+
+
+def _packed(main: int, sub: int) -> int:
+    """Revision ``(main, sub)`` as one int, in the same order as the pairs."""
+    return main << _SUB_BITS | sub
+
+
+def _event(at: int, stored: KeyValue | Event) -> Event:
+    """The history's event at packed revision ``at`` from what ``_history`` keeps there."""
+    return stored if type(stored) is Event else Event(stored, at & _SUB_MASK)
 
 
 def _key_bounds(key: bytes, range_end: bytes | None) -> tuple[bytes, bytes | None]:
@@ -55,10 +80,10 @@ class SnapshotView:
     def __iter__(self) -> Iterator[Event]:
         source = self._source
         try:
-            for revision in self._revisions:
-                event = source.get(revision)
-                if event is not None:  # else removed before the view was taken
-                    yield event
+            for at in self._revisions:
+                stored = source.get(at)
+                if stored is not None:  # else removed before the view was taken
+                    yield _event(at, stored)
         finally:
             self._engine._end_view(self)
 
@@ -73,15 +98,16 @@ class MemoryEngine:
     """Rebuilt from snapshot + WAL on start (see ``Engine``)."""
 
     def __init__(self) -> None:
-        self._history: dict[tuple[int, int], Event] = {}
-        self._order: list[tuple[int, int]] = []
+        self._history: dict[int, KeyValue | Event] = {}
+        """Packed revision -> a put's ``KeyValue`` or a tombstone's ``Event``."""
+        self._order: list[int] = []
         self._index: SortedDict = SortedDict()
         self._live: SortedDict = SortedDict()
         self._revision = INITIAL_REVISION
         self._applied_index = 0
         self._compacted = 0
         self._physically_compacted = 0
-        self._compact_cursor: tuple[int, int] = (0, MAX_SUB)
+        self._compact_cursor = _packed(0, MAX_SUB)
         self._stale = 0
         self._cluster_state: ClusterState | None = None
         self._view: SnapshotView | None = None
@@ -144,11 +170,11 @@ class MemoryEngine:
         revisions = self._index.get(key)
         if not revisions:
             return None
-        position = bisect.bisect_right(revisions, (revision, MAX_SUB))
+        position = bisect.bisect_right(revisions, _packed(revision, MAX_SUB))
         if position == 0:
             return None
-        event = self._history[revisions[position - 1]]
-        return None if event.deleted else event.kv
+        stored = self._history[revisions[position - 1]]
+        return None if type(stored) is Event else stored
 
     def _is_current(self, revision: int) -> bool:
         return revision <= 0 or revision >= self._revision
@@ -193,18 +219,19 @@ class MemoryEngine:
     def history(self, start: tuple[int, int] = (0, 0)) -> Iterator[Event]:
         """Retained events from ``start`` on, in revision order."""
         order, history = self._order, self._history
-        position = bisect.bisect_left(order, start)
-        revision = None  # the last one read
+        first = _packed(*start)
+        position = bisect.bisect_left(order, first)
+        at = None  # the last one read
         while position < len(self._order):
             if self._order is not order:  # rebuilt by compaction: find our place again
                 order = self._order
-                position = bisect.bisect_left(order, start) if revision is None else bisect.bisect_right(order, revision)
+                position = bisect.bisect_left(order, first) if at is None else bisect.bisect_right(order, at)
                 continue
-            revision = order[position]
+            at = order[position]
             position += 1
-            event = history.get(revision)
-            if event is not None:
-                yield event
+            stored = history.get(at)
+            if stored is not None:
+                yield _event(at, stored)
 
     def commit(
         self,
@@ -220,8 +247,8 @@ class MemoryEngine:
         history, order, index, live = self._history, self._order, self._index, self._live
         for event in events:
             kv = event.kv
-            at = (kv.mod_revision, event.sub)
-            history[at] = event
+            at = kv.mod_revision << _SUB_BITS | event.sub
+            history[at] = event if event.deleted else kv
             order.append(at)
             revisions = index.get(kv.key)
             if revisions is None:
@@ -254,21 +281,22 @@ class MemoryEngine:
             return False
         history, index, order = self._history, self._index, self._order
         start = bisect.bisect_right(order, self._compact_cursor)
-        end = bisect.bisect_right(order, (target, MAX_SUB))
+        end = bisect.bisect_right(order, _packed(target, MAX_SUB))
         batch = list(islice((at for at in islice(order, start, end) if at in history), limit))
         removed = 0
         for at in batch:
-            event = history.get(at)
-            if event is None:
+            stored = history.get(at)
+            if stored is None:
                 continue
-            key = event.kv.key
+            deleted = type(stored) is Event
+            key = stored.kv.key if deleted else stored.key
             revisions = index[key]
             older = bisect.bisect_left(revisions, at)
             for hidden in revisions[:older]:
                 del history[hidden]
             removed += older
             del revisions[:older]
-            if event.deleted and (len(revisions) == 1 or revisions[1][0] > target):
+            if deleted and (len(revisions) == 1 or revisions[1] >> _SUB_BITS > target):
                 del history[at]
                 del revisions[0]
                 removed += 1
@@ -277,7 +305,7 @@ class MemoryEngine:
         self._forget_removed(removed)
         if len(batch) < limit:
             self._physically_compacted = target
-            self._compact_cursor = (target, MAX_SUB)
+            self._compact_cursor = _packed(target, MAX_SUB)
             return True
         self._compact_cursor = batch[-1]
         return False
@@ -299,7 +327,7 @@ class MemoryEngine:
         time copies only the list of revisions; while it is open a second
         request copies the events themselves."""
         if self._view is not None:
-            return [self._history[at] for at in self._order if at in self._history]
+            return [_event(at, self._history[at]) for at in self._order if at in self._history]
         self._view = SnapshotView(self)
         return self._view
 
@@ -318,11 +346,11 @@ class MemoryEngine:
         leases: Iterable[Lease] = (),
     ) -> None:
         """Replace everything with ``items`` and ``leases`` (see ``Engine``)."""
-        history: dict[tuple[int, int], Event] = {}
+        history: dict[int, KeyValue | Event] = {}
         index: SortedDict = SortedDict()
         for event in items:
-            at = event.revision
-            history[at] = event
+            at = _packed(event.kv.mod_revision, event.sub)
+            history[at] = event if event.deleted else event.kv
             revisions = index.get(event.kv.key)
             if revisions is None:
                 index[event.kv.key] = [at]
@@ -334,10 +362,10 @@ class MemoryEngine:
         lease_keys: dict[int, set[bytes]] = {}
         for key, revisions in index.items():
             newest = history[revisions[-1]]
-            if not newest.deleted:
-                live[key] = newest.kv
-                if newest.kv.lease:
-                    lease_keys.setdefault(newest.kv.lease, set()).add(key)
+            if type(newest) is not Event:
+                live[key] = newest
+                if newest.lease:
+                    lease_keys.setdefault(newest.lease, set()).add(key)
         self._leases = {lease.id: lease for lease in leases}
         self._lease_keys = lease_keys
         self._history, self._index, self._live = history, index, live
@@ -348,7 +376,7 @@ class MemoryEngine:
         self._cluster_state = cluster_state
         self._compacted = compacted_revision
         self._physically_compacted = min(physically_compacted_revision, compacted_revision)
-        self._compact_cursor = (self._physically_compacted, MAX_SUB)
+        self._compact_cursor = _packed(self._physically_compacted, MAX_SUB)
 
     def __len__(self) -> int:
         return len(self._live)

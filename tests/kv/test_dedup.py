@@ -3,6 +3,7 @@
 from twisted.trial.unittest import SynchronousTestCase
 
 from metastore.kv.dedup import RecentRequests, Verdict
+from tests.tracked import tracked_objects_left_by
 
 
 class RecentRequestsTests(SynchronousTestCase):
@@ -58,3 +59,16 @@ class RecentRequestsTests(SynchronousTestCase):
         self.assertEqual((taken[0], taken[-1], len(taken)), (expected[0], expected[-1], 100))
         self.assertEqual(tuple(recent.entries()), tuple((b"%d" % i, i) for i in range(4900, 5000)))
         self.assertEqual(len(recent), 100)
+
+    def test_remembering_a_request_leaves_no_tracked_object(self) -> None:
+        """Ids and indexes are kept without a pair object per request, so
+        remembering 1,000 requests gives the collector nothing new to walk."""
+        recent = RecentRequests(span=10_000)
+        ids = [b"request-%d" % i for i in range(1_000)]
+
+        def remember():
+            for index, request_id in enumerate(ids, 1):
+                recent.add(request_id, index)
+
+        self.assertLess(tracked_objects_left_by(remember), 10)
+        self.assertEqual((len(recent), recent.entries()[999]), (1_000, (b"request-999", 1_000)))

@@ -11,6 +11,7 @@ from metastore.kv.commands import CompactionRequest, Compare, CompareResult, Com
 from metastore.kv.store import KeyValueStore
 from metastore.storage.engine import ClusterState, Event, KeyValue, MemberRecord
 from metastore.storage.memory import MemoryEngine
+from tests.tracked import tracked_objects_left_by
 
 
 class KeyValueStoreBehaviour:
@@ -146,6 +147,43 @@ class MemoryEngineKeyValueStoreTests(KeyValueStoreBehaviour, SynchronousTestCase
 
     def make_engine(self):
         return MemoryEngine()
+
+
+class MemoryEngineTrackedObjectsTests(SynchronousTestCase):
+    """What a put leaves in the memory engine for the garbage collector."""
+
+    def test_a_retained_put_leaves_one_tracked_object(self):
+        """1,000 puts over 10 keys, every version retained, leave about one
+        tracked object each (its ``KeyValue``): no ``Event`` and no
+        revision tuple is kept per version."""
+        engine = MemoryEngine()
+        store = KeyValueStore(engine)
+        store.apply(1, [Put(b"k%d" % i, b"v") for i in range(10)])
+
+        def puts():
+            for index in range(2, 102):
+                store.apply(index, [Put(b"k%d" % i, b"x" * 300) for i in range(10)])
+
+        self.assertLessEqual(tracked_objects_left_by(puts), 1_050)
+        self.assertEqual(len(list(engine.history())), 1_010)
+
+    def test_tombstones_and_puts_read_back_as_events(self):
+        """The history gives puts and tombstones back as ``Event`` objects
+        with their revisions, before and after a restore from it."""
+        engine = MemoryEngine()
+        store = KeyValueStore(engine)
+        store.apply(1, [Txn(success=(Put(b"a", b"1"), Put(b"b", b"2")))])
+        store.apply(2, [DeleteRange(b"a")])
+        expected = [
+            Event(KeyValue(b"a", b"1", 2, 2, 1, 0), 0),
+            Event(KeyValue(b"b", b"2", 2, 2, 1, 0), 1),
+            Event(KeyValue(b"a", b"", 0, 3, 0, 0), 0, True),
+        ]
+        self.assertEqual(list(engine.history()), expected)
+        copy = MemoryEngine()
+        copy.restore(engine.snapshot_items(), 3, 2, ClusterState())
+        self.assertEqual((list(copy.history((2, 1))), copy.get(b"a"), copy.get(b"a", 2)),
+                         (expected[1:], None, expected[0].kv))
 
 
 class MemorySnapshotViewTests(SynchronousTestCase):
